@@ -1,0 +1,19 @@
+"""nndsl — a declarative language for neural networks, and its compiler.
+
+    import nndsl
+    c = nndsl.compile("specs/vision/resnet18.nn", params={"classes": 10})
+    m = c.to_torch()
+    y = m(**c.example_inputs(batch=2))
+"""
+
+from nndsl.api import Compiled, compile
+from nndsl.errors import (ArgumentError, DefinitionError, InputError, LimitError, LoweringError,
+                          NndslError, ParseError, PassError, ShapeError, SourceFileError,
+                          SpecAssertionError, UnknownNameError, VerifyError, WeightsError)
+
+__version__ = "0.1.0"
+
+__all__ = ["compile", "Compiled", "NndslError", "ParseError", "SourceFileError",
+           "UnknownNameError", "ArgumentError", "ShapeError", "SpecAssertionError",
+           "DefinitionError", "LimitError", "VerifyError", "PassError", "LoweringError",
+           "WeightsError", "InputError", "__version__"]

@@ -1,0 +1,197 @@
+"""The Python API: ``nndsl.compile(...)`` and the :class:`Compiled` model it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nndsl.elab import Elaborator, load_program
+from nndsl.errors import ArgumentError, DefinitionError
+from nndsl.ir.graph import Graph
+from nndsl.ir.ops import flops as op_flops
+from nndsl.ir.printer import print_graph
+from nndsl.ir.symbols import bind_symbols, symbols
+from nndsl.ir.types import SymDim, TensorType, evaluate_dim
+from nndsl.passes import run_pipeline
+from nndsl.syntax import read_source
+
+
+def _looks_like_path(source: str) -> bool:
+    return "\n" not in source and "{" not in source and (
+        source.endswith(".nn") or Path(source).exists())
+
+
+def compile(source: str | Path, *, model: str | None = None, params: dict | None = None,
+            opt: str = "O1", disable: tuple = ()) -> "Compiled":
+    """Compile a ``.nn`` spec (a path or the source text) to a :class:`Compiled` model.
+
+    ``model`` picks one model of a file that defines several; ``params`` overrides the model's
+    parameters; ``opt`` is the optimization level (``O0``, ``O1``, ``O2``).
+    """
+    if isinstance(source, Path) or _looks_like_path(str(source)):
+        file = str(source)
+        text = read_source(file)
+    else:
+        file, text = "<string>", str(source)
+    program = load_program(text, file)
+    models = program.models
+    if not models:
+        raise DefinitionError(f"{file} defines no model", code="E0510",
+                              hint="add `model NAME() { ... }`; blocks alone cannot be compiled")
+    if model is None:
+        if len(models) > 1:
+            raise DefinitionError(f"{file} defines several models: {', '.join(models)}",
+                                  code="E0511", hint="pick one with model=NAME (CLI: --model)")
+        model = models[0]
+    elif model not in models:
+        raise DefinitionError(f"{file} has no model `{model}`", code="E0512",
+                              hint="its models: " + ", ".join(models))
+    graph = Elaborator(program).elaborate(model, params)
+    graph = run_pipeline(graph, opt, disable)
+    return Compiled(graph, file, opt)
+
+
+@dataclass
+class LayerRow:
+    scope: str
+    name: str
+    op: str
+    shape: str
+    params: int
+    flops: int
+
+
+class Compiled:
+    """A compiled model: the typed graph and everything derived from it."""
+
+    def __init__(self, graph: Graph, file: str, opt: str):
+        self.graph = graph
+        self.file = file
+        self.opt = opt
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.graph.inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return [n for n, _ in self.graph.outputs]
+
+    @property
+    def input_types(self) -> dict[str, TensorType]:
+        return {n: self.graph.node(n).type for n in self.graph.inputs}
+
+    @property
+    def output_types(self) -> dict[str, TensorType]:
+        return {n: self.graph.type_of(v) for n, v in self.graph.outputs}
+
+    # ---- counting ----
+    def param_count(self) -> int:
+        """Unique trainable parameters (tied weights once, buffers excluded)."""
+        return sum(_numel(n.type) for n in self.graph.params() if n.attr["trainable"])
+
+    def buffer_count(self) -> int:
+        return sum(_numel(n.type) for n in self.graph.params() if not n.attr["trainable"])
+
+    def layers(self, batch: int = 1, **dims) -> list[LayerRow]:
+        env = bind_symbols(self.graph, batch, **dims)
+        g = self.graph
+        counted: set[str] = set()
+        rows = []
+        for node in g:
+            if node.op in ("input", "param", "scalar"):
+                continue
+            own = 0
+            for v in node.inputs:
+                if v is None:
+                    continue
+                p = g.node(v.node)
+                if p.op == "param" and p.attr["trainable"] and p.name not in counted:
+                    counted.add(p.name)
+                    own += _numel(p.type)
+            in_types = [g.type_of(v) if v is not None else None for v in node.inputs]
+            from nndsl.ir.ops import SIGNATURES
+            f = op_flops(node.op, in_types, node.types, {**SIGNATURES[node.op].attrs, **node.attr})
+            shape = ", ".join(str(t) for t in node.types)
+            rows.append(LayerRow(node.scope, node.name, node.op, shape, own,
+                                 int(evaluate_dim(f, env))))
+        return rows
+
+    def flops(self, batch: int = 1, **dims) -> int:
+        return sum(r.flops for r in self.layers(batch, **dims))
+
+    # ---- views ----
+    def ir(self) -> str:
+        return print_graph(self.graph)
+
+    def summary(self, batch: int = 1, **dims) -> str:
+        from nndsl.report import summary_table
+        return summary_table(self, batch, **dims)
+
+    def to_json(self) -> dict[str, Any]:
+        def t(tt: TensorType) -> dict:
+            return {"dtype": tt.dtype, "shape": [d if isinstance(d, int) else str(d)
+                                                 for d in tt.shape]}
+        rows = self.layers()
+        return {
+            "model": self.name,
+            "file": self.file,
+            "opt": self.opt,
+            "params": self.param_count(),
+            "buffers": self.buffer_count(),
+            "flops": sum(r.flops for r in rows),
+            "symbols": symbols(self.graph),
+            "inputs": [{"name": n, **t(tt)} for n, tt in self.input_types.items()],
+            "outputs": [{"name": n, **t(tt)} for n, tt in self.output_types.items()],
+            "nodes": [{"name": r.name, "scope": r.scope, "op": r.op, "types": [
+                t(x) for x in self.graph.node(r.name).types], "params": r.params,
+                "flops": r.flops} for r in rows],
+            "parameters": [{"name": n.name, "shape": list(n.type.shape), "dtype": n.type.dtype,
+                            "trainable": n.attr["trainable"]} for n in self.graph.params()],
+        }
+
+    # ---- backends ----
+    def to_torch(self, weights=None, seed: int = 0):
+        """A ``torch.nn.Module``; ``weights`` is a state dict or a ``.safetensors`` path."""
+        from nndsl.backends.torch import GraphModule
+        m = GraphModule(self.graph, seed=seed)
+        if weights is not None:
+            m.load_weights(weights)
+        return m
+
+    def example_inputs(self, batch: int = 2, seed: int = 0, **dims) -> dict:
+        """Random valid inputs by name: floats ~ N(0, 1), integer ids within their valid range."""
+        import torch
+
+        from nndsl.backends.torch.lowering import DTYPES
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch <= 0:
+            raise ArgumentError(f"batch must be a positive int, got {batch!r}", code="E0223")
+        env = bind_symbols(self.graph, batch, **dims)
+        gen = torch.Generator().manual_seed(seed)
+        out = {}
+        ranges = self.graph.meta.get("input_ranges", {})
+        for name, tt in self.input_types.items():
+            shape = [evaluate_dim(d, env) for d in tt.shape]
+            dtype = DTYPES[tt.dtype]
+            if tt.dtype == "bool":
+                out[name] = torch.rand(shape, generator=gen) < 0.5
+            elif dtype.is_floating_point:
+                out[name] = torch.randn(shape, generator=gen).to(dtype)
+            else:
+                low, high = ranges.get(name, (0, 10))
+                out[name] = torch.randint(low, high, shape, generator=gen, dtype=dtype)
+        return out
+
+
+def _numel(t: TensorType) -> int:
+    n = 1
+    for d in t.shape:
+        if isinstance(d, SymDim):
+            raise ArgumentError("a parameter with a symbolic shape", code="E0226")
+        n *= d
+    return n

@@ -1,0 +1,201 @@
+"""Torch lowering table: one function per IR op, ``fn(rt, attrs, inputs) -> tensor(s)``.
+
+``rt`` is the running module: ``rt.training``, ``rt.dim(d)`` (a symbolic dim evaluated against
+this call's input shapes) and ``rt.device``. Every op of ``nndsl.ir.ops.SIGNATURES`` is here
+(the op-table test checks it), except the graph's sources ``input`` and ``param``, which the
+module binds itself.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
+          "f64": torch.float64, "i64": torch.int64, "i32": torch.int32, "i8": torch.int8,
+          "u8": torch.uint8, "bool": torch.bool}
+
+
+def _u(fn):
+    return lambda rt, a, ins: fn(ins[0])
+
+
+def _b(fn):
+    return lambda rt, a, ins: fn(ins[0], ins[1])
+
+
+def _maximum(rt, a, ins):
+    x, y = ins
+    if not isinstance(y, torch.Tensor):
+        return torch.clamp(x, min=y)
+    if not isinstance(x, torch.Tensor):
+        return torch.clamp(y, min=x)
+    return torch.maximum(x, y)
+
+
+def _minimum(rt, a, ins):
+    x, y = ins
+    if not isinstance(y, torch.Tensor):
+        return torch.clamp(x, max=y)
+    if not isinstance(x, torch.Tensor):
+        return torch.clamp(y, max=x)
+    return torch.minimum(x, y)
+
+
+def _logical(fn):
+    def low(rt, a, ins):
+        x, y = (v if isinstance(v, torch.Tensor) else torch.tensor(v) for v in ins)
+        return fn(x, y)
+    return low
+
+
+def _full(rt, a, ins):
+    shape = [rt.dim(d) for d in a["shape"]]
+    return torch.full(shape, a["value"], dtype=DTYPES[a["dtype"]], device=rt.device)
+
+
+def _arange(rt, a, ins):
+    return torch.arange(rt.dim(a["n"]), dtype=DTYPES[a["dtype"]], device=rt.device)
+
+
+def _conv(fn):
+    def low(rt, a, ins):
+        x, w, b = ins
+        pad = a["padding"]
+        return fn(x, w, b, a["stride"], pad if pad == "same" else list(pad), a["dilation"],
+                  a["groups"])
+    return low
+
+
+def _conv_t(rt, a, ins):
+    x, w, b = ins
+    return F.conv_transpose2d(x, w, b, a["stride"], a["padding"], a["output_padding"],
+                              a["groups"], a["dilation"])
+
+
+def _max_pool(fn):
+    return lambda rt, a, ins: fn(ins[0], a["kernel"], a["stride"], a["padding"], a["dilation"],
+                                 ceil_mode=a["ceil_mode"])
+
+
+def _avg_pool(fn):
+    return lambda rt, a, ins: fn(ins[0], a["kernel"], a["stride"], a["padding"],
+                                 ceil_mode=a["ceil_mode"],
+                                 count_include_pad=a["count_include_pad"])
+
+
+def _batch_norm(rt, a, ins):
+    x, w, b, rm, rv, nbt = ins
+    if rt.training:
+        nbt.add_(1)
+    return F.batch_norm(x, rm, rv, w, b, rt.training, a["momentum"], a["eps"])
+
+
+def _rnn(fn, has_c: bool):
+    def low(rt, a, ins):
+        x = ins[0]
+        h0 = ins[1]
+        c0 = ins[2] if has_c else None
+        weights = list(ins[3 if has_c else 2:])
+        dirs = 2 if a["bidirectional"] else 1
+        n = x.shape[0] if a["batch_first"] else x.shape[1]
+        if h0 is None:
+            h0 = torch.zeros(a["layers"] * dirs, n, a["hidden"], dtype=x.dtype, device=x.device)
+        if has_c:
+            if c0 is None:
+                c0 = torch.zeros_like(h0)
+            out, h, c = fn(x, (h0, c0), weights, a["bias"], a["layers"], a["dropout"],
+                           rt.training, a["bidirectional"], a["batch_first"])
+            return out, h, c
+        out, h = fn(x, h0, weights, a["bias"], a["layers"], a["dropout"], rt.training,
+                    a["bidirectional"], a["batch_first"])
+        return out, h
+    return low
+
+
+def _rnn_plain(rt, a, ins):
+    fn = torch.rnn_tanh if a["nonlinearity"] == "tanh" else torch.rnn_relu
+    return _rnn(fn, False)(rt, a, ins)
+
+
+def _slice(rt, a, ins):
+    x = ins[0]
+    idx = [slice(None)] * x.dim()
+    for ax, st, en, sp in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+        idx[ax] = slice(None if st is None else rt.dim(st), None if en is None else rt.dim(en), sp)
+    return x[tuple(idx)]
+
+
+def _reduce(fn):
+    def low(rt, a, ins):
+        x = ins[0]
+        dims = a["dims"]
+        if dims is None:
+            dims = tuple(range(x.dim()))
+        return fn(x, dim=tuple(dims), keepdim=a["keepdim"])
+    return low
+
+
+def _prod(x, dim, keepdim):
+    for d in sorted((d % x.dim() for d in dim), reverse=True):
+        x = torch.prod(x, dim=d, keepdim=keepdim)
+    return x
+
+
+TORCH_LOWERINGS = {
+    "scalar": lambda rt, a, ins: a["value"],
+    "full": _full,
+    "arange": _arange,
+    "relu": _u(torch.relu), "sigmoid": _u(torch.sigmoid), "tanh": _u(torch.tanh),
+    "silu": _u(F.silu), "selu": _u(F.selu), "exp": _u(torch.exp), "log": _u(torch.log),
+    "sqrt": _u(torch.sqrt), "rsqrt": _u(torch.rsqrt), "abs": _u(torch.abs),
+    "neg": _u(torch.neg), "erf": _u(torch.erf), "sin": _u(torch.sin), "cos": _u(torch.cos),
+    "logical_not": _u(torch.logical_not),
+    "leaky_relu": lambda rt, a, ins: F.leaky_relu(ins[0], a["slope"]),
+    "gelu": lambda rt, a, ins: F.gelu(ins[0], approximate=a["approximate"]),
+    "elu": lambda rt, a, ins: F.elu(ins[0], a["alpha"]),
+    "softplus": lambda rt, a, ins: F.softplus(ins[0], a["beta"], a["threshold"]),
+    "dropout": lambda rt, a, ins: F.dropout(ins[0], a["p"], rt.training),
+    "cast": lambda rt, a, ins: ins[0].to(DTYPES[a["dtype"]]),
+    "add": _b(operator.add), "sub": _b(operator.sub), "mul": _b(operator.mul),
+    "div": _b(operator.truediv), "pow": _b(operator.pow), "floor_div": _b(operator.floordiv),
+    "mod": _b(operator.mod), "maximum": _maximum, "minimum": _minimum,
+    "eq": _b(operator.eq), "ne": _b(operator.ne), "lt": _b(operator.lt), "le": _b(operator.le),
+    "gt": _b(operator.gt), "ge": _b(operator.ge),
+    "logical_and": _logical(torch.logical_and), "logical_or": _logical(torch.logical_or),
+    "where": lambda rt, a, ins: torch.where(*ins),
+    "masked_fill": lambda rt, a, ins: ins[0].masked_fill(ins[1], a["value"]),
+    "tril": lambda rt, a, ins: torch.tril(ins[0], a["k"]),
+    "triu": lambda rt, a, ins: torch.triu(ins[0], a["k"]),
+    "matmul": _b(torch.matmul),
+    "linear": lambda rt, a, ins: F.linear(*ins),
+    "conv1d": _conv(F.conv1d), "conv2d": _conv(F.conv2d), "conv3d": _conv(F.conv3d),
+    "conv_transpose2d": _conv_t,
+    "max_pool1d": _max_pool(F.max_pool1d), "max_pool2d": _max_pool(F.max_pool2d),
+    "avg_pool1d": _avg_pool(F.avg_pool1d), "avg_pool2d": _avg_pool(F.avg_pool2d),
+    "adaptive_avg_pool1d": lambda rt, a, ins: F.adaptive_avg_pool1d(ins[0], a["output_size"]),
+    "adaptive_avg_pool2d": lambda rt, a, ins: F.adaptive_avg_pool2d(ins[0], a["output_size"]),
+    "batch_norm": _batch_norm,
+    "layer_norm": lambda rt, a, ins: F.layer_norm(ins[0], a["normalized_shape"], ins[1], ins[2],
+                                                  a["eps"]),
+    "group_norm": lambda rt, a, ins: F.group_norm(ins[0], a["groups"], ins[1], ins[2], a["eps"]),
+    "embedding": lambda rt, a, ins: F.embedding(ins[0], ins[1], a["padding_idx"]),
+    "lstm": _rnn(torch.lstm, True), "gru": _rnn(torch.gru, False), "rnn": _rnn_plain,
+    "flatten": lambda rt, a, ins: torch.flatten(ins[0], a["start"], a["end"]),
+    "reshape": lambda rt, a, ins: ins[0].reshape([rt.dim(d) for d in a["shape"]]),
+    "transpose": lambda rt, a, ins: ins[0].transpose(a["dim0"], a["dim1"]),
+    "permute": lambda rt, a, ins: ins[0].permute(a["dims"]),
+    "squeeze": lambda rt, a, ins: ins[0].squeeze(a["dims"]) if a["dims"] is not None
+    else ins[0].squeeze(),
+    "unsqueeze": lambda rt, a, ins: ins[0].unsqueeze(a["dim"]),
+    "expand": lambda rt, a, ins: ins[0].expand([rt.dim(d) for d in a["shape"]]),
+    "concat": lambda rt, a, ins: torch.cat(ins, a["dim"]),
+    "split": lambda rt, a, ins: torch.split(ins[0], [rt.dim(d) for d in a["sizes"]], a["dim"]),
+    "slice": _slice,
+    "sum": _reduce(torch.sum), "mean": _reduce(torch.mean), "max": _reduce(torch.amax),
+    "min": _reduce(torch.amin), "prod": _reduce(_prod),
+    "softmax": lambda rt, a, ins: F.softmax(ins[0], a["dim"]),
+    "log_softmax": lambda rt, a, ins: F.log_softmax(ins[0], a["dim"]),
+}

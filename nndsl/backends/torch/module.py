@@ -1,0 +1,216 @@
+"""The IR as a trainable ``torch.nn.Module``.
+
+Parameters and buffers are registered under the spec's scope paths (``stages.0.conv2d_0.weight``)
+in a tree of plain sub-modules, so ``state_dict()`` keys are the spec's names and ``.to()``,
+``.train()``/``.eval()``, autograd, ``torch.compile`` and DDP behave as for any module. The
+forward pass walks a precomputed plan of the graph's nodes in order, calling the lowering of each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from nndsl.backends.torch.init import initial_value
+from nndsl.backends.torch.lowering import DTYPES, TORCH_LOWERINGS
+from nndsl.errors import InputError, LoweringError, WeightsError
+from nndsl.ir.graph import Graph
+from nndsl.ir.ops import SIGNATURES
+from nndsl.ir.types import SymDim
+
+
+class _Runtime:
+    """What a lowering sees of one forward call: mode, device, symbolic dim values."""
+
+    __slots__ = ("training", "env", "device")
+
+    def __init__(self, training: bool, env: dict, device):
+        self.training, self.env, self.device = training, env, device
+
+    def dim(self, d):
+        return d if isinstance(d, int) else d.evaluate(self.env)
+
+
+class _Scope(nn.Module):
+    """A container for the parameters of one scope; it has no forward of its own."""
+
+
+class GraphModule(nn.Module):
+    """A compiled nndsl model. Call it with inputs by name or position, in declared order."""
+
+    def __init__(self, graph: Graph, seed: int = 0):
+        super().__init__()
+        self.graph_name = graph.name
+        self.input_names = list(graph.inputs)
+        self.output_names = [n for n, _ in graph.outputs]
+        self._input_types = [graph.node(n).type for n in graph.inputs]
+        self._init_params(graph, seed)
+        self._plan = self._make_plan(graph)
+        self._outputs = [(v.node, v.index if len(graph.node(v.node).types) > 1 else None)
+                         for _, v in graph.outputs]
+        self._symbols = self._symbol_sites()
+
+    # ---- construction ----
+    def _init_params(self, graph: Graph, seed: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self._param_sites = {}
+        for node in graph.params():
+            a = node.attr
+            *path, leaf = a["name"].split(".")
+            owner = self
+            for part in path:
+                child = owner._modules.get(part)
+                if child is None:
+                    if hasattr(owner, part):
+                        raise LoweringError(f"the scope name `{part}` is reserved in PyTorch",
+                                            span=node.span, code="E0902",
+                                            hint="rename the layer")
+                    child = _Scope()
+                    owner.add_module(part, child)
+                owner = child
+            if hasattr(owner, leaf) and leaf not in owner._parameters and \
+                    leaf not in owner._buffers:
+                raise LoweringError(f"the name `{leaf}` is reserved in PyTorch", span=node.span,
+                                    code="E0902", hint="rename the parameter")
+            value = initial_value(a["init"], node.type.shape, DTYPES[a["dtype"]], gen)
+            if a["trainable"]:
+                owner.register_parameter(leaf, nn.Parameter(value))
+            else:
+                owner.register_buffer(leaf, value)
+            self._param_sites[node.name] = (owner, leaf)
+
+    def _make_plan(self, graph: Graph) -> list:
+        multi = {n.name for n in graph if len(n.types) > 1}
+        plan = []
+        for node in graph:
+            if node.op in ("input", "param"):
+                continue
+            low = TORCH_LOWERINGS.get(node.op)
+            if low is None:
+                raise LoweringError(f"op `{node.op}` has no torch lowering", span=node.span,
+                                    code="E0903")
+            reads = tuple((v.node, v.index if v.node in multi else None) if v is not None
+                          else None for v in node.inputs)
+            plan.append((node.name, low, {**SIGNATURES[node.op].attrs, **node.attr}, reads))
+        return plan
+
+    def _symbol_sites(self) -> list:
+        sites = []
+        for i, t in enumerate(self._input_types):
+            for ax, d in enumerate(t.shape):
+                if isinstance(d, SymDim) and len(d.symbols()) == 1 and str(d) in d.symbols():
+                    sites.append((str(d), i, ax))
+        return sites
+
+    # ---- running ----
+    def forward(self, *args, **kwargs):
+        xs = self._bind_inputs(args, kwargs)
+        env = {}
+        for sym, i, ax in self._symbols:
+            size = xs[i].shape[ax]
+            if sym in env and not torch.compiler.is_compiling() and env[sym] != size:
+                raise InputError(f"dim `{sym}` is {env[sym]} in one input and {size} in "
+                                 f"`{self.input_names[i]}`", code="E1102")
+            env[sym] = size
+        rt = _Runtime(self.training, env, xs[0].device if xs else None)
+        vals = {}
+        for name, x in zip(self.input_names, xs):
+            vals[name] = x
+        for name, (owner, leaf) in self._param_sites.items():
+            vals[name] = getattr(owner, leaf)
+        for name, low, attrs, reads in self._plan:
+            ins = [None if r is None else (vals[r[0]] if r[1] is None else vals[r[0]][r[1]])
+                   for r in reads]
+            vals[name] = low(rt, attrs, ins)
+        outs = [vals[n] if i is None else vals[n][i] for n, i in self._outputs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _bind_inputs(self, args, kwargs) -> list:
+        names = self.input_names
+        if len(args) > len(names):
+            raise InputError(f"{self.graph_name} takes {len(names)} inputs "
+                             f"({', '.join(names)}), got {len(args)}", code="E1101")
+        bound = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise InputError(f"{self.graph_name} has no input `{k}`; its inputs are "
+                                 f"{', '.join(names)}", code="E1101")
+            if k in bound:
+                raise InputError(f"input `{k}` given twice", code="E1101")
+            bound[k] = v
+        missing = [n for n in names if n not in bound]
+        if missing:
+            raise InputError(f"missing input{'s' if len(missing) > 1 else ''} "
+                             f"{', '.join(missing)}", code="E1101")
+        xs = [bound[n] for n in names]
+        if not torch.compiler.is_compiling():
+            for n, x, t in zip(names, xs, self._input_types):
+                self._check_input(n, x, t)
+        return xs
+
+    @staticmethod
+    def _check_input(name, x, t) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"input `{name}` must be a tensor of type {t}, got "
+                             f"{type(x).__name__}", code="E1103")
+        want = DTYPES[t.dtype]
+        if x.dtype != want and not (x.is_floating_point() and want.is_floating_point):
+            raise InputError(f"input `{name}` must be {t}, got dtype {x.dtype}", code="E1103")
+        if x.dim() != t.rank:
+            raise InputError(f"input `{name}` must be {t} (rank {t.rank}), got shape "
+                             f"{list(x.shape)}", code="E1104")
+        for ax, d in enumerate(t.shape):
+            if isinstance(d, int) and x.shape[ax] != d:
+                raise InputError(f"input `{name}` must be {t}, got shape {list(x.shape)} "
+                                 f"(dim {ax} is {x.shape[ax]}, not {d})", code="E1104")
+
+    # ---- weights ----
+    def load_weights(self, weights) -> None:
+        """Strictly load a state dict or a ``.safetensors`` file in the spec's names."""
+        sd = read_weights(weights)
+        own = self.state_dict()
+        missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in sd if k not in own]
+        wrong = [f"{k}: expected {list(own[k].shape)}, got {list(sd[k].shape)}"
+                 for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
+            parts = []
+            if missing:
+                parts.append("missing: " + ", ".join(missing))
+            if unexpected:
+                parts.append("unexpected: " + ", ".join(unexpected))
+            if wrong:
+                parts.append("wrong shape: " + "; ".join(wrong))
+            raise WeightsError("the weights do not match the spec\n  " + "\n  ".join(parts),
+                               code="E1001", hint="weights are keyed by the spec's parameter "
+                                                  "names; see `nndsl inspect --params`")
+        with torch.no_grad():
+            for k, v in own.items():
+                if k in sd:
+                    v.copy_(sd[k].to(v.dtype))
+
+
+def read_weights(weights) -> Mapping[str, torch.Tensor]:
+    if isinstance(weights, Mapping):
+        bad = [k for k, v in weights.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise WeightsError(f"weights must map names to tensors; {bad[0]} is "
+                               f"{type(weights[bad[0]]).__name__}", code="E1002")
+        return weights
+    path = Path(weights)
+    if not path.exists():
+        raise WeightsError(f"weights file not found: {path}", code="E1003")
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"{path}: weights must be a .safetensors file", code="E1004",
+                           hint="nndsl never unpickles weights; convert with "
+                                "safetensors.torch.save_file")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path} is not a readable safetensors file: {e}",
+                           code="E1005") from None

@@ -1,0 +1,411 @@
+"""The built-in functions and layers of the language, each a :class:`Surface`.
+
+A surface call binds its arguments (tensors first), then ``build`` emits IR ops through the
+elaboration context. Layers create their parameters with PyTorch's shapes, names and default
+initialisation (``nn.Linear``: weight ``[out, in]``, both uniform in ±1/√in, and so on).
+"""
+
+from __future__ import annotations
+
+import math
+
+from nndsl.elab.values import REQUIRED, ParamSpec, Surface, TensorVal
+from nndsl.ir.ops.signatures import UNARY
+from nndsl.ir.types import INT_DTYPES, SymDim
+
+P = ParamSpec
+R = REQUIRED
+X = P("x", "tensor", R)
+
+
+def _one(op: str, **fixed):
+    def build(ctx, a):
+        attrs = {k: v for k, v in a.items() if k != "x"}
+        attrs.update(fixed)
+        return ctx.emit(op, [a["x"]], attrs)[0]
+    return build
+
+
+def _unary_numeric(name: str):
+    table = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs,
+             "sin": math.sin, "cos": math.cos, "tanh": math.tanh, "erf": math.erf,
+             "rsqrt": lambda v: 1 / math.sqrt(v), "neg": lambda v: -v,
+             "relu": lambda v: max(v, 0), "sigmoid": lambda v: 1 / (1 + math.exp(-v))}
+    return table.get(name)
+
+
+# ---- layers with weights ----
+
+def _static_features(ctx, x: TensorVal, axis: int, what: str) -> int:
+    n = x.type.shape[axis]
+    if not isinstance(n, int):
+        ctx.error(f"{what} must be known at compile time, but dim {axis} of the input {x.type} "
+                  f"is symbolic ({n})", code="E0314",
+                  hint="declare that dim as a number in the input type")
+    return n
+
+
+def _uniform(fan_in: int):
+    return ("uniform", 1.0 / math.sqrt(fan_in)) if fan_in > 0 else ("zeros",)
+
+
+def _linear(ctx, a):
+    x = a["x"]
+    if x.type.rank < 1:
+        ctx.error(f"linear needs an input of rank >= 1, got {x.type}", code="E0306")
+    fin = _static_features(ctx, x, -1, "linear's in_features")
+    out = a["out"]
+    w = a["weight"] if a["weight"] is not None else ctx.param("weight", (out, fin), _uniform(fin))
+    if a["weight"] is not None and w.type.shape != (out, fin):
+        ctx.error(f"linear(weight=...) must be [{out}, {fin}], got {w.type}", code="E0306")
+    b = ctx.param("bias", (out,), _uniform(fin)) if a["bias"] else None
+    return ctx.emit("linear", [x, w, b], {})[0]
+
+
+def _conv(nd: int):
+    def build(ctx, a):
+        x = a["x"]
+        if x.type.rank != nd + 2:
+            ctx.error(f"conv{nd}d expects a rank-{nd + 2} input [N, C, ...], got {x.type}",
+                      code="E0308")
+        cin = _static_features(ctx, x, 1, f"conv{nd}d's input channels")
+        g, out = a["groups"], a["out"]
+        if cin % g or out % g:
+            ctx.error(f"conv{nd}d groups={g} must divide both input channels {cin} and output "
+                      f"channels {out}", code="E0308")
+        k = _tuple(a["kernel"], nd)
+        if a["padding"] == "same" and any(s != 1 for s in _tuple(a["stride"], nd)):
+            ctx.error("padding=\"same\" needs stride 1", code="E0308")
+        fan_in = cin // g * math.prod(k)
+        w = ctx.param("weight", (out, cin // g) + k, _uniform(fan_in))
+        b = ctx.param("bias", (out,), _uniform(fan_in)) if a["bias"] else None
+        attrs = {"stride": _tuple(a["stride"], nd), "padding": a["padding"] if a["padding"] ==
+                 "same" else _tuple(a["padding"], nd), "dilation": _tuple(a["dilation"], nd),
+                 "groups": g}
+        return ctx.emit(f"conv{nd}d", [x, w, b], attrs)[0]
+    return build
+
+
+def _conv_transpose2d(ctx, a):
+    x = a["x"]
+    if x.type.rank != 4:
+        ctx.error(f"conv_transpose2d expects [N, C, H, W], got {x.type}", code="E0308")
+    cin = _static_features(ctx, x, 1, "conv_transpose2d's input channels")
+    g, out = a["groups"], a["out"]
+    if cin % g or out % g:
+        ctx.error(f"conv_transpose2d groups={g} must divide {cin} and {out}", code="E0308")
+    k = _tuple(a["kernel"], 2)
+    fan_in = out // g * math.prod(k)
+    w = ctx.param("weight", (cin, out // g) + k, _uniform(fan_in))
+    b = ctx.param("bias", (out,), _uniform(fan_in)) if a["bias"] else None
+    attrs = {n: _tuple(a[n], 2) for n in ("stride", "padding", "output_padding", "dilation")}
+    attrs["groups"] = g
+    return ctx.emit("conv_transpose2d", [x, w, b], attrs)[0]
+
+
+def _batch_norm(ctx, a):
+    x = a["x"]
+    if x.type.rank < 2:
+        ctx.error(f"batch_norm expects [N, C, ...], got {x.type}", code="E0309")
+    c = _static_features(ctx, x, 1, "batch_norm's channels")
+    w = ctx.param("weight", (c,), ("ones",)) if a["affine"] else None
+    b = ctx.param("bias", (c,), ("zeros",)) if a["affine"] else None
+    rm = ctx.param("running_mean", (c,), ("zeros",), trainable=False)
+    rv = ctx.param("running_var", (c,), ("ones",), trainable=False)
+    nbt = ctx.param("num_batches_tracked", (), ("zeros",), dtype="i64", trainable=False)
+    return ctx.emit("batch_norm", [x, w, b, rm, rv, nbt],
+                    {"eps": a["eps"], "momentum": a["momentum"]})[0]
+
+
+def _layer_norm(ctx, a):
+    x = a["x"]
+    shape = a["shape"]
+    if shape is None:
+        shape = (_static_features(ctx, x, -1, "layer_norm's size"),)
+    shape = _tuple(shape, 1)
+    w = ctx.param("weight", shape, ("ones",)) if a["affine"] else None
+    b = ctx.param("bias", shape, ("zeros",)) if a["affine"] and a["bias"] else None
+    return ctx.emit("layer_norm", [x, w, b], {"normalized_shape": shape, "eps": a["eps"]})[0]
+
+
+def _group_norm(ctx, a):
+    x = a["x"]
+    c = _static_features(ctx, x, 1, "group_norm's channels")
+    if c % a["groups"]:
+        ctx.error(f"group_norm: {c} channels do not split into {a['groups']} groups",
+                  code="E0309")
+    w = ctx.param("weight", (c,), ("ones",)) if a["affine"] else None
+    b = ctx.param("bias", (c,), ("zeros",)) if a["affine"] else None
+    return ctx.emit("group_norm", [x, w, b], {"groups": a["groups"], "eps": a["eps"]})[0]
+
+
+def _embedding(ctx, a):
+    x = a["x"]
+    if x.type.dtype not in INT_DTYPES:
+        ctx.error(f"embedding indices must be integers, got {x.type}", code="E0304",
+                  hint="declare the input as i64[...]")
+    n, d, pad = a["num"], a["dim"], a["padding_idx"]
+    init = ("normal", 0.0, 1.0) if pad is None else ("normal_pad", 0.0, 1.0, pad % n)
+    w = ctx.param("weight", (n, d), init)
+    ctx.index_range(x, n)
+    return ctx.emit("embedding", [x, w], {"padding_idx": None if pad is None else pad % n})[0]
+
+
+def _recurrent(kind: str, gates: int):
+    def build(ctx, a):
+        x = a["x"]
+        if x.type.rank != 3:
+            ctx.error(f"{kind} expects [N, T, features] input (batch first), got {x.type}",
+                      code="E0310")
+        feat = _static_features(ctx, x, 2, f"{kind}'s input features")
+        h, layers = a["hidden"], a["layers"]
+        dirs = 2 if a["bidirectional"] else 1
+        init = _uniform(h)
+        weights = []
+        for layer in range(layers):
+            fin = feat if layer == 0 else dirs * h
+            for d in range(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                weights.append(ctx.param(f"weight_ih{sfx}", (gates * h, fin), init))
+                weights.append(ctx.param(f"weight_hh{sfx}", (gates * h, h), init))
+                if a["bias"]:
+                    weights.append(ctx.param(f"bias_ih{sfx}", (gates * h,), init))
+                    weights.append(ctx.param(f"bias_hh{sfx}", (gates * h,), init))
+        attrs = {"hidden": h, "layers": layers, "bidirectional": a["bidirectional"],
+                 "batch_first": True, "dropout": a["dropout"], "bias": a["bias"]}
+        if kind == "rnn":
+            attrs["nonlinearity"] = a["nonlinearity"]
+        state = [a.get("h0")] + ([a.get("c0")] if kind == "lstm" else [])
+        outs = ctx.emit(kind, [x] + state + weights, attrs)
+        return tuple(outs) if a["state"] else outs[0]
+    return build
+
+
+# ---- functions ----
+
+def _global_avg_pool(ctx, a):
+    x = a["x"]
+    nd = x.type.rank - 2
+    if nd not in (1, 2):
+        ctx.error(f"global_avg_pool expects [N, C, L] or [N, C, H, W], got {x.type}", code="E0308")
+    y = ctx.emit(f"adaptive_avg_pool{nd}d", [x], {"output_size": (1,) * nd})[0]
+    return ctx.emit("flatten", [y], {"start": 1, "end": -1})[0]
+
+
+def _pool(op: str, nd: int):
+    def build(ctx, a):
+        attrs = {"kernel": _tuple(a["kernel"], nd),
+                 "stride": _tuple(a["stride"] if a["stride"] is not None else a["kernel"], nd),
+                 "padding": _tuple(a["padding"], nd), "ceil_mode": a["ceil_mode"]}
+        if op.startswith("max"):
+            attrs["dilation"] = _tuple(a["dilation"], nd)
+        else:
+            attrs["count_include_pad"] = a["count_include_pad"]
+        return ctx.emit(op, [a["x"]], attrs)[0]
+    return build
+
+
+def _adaptive(nd: int):
+    def build(ctx, a):
+        return ctx.emit(f"adaptive_avg_pool{nd}d", [a["x"]],
+                        {"output_size": _tuple(a["size"], nd)})[0]
+    return build
+
+
+def _reduce(op: str):
+    def build(ctx, a):
+        dims = a["dim"]
+        dims = None if dims is None else _tuple(dims, 1)
+        return ctx.emit(op, [a["x"]], {"dims": dims, "keepdim": a["keepdim"]})[0]
+    return build
+
+
+def _split(ctx, a):
+    x = a["x"]
+    dim = a["dim"]
+    size = x.type.shape[dim % x.type.rank] if -x.type.rank <= dim < x.type.rank else None
+    if size is None:
+        ctx.error(f"split dim {dim} is out of range for {x.type}", code="E0302")
+    parts = a["parts"]
+    if isinstance(parts, int):
+        if isinstance(size, SymDim) and not size.divisible_by(parts) or \
+                isinstance(size, int) and size % parts:
+            ctx.error(f"cannot split dim {dim} of size {size} into {parts} equal parts",
+                      code="E0312", hint="pass a list of sizes instead")
+        parts = (size // parts,) * parts
+    return tuple(ctx.emit("split", [x], {"dim": dim, "sizes": tuple(parts)}))
+
+
+def _full(fixed_value=None):
+    def build(ctx, a):
+        value = fixed_value if fixed_value is not None else a["value"]
+        return ctx.emit("full", [], {"shape": _tuple(a["shape"], 1), "value": float(value),
+                                     "dtype": (a["dtype"].name if a["dtype"] else "f32")})[0]
+    return build
+
+
+def _arange(ctx, a):
+    return ctx.emit("arange", [], {"n": a["n"], "dtype": a["dtype"].name if a["dtype"] else "i64"})[0]
+
+
+def _binary(op: str):
+    def build(ctx, a):
+        return ctx.binary(op, a["a"], a["b"])
+    return build
+
+
+def _where(ctx, a):
+    c, x, y = ctx.operands([a["cond"], a["a"], a["b"]])
+    return ctx.emit("where", [c, x, y], {})[0]
+
+
+def _masked_fill(ctx, a):
+    return ctx.emit("masked_fill", [a["x"], a["mask"]], {"value": float(a["value"])})[0]
+
+
+def _transpose(ctx, a):
+    return ctx.emit("transpose", [a["x"]], {"dim0": a["dim0"], "dim1": a["dim1"]})[0]
+
+
+def _concat(ctx, a):
+    return ctx.emit("concat", list(a["xs"]), {"dim": a["dim"]})[0]
+
+
+def _reshape(ctx, a):
+    return ctx.emit("reshape", [a["x"]], {"shape": _tuple(a["shape"], 1)})[0]
+
+
+def _reshape_like(op):
+    def build(ctx, a):
+        return ctx.emit(op, [a["x"]], {"shape": _tuple(a["shape"], 1)})[0]
+    return build
+
+
+def _squeeze(ctx, a):
+    d = a["dim"]
+    return ctx.emit("squeeze", [a["x"]], {"dims": None if d is None else _tuple(d, 1)})[0]
+
+
+def _cast(ctx, a):
+    return ctx.emit("cast", [a["x"]], {"dtype": a["dtype"].name})[0]
+
+
+def _identity(ctx, a):
+    return a["x"]
+
+
+def _tuple(v, n: int) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+
+
+def _py_reduce(fn):
+    def numeric(*vals):
+        if len(vals) == 1 and isinstance(vals[0], (tuple, list)):
+            return fn(vals[0])
+        return fn(vals)
+    return numeric
+
+
+BIAS = P("bias", "bool", True)
+LAYERS = {
+    "linear": Surface("linear", (X, P("out", "pos_int", R), BIAS, P("weight", "tensor", None)),
+                      _linear, weights=True, doc="y = x Wᵀ + b; in_features from the input"),
+    **{f"conv{d}d": Surface(f"conv{d}d", (X, P("out", "pos_int", R), P("kernel", "ints", R),
+                                          P("stride", "ints", 1), P("padding", "padding", 0),
+                                          P("dilation", "ints", 1), P("groups", "pos_int", 1),
+                                          BIAS), _conv(d), weights=True,
+                            doc=f"{d}-d convolution; in_channels from the input")
+       for d in (1, 2, 3)},
+    "conv_transpose2d": Surface("conv_transpose2d", (
+        X, P("out", "pos_int", R), P("kernel", "ints", R), P("stride", "ints", 1),
+        P("padding", "ints", 0), P("output_padding", "ints", 0), P("dilation", "ints", 1),
+        P("groups", "pos_int", 1), BIAS), _conv_transpose2d, weights=True,
+        doc="2-d transposed convolution"),
+    "batch_norm": Surface("batch_norm", (X, P("eps", "float", 1e-5), P("momentum", "float", 0.1),
+                                         P("affine", "bool", True)), _batch_norm, weights=True,
+                          doc="batch normalization over channel dim 1 (1d/2d/3d)"),
+    "layer_norm": Surface("layer_norm", (X, P("shape", "ints_or_none", None),
+                                         P("eps", "float", 1e-5), P("affine", "bool", True),
+                                         BIAS), _layer_norm, weights=True,
+                          doc="layer normalization over the last dim(s)"),
+    "group_norm": Surface("group_norm", (X, P("groups", "pos_int", R), P("eps", "float", 1e-5),
+                                         P("affine", "bool", True)), _group_norm, weights=True,
+                          doc="group normalization"),
+    "embedding": Surface("embedding", (X, P("num", "pos_int", R), P("dim", "pos_int", R),
+                                       P("padding_idx", "opt_int", None)), _embedding,
+                         weights=True, doc="lookup table of num rows of size dim"),
+    **{k: Surface(k, (X, P("hidden", "pos_int", R), P("layers", "pos_int", 1),
+                      P("bidirectional", "bool", False), P("dropout", "float", 0.0), BIAS,
+                      P("state", "bool", False), P("h0", "tensor", None))
+                  + ((P("c0", "tensor", None),) if k == "lstm" else ())
+                  + ((P("nonlinearity", "str", "tanh"),) if k == "rnn" else ()),
+                  _recurrent(k, g), weights=True,
+                  doc=f"{k.upper()} over [N, T, F]; returns the output sequence, or "
+                      f"(out, h_n{', c_n' if k == 'lstm' else ''}) with state=true")
+       for k, g in (("lstm", 4), ("gru", 3), ("rnn", 1))},
+}
+
+A, B = P("a", "operand", R), P("b", "operand", R)
+FUNCTIONS = {
+    **{op: Surface(op, (X,), _one(op), numeric=_unary_numeric(op), doc=UNARY[op])
+       for op in UNARY if op not in ("neg", "logical_not")},
+    "swish": Surface("swish", (X,), _one("silu"), doc="x * sigmoid(x) (= silu)"),
+    "leaky_relu": Surface("leaky_relu", (X, P("slope", "float", 0.01)), _one("leaky_relu")),
+    "gelu": Surface("gelu", (X, P("approximate", "str", "none")), _one("gelu")),
+    "elu": Surface("elu", (X, P("alpha", "float", 1.0)), _one("elu")),
+    "softplus": Surface("softplus", (X, P("beta", "float", 1.0), P("threshold", "float", 20.0)),
+                        _one("softplus")),
+    "softmax": Surface("softmax", (X, P("dim", "int", -1)), _one("softmax")),
+    "log_softmax": Surface("log_softmax", (X, P("dim", "int", -1)), _one("log_softmax")),
+    "dropout": Surface("dropout", (X, P("p", "prob", 0.5)), _one("dropout")),
+    "identity": Surface("identity", (X,), _identity),
+    "flatten": Surface("flatten", (X, P("start", "int", 1), P("end", "int", -1)), _one("flatten")),
+    "reshape": Surface("reshape", (X, P("shape", "dims", R)), _reshape),
+    "transpose": Surface("transpose", (X, P("dim0", "int", -2), P("dim1", "int", -1)), _transpose),
+    "permute": Surface("permute", (X, P("dims", "int_tuple", R)), _one("permute")),
+    "squeeze": Surface("squeeze", (X, P("dim", "ints_or_none", None)), _squeeze),
+    "unsqueeze": Surface("unsqueeze", (X, P("dim", "int", R)), _one("unsqueeze")),
+    "concat": Surface("concat", (P("xs", "tensors", R), P("dim", "int", 0)), _concat),
+    "split": Surface("split", (X, P("parts", "dims_or_int", R), P("dim", "int", -1)), _split),
+    **{op: Surface(op, (X, P("dim", "ints_or_none", None), P("keepdim", "bool", False)),
+                   _reduce(op), numeric=_py_reduce(fn))
+       for op, fn in (("sum", sum), ("mean", None), ("max", max), ("min", min),
+                      ("prod", math.prod))},
+    "matmul": Surface("matmul", (P("a", "tensor", R), P("b", "tensor", R)), _binary("matmul")),
+    "maximum": Surface("maximum", (A, B), _binary("maximum")),
+    "minimum": Surface("minimum", (A, B), _binary("minimum")),
+    "where": Surface("where", (P("cond", "tensor", R), A, B), _where),
+    "masked_fill": Surface("masked_fill", (X, P("mask", "tensor", R), P("value", "float", R)),
+                           _masked_fill),
+    "tril": Surface("tril", (X, P("k", "int", 0)), _one("tril")),
+    "triu": Surface("triu", (X, P("k", "int", 0)), _one("triu")),
+    "ones": Surface("ones", (P("shape", "dims", R), P("dtype", "dtype", None)), _full(1.0)),
+    "zeros": Surface("zeros", (P("shape", "dims", R), P("dtype", "dtype", None)), _full(0.0)),
+    "full": Surface("full", (P("shape", "dims", R), P("value", "float", R),
+                             P("dtype", "dtype", None)), _full()),
+    "arange": Surface("arange", (P("n", "dim", R), P("dtype", "dtype", None)), _arange),
+    "cast": Surface("cast", (X, P("dtype", "dtype", R)), _cast),
+    **{f"max_pool{d}d": Surface(f"max_pool{d}d", (X, P("kernel", "ints", R),
+                                                  P("stride", "ints_or_none", None),
+                                                  P("padding", "ints", 0), P("dilation", "ints", 1),
+                                                  P("ceil_mode", "bool", False)),
+                                _pool(f"max_pool{d}d", d)) for d in (1, 2)},
+    **{f"avg_pool{d}d": Surface(f"avg_pool{d}d", (X, P("kernel", "ints", R),
+                                                  P("stride", "ints_or_none", None),
+                                                  P("padding", "ints", 0),
+                                                  P("ceil_mode", "bool", False),
+                                                  P("count_include_pad", "bool", True)),
+                                _pool(f"avg_pool{d}d", d)) for d in (1, 2)},
+    **{f"adaptive_avg_pool{d}d": Surface(f"adaptive_avg_pool{d}d", (X, P("size", "ints", R)),
+                                         _adaptive(d)) for d in (1, 2)},
+    "global_avg_pool": Surface("global_avg_pool", (X,), _global_avg_pool,
+                               doc="mean over the spatial dims, then flatten: [N, C]"),
+}
+
+
+FUNCTIONS["expand"] = Surface("expand", (X, P("shape", "dims", R)), _reshape_like("expand"))
+FUNCTIONS["mean"] = Surface("mean", FUNCTIONS["mean"].params, _reduce("mean"),
+                            numeric=_py_reduce(lambda v: sum(v) / len(v)))
+FUNCTIONS["cat"] = FUNCTIONS["concat"]
+
+SURFACE: dict[str, Surface] = {**FUNCTIONS, **LAYERS}

@@ -1,0 +1,94 @@
+"""Load a program: the main file plus everything it imports, transitively.
+
+``import "other.nn"`` is resolved relative to the importing file; ``import std.NAME`` loads
+``nndsl/stdlib/NAME.nn`` from the installed package. All definitions share one namespace; a name
+defined twice is an error that points at both definitions.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nndsl.errors import DefinitionError, SourceFileError
+from nndsl.syntax import ast, parse, read_source
+
+
+@dataclass
+class Program:
+    main: ast.Module
+    definitions: dict = field(default_factory=dict)  # name -> ast.Definition
+
+    @property
+    def models(self) -> list[str]:
+        return [d.name for d in self.main.definitions if d.kind == "model"]
+
+
+def std_source(name: str) -> str | None:
+    try:
+        res = importlib.resources.files("nndsl.stdlib").joinpath(f"{name}.nn")
+        return res.read_text("utf-8") if res.is_file() else None
+    except (ModuleNotFoundError, FileNotFoundError):
+        return None
+
+
+def std_modules() -> list[str]:
+    root = importlib.resources.files("nndsl.stdlib")
+    return sorted(p.name[:-3] for p in root.iterdir() if p.name.endswith(".nn"))
+
+
+def load_program(text: str, file: str) -> Program:
+    main = parse(text, file)
+    prog = Program(main)
+    _load(prog, main, [file], seen=set())
+    return prog
+
+
+def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -> None:
+    for imp in module.imports:
+        if imp.is_file:
+            base = Path(module.file).parent if not module.file.startswith("<") else Path.cwd()
+            path = str((base / imp.target).resolve())
+            if path in stack:
+                chain = " -> ".join(Path(p).name for p in stack[stack.index(path):] + [path])
+                raise DefinitionError(f"import cycle: {chain}", span=imp.span, code="E0503",
+                                      hint="move the shared definitions into a third file")
+            if path in seen:
+                continue
+            try:
+                text = read_source(path)
+            except SourceFileError as e:
+                raise SourceFileError(f"cannot import \"{imp.target}\": {e.message}", span=imp.span,
+                                      code="E0504", hint=e.hint) from None
+            sub = parse(text, path)
+        else:
+            key = f"<std.{imp.target}>"
+            if key in stack:
+                raise DefinitionError(f"import cycle through std.{imp.target}", span=imp.span,
+                                      code="E0503")
+            if key in seen:
+                continue
+            text = std_source(imp.target)
+            if text is None:
+                raise SourceFileError(f"no standard library module `std.{imp.target}`",
+                                      span=imp.span, code="E0504",
+                                      hint="available: " + ", ".join(
+                                          f"std.{m}" for m in std_modules()))
+            path = key
+            sub = parse(text, f"std/{imp.target}.nn")
+        seen.add(path)
+        _load(prog, sub, stack + [path], seen)
+        _add_defs(prog, sub)
+    if len(stack) == 1:
+        _add_defs(prog, module)
+
+
+def _add_defs(prog: Program, module: ast.Module) -> None:
+    for d in module.definitions:
+        old = prog.definitions.get(d.name)
+        if old is not None and old is not d:
+            raise DefinitionError(f"`{d.name}` is defined twice", span=d.name_span, code="E0501",
+                                  notes=[("first defined here", old.name_span)],
+                                  hint="rename one of the definitions")
+        prog.definitions[d.name] = d

@@ -1,0 +1,163 @@
+"""Typed, located errors with stable codes.
+
+Every user mistake raises a subclass of :class:`NndslError`. An error carries a code
+(``E0102``), a message, an optional :class:`Span` pointing into the user's ``.nn`` text,
+an optional hint, and optional notes (extra located lines). ``render()`` prints it the
+way rustc does::
+
+    error[E0301]: linear expects f32[*, 512] but got f32[N, 256]
+     --> mlp.nn:7:9
+      |
+    7 |     y = x |> linear(10)
+      |              ^^^^^^^^^^
+      = hint: ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file: 1-based line/column of start and end (end exclusive)."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class SourceRegistry:
+    """Remembers the text of every file parsed, so errors can quote source lines."""
+
+    _texts: dict[str, str] = {}
+
+    @classmethod
+    def add(cls, file: str, text: str) -> None:
+        cls._texts[file] = text
+
+    @classmethod
+    def line(cls, file: str, line: int) -> str | None:
+        text = cls._texts.get(file)
+        if text is None:
+            return None
+        lines = text.splitlines()
+        if 1 <= line <= len(lines):
+            return lines[line - 1]
+        return None
+
+
+class NndslError(Exception):
+    """Root of every error nndsl raises for a user mistake."""
+
+    code = "E0000"
+    kind = "error"
+
+    def __init__(self, message: str, span: Span | None = None, hint: str | None = None,
+                 notes: list[tuple[str, Span | None]] | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.notes = list(notes or [])
+        if code is not None:
+            self.code = code
+
+    def with_span(self, span: Span | None) -> "NndslError":
+        """Attach a span if the error has none yet (inner code raises, outer code locates)."""
+        if self.span is None and span is not None:
+            self.span = span
+        return self
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self) -> str:
+        out = [f"error[{self.code}]: {self.message}"]
+        if self.span is not None:
+            out.extend(_quote(self.span))
+        for text, span in self.notes:
+            out.append(f"  = note: {text}" + (f" ({span})" if span else ""))
+        if self.hint:
+            out.append(f"  = hint: {self.hint}")
+        return "\n".join(out)
+
+
+def _quote(span: Span) -> list[str]:
+    lines = [f" --> {span}"]
+    src = SourceRegistry.line(span.file, span.line)
+    if src is None:
+        return lines
+    num = str(span.line)
+    pad = " " * len(num)
+    width = (span.end_col - span.col) if span.end_line == span.line else len(src) - span.col + 1
+    width = max(1, width)
+    lines.append(f"{pad} |")
+    lines.append(f"{num} | {src}")
+    lines.append(f"{pad} | " + " " * (span.col - 1) + "^" * width)
+    return lines
+
+
+class ParseError(NndslError):
+    code = "E0100"
+
+
+class SourceFileError(NndslError):
+    """The file cannot be read: missing, not UTF-8, binary, empty."""
+
+    code = "E0001"
+
+
+class UnknownNameError(NndslError):
+    code = "E0200"
+
+
+class ArgumentError(NndslError):
+    code = "E0210"
+
+
+class ShapeError(NndslError):
+    code = "E0300"
+
+
+class SpecAssertionError(NndslError):
+    code = "E0400"
+
+
+class DefinitionError(NndslError):
+    """Duplicate definitions, recursion, import cycles, bad model selection."""
+
+    code = "E0500"
+
+
+class LimitError(NndslError):
+    """Absurd sizes, too-deep nesting."""
+
+    code = "E0600"
+
+
+class VerifyError(NndslError):
+    code = "E0700"
+
+
+class PassError(NndslError):
+    code = "E0800"
+
+
+class LoweringError(NndslError):
+    code = "E0900"
+
+
+class WeightsError(NndslError):
+    code = "E1000"
+
+
+class InputError(NndslError):
+    """A runtime input of the wrong dtype or shape for the compiled model."""
+
+    code = "E1100"

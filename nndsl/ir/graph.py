@@ -1,0 +1,160 @@
+"""The typed graph IR: frozen nodes in a deterministic order, networkx kept behind ``Graph``.
+
+A :class:`Node` is one operation: its op name, the values it reads (in operand order — an op
+like ``add(x, x)`` reads the same value twice, so order lives on the node, not on edges), its
+attributes, the types of its outputs, the source span it came from and its scope path
+(``stages.1.basic_0``). A :class:`Value` names one output of one node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator
+
+import networkx as nx
+
+from nndsl.errors import Span
+from nndsl.ir.types import TensorType
+
+
+@dataclass(frozen=True, order=True)
+class Value:
+    node: str
+    index: int = 0
+
+    def __str__(self) -> str:
+        return f"%{self.node}" + (f"#{self.index}" if self.index else "")
+
+
+def freeze(x: Any) -> Any:
+    """Attributes must be hashable: lists become tuples, dicts become sorted item tuples."""
+    if isinstance(x, list):
+        return tuple(freeze(v) for v in x)
+    if isinstance(x, tuple):
+        return tuple(freeze(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in x.items()))
+    return x
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    op: str
+    inputs: tuple  # of Value | None (None: an optional operand that is absent)
+    attrs: tuple  # sorted (key, value) pairs
+    types: tuple  # of TensorType, one per output
+    span: Span | None = field(default=None, compare=False)
+    scope: str = ""
+
+    @staticmethod
+    def make(name: str, op: str, inputs: Iterable, attrs: dict, types: Iterable[TensorType],
+             span: Span | None = None, scope: str = "") -> "Node":
+        return Node(name, op, tuple(inputs), tuple(sorted((k, freeze(v)) for k, v in attrs.items())),
+                    tuple(types), span, scope)
+
+    @property
+    def attr(self) -> dict:
+        return dict(self.attrs)
+
+    @property
+    def type(self) -> TensorType:
+        return self.types[0]
+
+    def out(self, i: int = 0) -> Value:
+        return Value(self.name, i)
+
+    def with_(self, **changes) -> "Node":
+        if "attrs" in changes and isinstance(changes["attrs"], dict):
+            changes["attrs"] = tuple(sorted((k, freeze(v)) for k, v in changes["attrs"].items()))
+        return replace(self, **changes)
+
+
+class Graph:
+    """A DAG of :class:`Node` in insertion order (always a valid topological order).
+
+    ``inputs`` are the names of ``input`` nodes in declared order; ``outputs`` are
+    ``(name, Value)`` pairs in declared order. ``meta`` holds model-level facts that are not
+    nodes: the model name and parameters, runtime constraints on symbolic dims, and the valid
+    value range of integer inputs.
+    """
+
+    def __init__(self, name: str = "model"):
+        self.name = name
+        self._nodes: dict[str, Node] = {}
+        self._g = nx.MultiDiGraph()
+        self.inputs: list[str] = []
+        self.outputs: list[tuple[str, Value]] = []
+        self.meta: dict[str, Any] = {"constraints": [], "input_ranges": {}, "params": {}}
+
+    # ---- building ----
+    def add(self, node: Node) -> Node:
+        if node.name in self._nodes:
+            raise ValueError(f"duplicate node name {node.name}")
+        for v in node.inputs:
+            if v is not None and v.node not in self._nodes:
+                raise ValueError(f"node {node.name} reads undefined value {v}")
+        self._nodes[node.name] = node
+        self._g.add_node(node.name)
+        for i, v in enumerate(node.inputs):
+            if v is not None:
+                self._g.add_edge(v.node, node.name, key=i)
+        if node.op == "input":
+            self.inputs.append(node.name)
+        return node
+
+    def fresh_name(self, hint: str) -> str:
+        if hint not in self._nodes:
+            return hint
+        i = 1
+        while f"{hint}_{i}" in self._nodes:
+            i += 1
+        return f"{hint}_{i}"
+
+    def set_output(self, name: str, value: Value) -> None:
+        self.outputs.append((name, value))
+
+    # ---- reading ----
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self._nodes.values())
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._nodes
+
+    def node(self, name: str) -> Node:
+        return self._nodes[name]
+
+    def type_of(self, v: Value) -> TensorType:
+        return self._nodes[v.node].types[v.index]
+
+    def producer(self, v: Value) -> Node:
+        return self._nodes[v.node]
+
+    def users(self, name: str) -> list[Node]:
+        return [self._nodes[n] for n in sorted(set(self._g.successors(name)), key=self._order)]
+
+    def _order(self, name: str) -> int:
+        return list(self._nodes).index(name)
+
+    def params(self) -> list[Node]:
+        """``param`` nodes (trainable parameters and buffers) in spec order."""
+        return [n for n in self._nodes.values() if n.op == "param"]
+
+    def is_acyclic(self) -> bool:
+        return nx.is_directed_acyclic_graph(self._g)
+
+    def topo_order(self) -> list[str]:
+        """Deterministic topological order: ties broken by insertion order."""
+        pos = {n: i for i, n in enumerate(self._nodes)}
+        return list(nx.lexicographical_topological_sort(self._g, key=pos.__getitem__))
+
+    def copy(self) -> "Graph":
+        g = Graph(self.name)
+        for n in self._nodes.values():
+            g.add(n)
+        g.outputs = list(self.outputs)
+        g.meta = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in self.meta.items()}
+        return g

@@ -1,0 +1,14 @@
+"""Per-op knowledge, one table per concern, all keyed by op name.
+
+- :mod:`signatures` — operands and attributes (``SIGNATURES``)
+- :mod:`shapes` — shape rules (``SHAPE_RULES``)
+- :mod:`flops` — FLOP counts (``FLOP_RULES``)
+
+The torch lowering table lives with the torch backend (``nndsl.backends.torch.lowering``).
+"""
+
+from nndsl.ir.ops.flops import FLOP_RULES, flops
+from nndsl.ir.ops.shapes import SHAPE_RULES, infer
+from nndsl.ir.ops.signatures import SIGNATURES
+
+__all__ = ["SIGNATURES", "SHAPE_RULES", "FLOP_RULES", "infer", "flops"]

@@ -1,0 +1,113 @@
+"""FLOP counts: ``rule(operand types, output types, attrs) -> Dim``; a multiply-add counts 2.
+
+Counts may be symbolic (they follow the shapes); ``inspect`` evaluates them at batch 1 with the
+other symbolic dims at their defaults. Elementwise ops count one FLOP per output element; pure
+data movement (reshape, transpose, slice, concat, ...) counts zero.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from nndsl.ir.ops.signatures import BINARY, COMPARE, REDUCE, UNARY
+from nndsl.ir.types import Dim
+
+
+def _prod(xs) -> Dim:
+    n: Dim = 1
+    for x in xs:
+        n = n * x
+    return n
+
+
+def _zero(ins, outs, a) -> Dim:
+    return 0
+
+
+def _per_out(k: int = 1):
+    def rule(ins, outs, a):
+        return k * outs[0].numel()
+    return rule
+
+
+def _per_in(k: int = 1):
+    def rule(ins, outs, a):
+        return k * ins[0].numel()
+    return rule
+
+
+def _matmul(ins, outs, a):
+    x = ins[0]
+    return 2 * outs[0].numel() * x.shape[-1]
+
+
+def _linear(ins, outs, a):
+    x, w, b = ins
+    return outs[0].numel() * (2 * w.shape[1] + (1 if b is not None else 0))
+
+
+def _conv(ins, outs, a):
+    x, w, b = ins
+    per_out = 2 * _prod(w.shape[1:]) + (1 if b is not None else 0)
+    return outs[0].numel() * per_out
+
+
+def _conv_t(ins, outs, a):
+    x, w, b = ins
+    # every input element is multiplied into a (C_out/groups × k × k) patch
+    flops = 2 * x.numel() * _prod(w.shape[1:])
+    return flops + (outs[0].numel() if b is not None else 0)
+
+
+def _pool(ins, outs, a):
+    k = a["kernel"]
+    k = _prod(k) if isinstance(k, (tuple, list)) else k ** (ins[0].rank - 2)
+    return outs[0].numel() * k
+
+
+def _norm(k: int):
+    def rule(ins, outs, a):
+        return k * ins[0].numel()
+    return rule
+
+
+def _recurrent(gates: int):
+    def rule(ins, outs, a):
+        x = ins[0]
+        n, t = (x.shape[0], x.shape[1]) if a["batch_first"] else (x.shape[1], x.shape[0])
+        h, layers = a["hidden"], a["layers"]
+        dirs = 2 if a["bidirectional"] else 1
+        total: Dim = 0
+        feat = x.shape[2]
+        for layer in range(layers):
+            in_f = feat if layer == 0 else dirs * h
+            per_step = 2 * gates * h * (in_f + h) + 4 * gates * h
+            total = total + dirs * n * t * per_step
+        return total
+    return rule
+
+
+FLOP_RULES: dict[str, Callable] = {
+    "input": _zero, "param": _zero, "scalar": _zero, "full": _zero, "arange": _zero,
+    **{op: _per_out() for op in UNARY}, "logical_not": _per_out(),
+    "leaky_relu": _per_out(), "gelu": _per_out(8), "elu": _per_out(3), "softplus": _per_out(3),
+    "sigmoid": _per_out(4), "tanh": _per_out(5), "silu": _per_out(5), "selu": _per_out(4),
+    "dropout": _per_out(), "cast": _zero,
+    **{op: _per_out() for op in BINARY}, **{op: _per_out() for op in COMPARE},
+    "where": _per_out(), "masked_fill": _per_out(), "tril": _zero, "triu": _zero,
+    "matmul": _matmul, "linear": _linear,
+    "conv1d": _conv, "conv2d": _conv, "conv3d": _conv, "conv_transpose2d": _conv_t,
+    "max_pool1d": _pool, "max_pool2d": _pool, "avg_pool1d": _pool, "avg_pool2d": _pool,
+    "adaptive_avg_pool1d": _per_in(), "adaptive_avg_pool2d": _per_in(),
+    "batch_norm": _norm(4), "layer_norm": _norm(8), "group_norm": _norm(8),
+    "embedding": _zero,
+    "lstm": _recurrent(4), "gru": _recurrent(3), "rnn": _recurrent(1),
+    **{op: _zero for op in ("flatten", "reshape", "transpose", "permute", "squeeze",
+                            "unsqueeze", "expand", "concat", "split", "slice")},
+    **{op: _per_in() for op in REDUCE},
+    "softmax": _per_out(5), "log_softmax": _per_out(5),
+}
+
+
+def flops(op: str, in_types: list, out_types: tuple, attrs: dict) -> Dim:
+    return FLOP_RULES[op](in_types, out_types, attrs)

@@ -1,0 +1,561 @@
+"""Shape rules: ``rule(operand types, attrs) -> output types``, one per op.
+
+A rule raises :class:`~nndsl.errors.ShapeError` with a message that names the shapes; the
+elaborator adds the source location and where each operand came from.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from nndsl.errors import ShapeError
+from nndsl.ir.ops.signatures import BINARY, COMPARE, REDUCE, UNARY
+from nndsl.ir.types import FLOAT_DTYPES, INT_DTYPES, Dim, SymDim, TensorType
+
+MAX_DIM = 2**40  # no real tensor dimension is larger; bigger ones are typos
+
+
+def _T(dtype: str, shape) -> TensorType:
+    for d in shape:
+        if isinstance(d, int) and d > MAX_DIM:
+            raise ShapeError(f"dimension {d} is absurdly large (limit {MAX_DIM})", code="E0601")
+    return TensorType(dtype, tuple(shape))
+
+
+def _same(a: Dim, b: Dim) -> bool:
+    return a == b if type(a) is type(b) else False
+
+
+def norm_axis(axis: int, rank: int, what: str = "dim") -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ShapeError(f"{what} {axis} is out of range for a tensor of rank {rank}",
+                         code="E0302", hint=f"use a {what} in [{-rank}, {rank - 1}]")
+    return axis % rank if rank else 0
+
+
+def broadcast_shapes(a: tuple, b: tuple) -> tuple:
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        da = a[-i] if i <= len(a) else 1
+        db = b[-i] if i <= len(b) else 1
+        if _same(da, db) or db == 1:
+            out.append(da)
+        elif da == 1:
+            out.append(db)
+        else:
+            raise ShapeError(f"shapes [{', '.join(map(str, a))}] and [{', '.join(map(str, b))}] "
+                             f"do not broadcast: dim {da} vs {db}", code="E0303",
+                             hint="broadcasting needs equal dims or a dim of 1")
+    return tuple(reversed(out))
+
+
+def promote(a: TensorType, b: TensorType) -> str:
+    if a.dtype == b.dtype:
+        return a.dtype
+    if b.rank == 0 and (a.dtype in FLOAT_DTYPES or b.dtype not in FLOAT_DTYPES):
+        return a.dtype
+    if a.rank == 0 and (b.dtype in FLOAT_DTYPES or a.dtype not in FLOAT_DTYPES):
+        return b.dtype
+    if a.dtype in FLOAT_DTYPES and b.dtype in INT_DTYPES + ("bool",):
+        return a.dtype
+    if b.dtype in FLOAT_DTYPES and a.dtype in INT_DTYPES + ("bool",):
+        return b.dtype
+    raise ShapeError(f"dtypes {a.dtype} and {b.dtype} do not mix", code="E0304",
+                     hint=f"convert one side with cast(x, {a.dtype})")
+
+
+def _float(t: TensorType, op: str) -> None:
+    if t.dtype not in FLOAT_DTYPES:
+        raise ShapeError(f"{op} needs a floating-point tensor, got {t}", code="E0304",
+                         hint="convert it with cast(x, f32)")
+
+
+def _unary(ins, a):
+    return (ins[0],)
+
+
+def _float_unary(op):
+    def rule(ins, a):
+        _float(ins[0], op)
+        return (ins[0],)
+    return rule
+
+
+def _binary(ins, a):
+    x, y = ins
+    return (_T(promote(x, y), broadcast_shapes(x.shape, y.shape)),)
+
+
+def _compare(ins, a):
+    x, y = ins
+    promote(x, y)
+    return (_T("bool", broadcast_shapes(x.shape, y.shape)),)
+
+
+def _where(ins, a):
+    c, x, y = ins
+    shape = broadcast_shapes(broadcast_shapes(c.shape, x.shape), y.shape)
+    return (_T(promote(x, y), shape),)
+
+
+def _masked_fill(ins, a):
+    x, m = ins
+    if m.dtype != "bool":
+        raise ShapeError(f"masked_fill needs a bool mask, got {m}", code="E0304")
+    if broadcast_shapes(x.shape, m.shape) != x.shape:
+        raise ShapeError(f"mask {m} does not broadcast to {x}", code="E0303")
+    return (x,)
+
+
+def _tri(ins, a):
+    if ins[0].rank < 2:
+        raise ShapeError(f"tril/triu need a tensor of rank >= 2, got {ins[0]}", code="E0302")
+    return (ins[0],)
+
+
+def _full(ins, a):
+    return (_T(a["dtype"], a["shape"]),)
+
+
+def _arange(ins, a):
+    return (_T(a["dtype"], (a["n"],)),)
+
+
+def _matmul(ins, a):
+    x, y = ins
+    if x.rank < 1 or y.rank < 1:
+        raise ShapeError("matmul needs tensors of rank >= 1", code="E0305")
+    xs = x.shape if x.rank > 1 else (1,) + x.shape
+    ys = y.shape if y.rank > 1 else y.shape + (1,)
+    if not _same(xs[-1], ys[-2]):
+        raise ShapeError(f"matmul inner dims differ: {x} @ {y} ({xs[-1]} vs {ys[-2]})",
+                         code="E0305", hint="the last dim of the left operand must equal the "
+                                             "second-to-last dim of the right one; transpose one?")
+    batch = broadcast_shapes(xs[:-2], ys[:-2])
+    shape = batch + (xs[-2], ys[-1])
+    if x.rank == 1:
+        shape = shape[:-2] + shape[-1:]
+    if y.rank == 1:
+        shape = shape[:-1]
+    return (_T(promote(x, y), shape),)
+
+
+def _linear(ins, a):
+    x, w, b = ins
+    _float(x, "linear")
+    if x.rank < 1 or not _same(x.shape[-1], w.shape[1]):
+        raise ShapeError(f"linear expects input features {w.shape[1]} (weight {w}) "
+                         f"but the input is {x}", code="E0306",
+                         hint="the last dim of the input must equal the layer's in_features")
+    return (_T(x.dtype, x.shape[:-1] + (w.shape[0],)),)
+
+
+def conv_out(size: Dim, k: int, s: int, p: int, d: int, what: str) -> Dim:
+    out = (size + 2 * p - d * (k - 1) - 1) // s + 1
+    if isinstance(out, int) and out <= 0:
+        raise ShapeError(f"{what} output size would be {out} (input size {size}, kernel {k}, "
+                         f"stride {s}, padding {p}, dilation {d})", code="E0307",
+                         hint="the input is too small for this kernel; pad it or use a smaller "
+                              "kernel/stride")
+    return out
+
+
+def _tup(v, n: int) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+
+
+def _conv(nd: int):
+    def rule(ins, a):
+        x, w, b = ins
+        op = f"conv{nd}d"
+        _float(x, op)
+        if x.rank != nd + 2:
+            raise ShapeError(f"{op} expects a rank-{nd + 2} input [N, C, {'spatial dims'}], got {x}",
+                             code="E0308")
+        g = a["groups"]
+        if not _same(x.shape[1], w.shape[1] * g):
+            raise ShapeError(f"{op} expects {w.shape[1] * g} input channels (weight {w}, groups "
+                             f"{g}) but the input is {x}", code="E0308")
+        k, s, d = w.shape[2:], _tup(a["stride"], nd), _tup(a["dilation"], nd)
+        if a["padding"] == "same":
+            spatial = x.shape[2:]
+        else:
+            p = _tup(a["padding"], nd)
+            spatial = tuple(conv_out(x.shape[2 + i], k[i], s[i], p[i], d[i], op) for i in range(nd))
+        return (_T(x.dtype, (x.shape[0], w.shape[0]) + tuple(spatial)),)
+    return rule
+
+
+def _conv_transpose2d(ins, a):
+    x, w, b = ins
+    _float(x, "conv_transpose2d")
+    if x.rank != 4:
+        raise ShapeError(f"conv_transpose2d expects a rank-4 input, got {x}", code="E0308")
+    if not _same(x.shape[1], w.shape[0]):
+        raise ShapeError(f"conv_transpose2d expects {w.shape[0]} input channels (weight {w}) but "
+                         f"the input is {x}", code="E0308")
+    s, p, op_, d = (_tup(a[k], 2) for k in ("stride", "padding", "output_padding", "dilation"))
+    spatial = []
+    for i in range(2):
+        o = (x.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (w.shape[2 + i] - 1) + op_[i] + 1
+        if isinstance(o, int) and o <= 0:
+            raise ShapeError(f"conv_transpose2d output size would be {o}", code="E0307")
+        spatial.append(o)
+    return (_T(x.dtype, (x.shape[0], w.shape[1] * a["groups"]) + tuple(spatial)),)
+
+
+def pool_out(size, k, s, p, d, ceil_mode, what):
+    if p * 2 > k:
+        raise ShapeError(f"{what} padding {p} must be at most half the kernel size {k}",
+                         code="E0307")
+    num = size + 2 * p - d * (k - 1) - 1
+    if ceil_mode:
+        out = (num + s - 1) // s + 1
+        if isinstance(out, int) and (out - 1) * s >= size + p:
+            out -= 1
+    else:
+        out = num // s + 1
+    if isinstance(out, int) and out <= 0:
+        raise ShapeError(f"{what} output size would be {out} (input size {size}, kernel {k}, "
+                         f"stride {s}, padding {p})", code="E0307",
+                         hint="the input is too small for this pooling window")
+    return out
+
+
+def _pool(nd: int, kind: str):
+    def rule(ins, a):
+        x = ins[0]
+        op = f"{kind}_pool{nd}d"
+        if x.rank != nd + 2:
+            raise ShapeError(f"{op} expects a rank-{nd + 2} input, got {x}", code="E0308")
+        k = _tup(a["kernel"], nd)
+        s = _tup(a["stride"] if a["stride"] is not None else a["kernel"], nd)
+        p = _tup(a["padding"], nd)
+        d = _tup(a.get("dilation", 1), nd)
+        spatial = tuple(pool_out(x.shape[2 + i], k[i], s[i], p[i], d[i], a["ceil_mode"], op)
+                        for i in range(nd))
+        return (_T(x.dtype, x.shape[:2] + spatial),)
+    return rule
+
+
+def _adaptive(nd: int):
+    def rule(ins, a):
+        x = ins[0]
+        if x.rank != nd + 2:
+            raise ShapeError(f"adaptive_avg_pool{nd}d expects a rank-{nd + 2} input, got {x}",
+                             code="E0308")
+        return (_T(x.dtype, x.shape[:2] + _tup(a["output_size"], nd)),)
+    return rule
+
+
+def _channels_param(x: TensorType, t: TensorType | None, op: str, axis: int = 1):
+    if t is not None and not _same(t.shape[0], x.shape[axis]):
+        raise ShapeError(f"{op} has {t.shape[0]} channels but the input is {x}", code="E0309")
+
+
+def _batch_norm(ins, a):
+    x, w, b, rm, rv, nbt = ins
+    _float(x, "batch_norm")
+    if x.rank < 2:
+        raise ShapeError(f"batch_norm expects [N, C, ...], got {x}", code="E0309")
+    for t in (w, b, rm, rv):
+        _channels_param(x, t, "batch_norm")
+    return (x,)
+
+
+def _layer_norm(ins, a):
+    x, w, b = ins
+    _float(x, "layer_norm")
+    ns = tuple(a["normalized_shape"])
+    if x.shape[len(x.shape) - len(ns):] != ns or len(ns) > x.rank:
+        raise ShapeError(f"layer_norm over [{', '.join(map(str, ns))}] does not fit the last dims "
+                         f"of {x}", code="E0309")
+    return (x,)
+
+
+def _group_norm(ins, a):
+    x, w, b = ins
+    _float(x, "group_norm")
+    g = a["groups"]
+    c = x.shape[1]
+    if isinstance(c, int) and c % g:
+        raise ShapeError(f"group_norm: {c} channels do not split into {g} groups", code="E0309")
+    _channels_param(x, w, "group_norm")
+    return (x,)
+
+
+def _embedding(ins, a):
+    idx, w = ins
+    if idx.dtype not in INT_DTYPES:
+        raise ShapeError(f"embedding indices must be integers, got {idx}", code="E0304",
+                         hint="declare the input as i64[...]")
+    return (_T(w.dtype, idx.shape + (w.shape[1],)),)
+
+
+def _recurrent(gates: int, has_c: bool):
+    def rule(ins, a):
+        x = ins[0]
+        _float(x, "recurrent layer")
+        if x.rank != 3:
+            raise ShapeError(f"recurrent layers expect [N, T, features] (batch_first) input, "
+                             f"got {x}", code="E0310")
+        h, layers = a["hidden"], a["layers"]
+        dirs = 2 if a["bidirectional"] else 1
+        w_ih = ins[3 if has_c else 2]
+        if not _same(w_ih.shape[1], x.shape[2]):
+            raise ShapeError(f"recurrent layer expects {w_ih.shape[1]} input features but the "
+                             f"input is {x}", code="E0310")
+        if a["batch_first"]:
+            n, t = x.shape[0], x.shape[1]
+            out = _T(x.dtype, (n, t, dirs * h))
+        else:
+            t, n = x.shape[0], x.shape[1]
+            out = _T(x.dtype, (t, n, dirs * h))
+        state = _T(x.dtype, (layers * dirs, n, h))
+        return (out, state, state) if has_c else (out, state)
+    return rule
+
+
+def _flatten(ins, a):
+    x = ins[0]
+    if x.rank == 0:
+        return (_T(x.dtype, (1,)),)
+    s, e = norm_axis(a["start"], x.rank), norm_axis(a["end"], x.rank)
+    if s > e:
+        raise ShapeError(f"flatten start {a['start']} comes after end {a['end']}", code="E0302")
+    n: Dim = 1
+    for d in x.shape[s:e + 1]:
+        n = n * d
+    return (_T(x.dtype, x.shape[:s] + (n,) + x.shape[e + 1:]),)
+
+
+def _reshape(ins, a):
+    x = ins[0]
+    shape = tuple(a["shape"])
+    total = x.numel()
+    if sum(1 for d in shape if isinstance(d, int) and d == -1) > 1:
+        raise ShapeError("reshape may infer at most one dim (-1)", code="E0311")
+    if -1 in [d for d in shape if isinstance(d, int)]:
+        known: Dim = 1
+        for d in shape:
+            if not (isinstance(d, int) and d == -1):
+                known = known * d
+        if isinstance(known, int) and known == 0:
+            raise ShapeError("reshape with a zero-sized dim cannot infer -1", code="E0311")
+        if isinstance(total, int) and isinstance(known, int):
+            if total % known:
+                raise ShapeError(f"cannot reshape {x} ({total} elements) into "
+                                 f"[{', '.join(map(str, shape))}]", code="E0311")
+            inferred: Dim = total // known
+        else:
+            inferred = _sym_div(total, known, x, shape)
+        shape = tuple(inferred if isinstance(d, int) and d == -1 else d for d in shape)
+    n: Dim = 1
+    for d in shape:
+        n = n * d
+    if not _same(n, total):
+        raise ShapeError(f"cannot reshape {x} ({total} elements) into "
+                         f"[{', '.join(map(str, shape))}] ({n} elements)", code="E0311",
+                         hint="the element counts must match; use -1 for one dim to infer it")
+    return (_T(x.dtype, shape),)
+
+
+def _sym_div(total: Dim, known: Dim, x, shape) -> Dim:
+    """``total / known`` for symbolic polynomials when it divides as monomials."""
+    t, k = SymDim.lift(total), SymDim.lift(known)
+    if len(k.terms) == 1:
+        (mono, coef), = k.terms
+        out = {}
+        for m, c in t.terms:
+            rest = list(m)
+            for atom in mono:
+                if atom in rest:
+                    rest.remove(atom)
+                else:
+                    break
+            else:
+                if c % coef == 0:
+                    out[tuple(rest)] = c // coef
+                    continue
+            break
+        else:
+            return SymDim(out).simplify()
+    raise ShapeError(f"cannot infer -1 when reshaping {x} into [{', '.join(map(str, shape))}]",
+                     code="E0311", hint="spell the dims out instead of -1")
+
+
+def _transpose(ins, a):
+    x = ins[0]
+    d0, d1 = norm_axis(a["dim0"], x.rank), norm_axis(a["dim1"], x.rank)
+    s = list(x.shape)
+    s[d0], s[d1] = s[d1], s[d0]
+    return (_T(x.dtype, s),)
+
+
+def _permute(ins, a):
+    x = ins[0]
+    dims = [norm_axis(d, x.rank) for d in a["dims"]]
+    if sorted(dims) != list(range(x.rank)):
+        raise ShapeError(f"permute dims {list(a['dims'])} are not a permutation of the "
+                         f"{x.rank} dims of {x}", code="E0302")
+    return (_T(x.dtype, [x.shape[d] for d in dims]),)
+
+
+def _squeeze(ins, a):
+    x = ins[0]
+    dims = a["dims"]
+    if dims is None:
+        dims = [i for i, d in enumerate(x.shape) if d == 1]
+    dims = {norm_axis(d, x.rank) for d in dims}
+    for d in dims:
+        if x.shape[d] != 1:
+            raise ShapeError(f"cannot squeeze dim {d} of size {x.shape[d]} in {x}", code="E0302")
+    return (_T(x.dtype, [s for i, s in enumerate(x.shape) if i not in dims]),)
+
+
+def _unsqueeze(ins, a):
+    x = ins[0]
+    d = norm_axis(a["dim"], x.rank + 1)
+    s = list(x.shape)
+    s.insert(d, 1)
+    return (_T(x.dtype, s),)
+
+
+def _expand(ins, a):
+    x = ins[0]
+    shape = tuple(a["shape"])
+    if len(shape) < x.rank:
+        raise ShapeError(f"cannot expand {x} to fewer dims", code="E0303")
+    target = tuple(xd if (isinstance(t, int) and t == -1) else t
+                   for t, xd in zip(shape, (None,) * (len(shape) - x.rank) + x.shape))
+    if broadcast_shapes(x.shape, target) != target:
+        raise ShapeError(f"cannot expand {x} to [{', '.join(map(str, target))}]", code="E0303")
+    return (_T(x.dtype, target),)
+
+
+def _concat(ins, a):
+    if not ins:
+        raise ShapeError("concat needs at least one tensor", code="E0312")
+    first = ins[0]
+    d = norm_axis(a["dim"], first.rank)
+    total: Dim = 0
+    for t in ins:
+        if t.rank != first.rank or any(not _same(p, q) for i, (p, q) in
+                                       enumerate(zip(t.shape, first.shape)) if i != d):
+            raise ShapeError(f"concat along dim {a['dim']}: {t} does not match {first} in the "
+                             f"other dims", code="E0312")
+        if t.dtype != first.dtype:
+            raise ShapeError(f"concat of {first.dtype} and {t.dtype}", code="E0304")
+        total = total + t.shape[d]
+    s = list(first.shape)
+    s[d] = total
+    return (_T(first.dtype, s),)
+
+
+def _split(ins, a):
+    x = ins[0]
+    d = norm_axis(a["dim"], x.rank)
+    sizes = tuple(a["sizes"])
+    total: Dim = 0
+    for s in sizes:
+        total = total + s
+    if not _same(total, x.shape[d]):
+        raise ShapeError(f"split sizes {list(sizes)} add up to {total}, but dim {a['dim']} of "
+                         f"{x} is {x.shape[d]}", code="E0312")
+    outs = []
+    for s in sizes:
+        sh = list(x.shape)
+        sh[d] = s
+        outs.append(_T(x.dtype, sh))
+    return tuple(outs)
+
+
+def slice_len(size: Dim, start, end, step: int) -> Dim:
+    """Length of ``range(size)[start:end:step]`` (start/end may be negative or None)."""
+    if step <= 0:
+        raise ShapeError("slice step must be positive", code="E0313")
+    if isinstance(size, int) and all(isinstance(v, int) or v is None for v in (start, end)):
+        return len(range(size)[slice(start, end, step)])
+
+    def clamp(v, default):
+        if v is None:
+            return default
+        if isinstance(v, int) and v < 0:
+            return size + v
+        return v
+    lo, hi = clamp(start, 0), clamp(end, size)
+    n = hi - lo
+    return n if step == 1 else (n + step - 1) // step
+
+
+def _slice(ins, a):
+    x = ins[0]
+    s = list(x.shape)
+    for ax, st, en, sp in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+        ax = norm_axis(ax, x.rank, "axis")
+        n = slice_len(x.shape[ax], st, en, sp)
+        if isinstance(n, int) and n < 0:
+            n = 0
+        s[ax] = n
+    return (_T(x.dtype, s),)
+
+
+def _reduce(ins, a):
+    x = ins[0]
+    dims = a["dims"]
+    dims = range(x.rank) if dims is None else [norm_axis(d, x.rank) for d in dims]
+    dims = set(dims)
+    if a["keepdim"]:
+        s = [1 if i in dims else d for i, d in enumerate(x.shape)]
+    else:
+        s = [d for i, d in enumerate(x.shape) if i not in dims]
+    return (_T(x.dtype, s),)
+
+
+def _softmax(ins, a):
+    _float(ins[0], "softmax")
+    norm_axis(a["dim"], ins[0].rank)
+    return (ins[0],)
+
+
+def _input(ins, a):
+    return (_T(a["dtype"], a["shape"]),)
+
+
+def _scalar(ins, a):
+    return (_T(a["dtype"], ()),)
+
+
+def _cast(ins, a):
+    return (_T(a["dtype"], ins[0].shape),)
+
+
+SHAPE_RULES: dict[str, Callable] = {
+    "input": _input, "param": _input, "scalar": _scalar, "full": _full, "arange": _arange,
+    **{op: _unary for op in UNARY},
+    **{op: _float_unary(op) for op in ("sigmoid", "tanh", "silu", "selu", "exp", "log", "sqrt",
+                                       "rsqrt", "erf", "sin", "cos")},
+    "leaky_relu": _unary, "gelu": _float_unary("gelu"), "elu": _float_unary("elu"),
+    "softplus": _float_unary("softplus"), "dropout": _unary, "cast": _cast,
+    **{op: _binary for op in BINARY}, **{op: _compare for op in COMPARE},
+    "where": _where, "masked_fill": _masked_fill, "tril": _tri, "triu": _tri,
+    "matmul": _matmul, "linear": _linear,
+    "conv1d": _conv(1), "conv2d": _conv(2), "conv3d": _conv(3),
+    "conv_transpose2d": _conv_transpose2d,
+    "max_pool1d": _pool(1, "max"), "max_pool2d": _pool(2, "max"),
+    "avg_pool1d": _pool(1, "avg"), "avg_pool2d": _pool(2, "avg"),
+    "adaptive_avg_pool1d": _adaptive(1), "adaptive_avg_pool2d": _adaptive(2),
+    "batch_norm": _batch_norm, "layer_norm": _layer_norm, "group_norm": _group_norm,
+    "embedding": _embedding,
+    "lstm": _recurrent(4, True), "gru": _recurrent(3, False), "rnn": _recurrent(1, False),
+    "flatten": _flatten, "reshape": _reshape, "transpose": _transpose, "permute": _permute,
+    "squeeze": _squeeze, "unsqueeze": _unsqueeze, "expand": _expand, "concat": _concat,
+    "split": _split, "slice": _slice,
+    **{op: _reduce for op in REDUCE},
+    "softmax": _softmax, "log_softmax": _softmax,
+}
+
+
+def infer(op: str, in_types: list, attrs: dict) -> tuple:
+    """Output types of ``op`` applied to operands of ``in_types`` with ``attrs``."""
+    return SHAPE_RULES[op](in_types, attrs)

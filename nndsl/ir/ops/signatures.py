@@ -1,0 +1,103 @@
+"""Op signatures: the operands each IR op reads and its attributes with their defaults.
+
+Operand names ending in ``?`` are optional (absent operands are ``None`` on the node); a name
+starting with ``*`` takes any number of values. This table is the authority on what an op *is*;
+the shape, FLOP and lowering tables are keyed by the same names and a test keeps them in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OpSignature:
+    operands: tuple
+    attrs: dict = field(default_factory=dict)
+    doc: str = ""
+
+
+def _s(operands: str, doc: str = "", **attrs) -> OpSignature:
+    return OpSignature(tuple(operands.split()) if operands else (), attrs, doc)
+
+
+UNARY = {
+    "relu": "max(x, 0)", "sigmoid": "1 / (1 + e^-x)", "tanh": "tanh(x)", "silu": "x * sigmoid(x)",
+    "selu": "scale * elu(x, alpha) (fixed constants)", "exp": "e^x", "log": "ln x",
+    "sqrt": "√x", "rsqrt": "1/√x", "abs": "|x|", "neg": "-x", "erf": "erf(x)", "sin": "sin x",
+    "cos": "cos x", "logical_not": "not x",
+}
+BINARY = {
+    "add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "pow": "a ^ b",
+    "maximum": "max(a, b)", "minimum": "min(a, b)", "floor_div": "floor(a / b)", "mod": "a mod b",
+}
+COMPARE = {"eq": "a == b", "ne": "a != b", "lt": "a < b", "le": "a <= b", "gt": "a > b",
+           "ge": "a >= b", "logical_and": "a and b", "logical_or": "a or b"}
+REDUCE = {"sum": "Σ", "mean": "mean", "max": "max", "min": "min", "prod": "Π"}
+
+SIGNATURES: dict[str, OpSignature] = {
+    # sources
+    "input": _s("", "a graph input", name=None, dtype=None, shape=None),
+    "param": _s("", "a trainable parameter or a buffer", name=None, dtype="f32", shape=None,
+                init=None, trainable=True),
+    "scalar": _s("", "a scalar constant", value=0.0, dtype="f32"),
+    "full": _s("", "a tensor filled with one value", shape=None, value=0.0, dtype="f32"),
+    "arange": _s("", "0, 1, ..., n-1", n=None, dtype="i64"),
+    # elementwise
+    **{op: _s("x", doc) for op, doc in UNARY.items()},
+    "leaky_relu": _s("x", "max(x, slope*x)", slope=0.01),
+    "gelu": _s("x", "x * Φ(x)", approximate="none"),
+    "elu": _s("x", "x if x > 0 else alpha*(e^x - 1)", alpha=1.0),
+    "softplus": _s("x", "log(1 + e^(beta*x)) / beta", beta=1.0, threshold=20.0),
+    "dropout": _s("x", "zero elements with probability p during training", p=0.5),
+    "cast": _s("x", "convert dtype", dtype=None),
+    **{op: _s("a b", doc) for op, doc in BINARY.items()},
+    **{op: _s("a b", doc) for op, doc in COMPARE.items()},
+    "where": _s("cond a b", "a where cond else b"),
+    "masked_fill": _s("x mask", "value where mask else x", value=0.0),
+    "tril": _s("x", "lower triangle (k-th diagonal and below)", k=0),
+    "triu": _s("x", "upper triangle (k-th diagonal and above)", k=0),
+    # linear algebra and layers
+    "matmul": _s("a b", "batched matrix product with broadcasting"),
+    "linear": _s("x weight bias?", "x Wᵀ + b"),
+    **{f"conv{d}d": _s("x weight bias?", f"{d}-d cross-correlation", stride=1, padding=0,
+                       dilation=1, groups=1) for d in (1, 2, 3)},
+    "conv_transpose2d": _s("x weight bias?", "2-d transposed convolution", stride=1, padding=0,
+                           output_padding=0, dilation=1, groups=1),
+    **{f"max_pool{d}d": _s("x", f"{d}-d max pooling", kernel=None, stride=None, padding=0,
+                           dilation=1, ceil_mode=False) for d in (1, 2)},
+    **{f"avg_pool{d}d": _s("x", f"{d}-d average pooling", kernel=None, stride=None, padding=0,
+                           ceil_mode=False, count_include_pad=True) for d in (1, 2)},
+    **{f"adaptive_avg_pool{d}d": _s("x", f"{d}-d adaptive average pooling", output_size=None)
+       for d in (1, 2)},
+    "batch_norm": _s("x weight? bias? running_mean running_var num_batches_tracked",
+                     "(x - μ) / √(σ² + eps) · γ + β over channel dim 1", eps=1e-5, momentum=0.1),
+    "layer_norm": _s("x weight? bias?", "(x - μ) / √(σ² + eps) · γ + β over the last dims",
+                     normalized_shape=None, eps=1e-5),
+    "group_norm": _s("x weight? bias?", "normalize over groups of channels", groups=None, eps=1e-5),
+    "embedding": _s("indices weight", "rows of weight", padding_idx=None),
+    "lstm": _s("x h0? c0? *weights", "long short-term memory (PyTorch gate order i, f, g, o)",
+               hidden=None, layers=1, bidirectional=False, batch_first=True, dropout=0.0,
+               bias=True),
+    "gru": _s("x h0? *weights", "gated recurrent unit (PyTorch gate order r, z, n)",
+              hidden=None, layers=1, bidirectional=False, batch_first=True, dropout=0.0, bias=True),
+    "rnn": _s("x h0? *weights", "Elman RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)",
+              hidden=None, layers=1, bidirectional=False, batch_first=True, dropout=0.0, bias=True,
+              nonlinearity="tanh"),
+    # shape manipulation
+    "flatten": _s("x", "merge dims start..end", start=1, end=-1),
+    "reshape": _s("x", "same elements, new shape", shape=None),
+    "transpose": _s("x", "swap two dims", dim0=None, dim1=None),
+    "permute": _s("x", "reorder dims", dims=None),
+    "squeeze": _s("x", "drop size-1 dims", dims=None),
+    "unsqueeze": _s("x", "insert a size-1 dim", dim=None),
+    "expand": _s("x", "broadcast to a larger shape", shape=None),
+    "concat": _s("*xs", "join along a dim", dim=0),
+    "split": _s("x", "cut into pieces along a dim", dim=0, sizes=None),
+    "slice": _s("x", "x[start:end:step] on some axes", axes=None, starts=None, ends=None,
+                steps=None),
+    # reductions and normalizers
+    **{op: _s("x", f"{doc} over dims", dims=None, keepdim=False) for op, doc in REDUCE.items()},
+    "softmax": _s("x", "e^x / Σ e^x along dim", dim=-1),
+    "log_softmax": _s("x", "x - log Σ e^x along dim", dim=-1),
+}

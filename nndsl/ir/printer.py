@@ -1,0 +1,59 @@
+"""The IR as text, one node a line — what ``nndsl inspect --ir`` shows and golden tests compare.
+
+    %fc: f32[N, 10] = linear(%x, %fc.weight, %fc.bias)  # mlp.nn:7:9
+"""
+
+from __future__ import annotations
+
+import os
+
+from nndsl.ir.graph import Graph, Node
+from nndsl.ir.ops import SIGNATURES
+
+
+def fmt_attr(v) -> str:
+    if isinstance(v, tuple):
+        return "[" + ", ".join(fmt_attr(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "none"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def format_node(node: Node) -> str:
+    outs = ", ".join(f"%{node.name}" + (f"#{i}" if i else "") for i in range(len(node.types)))
+    types = ", ".join(str(t) for t in node.types)
+    operands = ", ".join("_" if v is None else str(v) for v in node.inputs)
+    defaults = SIGNATURES[node.op].attrs
+    attrs = [(k, v) for k, v in node.attrs
+             if not (k in defaults and defaults[k] == v) and k not in ("shape", "dtype")
+             or node.op in ("reshape", "expand", "full", "cast") and k in ("shape", "dtype")]
+    if node.op in ("param", "input"):
+        attrs = [(k, v) for k, v in attrs if k not in ("name",)]
+    attr_s = (" {" + ", ".join(f"{k}={fmt_attr(v)}" for k, v in attrs) + "}") if attrs else ""
+    where = f"  # {os.path.basename(node.span.file)}:{node.span.line}:{node.span.col}" \
+        if node.span else ""
+    if len(node.types) > 1:
+        lhs = f"{outs}: ({types})"
+    else:
+        lhs = f"{outs}: {types}"
+    return f"{lhs} = {node.op}({operands}){attr_s}{where}"
+
+
+def print_graph(graph: Graph) -> str:
+    lines = [f"graph {graph.name}("
+             + ", ".join(f"%{n}: {graph.node(n).type}" for n in graph.inputs) + ") {"]
+    for node in graph:
+        if node.op == "input":
+            continue
+        lines.append("  " + format_node(node))
+    outs = ", ".join(f"{name}=%{v.node}" + (f"#{v.index}" if v.index else "")
+                     for name, v in graph.outputs)
+    lines.append(f"  return {outs}")
+    lines.append("}")
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""The abstract syntax tree of a .nn file. Every node carries the :class:`Span` it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nndsl.errors import Span
+
+
+@dataclass(frozen=True)
+class Node:
+    span: Span = field(compare=False, repr=False)
+
+
+# ---- expressions ----
+
+@dataclass(frozen=True)
+class Num(Node):
+    value: int | float
+
+
+@dataclass(frozen=True)
+class Str(Node):
+    value: str
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    id: str
+
+
+@dataclass(frozen=True)
+class Const(Node):
+    """``true``, ``false`` or ``none``."""
+
+    value: bool | None
+
+
+@dataclass(frozen=True)
+class TupleLit(Node):
+    items: tuple
+
+
+@dataclass(frozen=True)
+class ListLit(Node):
+    items: tuple
+
+
+@dataclass(frozen=True)
+class IfExpr(Node):
+    cond: Node
+    then: Node
+    other: Node
+
+
+@dataclass(frozen=True)
+class BinOp(Node):
+    """Arithmetic (``+ - * / // % @ **``), comparisons and ``and``/``or``."""
+
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class UnaryOp(Node):
+    op: str  # "-" or "not"
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Pipe(Node):
+    """``value |> target``: call ``target`` with ``value`` as its first argument."""
+
+    value: Node
+    target: Node
+
+
+@dataclass(frozen=True)
+class Arg(Node):
+    name: str | None
+    value: Node
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    func: Node
+    args: tuple  # of Arg
+
+
+@dataclass(frozen=True)
+class SliceExpr(Node):
+    start: Node | None
+    stop: Node | None
+    step: Node | None
+
+
+@dataclass(frozen=True)
+class EllipsisExpr(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Index(Node):
+    value: Node
+    subscripts: tuple
+
+
+@dataclass(frozen=True)
+class Attr(Node):
+    value: Node
+    name: str
+
+
+@dataclass(frozen=True)
+class Named(Node):
+    """``call as name``: give a layer instance an explicit scope name."""
+
+    value: Node
+    name: str
+
+
+# ---- statements ----
+
+@dataclass(frozen=True)
+class TensorTypeExpr(Node):
+    dtype: str
+    dims: tuple | None  # of expression nodes / EllipsisExpr; None = any shape
+
+
+@dataclass(frozen=True)
+class InputStmt(Node):
+    name: str
+    type: TensorTypeExpr | None
+
+
+@dataclass(frozen=True)
+class ParamStmt(Node):
+    name: str
+    type: TensorTypeExpr
+    init: Node | None
+
+
+@dataclass(frozen=True)
+class AssignStmt(Node):
+    targets: tuple  # of str
+    value: Node
+
+
+@dataclass(frozen=True)
+class OutputStmt(Node):
+    name: str
+    value: Node
+
+
+@dataclass(frozen=True)
+class ReturnStmt(Node):
+    values: tuple
+
+
+@dataclass(frozen=True)
+class AssertStmt(Node):
+    cond: Node
+    message: Node | None
+
+
+@dataclass(frozen=True)
+class ForStmt(Node):
+    label: str | None
+    targets: tuple  # of str
+    destructure: bool
+    iterable: Node
+    body: tuple
+
+
+@dataclass(frozen=True)
+class RepeatStmt(Node):
+    label: str | None
+    count: Node
+    body: tuple
+
+
+@dataclass(frozen=True)
+class IfStmt(Node):
+    cond: Node
+    body: tuple
+    orelse: tuple | None
+
+
+# ---- top level ----
+
+@dataclass(frozen=True)
+class ParamDef(Node):
+    name: str
+    type: str | None
+    default: Node | None
+
+
+@dataclass(frozen=True)
+class Definition(Node):
+    """A ``block`` or a ``model``: a parametric graph fragment."""
+
+    kind: str  # "block" | "model"
+    name: str
+    params: tuple  # of ParamDef
+    body: tuple
+    name_span: Span = field(compare=False, repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class Import(Node):
+    target: str
+    is_file: bool
+
+
+@dataclass(frozen=True)
+class Module(Node):
+    file: str
+    imports: tuple
+    definitions: tuple
