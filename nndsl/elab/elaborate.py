@@ -989,6 +989,10 @@ class Elaborator:
         if isinstance(callee, Surface):
             ctx = BuildCtx(self, frame, span, qual, inst, reuse)
             out = callee.build(ctx, args)
+            self.graph.meta.setdefault("layers", {}).setdefault(qual, {
+                "kind": callee.name,
+                "args": {k: v for k, v in args.items() if not isinstance(v, TensorVal)
+                         and k not in ("h0", "c0")}})
         else:
             out = self._apply_block(inst, args, frame, span, qual, reuse)
         inst.applied += 1
@@ -1031,15 +1035,31 @@ class Elaborator:
         inner = Frame(env, qual, defn, is_model=False, inputs=inputs, reuse=reuse)
         self.counters.pop(qual, None)
         self.call_stack.append(defn.name)
+        start = len(self.graph)
         try:
             self._exec_body(defn.body, inner)
         except _Return as r:
+            self._record_region(defn, qual, env, inputs, r.value, start, span)
             return r.value
         finally:
             self.call_stack.pop()
         raise DefinitionError(f"block `{defn.name}` ends without `return`",
                               span=defn.name_span, code="E0506",
                               hint="end the block with `return y`")
+
+    def _record_region(self, defn, qual, env, inputs, result, start, span) -> None:
+        """Remember where a block application's nodes are, for readable code generation."""
+        outs = result if isinstance(result, tuple) else (result,)
+        if not all(isinstance(o, TensorVal) for o in outs):
+            return
+        self.graph.meta.setdefault("regions", []).append({
+            "qualname": qual, "block": defn.name,
+            "params": {p.name: env[p.name] for p in defn.params},
+            "start": start, "end": len(self.graph),
+            "inputs": [v.value for v in inputs.values()],
+            "input_names": list(inputs),
+            "outputs": [o.value for o in outs], "tuple": isinstance(result, tuple),
+        })
 
     # ------------------------------------------------------------- provenance
     def _provenance(self, vals) -> list:

@@ -1,0 +1,5 @@
+import sys
+
+from nndsl.cli import main
+
+sys.exit(main())
