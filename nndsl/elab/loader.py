@@ -63,20 +63,26 @@ def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -
                                       code="E0504", hint=e.hint) from None
             sub = parse(text, path)
         else:
-            key = f"<std.{imp.target}>"
+            parts = imp.target.split(".")
+            if parts[0] != "std" or len(parts) != 2:
+                raise SourceFileError(f"cannot import `{imp.target}`", span=imp.span,
+                                      code="E0504", hint='write `import std.NAME` for the '
+                                      'standard library or `import "path/file.nn"` for a file')
+            name = parts[1]
+            key = f"<std.{name}>"
             if key in stack:
-                raise DefinitionError(f"import cycle through std.{imp.target}", span=imp.span,
+                raise DefinitionError(f"import cycle through std.{name}", span=imp.span,
                                       code="E0503")
             if key in seen:
                 continue
-            text = std_source(imp.target)
+            text = std_source(name)
             if text is None:
-                raise SourceFileError(f"no standard library module `std.{imp.target}`",
+                raise SourceFileError(f"no standard library module `std.{name}`",
                                       span=imp.span, code="E0504",
                                       hint="available: " + ", ".join(
                                           f"std.{m}" for m in std_modules()))
             path = key
-            sub = parse(text, f"std/{imp.target}.nn")
+            sub = parse(text, f"std/{name}.nn")
         seen.add(path)
         _load(prog, sub, stack + [path], seen)
         _add_defs(prog, sub)
