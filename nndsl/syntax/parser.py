@@ -16,12 +16,8 @@ MAX_NESTING = 200
 
 
 def grammar_text() -> str:
-    """The grammar, from the installed package (``nndsl/grammars``) or, in a checkout, ``grammars/``."""
-    try:
-        return importlib.resources.files("nndsl.grammars").joinpath("nndsl.lark").read_text("utf-8")
-    except (ModuleNotFoundError, FileNotFoundError):
-        here = Path(__file__).resolve().parents[2] / "grammars" / "nndsl.lark"
-        return here.read_text("utf-8")
+    """The grammar, read from the installed package (``nndsl/grammars/nndsl.lark``)."""
+    return importlib.resources.files("nndsl.grammars").joinpath("nndsl.lark").read_text("utf-8")
 
 
 @functools.lru_cache(maxsize=1)
