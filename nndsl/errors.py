@@ -88,6 +88,9 @@ class NndslError(Exception):
         return "\n".join(out)
 
 
+MAX_QUOTE = 100  # longest stretch of a source line quoted under an error
+
+
 def _quote(span: Span) -> list[str]:
     lines = [f" --> {span}"]
     src = SourceRegistry.line(span.file, span.line)
@@ -97,9 +100,17 @@ def _quote(span: Span) -> list[str]:
     pad = " " * len(num)
     width = (span.end_col - span.col) if span.end_line == span.line else len(src) - span.col + 1
     width = max(1, width)
+    col = span.col
+    if len(src) > MAX_QUOTE:  # show a window of a very long line around the caret
+        start = max(0, min(col - 1 - MAX_QUOTE // 3, len(src) - MAX_QUOTE))
+        end = start + MAX_QUOTE
+        prefix = "..." if start > 0 else ""
+        src = prefix + src[start:end] + ("..." if end < len(src) else "")
+        col = len(prefix) + col - start
+        width = max(1, min(width, end - (span.col - 1)))
     lines.append(f"{pad} |")
     lines.append(f"{num} | {src}")
-    lines.append(f"{pad} | " + " " * (span.col - 1) + "^" * width)
+    lines.append(f"{pad} | " + " " * (col - 1) + "^" * width)
     return lines
 
 

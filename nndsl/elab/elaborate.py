@@ -56,6 +56,7 @@ class Frame:
     is_model: bool
     inputs: dict = field(default_factory=dict)  # block: name -> bound TensorVal
     reuse: bool = False
+    call_span: Span | None = None  # block: where it was applied
 
 
 def _join(scope: str, name: str) -> str:
@@ -364,7 +365,12 @@ class Elaborator:
                                       f"block", span=s.span, code="E0508")
             v = frame.inputs[s.name]
             if s.type is not None:
-                self._match_type(v, s.type, frame, s.name)
+                try:
+                    self._match_type(v, s.type, frame, s.name)
+                except NndslError as err:
+                    err.notes.append((f"`{frame.definition.name}` is applied here",
+                                      frame.call_span))
+                    raise
             frame.env[s.name] = v
             return
         if s.type is None or s.type.dims is None:
@@ -1032,7 +1038,8 @@ class Elaborator:
         inputs = {n: args[n] for n in _block_inputs(defn)}
         given = {p.name: (args[p.name], span) for p in defn.params if p.name in args}
         env = self._bind_params(defn, given, {}, span)
-        inner = Frame(env, qual, defn, is_model=False, inputs=inputs, reuse=reuse)
+        inner = Frame(env, qual, defn, is_model=False, inputs=inputs, reuse=reuse,
+                      call_span=span)
         self.counters.pop(qual, None)
         self.call_stack.append(defn.name)
         start = len(self.graph)
@@ -1068,6 +1075,8 @@ class Elaborator:
             if not isinstance(v, TensorVal):
                 continue
             node = self.graph.producer(v.value)
+            if node.op in ("param", "scalar"):
+                continue
             what = "input" if node.op == "input" else node.op
             notes.append((f"{v.type} comes from {what} `{node.name}`", node.span))
         return notes

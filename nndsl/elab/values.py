@@ -35,6 +35,10 @@ class SymCond:
     right: Any
 
     def __str__(self) -> str:
+        if self.op == "divisible":
+            return f"{self.left} % {self.right} == 0"
+        if self.op == "not_divisible":
+            return f"{self.left} % {self.right} != 0"
         return f"{self.left} {self.op} {self.right}"
 
 

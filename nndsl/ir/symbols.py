@@ -6,6 +6,8 @@ which every ``assert`` recorded on symbolic dims holds and every dim in the grap
 
 from __future__ import annotations
 
+import math
+
 from nndsl.errors import ArgumentError
 from nndsl.ir.graph import Graph
 from nndsl.ir.types import SymDim, evaluate_dim
@@ -67,7 +69,13 @@ def bind_symbols(graph: Graph, batch: int = 1, **dims: int) -> dict[str, int]:
     env.update(dims)
     rest = [s for s in syms if s not in env]
     if rest:
-        for c in CANDIDATES:
+        divisors = [c.right for c, _, _ in graph.meta.get("constraints", [])
+                     if c.op == "divisible"]
+        lcm = 1
+        for k in divisors:
+            lcm = lcm * k // math.gcd(lcm, k)
+        extra = tuple(lcm * m for m in (1, 2, 4, 8, 16, 3)) if lcm > 1 else ()
+        for c in extra + CANDIDATES:
             trial = {**env, **{s: c for s in rest}}
             if _valid(graph, trial):
                 return trial

@@ -8,6 +8,7 @@ their canonical forms are equal, which is all the shape checker needs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Union
 
@@ -67,7 +68,7 @@ class SymDim:
         acc: dict = {}
         for m1, c1 in self.terms:
             for m2, c2 in o.terms:
-                m = tuple(sorted(m1 + m2))
+                m = tuple(sorted(m1 + m2, key=_atom_str))
                 acc[m] = acc.get(m, 0) + c1 * c2
         return SymDim(acc).simplify()
 
@@ -84,6 +85,16 @@ class SymDim:
         if all(c % k == 0 for _, c in self.terms):
             return SymDim({m: c // k for m, c in self.terms}).simplify()
         return SymDim({(("f", self, k),): 1})
+
+    def divisors(self) -> set[int]:
+        """The denominators of every floor division inside this dim."""
+        out: set[int] = set()
+        for m, _ in self.terms:
+            for atom in m:
+                if atom[0] == "f":
+                    out.add(atom[2])
+                    out |= atom[1].divisors()
+        return out
 
     def divisible_by(self, k: int) -> bool:
         return all(c % k == 0 for _, c in self.terms)
@@ -145,11 +156,38 @@ class SymDim:
     __repr__ = __str__
 
 
+def _atom_str(a: tuple) -> str:
+    if a[0] == "s":
+        return a[1]
+    inner = str(a[1])
+    return f"({inner}//{a[2]})" if inner.isidentifier() else f"(({inner})//{a[2]})"
+
+
 def _mono_str(m: tuple) -> str:
-    return "*".join(a[1] if a[0] == "s" else f"({a[1]})//{a[2]}" for a in m)
+    return "*".join(_atom_str(a) for a in m)
 
 
 Dim = Union[int, SymDim]
+
+
+def equal_if_exact(a: Dim, b: Dim) -> bool:
+    """Whether ``a == b`` whenever every floor division in them is exact.
+
+    ``T//5 * 5 * 8`` and ``8*T`` are equal when 5 divides ``T`` (which a spec asserts), but not
+    as polynomials. This compares them at several sizes that make every division exact.
+    """
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    sa, sb = SymDim.lift(a), SymDim.lift(b)
+    names = sorted(sa.symbols() | sb.symbols())
+    lcm = 1
+    for k in sa.divisors() | sb.divisors():
+        lcm = lcm * k // math.gcd(lcm, k)
+    for trial in range(4):
+        env = {n: lcm * (2 + i + trial * 3) ** (1 + trial % 2) for i, n in enumerate(names)}
+        if sa.evaluate(env) != sb.evaluate(env):
+            return False
+    return True
 
 
 def dim_str(d: Dim) -> str:

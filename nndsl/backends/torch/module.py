@@ -107,6 +107,12 @@ class GraphModule(nn.Module):
 
     # ---- running ----
     def forward(self, *args, **kwargs):
+        vals = self.run_all(*args, **kwargs)
+        outs = [vals[n] if i is None else vals[n][i] for n, i in self._outputs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def run_all(self, *args, **kwargs) -> dict:
+        """Every value the graph computes, by node name (multi-output nodes give tuples)."""
         xs = self._bind_inputs(args, kwargs)
         env = {}
         for sym, i, ax in self._symbols:
@@ -125,8 +131,7 @@ class GraphModule(nn.Module):
             ins = [None if r is None else (vals[r[0]] if r[1] is None else vals[r[0]][r[1]])
                    for r in reads]
             vals[name] = low(rt, attrs, ins)
-        outs = [vals[n] if i is None else vals[n][i] for n, i in self._outputs]
-        return outs[0] if len(outs) == 1 else tuple(outs)
+        return vals
 
     def _bind_inputs(self, args, kwargs) -> list:
         names = self.input_names

@@ -10,7 +10,7 @@ from typing import Callable
 
 from nndsl.errors import ShapeError
 from nndsl.ir.ops.signatures import BINARY, COMPARE, REDUCE, UNARY
-from nndsl.ir.types import FLOAT_DTYPES, INT_DTYPES, Dim, SymDim, TensorType
+from nndsl.ir.types import FLOAT_DTYPES, INT_DTYPES, Dim, SymDim, TensorType, equal_if_exact
 
 MAX_DIM = 2**40  # no real tensor dimension is larger; bigger ones are typos
 
@@ -353,7 +353,7 @@ def _reshape(ins, a):
     n: Dim = 1
     for d in shape:
         n = n * d
-    if not _same(n, total):
+    if not _same(n, total) and not equal_if_exact(n, total):
         raise ShapeError(f"cannot reshape {x} ({total} elements) into "
                          f"[{', '.join(map(str, shape))}] ({n} elements)", code="E0311",
                          hint="the element counts must match; use -1 for one dim to infer it")
