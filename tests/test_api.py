@@ -1,0 +1,183 @@
+"""The public contract of nndsl.compile / Compiled / the torch module."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import nndsl
+
+CNN = "specs/vision/mnist_cnn.nn"
+BN_NET = """
+model net() { input x: f32[N, 3, 8, 8]
+    output y = x |> conv2d(4, 3) as conv |> batch_norm as bn |> relu |> global_avg_pool }
+"""
+
+
+@pytest.fixture(autouse=True)
+def _chdir(root, monkeypatch):
+    monkeypatch.chdir(root)
+
+
+def test_compile_from_path_and_from_text_agree(root):
+    a = nndsl.compile(CNN)
+    b = nndsl.compile((root / CNN).read_text())
+    assert a.ir().replace("mnist_cnn.nn", "X") == b.ir().replace("<string>", "X")
+    assert a.input_names == ["image"] and a.output_names == ["logits"]
+
+
+def test_every_user_mistake_is_an_nndsl_error():
+    with pytest.raises(nndsl.NndslError):
+        nndsl.compile("model m( {")
+    with pytest.raises(nndsl.ShapeError):
+        nndsl.compile("model m() { input x: f32[N, 3]  output y = x @ x }")
+    with pytest.raises(nndsl.SourceFileError):
+        nndsl.compile("no/such/file.nn")
+    with pytest.raises(nndsl.ArgumentError):
+        nndsl.compile(CNN, opt="O9")
+
+
+def test_default_init_matches_torch_layer_defaults():
+    c = nndsl.compile(BN_NET + "\nmodel lin() { input x: f32[N, 50]  output y = x |> linear(30) "
+                      "|> embedding_free }".replace(" |> embedding_free", ""), model="lin")
+    sd = c.to_torch().state_dict()
+    bound = 1 / math.sqrt(50)
+    assert sd["linear_0.weight"].abs().max() <= bound
+    assert sd["linear_0.weight"].abs().max() > 0.9 * bound      # uniform over the whole range
+    assert abs(float(sd["linear_0.weight"].std()) - bound / math.sqrt(3)) < 0.01
+    bn = nndsl.compile(BN_NET).to_torch().state_dict()
+    assert torch.equal(bn["bn.weight"], torch.ones(4)) and torch.equal(bn["bn.bias"], torch.zeros(4))
+    assert torch.equal(bn["bn.running_var"], torch.ones(4))
+    assert bn["bn.num_batches_tracked"].dtype == torch.int64
+
+
+def test_seeded_initialisation_is_deterministic():
+    c = nndsl.compile(CNN)
+    a, b, other = (c.to_torch().state_dict(), c.to_torch().state_dict(),
+                   c.to_torch(seed=1).state_dict())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["conv1.weight"], other["conv1.weight"])
+
+
+def test_parameters_registered_in_spec_order_with_spec_names():
+    m = nndsl.compile(CNN).to_torch()
+    assert [k for k, _ in m.named_parameters()] == [
+        "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+        "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+
+
+def test_weights_from_state_dict_and_safetensors(tmp_path):
+    c = nndsl.compile(BN_NET)
+    src = c.to_torch(seed=3)
+    src.train()(torch.randn(8, 3, 8, 8))                 # move the BN statistics
+    sd = {k: v.clone() for k, v in src.state_dict().items()}
+    m = c.to_torch(weights=sd)
+    assert all(torch.equal(m.state_dict()[k], sd[k]) for k in sd)
+    path = tmp_path / "w.safetensors"
+    save_file(sd, str(path))
+    m2 = c.to_torch(weights=str(path)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(m2(x), src.eval()(x))
+    del sd["bn.num_batches_tracked"]                     # optional
+    c.to_torch(weights=sd)
+
+
+def test_strict_loading_lists_every_problem_in_one_error():
+    c = nndsl.compile(BN_NET)
+    sd = dict(c.to_torch().state_dict())
+    del sd["conv.bias"]
+    sd["extra.weight"] = torch.zeros(1)
+    sd["bn.weight"] = torch.zeros(5)
+    with pytest.raises(nndsl.WeightsError) as e:
+        c.to_torch(weights=sd)
+    msg = str(e.value)
+    assert "missing: conv.bias" in msg and "unexpected: extra.weight" in msg
+    assert "bn.weight: expected [4], got [5]" in msg
+
+
+def test_weights_file_errors(tmp_path):
+    c = nndsl.compile(BN_NET)
+    with pytest.raises(nndsl.WeightsError, match="not found"):
+        c.to_torch(weights=str(tmp_path / "nope.safetensors"))
+    bad = tmp_path / "w.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(nndsl.WeightsError, match="safetensors"):
+        c.to_torch(weights=str(bad))
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 16)
+    with pytest.raises(nndsl.WeightsError, match="not a readable"):
+        c.to_torch(weights=str(junk))
+
+
+def test_example_inputs_contract():
+    c = nndsl.compile("specs/transformers/gpt_mini.nn", params={"layers": 1, "vocab": 97})
+    xs = c.example_inputs(batch=3, T=12)
+    assert list(xs) == ["tokens"] and xs["tokens"].shape == (3, 12)
+    assert xs["tokens"].dtype == torch.int64
+    assert 0 <= int(xs["tokens"].min()) and int(xs["tokens"].max()) < 97
+    again = c.example_inputs(batch=3, T=12)
+    assert torch.equal(xs["tokens"], again["tokens"])
+    assert not torch.equal(xs["tokens"], c.example_inputs(batch=3, T=12, seed=1)["tokens"])
+    with pytest.raises(nndsl.ArgumentError, match="no symbolic dim `Q`"):
+        c.example_inputs(Q=3)
+    with pytest.raises(nndsl.ArgumentError, match="context"):
+        c.example_inputs(T=2000)                       # breaks `assert T <= ctx`
+
+
+def test_inputs_by_name_or_position_and_input_errors():
+    c = nndsl.compile("""model two() { input a: f32[N, 4]  input b: i64[N]
+        output y = a * (cast(b, f32) |> unsqueeze(1)) }""")
+    m = c.to_torch()
+    a, b = torch.randn(2, 4), torch.tensor([1, 2])
+    torch.testing.assert_close(m(a, b), m(b=b, a=a))
+    torch.testing.assert_close(m(a, b), a * b[:, None].float())
+    with pytest.raises(nndsl.InputError, match="missing input b"):
+        m(a)
+    with pytest.raises(nndsl.InputError, match="no input `c`"):
+        m(a, b, c=a)
+    with pytest.raises(nndsl.InputError, match="rank 2"):
+        m(torch.randn(4), b)
+    with pytest.raises(nndsl.InputError, match="dim 1 is 5, not 4"):
+        m(torch.randn(2, 5), b)
+    with pytest.raises(nndsl.InputError, match="`N` is 2 in one input and 3"):
+        m(a, torch.tensor([1, 2, 3]))
+
+
+def test_json_and_summary():
+    c = nndsl.compile(CNN)
+    j = c.to_json()
+    assert j["params"] == 121_930 and j["inputs"][0]["shape"] == ["N", 1, 28, 28]
+    conv1 = next(n for n in j["nodes"] if n["name"] == "conv1")
+    assert conv1["flops"] == 32 * 26 * 26 * (2 * 9 + 1)
+    assert conv1["params"] == 320
+    fc1 = next(n for n in j["nodes"] if n["name"] == "fc1")
+    assert fc1["flops"] == 64 * (2 * 1600 + 1)
+    assert j["flops"] == c.flops()
+    text = c.summary()
+    assert "conv1" in text and "121,930" in text
+
+
+def test_autograd_and_torch_compile():
+    c = nndsl.compile(CNN)
+    m = c.to_torch()
+    xs = c.example_inputs(batch=4)
+    eager = m.eval()(**xs)
+    compiled = torch.compile(m)
+    torch.testing.assert_close(compiled(**xs), eager, rtol=1e-4, atol=1e-5)
+    m.train()
+    m(**xs).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
+
+
+def test_grammar_ships_inside_the_installed_package(tmp_path):
+    code = ("import importlib.resources, nndsl; "
+            "t = importlib.resources.files('nndsl.grammars').joinpath('nndsl.lark').read_text(); "
+            "assert 'start:' in t; print(nndsl.compile('model m() { input x: f32[N, 2] "
+            "output y = x }').name)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "m"
