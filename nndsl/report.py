@@ -11,7 +11,7 @@ from rich.table import Table
 def summary_table(compiled, batch: int = 1, **dims) -> str:
     rows = compiled.layers(batch, **dims)
     table = Table(title=f"{compiled.name} ({compiled.opt})", show_footer=True)
-    table.add_column("layer", footer="total")
+    table.add_column("scope", footer="total")
     table.add_column("op")
     table.add_column("output", footer="")
     table.add_column("params", justify="right", footer=f"{compiled.param_count():,}")
