@@ -181,3 +181,13 @@ def test_grammar_ships_inside_the_installed_package(tmp_path):
                          text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "m"
+
+
+def test_tied_weights_load_under_either_name():
+    c = nndsl.compile("""model lm() { input t: i64[N, T]
+        wte = embedding(11, 4)
+        output y = wte(t) |> linear(11, bias=false, weight=wte.weight) as head }""")
+    w = torch.randn(11, 4)
+    for name in ("wte.weight", "head.weight"):
+        m = c.to_torch(weights={name: w})
+        assert torch.equal(m.state_dict()["wte.weight"], w)

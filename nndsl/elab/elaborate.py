@@ -783,7 +783,20 @@ class Elaborator:
         return out
 
     def _e_pipe(self, e: ast.Pipe, frame):
-        value = self._eval(e.value, frame)
+        # ``x |> f |> g |> ...`` nests to the left; walk the chain in a loop, not by recursion,
+        # so that a pipeline of thousands of stages cannot exhaust Python's stack.
+        chain = [e]
+        while isinstance(chain[-1].value, ast.Pipe):
+            chain.append(chain[-1].value)
+        value = self._eval(chain[-1].value, frame)
+        for stage in reversed(chain[1:]):
+            try:
+                value = self._pipe_stage(value, stage, frame)
+            except NndslError as err:
+                raise err.with_span(stage.span)
+        return self._pipe_stage(value, e, frame)
+
+    def _pipe_stage(self, value, e: ast.Pipe, frame):
         target, name = e.target, None
         if isinstance(target, ast.Named):
             target, name = target.value, target.name
@@ -871,13 +884,14 @@ class Elaborator:
                                         span=span, code="E0212")
                 return Partial(callee, args, span)
             ctx = BuildCtx(self, frame, span, frame.scope, None)
-            return callee.build(ctx, args)
+            return self._build(callee, ctx, args)
         if isinstance(callee, Partial):
             args, complete = self._bind(callee.callee.name, callee.callee.params, pos, kw, span,
                                         prebound=callee.args)
             if not complete:
                 return Partial(callee.callee, args, span)
-            return callee.callee.build(BuildCtx(self, frame, span, frame.scope, None), args)
+            return self._build(callee.callee, BuildCtx(self, frame, span, frame.scope, None),
+                               args)
         if isinstance(callee, ast.Definition):
             inputs = _block_inputs(callee)
             params = [library.ParamSpec(n, "tensor", REQUIRED) for n in inputs] + \
@@ -994,7 +1008,7 @@ class Elaborator:
         reuse = frame.reuse or inst.applied > 0
         if isinstance(callee, Surface):
             ctx = BuildCtx(self, frame, span, qual, inst, reuse)
-            out = callee.build(ctx, args)
+            out = self._build(callee, ctx, args)
             self.graph.meta.setdefault("layers", {}).setdefault(qual, {
                 "kind": callee.name,
                 "args": {k: v for k, v in args.items() if not isinstance(v, TensorVal)
@@ -1003,6 +1017,19 @@ class Elaborator:
             out = self._apply_block(inst, args, frame, span, qual, reuse)
         inst.applied += 1
         return out
+
+    def _build(self, surface: Surface, ctx: "BuildCtx", args: dict):
+        """Run a surface function; a shape error it raises says where its tensors came from."""
+        try:
+            return surface.build(ctx, args)
+        except ShapeError as e:
+            tensors = []
+            for v in args.values():
+                tensors.extend(v if isinstance(v, tuple) else (v,))
+            for note in self._provenance(tensors, at=ctx.span):
+                if note not in e.notes:
+                    e.notes.append(note)
+            raise
 
     def _name_instance(self, inst: Instance, frame: Frame, span: Span) -> str:
         if inst.qualname is not None:
@@ -1069,13 +1096,15 @@ class Elaborator:
         })
 
     # ------------------------------------------------------------- provenance
-    def _provenance(self, vals) -> list:
+    def _provenance(self, vals, at: Span | None = None) -> list:
+        """Notes saying where each tensor of ``vals`` came from. A layer's own parameters (made
+        at ``at``, the failing call) say nothing new; a tied one made elsewhere does."""
         notes = []
         for v in vals:
             if not isinstance(v, TensorVal):
                 continue
             node = self.graph.producer(v.value)
-            if node.op in ("param", "scalar"):
+            if node.op == "scalar" or node.op == "param" and (at is None or node.span == at):
                 continue
             what = "input" if node.op == "input" else node.op
             notes.append((f"{v.type} comes from {what} `{node.name}`", node.span))
@@ -1109,9 +1138,11 @@ class BuildCtx:
                                       span=self.span, code="E0502")
             if node.type != t:
                 raise ShapeError(f"the shared layer `{self.scope}` was built with {local} "
-                                 f"{node.type}, but this input needs {t}", span=self.span,
-                                 code="E0318", notes=[("first built here", node.span)],
-                                 hint="a shared layer must see inputs of the same size")
+                                 f"{node.type} when first applied; this input would need {t}",
+                                 span=self.span, code="E0318",
+                                 notes=[("first applied here", node.span)],
+                                 hint="a shared layer must see inputs of the same size; use "
+                                      "separate layers, or project the inputs to one size")
             if not self.reuse and (self.inst is None or not self.inst.applied):
                 raise DefinitionError(f"the parameter `{qual}` is defined twice", span=self.span,
                                       code="E0502", notes=[("first defined here", node.span)])
@@ -1146,7 +1177,7 @@ class BuildCtx:
             types = infer(op, in_types, full)
         except ShapeError as e:
             e.with_span(self.span)
-            e.notes.extend(self.el._provenance(inputs))
+            e.notes.extend(self.el._provenance(inputs, at=self.span))
             raise
         base = self.inst.qualname if (self.inst is not None and self.scope ==
                                       self.inst.qualname) else _join(self.scope, op)

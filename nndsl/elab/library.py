@@ -45,6 +45,10 @@ def _static_features(ctx, x: TensorVal, axis: int, what: str) -> int:
     return n
 
 
+def _same_dim(a, b) -> bool:
+    return type(a) is type(b) and a == b
+
+
 def _uniform(fan_in: int):
     return ("uniform", 1.0 / math.sqrt(fan_in)) if fan_in > 0 else ("zeros",)
 
@@ -56,8 +60,11 @@ def _linear(ctx, a):
     fin = _static_features(ctx, x, -1, "linear's in_features")
     out = a["out"]
     w = a["weight"] if a["weight"] is not None else ctx.param("weight", (out, fin), _uniform(fin))
-    if a["weight"] is not None and w.type.shape != (out, fin):
-        ctx.error(f"linear(weight=...) must be [{out}, {fin}], got {w.type}", code="E0306")
+    if a["weight"] is not None and (w.type.rank != 2 or not _same_dim(w.type.shape[0], out)):
+        ctx.error(f"linear({out}, weight=...) needs a weight of shape [{out}, {fin}] "
+                  f"([out, in_features]), got {w.type}", code="E0306",
+                  hint="a tied weight must have `out` rows; transpose it or change `out`")
+    # a weight with the wrong in_features is reported by the linear shape rule, with both shapes
     b = ctx.param("bias", (out,), _uniform(fin)) if a["bias"] else None
     return ctx.emit("linear", [x, w, b], {})[0]
 
@@ -230,8 +237,14 @@ def _split(ctx, a):
     if isinstance(parts, int):
         if isinstance(size, SymDim) and not size.divisible_by(parts) or \
                 isinstance(size, int) and size % parts:
-            ctx.error(f"cannot split dim {dim} of size {size} into {parts} equal parts",
-                      code="E0312", hint="pass a list of sizes instead")
+            example = ""
+            if isinstance(size, int) and parts <= size:
+                q, r = divmod(size, parts)
+                example = ", e.g. split([" + ", ".join(
+                    str(q + (i < r)) for i in range(parts)) + f"], dim={dim})"
+            ctx.error(f"cannot split dim {dim} of {x.type} (size {size}) into {parts} equal "
+                      f"parts", code="E0312",
+                      hint=f"pass a list of sizes that add up to {size}{example}")
         parts = (size // parts,) * parts
     return tuple(ctx.emit("split", [x], {"dim": dim, "sizes": tuple(parts)}))
 
