@@ -434,14 +434,15 @@ class Elaborator:
             i = ell[0]
             n_after = len(pats) - i - 1
             if len(shape) < len(pats) - 1:
-                self._rank_error(name, tt, v)
-            pairs = list(zip(pats[:i], shape[:i])) + list(zip(pats[i + 1:],
-                                                              shape[len(shape) - n_after:]))
+                self._rank_error(name, tt, v, frame)
+            pairs = list(zip(pats[:i], shape[:i], range(i))) + list(
+                zip(pats[i + 1:], shape[len(shape) - n_after:],
+                    range(len(shape) - n_after, len(shape))))
         else:
             if len(shape) != len(pats):
-                self._rank_error(name, tt, v)
-            pairs = list(zip(pats, shape))
-        for pat, actual in pairs:
+                self._rank_error(name, tt, v, frame)
+            pairs = list(zip(pats, shape, range(len(shape))))
+        for pat, actual, axis in pairs:
             if isinstance(pat, ast.Name) and pat.id not in frame.env and pat.id != "_":
                 frame.env[pat.id] = actual
                 continue
@@ -449,15 +450,19 @@ class Elaborator:
                 continue
             want = self._eval(pat, frame)
             if not (want == actual and type(want) is type(actual)):
-                raise ShapeError(f"input `{name}` expects dim {want} where the argument has "
-                                 f"{actual}: expected {self._pattern_str(tt)}, got {v.type}",
-                                 span=pat.span, code="E0316",
+                why = (f"{pat.id} = {want}" if isinstance(pat, ast.Name)
+                       else f"the block needs {want}")
+                raise ShapeError(f"`{frame.definition.name}` expects input `{name}`: "
+                                 f"{self._pattern_str(tt)}, got {v.type}: dim {axis} is "
+                                 f"{actual}, but {why}", span=pat.span, code="E0316",
                                  notes=self._provenance([v]))
 
-    def _rank_error(self, name, tt, v):
-        raise ShapeError(f"input `{name}` expects rank {len(tt.dims)} "
-                         f"({self._pattern_str(tt)}) but got {v.type}", span=tt.span,
-                         code="E0316", notes=self._provenance([v]))
+    def _rank_error(self, name, tt, v, frame: Frame):
+        ell = any(isinstance(d, ast.EllipsisExpr) for d in tt.dims)
+        rank = len(tt.dims) - ell
+        raise ShapeError(f"`{frame.definition.name}` expects input `{name}` of rank "
+                         f"{'at least ' if ell else ''}{rank} ({self._pattern_str(tt)}), got "
+                         f"{v.type}", span=tt.span, code="E0316", notes=self._provenance([v]))
 
     @staticmethod
     def _pattern_str(tt: ast.TensorTypeExpr) -> str:
@@ -1167,6 +1172,12 @@ class BuildCtx:
         if self.inst is not None and self.scope == self.inst.qualname:
             self.inst.params.setdefault(local, tv)
         return tv
+
+    def alias(self, local: str, value: TensorVal) -> None:
+        """``{scope}.{local}`` is another name for the parameter ``value`` (tied weights)."""
+        node = self.graph.producer(value.value)
+        if node.op == "param":
+            self.graph.meta.setdefault("aliases", {})[_join(self.scope, local)] = node.name
 
     def emit(self, op: str, inputs: list, attrs: dict) -> tuple:
         g = self.graph

@@ -65,6 +65,8 @@ def _linear(ctx, a):
                   f"([out, in_features]), got {w.type}", code="E0306",
                   hint="a tied weight must have `out` rows; transpose it or change `out`")
     # a weight with the wrong in_features is reported by the linear shape rule, with both shapes
+    if a["weight"] is not None:
+        ctx.alias("weight", w)
     b = ctx.param("bias", (out,), _uniform(fin)) if a["bias"] else None
     return ctx.emit("linear", [x, w, b], {})[0]
 

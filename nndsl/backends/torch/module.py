@@ -52,6 +52,7 @@ class GraphModule(nn.Module):
         self._outputs = [(v.node, v.index if len(graph.node(v.node).types) > 1 else None)
                          for _, v in graph.outputs]
         self._symbols = self._symbol_sites()
+        self._aliases = dict(graph.meta.get("aliases", {}))  # tied-weight name -> spec name
 
     # ---- construction ----
     def _init_params(self, graph: Graph, seed: int) -> None:
@@ -175,7 +176,11 @@ class GraphModule(nn.Module):
     # ---- weights ----
     def load_weights(self, weights) -> None:
         """Strictly load a state dict or a ``.safetensors`` file in the spec's names."""
-        sd = read_weights(weights)
+        sd = dict(read_weights(weights))
+        for alias, name in self._aliases.items():   # a tied weight may come under either name
+            if alias in sd:
+                value = sd.pop(alias)
+                sd.setdefault(name, value)
         own = self.state_dict()
         missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
         unexpected = [k for k in sd if k not in own]
