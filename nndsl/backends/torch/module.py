@@ -84,8 +84,9 @@ class GraphModule(nn.Module):
             self._param_sites[node.name] = (owner, leaf)
 
     def _make_plan(self, graph: Graph) -> list:
+        """One step per op node: (name, lowering, attrs, operand reads, values to free after)."""
         multi = {n.name for n in graph if len(n.types) > 1}
-        plan = []
+        steps = []
         for node in graph:
             if node.op in ("input", "param"):
                 continue
@@ -95,8 +96,21 @@ class GraphModule(nn.Module):
                                     code="E0903")
             reads = tuple((v.node, v.index if v.node in multi else None) if v is not None
                           else None for v in node.inputs)
-            plan.append((node.name, low, {**SIGNATURES[node.op].attrs, **node.attr}, reads))
-        return plan
+            steps.append((node.name, low, {**SIGNATURES[node.op].attrs, **node.attr}, reads))
+        # free each intermediate after its last reader, as hand-written code would
+        keep = {v.node for _, v in graph.outputs} | set(graph.inputs) | \
+            {n.name for n in graph.params()}
+        last: dict[str, int] = {}
+        for i, (_, _, _, reads) in enumerate(steps):
+            for r in reads:
+                if r is not None:
+                    last[r[0]] = i
+        free: list[list[str]] = [[] for _ in steps]
+        for name, i in last.items():
+            if name not in keep:
+                free[i].append(name)
+        return [(name, low, attrs, reads, tuple(sorted(free[i])))
+                for i, (name, low, attrs, reads) in enumerate(steps)]
 
     def _symbol_sites(self) -> list:
         sites = []
@@ -108,12 +122,15 @@ class GraphModule(nn.Module):
 
     # ---- running ----
     def forward(self, *args, **kwargs):
-        vals = self.run_all(*args, **kwargs)
+        vals = self._run(args, kwargs, keep_all=False)
         outs = [vals[n] if i is None else vals[n][i] for n, i in self._outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def run_all(self, *args, **kwargs) -> dict:
         """Every value the graph computes, by node name (multi-output nodes give tuples)."""
+        return self._run(args, kwargs, keep_all=True)
+
+    def _run(self, args, kwargs, keep_all: bool) -> dict:
         xs = self._bind_inputs(args, kwargs)
         env = {}
         for sym, i, ax in self._symbols:
@@ -128,10 +145,13 @@ class GraphModule(nn.Module):
             vals[name] = x
         for name, (owner, leaf) in self._param_sites.items():
             vals[name] = getattr(owner, leaf)
-        for name, low, attrs, reads in self._plan:
+        for name, low, attrs, reads, free in self._plan:
             ins = [None if r is None else (vals[r[0]] if r[1] is None else vals[r[0]][r[1]])
                    for r in reads]
             vals[name] = low(rt, attrs, ins)
+            if not keep_all:
+                for dead in free:
+                    del vals[dead]
         return vals
 
     def _bind_inputs(self, args, kwargs) -> list:
