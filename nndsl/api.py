@@ -164,6 +164,15 @@ class Compiled:
             m.load_weights(weights)
         return m
 
+    def to_onnx(self, weights=None, seed: int = 0):
+        """An ``onnx.ModelProto`` carrying ``weights`` (a state dict or a ``.safetensors`` path;
+        the default initial weights when none are given), for inference."""
+        from nndsl import __version__
+        from nndsl.backends.onnx import to_onnx
+        sd = self.to_torch(weights=weights, seed=seed).state_dict()
+        arrays = {k: v.detach().cpu().numpy() for k, v in sd.items()}
+        return to_onnx(self.graph, arrays, producer_version=__version__)
+
     def example_inputs(self, batch: int = 2, seed: int = 0, **dims) -> dict:
         """Random valid inputs by name: floats ~ N(0, 1), integer ids within their valid range."""
         import torch

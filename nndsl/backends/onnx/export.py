@@ -1,0 +1,117 @@
+"""IR -> ``onnx.ModelProto``, built node by node from the graph (no tracing of the torch module)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from nndsl.backends.onnx.builder import IR_VERSION, OPSET, Builder, value_info
+from nndsl.backends.onnx.lowering import ONNX_LOWERINGS, Site
+from nndsl.errors import LoweringError, NndslError
+from nndsl.ir.graph import Graph
+from nndsl.ir.ops import SIGNATURES
+from nndsl.ir.types import SymDim
+
+EXTERNAL_DATA_THRESHOLD = 1 << 30   # bytes of weights above which the model is saved with external data
+
+
+def _symbol_sources(graph: Graph) -> dict:
+    out = {}
+    for name in graph.inputs:
+        for axis, d in enumerate(graph.node(name).type.shape):
+            if isinstance(d, SymDim) and str(d) in d.symbols() and str(d) not in out:
+                out[str(d)] = (name, axis)
+    return out
+
+
+def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: str = "") -> onnx.ModelProto:
+    """Lower ``graph`` to ONNX with the given parameter values (numpy arrays by spec name)."""
+    b = Builder(_symbol_sources(graph))
+    names: dict = {}
+    for n in graph.inputs:
+        b.reserve(n)
+    for node in graph.params():
+        b.reserve(node.name)
+    for node in graph:
+        if node.op == "input":
+            names[node.out()] = node.name
+            continue
+        if node.op == "param":
+            names[node.out()] = node.name
+            continue
+        low = ONNX_LOWERINGS.get(node.op)
+        if low is None:
+            raise LoweringError(f"op `{node.op}` cannot be lowered to ONNX opset {OPSET}",
+                                span=node.span, code="E0907")
+        outs = [b.fresh(node.name if i == 0 else f"{node.name}:{i}")
+                for i in range(len(node.types))]
+        in_types = [graph.type_of(v) if v is not None else None for v in node.inputs]
+        ins = [names[v] if v is not None else None for v in node.inputs]
+        b.scope, b.span = node.name, node.span
+        try:
+            low(b, {**SIGNATURES[node.op].attrs, **node.attr}, ins, Site(in_types, node.types, outs))
+        except NndslError as e:
+            raise e.with_span(node.span)
+        for i, o in enumerate(outs):
+            names[node.out(i)] = o
+    b.scope = ""
+    outputs = []
+    for out_name, v in graph.outputs:
+        src = names[v]
+        if src != out_name:
+            b.op1("Identity", [src], out=out_name)
+        outputs.append(value_info(out_name, graph.type_of(v)))
+    used = {i for n in b.nodes for i in n.input}
+    for node in graph.params():
+        if node.name not in used:
+            continue
+        if node.name not in weights:
+            raise LoweringError(f"no value for parameter `{node.name}`", code="E0908")
+        arr = np.ascontiguousarray(weights[node.name])
+        if tuple(arr.shape) != tuple(node.type.shape):
+            raise LoweringError(f"parameter `{node.name}` has shape {list(arr.shape)}, the spec "
+                                f"says {node.type}", code="E0908")
+        b.initializer(node.name, arr)
+    inputs = [value_info(n, graph.node(n).type) for n in graph.inputs]
+    g = helper.make_graph(b.nodes, graph.name, inputs, outputs, initializer=b.initializers)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="nndsl", producer_version=producer_version)
+    model.ir_version = IR_VERSION
+    return model
+
+
+def save(model: onnx.ModelProto, path: str | Path, external_threshold: int | None = None) -> list[Path]:
+    """Write ``model`` atomically; weights go to ``PATH.data`` when they exceed the threshold.
+
+    Returns the files written. Nothing is left behind if writing fails.
+    """
+    path = Path(path)
+    threshold = EXTERNAL_DATA_THRESHOLD if external_threshold is None else external_threshold
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        tmp = tmpdir / path.name
+        written = [path]
+        if size > threshold:
+            data_name = path.name + ".data"
+            m = onnx.ModelProto()
+            m.CopyFrom(model)
+            onnx.save_model(m, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=1024, convert_attribute=False)
+            os.replace(tmpdir / data_name, path.parent / data_name)
+            written.append(path.parent / data_name)
+        else:
+            onnx.save_model(model, str(tmp))
+        os.replace(tmp, path)
+        return written
+    finally:
+        for p in tmpdir.iterdir():
+            p.unlink()
+        tmpdir.rmdir()

@@ -1,0 +1,389 @@
+"""ONNX lowering table: one function per IR op, built directly from the IR (opset 21).
+
+Each function is ``fn(b, a, ins, n) -> None``: ``b`` is the :class:`Builder`, ``a`` the node's
+attributes (defaults filled in), ``ins`` the ONNX names of its operands (``None`` for absent
+optional ones) and ``n`` the :class:`Site` with the operand/output types and the output names
+the lowering must write. Lowerings describe inference: dropout is the identity and batch norm uses
+its running statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnx import TensorProto
+
+from nndsl.backends.onnx.builder import INT64_MAX, ONNX_DTYPES, Builder
+from nndsl.errors import LoweringError
+from nndsl.ir.types import FLOAT_DTYPES
+
+
+@dataclass
+class Site:
+    in_types: list
+    out_types: tuple
+    outs: list   # the names the lowering must produce, one per IR output
+
+    @property
+    def out(self) -> str:
+        return self.outs[0]
+
+
+def _simple(op_type: str, **fixed):
+    def low(b: Builder, a, ins, n: Site):
+        b.op1(op_type, list(ins), out=n.out, **fixed)
+    return low
+
+
+def _scalar(b, a, ins, n):
+    b.op1("Constant", [], out=n.out, value=_tensor(a["value"], a["dtype"]))
+
+
+def _tensor(value, dtype):
+    import numpy as np
+    from onnx import numpy_helper
+
+    from nndsl.backends.onnx.builder import NUMPY_DTYPES
+    if dtype == "bf16":
+        raise LoweringError("bf16 constants are not supported in the ONNX export", code="E0905")
+    return numpy_helper.from_array(np.asarray(value, dtype=NUMPY_DTYPES[dtype]))
+
+
+def _full(b, a, ins, n):
+    shape = b.shape(a["shape"])
+    b.op1("ConstantOfShape", [shape], out=n.out, value=_tensor([a["value"]], a["dtype"]))
+
+
+def _arange(b, a, ins, n):
+    end = b.op1("Squeeze", [b.dim(a["n"]), b.const([0])])
+    r = b.op1("Range", [b.const(0), end, b.const(1)])
+    b.op1("Cast", [r], out=n.out, to=ONNX_DTYPES[a["dtype"]])
+
+
+def _silu(b, a, ins, n):
+    b.op1("Mul", [ins[0], b.op1("Sigmoid", [ins[0]])], out=n.out)
+
+
+def _rsqrt(b, a, ins, n):
+    b.op1("Reciprocal", [b.op1("Sqrt", [ins[0]])], out=n.out)
+
+
+def _softplus(b, a, ins, n):
+    x = ins[0]
+    beta = a["beta"]
+    if beta == 1.0:
+        b.op1("Softplus", [x], out=n.out)
+        return
+    c = b.const(beta, n.in_types[0].dtype)
+    y = b.op1("Softplus", [b.op1("Mul", [x, c])])
+    b.op1("Div", [y, c], out=n.out)
+
+
+def _identity(b, a, ins, n):
+    b.op1("Identity", [ins[0]], out=n.out)
+
+
+def _cast(b, a, ins, n):
+    b.op1("Cast", [ins[0]], out=n.out, to=ONNX_DTYPES[a["dtype"]])
+
+
+def _ne(b, a, ins, n):
+    b.op1("Not", [b.op1("Equal", list(ins))], out=n.out)
+
+
+def _floor_div(b, a, ins, n):
+    t = n.out_types[0]
+    if t.dtype in FLOAT_DTYPES:
+        b.op1("Floor", [b.op1("Div", list(ins))], out=n.out)
+        return
+    x, y = (b.op1("Cast", [i], to=TensorProto.DOUBLE) for i in ins)
+    b.op1("Cast", [b.op1("Floor", [b.op1("Div", [x, y])])], out=n.out, to=ONNX_DTYPES[t.dtype])
+
+
+def _mod(b, a, ins, n):
+    t = n.out_types[0]
+    if t.dtype not in FLOAT_DTYPES:
+        b.op1("Mod", list(ins), out=n.out, fmod=0)
+        return
+    x, y = ins          # python-style remainder: x - floor(x / y) * y
+    q = b.op1("Floor", [b.op1("Div", [x, y])])
+    b.op1("Sub", [x, b.op1("Mul", [q, y])], out=n.out)
+
+
+def _masked_fill(b, a, ins, n):
+    value = b.const(a["value"], n.in_types[0].dtype)
+    b.op1("Where", [ins[1], value, ins[0]], out=n.out)
+
+
+def _tri(upper: int):
+    def low(b, a, ins, n):
+        b.op1("Trilu", [ins[0], b.const(a["k"])], out=n.out, upper=upper)
+    return low
+
+
+def _linear(b, a, ins, n):
+    x, w, bias = ins
+    if n.in_types[0].rank == 2:
+        b.op1("Gemm", [x, w] + ([bias] if bias else []), out=n.out, transB=1)
+        return
+    y = b.op1("MatMul", [x, b.op1("Transpose", [w], perm=[1, 0])])
+    if bias:
+        b.op1("Add", [y, bias], out=n.out)
+    else:
+        b.op1("Identity", [y], out=n.out)
+
+
+def _pads(p, k, d) -> list:
+    if p == "same":
+        total = [di * (ki - 1) for ki, di in zip(k, d)]
+        return [t // 2 for t in total] + [t - t // 2 for t in total]
+    return list(p) + list(p)
+
+
+def _conv(b, a, ins, n):
+    x, w, bias = ins
+    k = list(n.in_types[1].shape[2:])
+    b.op1("Conv", [x, w] + ([bias] if bias else []), out=n.out, kernel_shape=k,
+          strides=list(a["stride"]), dilations=list(a["dilation"]), group=a["groups"],
+          pads=_pads(a["padding"], k, a["dilation"]))
+
+
+def _conv_t(b, a, ins, n):
+    x, w, bias = ins
+    k = list(n.in_types[1].shape[2:])
+    b.op1("ConvTranspose", [x, w] + ([bias] if bias else []), out=n.out, kernel_shape=k,
+          strides=list(a["stride"]), dilations=list(a["dilation"]), group=a["groups"],
+          pads=list(a["padding"]) * 2, output_padding=list(a["output_padding"]))
+
+
+def _max_pool(b, a, ins, n):
+    b.op1("MaxPool", [ins[0]], out=n.out, kernel_shape=list(a["kernel"]),
+          strides=list(a["stride"]), pads=list(a["padding"]) * 2,
+          dilations=list(a["dilation"]), ceil_mode=int(a["ceil_mode"]))
+
+
+def _avg_pool(b, a, ins, n):
+    b.op1("AveragePool", [ins[0]], out=n.out, kernel_shape=list(a["kernel"]),
+          strides=list(a["stride"]), pads=list(a["padding"]) * 2,
+          ceil_mode=int(a["ceil_mode"]), count_include_pad=int(a["count_include_pad"]))
+
+
+def _adaptive(b, a, ins, n):
+    x = n.in_types[0]
+    out = a["output_size"]
+    if all(o == 1 for o in out):
+        b.op1("GlobalAveragePool", [ins[0]], out=n.out)
+        return
+    spatial = x.shape[2:]
+    if not all(isinstance(s, int) and s % o == 0 for s, o in zip(spatial, out)):
+        raise LoweringError(f"adaptive_avg_pool to {list(out)} from {x} has no ONNX form unless "
+                            f"each input size is a known multiple of the output size",
+                            code="E0906", hint="use global_avg_pool or a fixed avg_pool")
+    k = [s // o for s, o in zip(spatial, out)]
+    b.op1("AveragePool", [ins[0]], out=n.out, kernel_shape=k, strides=k)
+
+
+def _ones_like_channels(b, t, channels, value):
+    return b.const([value] * channels, t.dtype)
+
+
+def _batch_norm(b, a, ins, n):
+    x, w, bias, rm, rv, _ = ins
+    c = n.in_types[0].shape[1]
+    w = w or _ones_like_channels(b, n.in_types[0], c, 1.0)
+    bias = bias or _ones_like_channels(b, n.in_types[0], c, 0.0)
+    b.op1("BatchNormalization", [x, w, bias, rm, rv], out=n.out, epsilon=a["eps"],
+          momentum=1.0 - a["momentum"])
+
+
+def _layer_norm(b, a, ins, n):
+    x, w, bias = ins
+    shape = list(a["normalized_shape"])
+    t = n.in_types[0]
+    if w is None:
+        w = b.op1("ConstantOfShape", [b.const(shape)], value=_tensor([1.0], t.dtype))
+    b.op1("LayerNormalization", [x, w] + ([bias] if bias else []), out=n.out,
+          axis=-len(shape), epsilon=a["eps"])
+
+
+def _group_norm(b, a, ins, n):
+    x, w, bias = ins
+    t = n.in_types[0]
+    c = t.shape[1]
+    w = w or _ones_like_channels(b, t, c, 1.0)
+    bias = bias or _ones_like_channels(b, t, c, 0.0)
+    b.op1("GroupNormalization", [x, w, bias], out=n.out, num_groups=a["groups"],
+          epsilon=a["eps"])
+
+
+def _embedding(b, a, ins, n):
+    b.op1("Gather", [ins[1], ins[0]], out=n.out, axis=0)
+
+
+# torch packs gates (i, f, g, o) for LSTM and (r, z, n) for GRU; ONNX wants (i, o, f, c) and
+# (z, r, h). Each entry lists, in ONNX order, which torch gate block goes there.
+GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn": (0,)}
+
+
+def _reorder(b, w: str, kind: str, hidden: int) -> str:
+    order = GATE_ORDER[kind]
+    if order == tuple(range(len(order))):
+        return w
+    parts = b.op(f"Split", [w, b.const([hidden] * len(order))], n_out=len(order), axis=0)
+    return b.op1("Concat", [parts[i] for i in order], axis=0)
+
+
+def _recurrent(kind: str):
+    onnx_op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[kind]
+
+    def low(b, a, ins, n):
+        x_t = n.in_types[0]
+        has_c = kind == "lstm"
+        h0, c0 = ins[1], ins[2] if has_c else None
+        weights = list(ins[3 if has_c else 2:])
+        h, layers = a["hidden"], a["layers"]
+        dirs = 2 if a["bidirectional"] else 1
+        per = 4 if a["bias"] else 2
+        x = b.op1("Transpose", [ins[0]], perm=[1, 0, 2])       # ONNX runs time-major
+        hs, cs = [], []
+        for layer in range(layers):
+            ws, rs, bs = [], [], []
+            for d in range(dirs):
+                base = (layer * dirs + d) * per
+                w_ih, w_hh = weights[base], weights[base + 1]
+                ws.append(b.op1("Unsqueeze", [_reorder(b, w_ih, kind, h), b.const([0])]))
+                rs.append(b.op1("Unsqueeze", [_reorder(b, w_hh, kind, h), b.const([0])]))
+                if a["bias"]:
+                    bb = b.op1("Concat", [_reorder(b, weights[base + 2], kind, h),
+                                          _reorder(b, weights[base + 3], kind, h)], axis=0)
+                    bs.append(b.op1("Unsqueeze", [bb, b.const([0])]))
+            W = ws[0] if dirs == 1 else b.op1("Concat", ws, axis=0)
+            R = rs[0] if dirs == 1 else b.op1("Concat", rs, axis=0)
+            B = (bs[0] if dirs == 1 else b.op1("Concat", bs, axis=0)) if bs else None
+            states = []
+            for s0 in ([h0, c0] if has_c else [h0]):   # torch [layers*dirs, N, H] -> [dirs, N, H]
+                states.append(None if s0 is None else b.op1(
+                    "Slice", [s0, b.const([layer * dirs]), b.const([(layer + 1) * dirs]),
+                              b.const([0])]))
+            attrs = {"hidden_size": h, "direction": "bidirectional" if dirs == 2 else "forward"}
+            if kind == "gru":
+                attrs["linear_before_reset"] = 1
+            if kind == "rnn":
+                attrs["activations"] = ["Tanh" if a["nonlinearity"] == "tanh" else "Relu"] * dirs
+            inputs = [x, W, R, B, None] + states
+            while inputs and inputs[-1] is None:
+                inputs.pop()
+            outs = b.op(onnx_op, inputs, n_out=3 if has_c else 2, **attrs)
+            # Y: [T, dirs, N, H] -> [T, N, dirs*H] (the next layer's input, time-major)
+            y = b.op1("Transpose", [outs[0]], perm=[0, 2, 1, 3])
+            x = b.op1("Reshape", [y, b.shape((x_t.shape[1], x_t.shape[0], dirs * h))])
+            hs.append(outs[1])
+            if has_c:
+                cs.append(outs[2])
+        b.op1("Transpose", [x], out=n.outs[0], perm=[1, 0, 2])
+        b.op1("Concat", hs, out=n.outs[1], axis=0)
+        if has_c:
+            b.op1("Concat", cs, out=n.outs[2], axis=0)
+    return low
+
+
+def _reshape_to_output(b, a, ins, n):
+    b.op1("Reshape", [ins[0], b.shape(n.out_types[0].shape)], out=n.out)
+
+
+def _transpose(b, a, ins, n):
+    r = n.in_types[0].rank
+    perm = list(range(r))
+    d0, d1 = a["dim0"] % r, a["dim1"] % r
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    b.op1("Transpose", [ins[0]], out=n.out, perm=perm)
+
+
+def _permute(b, a, ins, n):
+    r = n.in_types[0].rank
+    b.op1("Transpose", [ins[0]], out=n.out, perm=[d % r for d in a["dims"]])
+
+
+def _squeeze(b, a, ins, n):
+    t = n.in_types[0]
+    dims = a["dims"]
+    if dims is None:
+        dims = [i for i, d in enumerate(t.shape) if d == 1]
+    b.op1("Squeeze", [ins[0], b.const([d % t.rank for d in dims])], out=n.out)
+
+
+def _unsqueeze(b, a, ins, n):
+    b.op1("Unsqueeze", [ins[0], b.const([a["dim"] % n.out_types[0].rank])], out=n.out)
+
+
+def _expand(b, a, ins, n):
+    b.op1("Expand", [ins[0], b.shape(n.out_types[0].shape)], out=n.out)
+
+
+def _concat(b, a, ins, n):
+    b.op1("Concat", list(ins), out=n.out, axis=a["dim"] % n.in_types[0].rank)
+
+
+def _split(b, a, ins, n):
+    sizes = b.shape(a["sizes"])
+    b.op("Split", [ins[0], sizes], n_out=len(n.outs), out_names=n.outs,
+         axis=a["dim"] % n.in_types[0].rank)
+
+
+def _slice(b, a, ins, n):
+    starts = [b.dim(0 if s is None else s) for s in a["starts"]]
+    ends = [b.const([INT64_MAX]) if e is None else b.dim(e) for e in a["ends"]]
+    cat = (lambda xs: xs[0] if len(xs) == 1 else b.op1("Concat", xs, axis=0))
+    b.op1("Slice", [ins[0], cat(starts), cat(ends), b.const(list(a["axes"])),
+                    b.const(list(a["steps"]))], out=n.out)
+
+
+def _reduce(op_type: str):
+    def low(b, a, ins, n):
+        t = n.in_types[0]
+        dims = a["dims"]
+        axes = list(range(t.rank)) if dims is None else [d % t.rank for d in dims]
+        b.op1(op_type, [ins[0], b.const(axes)], out=n.out, keepdims=int(a["keepdim"]))
+    return low
+
+
+def _softmax(op_type: str):
+    def low(b, a, ins, n):
+        b.op1(op_type, [ins[0]], out=n.out, axis=a["dim"])
+    return low
+
+
+ONNX_LOWERINGS = {
+    "scalar": _scalar, "full": _full, "arange": _arange,
+    "relu": _simple("Relu"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
+    "silu": _silu, "selu": _simple("Selu"), "exp": _simple("Exp"), "log": _simple("Log"),
+    "sqrt": _simple("Sqrt"), "rsqrt": _rsqrt, "abs": _simple("Abs"), "neg": _simple("Neg"),
+    "erf": _simple("Erf"), "sin": _simple("Sin"), "cos": _simple("Cos"),
+    "logical_not": _simple("Not"),
+    "leaky_relu": lambda b, a, ins, n: b.op1("LeakyRelu", [ins[0]], out=n.out, alpha=a["slope"]),
+    "gelu": lambda b, a, ins, n: b.op1("Gelu", [ins[0]], out=n.out,
+                                       approximate=a["approximate"]),
+    "elu": lambda b, a, ins, n: b.op1("Elu", [ins[0]], out=n.out, alpha=a["alpha"]),
+    "softplus": _softplus, "dropout": _identity, "cast": _cast,
+    "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
+    "pow": _simple("Pow"), "maximum": _simple("Max"), "minimum": _simple("Min"),
+    "floor_div": _floor_div, "mod": _mod,
+    "eq": _simple("Equal"), "ne": _ne, "lt": _simple("Less"), "le": _simple("LessOrEqual"),
+    "gt": _simple("Greater"), "ge": _simple("GreaterOrEqual"), "logical_and": _simple("And"),
+    "logical_or": _simple("Or"),
+    "where": _simple("Where"), "masked_fill": _masked_fill, "tril": _tri(0), "triu": _tri(1),
+    "matmul": _simple("MatMul"), "linear": _linear,
+    "conv1d": _conv, "conv2d": _conv, "conv3d": _conv, "conv_transpose2d": _conv_t,
+    "max_pool1d": _max_pool, "max_pool2d": _max_pool,
+    "avg_pool1d": _avg_pool, "avg_pool2d": _avg_pool,
+    "adaptive_avg_pool1d": _adaptive, "adaptive_avg_pool2d": _adaptive,
+    "batch_norm": _batch_norm, "layer_norm": _layer_norm, "group_norm": _group_norm,
+    "embedding": _embedding,
+    "lstm": _recurrent("lstm"), "gru": _recurrent("gru"), "rnn": _recurrent("rnn"),
+    "flatten": _reshape_to_output, "reshape": _reshape_to_output, "transpose": _transpose,
+    "permute": _permute, "squeeze": _squeeze, "unsqueeze": _unsqueeze, "expand": _expand,
+    "concat": _concat, "split": _split, "slice": _slice,
+    "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"), "max": _reduce("ReduceMax"),
+    "min": _reduce("ReduceMin"), "prod": _reduce("ReduceProd"),
+    "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
+}
