@@ -84,14 +84,51 @@ def cmd_inspect(args) -> int:
 
 def cmd_compile(args) -> int:
     c = _compile(args)
+    if args.to == "onnx":
+        from nndsl.backends.onnx import save
+        out = Path(args.output or f"build/{c.name}.onnx")
+        model = c.to_onnx(weights=args.weights)
+        try:
+            files = save(model, out, external_threshold=args.external_data_threshold)
+        except (OSError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise NndslError(f"cannot write {out}: {reason}", code="E1008",
+                             hint="choose a path in a writable folder") from None
+        print(f"wrote {', '.join(map(str, files))} (opset {model.opset_import[0].version}, "
+              f"{c.param_count():,} parameters)")
+        return 0
     if args.to == "torch":
         from nndsl.backends.torch.codegen import write_package
         out = Path(args.output or f"build/{c.name}")
-        write_package(c, out)
+        try:
+            write_package(c, out, weights=args.weights) if args.weights else write_package(c, out)
+        except (OSError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise NndslError(f"cannot write {out}: {reason}", code="E1008",
+                             hint="choose a path in a writable folder") from None
         print(f"wrote {out}/model.py and {out}/weights.safetensors "
               f"({c.param_count():,} parameters)")
         return 0
     raise ArgumentError(f"unknown target `{args.to}`", code="E0228", hint="use --to torch")
+
+
+def cmd_run(args) -> int:
+    from nndsl import runner
+    inputs = runner.load_inputs(args.input)
+    path = Path(args.spec)
+    if path.suffix == ".onnx":
+        outputs = runner.run_onnx(path, inputs, args.batch, args.seed)
+        label = f"{path.name} (onnxruntime)"
+    else:
+        c = _compile(args)
+        outputs = runner.run_spec(c, inputs, args.batch, weights=args.weights, seed=args.seed)
+        label = f"{c.name} (torch)"
+    print(f"ran {label}" + ("" if inputs else f" on example inputs, batch {args.batch}"))
+    print(runner.describe(outputs))
+    if args.save:
+        runner.save_outputs(outputs, Path(args.save))
+        print(f"saved {len(outputs)} output(s) to {args.save}")
+    return 0
 
 
 def cmd_passes(args) -> int:
@@ -131,9 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", action="append", metavar="NAME=INT", help="bind a symbolic dim")
     p.set_defaults(fn=cmd_inspect)
     p = spec_cmd("compile", "compile to a backend")
-    p.add_argument("--to", default="torch", choices=["torch"], help="backend")
-    p.add_argument("-o", "--output", help="output directory")
+    p.add_argument("--to", default="torch", choices=["torch", "onnx"], help="backend")
+    p.add_argument("-o", "--output", help="output directory (torch) or .onnx file")
+    p.add_argument("--weights", help="a .safetensors file of weights in the spec's names")
+    p.add_argument("--external-data-threshold", type=int, default=None, metavar="BYTES",
+                   help="ONNX: weights larger than this go to FILE.onnx.data (default 1 GiB)")
     p.set_defaults(fn=cmd_compile)
+    p = spec_cmd("run", "run a spec (torch) or an .onnx file (onnxruntime) on inputs")
+    p.add_argument("--input", action="append", metavar="NAME=FILE.npy|FILE.npz",
+                   help="input arrays (default: random example inputs)")
+    p.add_argument("--weights", help="a .safetensors file of weights (specs only)")
+    p.add_argument("--batch", type=int, default=2, help="batch size of example inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of example inputs")
+    p.add_argument("--save", metavar="OUT.npz", help="write every output to an .npz file")
+    p.set_defaults(fn=cmd_run)
     p = sub.add_parser("passes", help="list the optimization pipelines and passes")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_passes)

@@ -103,3 +103,65 @@ def test_external_data_above_threshold(tmp_path):
     np.testing.assert_allclose(sess.run(None, {"image": x.numpy()})[0],
                                m(x).detach().numpy(), rtol=1e-4, atol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.onnx", "cnn.onnx.data"]
+
+
+def test_cli_compile_and_run(tmp_path, capsys, root, monkeypatch):
+    from nndsl.cli import main
+    monkeypatch.chdir(root)
+    spec = "specs/sequence/lstm_sentiment.nn"
+    out = tmp_path / "m.onnx"
+    assert main(["compile", spec, "--to", "onnx", "-o", str(out)]) == 0
+    assert main(["run", spec, "--save", str(tmp_path / "a.npz")]) == 0
+    assert main(["run", str(out), "--save", str(tmp_path / "b.npz")]) == 0
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    np.testing.assert_allclose(a["logit"], b["logit"], rtol=1e-4, atol=1e-5)
+    text = capsys.readouterr().out
+    assert "logit: float32 [2, 1]" in text and "(onnxruntime)" in text
+
+
+def test_cli_run_inputs_and_errors(tmp_path, capsys, root, monkeypatch):
+    from nndsl.cli import main
+    from safetensors.torch import save_file
+    monkeypatch.chdir(root)
+    spec = "specs/vision/mnist_cnn.nn"
+    c = nndsl.compile(spec)
+    m = c.to_torch(seed=5).eval()
+    save_file(dict(m.state_dict()), str(tmp_path / "w.safetensors"))
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    onnx_path = tmp_path / "cnn.onnx"
+    assert main(["compile", spec, "--to", "onnx", "--weights", str(tmp_path / "w.safetensors"),
+                 "-o", str(onnx_path)]) == 0
+    assert main(["run", str(onnx_path), "--input", f"image={tmp_path / 'x.npy'}",
+                 "--save", str(tmp_path / "o.npz")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "o.npz")["logits"],
+                               m(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+    capsys.readouterr()
+    np.save(tmp_path / "bad.npy", x[:, :, :10])
+    np.save(tmp_path / "int.npy", x.astype(np.int64))
+    cases = [
+        ["run", str(onnx_path), "--input", f"image={tmp_path / 'bad.npy'}"],
+        ["run", spec, "--input", f"image={tmp_path / 'bad.npy'}"],
+        ["run", str(onnx_path), "--input", f"image={tmp_path / 'int.npy'}"],
+        ["run", spec, "--input", f"image={tmp_path / 'int.npy'}"],
+        ["run", spec, "--input", f"picture={tmp_path / 'x.npy'}"],
+        ["run", spec, "--input", f"image={tmp_path / 'missing.npy'}"],
+        ["compile", spec, "--to", "onnx", "--weights", str(tmp_path / "nope.safetensors"),
+         "-o", str(tmp_path / "never.onnx")],
+        ["run", str(onnx_path), "--save", str(tmp_path / "x.npy" / "out.npz")],
+        ["run", str(onnx_path), "--save", str(tmp_path / "bad\0name.npz")],
+        ["compile", spec, "--to", "onnx", "-o", str(tmp_path / "x.npy" / "m.onnx")],
+    ]
+    for argv in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error[E"), (argv, err)
+    sd = dict(m.state_dict())
+    sd["fc2.weight"] = sd["fc2.weight"][:5]
+    save_file(sd, str(tmp_path / "wrong.safetensors"))
+    assert main(["compile", spec, "--to", "onnx", "--weights", str(tmp_path / "wrong.safetensors"),
+                 "-o", str(tmp_path / "never.onnx")]) == 1
+    assert "fc2.weight: expected [10, 64], got [5, 64]" in capsys.readouterr().err
+    assert not (tmp_path / "never.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["w.safetensors", "x.npy", "cnn.onnx", "o.npz", "bad.npy", "int.npy", "wrong.safetensors"])

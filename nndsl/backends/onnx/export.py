@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from nndsl.backends.onnx.lowering import ONNX_LOWERINGS, Site
 from nndsl.errors import LoweringError, NndslError
 from nndsl.ir.graph import Graph
 from nndsl.ir.ops import SIGNATURES
+from nndsl.ir.symbols import batch_symbols, bind_symbols
 from nndsl.ir.types import SymDim
 
 EXTERNAL_DATA_THRESHOLD = 1 << 30   # bytes of weights above which the model is saved with external data
@@ -83,6 +85,11 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="nndsl", producer_version=producer_version)
     model.ir_version = IR_VERSION
+    dims = {k: v for k, v in bind_symbols(graph, 1).items() if k not in batch_symbols(graph)}
+    helper.set_model_props(model, {
+        "nndsl.example_dims": json.dumps(dims, sort_keys=True),
+        "nndsl.input_ranges": json.dumps(graph.meta.get("input_ranges", {}), sort_keys=True),
+    })
     return model
 
 
