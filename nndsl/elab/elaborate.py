@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from nndsl.syntax import ast
 
 MAX_CALL_DEPTH = 64
 MAX_LOOP = 100_000
+MAX_STEPS = 1_000_000
 MAX_PARAM_ELEMENTS = 2**34
 SHAPE_ONLY_OPS = ("reshape", "flatten", "slice", "squeeze", "unsqueeze", "transpose", "permute",
                   "expand", "cast")
@@ -67,7 +69,10 @@ def _builtins() -> dict:
     def _range(*a):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in a) or not 1 <= len(a) <= 3:
             raise ArgumentError("range takes 1 to 3 integers", code="E0212")
-        return tuple(range(*a))
+        r = range(*a)
+        if len(r) > MAX_LOOP:
+            raise LimitError(f"range of {len(r):,} values (limit {MAX_LOOP:,})", code="E0603")
+        return tuple(r)
 
     def _len(v):
         if isinstance(v, TensorVal):
@@ -156,6 +161,7 @@ class Elaborator:
         self.instances: dict[str, Instance] = {}
         self.call_stack: list[str] = []
         self.symbols: dict[str, Span] = {}
+        self.steps = 0  # loop iterations so far, against MAX_STEPS
 
     # ------------------------------------------------------------------ entry
     def elaborate(self, model: str, overrides: dict | None = None) -> Graph:
@@ -171,7 +177,8 @@ class Elaborator:
             self._exec_body(defn.body, frame)
         except _Return as r:
             raise DefinitionError("a model declares its results with `output NAME = ...`, "
-                                  "not `return`", code="E0507", span=r.value) from None
+                                  "not `return`", code="E0507", span=r.value,
+                                  hint="write `output y = ...`, one line per result") from None
         if not g.outputs:
             raise DefinitionError(f"model `{defn.name}` has no outputs", span=defn.name_span,
                                   code="E0506", hint="add `output y = ...`")
@@ -283,6 +290,9 @@ class Elaborator:
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                 raise ArgumentError(f"`repeat` needs a non-negative int, got {_describe(n)}",
                                     span=s.count.span, code="E0212")
+            if n > MAX_LOOP:
+                raise LimitError(f"loop of {n:,} iterations (limit {MAX_LOOP:,})", span=s.span,
+                                 code="E0603")
             self._loop(s, frame, tuple(range(n)), (), False)
         elif isinstance(s, ast.IfStmt):
             cond = self._truth(self._eval(s.cond, frame), s.cond.span)
@@ -304,6 +314,11 @@ class Elaborator:
         if len(seq) > MAX_LOOP:
             raise LimitError(f"loop of {len(seq)} iterations (limit {MAX_LOOP})", span=s.span,
                              code="E0603")
+        self.steps += len(seq)
+        if self.steps > MAX_STEPS:  # nested loops multiply
+            raise LimitError(f"the loops of this model run more than {MAX_STEPS:,} iterations in "
+                             f"all", span=s.span, code="E0603",
+                             hint="nested loops multiply; check the loop bounds")
         outer = frame.scope
         for i, item in enumerate(seq):
             if destructure:
@@ -329,8 +344,10 @@ class Elaborator:
         if isinstance(v, SymCond):
             raise ArgumentError(f"cannot decide `{v}` at compile time: it depends on a symbolic "
                                 f"dim", span=span, code="E0216",
-                                hint="compile-time `if` needs values known when compiling; "
-                                     "use where(...) for data-dependent choices")
+                                hint="a compile-time condition needs values known when "
+                                     "compiling: give the dim a number in the input type or "
+                                     "make it a model parameter (`assert` may still state a "
+                                     "requirement on a symbolic dim)")
         if isinstance(v, TensorVal):
             raise ArgumentError("a tensor cannot be a compile-time condition", span=span,
                                 code="E0216", hint="use where(cond, a, b) to choose per element")
@@ -609,6 +626,9 @@ class Elaborator:
         if isinstance(a, tuple) and isinstance(b, tuple) and op == "+":
             return a + b
         if isinstance(a, tuple) and isinstance(b, int) and op == "*":
+            if len(a) * b > MAX_LOOP:
+                raise LimitError(f"a list of {len(a) * b:,} items (limit {MAX_LOOP:,})",
+                                 span=span, code="E0603")
             return a * b
         if isinstance(a, str) and isinstance(b, str) and op == "+":
             return a + b
@@ -645,6 +665,9 @@ class Elaborator:
             if op == "**":
                 if sym:
                     raise ArgumentError("`**` on a symbolic dim", span=span, code="E0212")
+                if isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and \
+                        b * math.log2(abs(a)) > 1024:
+                    raise LimitError(f"{a} ** {b} is too large", span=span, code="E0601")
                 return a ** b
             if op == "@":
                 raise ArgumentError("`@` needs tensors", span=span, code="E0212")
@@ -688,8 +711,10 @@ class Elaborator:
             if e.name == "T":
                 return BuildCtx(self, frame, e.span, frame.scope, None).emit(
                     "transpose", [v], {"dim0": -2, "dim1": -1})[0]
+            close = _suggest(e.name, ("shape", "dtype", "rank", "T"))
             raise UnknownNameError(f"a tensor has no attribute `{e.name}`", span=e.span,
-                                   code="E0202", hint="tensors have .shape, .dtype, .rank, .T")
+                                   code="E0202", hint=(close + " " if close else "")
+                                   + "tensors have .shape, .dtype, .rank, .T")
         if isinstance(v, Instance):
             if e.name in v.params:
                 return v.params[e.name]
@@ -760,6 +785,16 @@ class Elaborator:
                                         code="E0212")
                 if st is None and en is None and sp == 1:
                     continue
+                size = v.type.shape[ax]
+                if isinstance(size, int) and all(isinstance(b, int) or b is None
+                                                 for b in (st, en)) and \
+                        not range(size)[slice(st, en, sp)]:
+                    bounds = ":".join("" if b is None else str(b) for b in (st, en)) + \
+                        (f":{sp}" if sp != 1 else "")
+                    raise ShapeError(f"the slice [{bounds}] selects nothing from dim {ax} of size "
+                                     f"{size} in {v.type}", span=s.span, code="E0317",
+                                     hint=f"positions along dim {ax} run from 0 to {size - 1} "
+                                          f"(or -{size} to -1)")
                 axes.append(ax)
                 starts.append(st)
                 ends.append(en)
@@ -770,9 +805,11 @@ class Elaborator:
                     raise ArgumentError(f"an index must be an int, got {_describe(i)}",
                                         span=s.span, code="E0212")
                 size = v.type.shape[ax]
-                if isinstance(i, int) and isinstance(size, int) and not -size <= i < size:
+                if isinstance(i, int) and isinstance(size, int) and not -size <= i < size or \
+                        isinstance(i, SymDim) and i == size:
                     raise ShapeError(f"index {i} is out of range for dim {ax} of size {size} "
-                                     f"in {v.type}", span=s.span, code="E0317")
+                                     f"in {v.type}", span=s.span, code="E0317",
+                                     hint=f"valid indices are 0 to {size - 1} (or -{size} to -1)")
                 axes.append(ax)
                 starts.append(i)
                 ends.append(None if isinstance(i, int) and i == -1 else i + 1)
@@ -866,6 +903,10 @@ class Elaborator:
             except TypeError:
                 raise ArgumentError(f"wrong arguments for `{callee.name}`", span=span,
                                     code="E0211") from None
+            except (ValueError, OverflowError) as err:
+                raise ArgumentError(f"`{callee.name}` of "
+                                    f"{', '.join(_describe(v) for v, _ in pos)}: {err}",
+                                    span=span, code="E0212") from None
         if isinstance(callee, Surface):
             if callee.numeric is not None and pos and not any(
                     isinstance(v, TensorVal) for v, _ in pos) and not kw:
@@ -951,9 +992,10 @@ class Elaborator:
                 raise ArgumentError(f"`{fname}` takes {len(tensor_params)} tensor "
                                     f"argument{'s' if len(tensor_params) != 1 else ''}, got more",
                                     span=sp, code="E0211")
-            raise ArgumentError(f"`{fname}` takes at most {len(params)} arguments, got "
-                                f"{len(pos) + len(args)}", span=sp, code="E0211",
-                                hint="parameters: " + ", ".join(p.name for p in params))
+            raise ArgumentError(f"too many arguments for `{fname}`: its parameters are "
+                                f"{', '.join(p.name for p in params)}", span=sp, code="E0211",
+                                hint="in `x |> f(...)` the piped tensor is the first argument"
+                                if i > 0 else None)
         for p, (v, sp) in zip(opts, rest):
             args[p.name] = (v, sp)
         names = [p.name for p in params]
@@ -1080,6 +1122,11 @@ class Elaborator:
         except _Return as r:
             self._record_region(defn, qual, env, inputs, r.value, start, span)
             return r.value
+        except NndslError as err:  # an error inside the block: say which call led there
+            note = (f"`{defn.name}` is applied here", span)
+            if err.span is not None and err.span != span and note not in err.notes:
+                err.notes.append(note)
+            raise
         finally:
             self.call_stack.pop()
         raise DefinitionError(f"block `{defn.name}` ends without `return`",
@@ -1280,8 +1327,11 @@ def _coerce(fname: str, p, v, span: Span):
     kind = p.kind
 
     def bad(what: str):
+        quoted = isinstance(v, str) and re.fullmatch(r"-?\d+(\.\d*)?", v.strip())
         raise ArgumentError(f"`{fname}` argument `{p.name}` must be {what}, got {_describe(v)}",
-                            span=span, code="E0212")
+                            span=span, code="E0212",
+                            hint=f"write the number without quotes: {v.strip()}" if quoted
+                            else None)
 
     def is_int(x):
         return isinstance(x, int) and not isinstance(x, bool)
@@ -1313,7 +1363,8 @@ def _coerce(fname: str, p, v, span: Span):
             bad("a positive int")
         if v > 2**40:
             raise LimitError(f"`{fname}` argument `{p.name}` = {v} is absurdly large", span=span,
-                             code="E0601")
+                             code="E0601", hint=f"no tensor dimension is larger than 2^40; "
+                                                f"check the value of `{p.name}`")
         return v
     if kind == "dim":
         if not (is_int(v) or isinstance(v, SymDim)):

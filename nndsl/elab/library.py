@@ -78,6 +78,7 @@ def _conv(nd: int):
             ctx.error(f"conv{nd}d expects a rank-{nd + 2} input [N, C, ...], got {x.type}",
                       code="E0308")
         cin = _static_features(ctx, x, 1, f"conv{nd}d's input channels")
+        _per_dim(ctx, a, ("kernel", "stride", "padding", "dilation"), nd, f"conv{nd}d")
         g, out = a["groups"], a["out"]
         if cin % g or out % g:
             ctx.error(f"conv{nd}d groups={g} must divide both input channels {cin} and output "
@@ -100,6 +101,8 @@ def _conv_transpose2d(ctx, a):
     if x.type.rank != 4:
         ctx.error(f"conv_transpose2d expects [N, C, H, W], got {x.type}", code="E0308")
     cin = _static_features(ctx, x, 1, "conv_transpose2d's input channels")
+    _per_dim(ctx, a, ("kernel", "stride", "padding", "output_padding", "dilation"), 2,
+             "conv_transpose2d")
     g, out = a["groups"], a["out"]
     if cin % g or out % g:
         ctx.error(f"conv_transpose2d groups={g} must divide {cin} and {out}", code="E0308")
@@ -154,6 +157,9 @@ def _embedding(ctx, a):
         ctx.error(f"embedding indices must be integers, got {x.type}", code="E0304",
                   hint="declare the input as i64[...]")
     n, d, pad = a["num"], a["dim"], a["padding_idx"]
+    if pad is not None and not -n <= pad < n:
+        ctx.error(f"embedding padding_idx={pad} is not a row of the {n}-row table",
+                  code="E0212", hint=f"use an index in [0, {n - 1}] (or -{n} to -1)")
     init = ("normal", 0.0, 1.0) if pad is None else ("normal_pad", 0.0, 1.0, pad % n)
     w = ctx.param("weight", (n, d), init)
     ctx.index_range(x, n)
@@ -166,6 +172,9 @@ def _recurrent(kind: str, gates: int):
         if x.type.rank != 3:
             ctx.error(f"{kind} expects [N, T, features] input (batch first), got {x.type}",
                       code="E0310")
+        if kind == "rnn" and a["nonlinearity"] not in ("tanh", "relu"):
+            ctx.error(f"rnn nonlinearity must be \"tanh\" or \"relu\", got "
+                      f"\"{a['nonlinearity']}\"", code="E0212")
         feat = _static_features(ctx, x, 2, f"{kind}'s input features")
         h, layers = a["hidden"], a["layers"]
         dirs = 2 if a["bidirectional"] else 1
@@ -203,6 +212,7 @@ def _global_avg_pool(ctx, a):
 
 def _pool(op: str, nd: int):
     def build(ctx, a):
+        _per_dim(ctx, a, ("kernel", "stride", "padding", "dilation"), nd, op)
         attrs = {"kernel": _tuple(a["kernel"], nd),
                  "stride": _tuple(a["stride"] if a["stride"] is not None else a["kernel"], nd),
                  "padding": _tuple(a["padding"], nd), "ceil_mode": a["ceil_mode"]}
@@ -216,6 +226,7 @@ def _pool(op: str, nd: int):
 
 def _adaptive(nd: int):
     def build(ctx, a):
+        _per_dim(ctx, a, ("size",), nd, f"adaptive_avg_pool{nd}d")
         return ctx.emit(f"adaptive_avg_pool{nd}d", [a["x"]],
                         {"output_size": _tuple(a["size"], nd)})[0]
     return build
@@ -309,6 +320,23 @@ def _identity(ctx, a):
     return a["x"]
 
 
+def _per_dim(ctx, a, names: tuple, nd: int, op: str) -> None:
+    """Options such as kernel=[3, 3] give one value per spatial dim: exactly ``nd`` of them."""
+    for n in names:
+        v = a.get(n)
+        if isinstance(v, (tuple, list)) and len(v) != nd:
+            ctx.error(f"{op} {n} needs one value per spatial dim ({nd}), got "
+                      f"[{', '.join(map(str, v))}]", code="E0308",
+                      hint=f"write one int for all {nd} spatial dims, or a list of {nd}")
+
+
+def _gelu(ctx, a):
+    if a["approximate"] not in ("none", "tanh"):
+        ctx.error(f"gelu approximate must be \"none\" or \"tanh\", got \"{a['approximate']}\"",
+                  code="E0212")
+    return _one("gelu")(ctx, a)
+
+
 def _tuple(v, n: int) -> tuple:
     return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
 
@@ -366,7 +394,7 @@ FUNCTIONS = {
        for op in UNARY if op not in ("neg", "logical_not")},
     "swish": Surface("swish", (X,), _one("silu"), doc="x * sigmoid(x) (= silu)"),
     "leaky_relu": Surface("leaky_relu", (X, P("slope", "float", 0.01)), _one("leaky_relu")),
-    "gelu": Surface("gelu", (X, P("approximate", "str", "none")), _one("gelu")),
+    "gelu": Surface("gelu", (X, P("approximate", "str", "none")), _gelu),
     "elu": Surface("elu", (X, P("alpha", "float", 1.0)), _one("elu")),
     "softplus": Surface("softplus", (X, P("beta", "float", 1.0), P("threshold", "float", 20.0)),
                         _one("softplus")),

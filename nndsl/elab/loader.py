@@ -7,7 +7,9 @@ defined twice is an error that points at both definitions.
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +50,9 @@ def load_program(text: str, file: str) -> Program:
 def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -> None:
     for imp in module.imports:
         if imp.is_file:
-            base = Path(module.file).parent if not module.file.startswith("<") else Path.cwd()
+            base = Path(module.file).parent if not module.file.startswith("<") else Path(".")
+            # identity: the resolved path; in messages: the path as the user would write it
+            shown = os.path.normpath(base / imp.target)
             path = str((base / imp.target).resolve())
             if path in stack:
                 chain = " -> ".join(Path(p).name for p in stack[stack.index(path):] + [path])
@@ -57,11 +61,15 @@ def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -
             if path in seen:
                 continue
             try:
-                text = read_source(path)
+                text = read_source(shown)
             except SourceFileError as e:
+                hint = e.hint
+                if e.code == "E0001":
+                    hint = (f"an import path is relative to the importing file's folder "
+                            f"({os.path.normpath(base)}{os.sep})")
                 raise SourceFileError(f"cannot import \"{imp.target}\": {e.message}", span=imp.span,
-                                      code="E0504", hint=e.hint) from None
-            sub = parse(text, path)
+                                      code="E0504", hint=hint) from None
+            sub = parse(text, shown)
         else:
             parts = imp.target.split(".")
             if parts[0] != "std" or len(parts) != 2:
@@ -77,9 +85,11 @@ def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -
                 continue
             text = std_source(name)
             if text is None:
+                close = difflib.get_close_matches(name, std_modules(), n=1, cutoff=0.6)
                 raise SourceFileError(f"no standard library module `std.{name}`",
                                       span=imp.span, code="E0504",
-                                      hint="available: " + ", ".join(
+                                      hint=(f"did you mean `std.{close[0]}`? " if close else "")
+                                      + "available: " + ", ".join(
                                           f"std.{m}" for m in std_modules()))
             path = key
             sub = parse(text, f"std/{name}.nn")

@@ -82,6 +82,7 @@ class Graph:
     def __init__(self, name: str = "model"):
         self.name = name
         self._nodes: dict[str, Node] = {}
+        self._fresh: dict[str, int] = {}  # fresh_name: next suffix to try per hint
         self._g = nx.MultiDiGraph()
         self.inputs: list[str] = []
         self.outputs: list[tuple[str, Value]] = []
@@ -106,9 +107,10 @@ class Graph:
     def fresh_name(self, hint: str) -> str:
         if hint not in self._nodes:
             return hint
-        i = 1
+        i = self._fresh.get(hint, 1)  # names below it are taken: no quadratic rescans
         while f"{hint}_{i}" in self._nodes:
             i += 1
+        self._fresh[hint] = i
         return f"{hint}_{i}"
 
     def set_output(self, name: str, value: Value) -> None:

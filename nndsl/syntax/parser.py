@@ -6,8 +6,9 @@ import functools
 import importlib.resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.visitors import Transformer_NonRecursive
 
 from nndsl.errors import LimitError, ParseError, SourceFileError, SourceRegistry, Span
 from nndsl.syntax import ast
@@ -54,8 +55,8 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     if not text.strip() or all(
         not ln.strip() or ln.strip().startswith("#") for ln in text.splitlines()
     ):
-        raise ParseError(f"{file} is empty: it defines no model", code="E0104",
-                         span=Span(file, 1, 1, 1, 1),
+        raise ParseError(f"{file} is empty: it defines no model"
+                         + (" (it holds only comments)" if text.strip() else ""), code="E0104",
                          hint="write `model NAME() { input x: f32[N, 4]  output y = x |> linear(2) }`")
     try:
         tree = _lark().parse(text)
@@ -66,17 +67,22 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
 
 
 def _check_depth(tree: Tree, file: str) -> None:
-    stack = [(tree, 1)]
+    """Refuse absurdly deep nesting, pointing at the statement that holds it. A pipeline
+    ``x |> f |> g ...`` is a flat chain, not nesting: its stages do not count."""
+    stack = [(tree, 1, None)]
     while stack:
-        node, depth = stack.pop()
+        node, depth, stmt = stack.pop()
         if depth > MAX_NESTING:
-            m = node.meta
+            m = (stmt if stmt is not None else node).meta
             span = Span(file, m.line, m.column, m.end_line, m.end_column) if not m.empty else None
             raise LimitError(f"expression nested more than {MAX_NESTING} levels deep", span=span,
                              code="E0602", hint="split the expression into several assignments")
-        for child in node.children:
+        if node.data.endswith("_stmt"):
+            stmt = node
+        for i, child in enumerate(node.children):
             if isinstance(child, Tree):
-                stack.append((child, depth + 1))
+                chain = node.data == "pipe_op" and i == 0 and child.data == "pipe_op"
+                stack.append((child, depth if chain else depth + 1, stmt))
 
 
 _PRETTY = {
@@ -112,6 +118,9 @@ def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
         if ch == '"':
             return ParseError("unterminated string", span=span, code="E0102",
                               hint='close the string with `"` on the same line')
+        if ch == ";":
+            return ParseError("unexpected `;`", span=span, code="E0103",
+                              hint="statements need no separator: remove the `;`")
         expected = _describe(set(e.allowed or ()))
         return ParseError(f"unexpected character `{ch}`", span=span, code="E0103",
                           hint=f"expected {expected}" if expected else None)
@@ -124,9 +133,13 @@ def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
     hint = f"expected {_describe(expected)}" if expected else None
     if value in (")", "]", "}"):
         opener = _unclosed(text[: e.token.start_pos]) if e.token.start_pos is not None else None
-        msg = f"unmatched `{value}`"
+        want = {")": "(", "]": "[", "}": "{"}[value]
+        msg = f"unmatched `{value}`: no `{want}` is open here"
         if opener:
-            msg = f"`{value}` does not match `{opener[0]}` opened at line {opener[1]}, column {opener[2]}"
+            msg = (f"`{value}` does not match `{opener[0]}` opened at line {opener[1]}, "
+                   f"column {opener[2]}")
+            if opener[0] != want:
+                hint = f"remove this `{value}`, or add the `{want}` it was meant to close"
         return ParseError(msg, span=span, code="E0105", hint=hint)
     if "RPAR" in expected or "RSQB" in expected or "RBRACE" in expected:
         opener = _unclosed(text[: e.token.start_pos]) if e.token.start_pos is not None else None
@@ -177,8 +190,9 @@ def _tok_span(file: str, tok: Token) -> Span:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
-    """Turns lark's parse tree into :mod:`nndsl.syntax.ast` nodes."""
+class _ToAst(Transformer_NonRecursive):
+    """Turns lark's parse tree into :mod:`nndsl.syntax.ast` nodes (without recursion, so a long
+    pipeline cannot exhaust Python's stack)."""
 
     def __init__(self, file: str):
         super().__init__()

@@ -19,6 +19,9 @@ def _T(dtype: str, shape) -> TensorType:
     for d in shape:
         if isinstance(d, int) and d > MAX_DIM:
             raise ShapeError(f"dimension {d} is absurdly large (limit {MAX_DIM})", code="E0601")
+        if isinstance(d, int) and d < 0:
+            raise ShapeError(f"a dimension cannot be negative, got {d} in "
+                             f"[{', '.join(map(str, shape))}]", code="E0315")
     return TensorType(dtype, tuple(shape))
 
 
@@ -44,7 +47,7 @@ def broadcast_shapes(a: tuple, b: tuple) -> tuple:
             out.append(db)
         else:
             raise ShapeError(f"shapes [{', '.join(map(str, a))}] and [{', '.join(map(str, b))}] "
-                             f"do not broadcast: dim {da} vs {db}", code="E0303",
+                             f"do not broadcast: dim -{i} is {da} vs {db}", code="E0303",
                              hint="broadcasting needs equal dims or a dim of 1")
     return tuple(reversed(out))
 
@@ -150,7 +153,17 @@ def _linear(ins, a):
     return (_T(x.dtype, x.shape[:-1] + (w.shape[0],)),)
 
 
+def _window(what: str, k: int, s: int, p: int, d: int) -> None:
+    """Kernel, stride and dilation must be positive ints, padding a non-negative one."""
+    for name, v, low in (("kernel", k, 1), ("stride", s, 1), ("dilation", d, 1),
+                         ("padding", p, 0)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ShapeError(f"{what} {name} must be {'a positive' if low else 'a non-negative'} "
+                             f"int, got {v}", code="E0307")
+
+
 def conv_out(size: Dim, k: int, s: int, p: int, d: int, what: str) -> Dim:
+    _window(what, k, s, p, d)
     out = (size + 2 * p - d * (k - 1) - 1) // s + 1
     if isinstance(out, int) and out <= 0:
         raise ShapeError(f"{what} output size would be {out} (input size {size}, kernel {k}, "
@@ -205,6 +218,7 @@ def _conv_transpose2d(ins, a):
 
 
 def pool_out(size, k, s, p, d, ceil_mode, what):
+    _window(what, k, s, p, d)
     if p * 2 > k:
         raise ShapeError(f"{what} padding {p} must be at most half the kernel size {k}",
                          code="E0307")
@@ -458,6 +472,8 @@ def _split(ins, a):
     sizes = tuple(a["sizes"])
     total: Dim = 0
     for s in sizes:
+        if isinstance(s, int) and s < 0:
+            raise ShapeError(f"split sizes cannot be negative, got {list(sizes)}", code="E0312")
         total = total + s
     if not _same(total, x.shape[d]):
         raise ShapeError(f"split sizes {list(sizes)} add up to {total}, but dim {a['dim']} of "
