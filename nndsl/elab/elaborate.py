@@ -384,9 +384,12 @@ class Elaborator:
             if s.type is not None:
                 try:
                     self._match_type(v, s.type, frame, s.name)
-                except NndslError as err:
-                    err.notes.append((f"`{frame.definition.name}` is applied here",
-                                      frame.call_span))
+                except NndslError as err:   # point at the call; the declaration is a note
+                    if frame.call_span is not None:
+                        err.notes.insert(0, (f"`{frame.definition.name}` declares input "
+                                             f"`{s.name}: {self._pattern_str(s.type)}` here",
+                                             err.span))
+                        err.span = frame.call_span
                     raise
             frame.env[s.name] = v
             return
