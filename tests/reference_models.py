@@ -16,6 +16,7 @@ compiled models record the same defaults, and the tests load one set of weights 
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Mapping, Sequence
 
@@ -252,16 +253,17 @@ class ResNet50(ResNet):
 
 
 class LSTMSentiment(nn.Module):
-    """Embedding -> single-layer LSTM -> linear head on the last time step."""
+    """Embedding -> dropout -> single-layer LSTM -> linear head on the last time step."""
 
-    def __init__(self, vocab: int = 10000, embed: int = 128, hidden: int = 64):
+    def __init__(self, vocab: int = 10000, embed: int = 128, hidden: int = 64, p: float = 0.5):
         super().__init__()
         self.embedding = nn.Embedding(vocab, embed)
+        self.dropout = nn.Dropout(p)
         self.lstm = nn.LSTM(embed, hidden, batch_first=True)
         self.fc = nn.Linear(hidden, 1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(self.embedding(tokens))
+        out, _ = self.lstm(self.dropout(self.embedding(tokens)))
         return self.fc(out[:, -1])
 
     @staticmethod
@@ -274,15 +276,20 @@ class LSTMSentiment(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int, p: float):
+    def __init__(self, width: int, heads: int, p: float, ctx: int, flash: bool = True):
         super().__init__()
         assert width % heads == 0
         self.c_attn = nn.Linear(width, 3 * width)
         self.c_proj = nn.Linear(width, width)
-        self.attn_dropout = p
+        self.attn_dropout = nn.Dropout(p)
         self.resid_dropout = nn.Dropout(p)
         self.n_head = heads
         self.n_embd = width
+        self.dropout = p
+        self.flash = flash
+        if not flash:  # the causal mask, for attention written out by hand
+            mask = torch.tril(torch.ones(ctx, ctx, dtype=torch.bool)).view(1, 1, ctx, ctx)
+            self.register_buffer("bias", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.size()
@@ -290,8 +297,14 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=True)
+        if self.flash:
+            y = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(~self.bias[:, :, :T, :T], float("-inf"))
+            att = self.attn_dropout(F.softmax(att, dim=-1))
+            y = att @ v
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -309,10 +322,10 @@ class GPTMLP(nn.Module):
 
 
 class GPTBlock(nn.Module):
-    def __init__(self, width: int, heads: int, p: float):
+    def __init__(self, width: int, heads: int, p: float, ctx: int, flash: bool = True):
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
-        self.attn = CausalSelfAttention(width, heads, p)
+        self.attn = CausalSelfAttention(width, heads, p, ctx, flash)
         self.ln_2 = nn.LayerNorm(width)
         self.mlp = GPTMLP(width, 4, p)
 
@@ -323,19 +336,23 @@ class GPTBlock(nn.Module):
 
 
 class GPT(nn.Module):
-    """A GPT-2-style decoder; ``lm_head`` shares its weight with the token embedding."""
+    """A GPT-2-style decoder; ``lm_head`` shares its weight with the token embedding.
+
+    ``flash`` picks ``F.scaled_dot_product_attention`` (the default, as a PyTorch user would
+    write it today); ``flash=False`` writes softmax(QKᵀ/√d)V out with a causal mask buffer.
+    """
 
     tied = {"lm_head.weight": "transformer.wte.weight"}
 
     def __init__(self, vocab: int = 4096, ctx: int = 1024, width: int = 256, heads: int = 8,
-                 layers: int = 4, p: float = 0.0):
+                 layers: int = 4, p: float = 0.0, *, flash: bool = True):
         super().__init__()
         self.ctx = ctx
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(vocab, width),
             wpe=nn.Embedding(ctx, width),
             drop=nn.Dropout(p),
-            h=nn.ModuleList([GPTBlock(width, heads, p) for _ in range(layers)]),
+            h=nn.ModuleList([GPTBlock(width, heads, p, ctx, flash) for _ in range(layers)]),
             ln_f=nn.LayerNorm(width),
         ))
         self.lm_head = nn.Linear(width, vocab, bias=False)
