@@ -159,7 +159,7 @@ class Compiled:
     def to_torch(self, weights=None, seed: int = 0):
         """A ``torch.nn.Module``; ``weights`` is a state dict or a ``.safetensors`` path."""
         from nndsl.backends.torch import GraphModule
-        m = GraphModule(self.graph, seed=seed)
+        m = GraphModule(self.graph, seed=seed if weights is None else None)
         if weights is not None:
             m.load_weights(weights)
         return m
@@ -169,8 +169,13 @@ class Compiled:
         the default initial weights when none are given), for inference."""
         from nndsl import __version__
         from nndsl.backends.onnx import to_onnx
-        sd = self.to_torch(weights=weights, seed=seed).state_dict()
-        arrays = {k: v.detach().cpu().numpy() for k, v in sd.items()}
+        from nndsl.backends.torch import read_weights
+        from nndsl.ir.weights import match_weights
+        if weights is None:
+            sd = self.to_torch(seed=seed).state_dict()
+        else:
+            sd = match_weights(self.graph, read_weights(weights))
+        arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in sd.items()}
         return to_onnx(self.graph, arrays, producer_version=__version__)
 
     def example_inputs(self, batch: int = 2, seed: int = 0, **dims) -> dict:

@@ -69,7 +69,7 @@ class Builder:
 
     def initializer(self, name: str, array: np.ndarray) -> None:
         self.reserve(name)
-        self.initializers.append(numpy_helper.from_array(array, name))
+        self.initializers.append((name, array))
 
     # ---- symbolic dims ----
     def dim(self, d) -> str:

@@ -80,11 +80,22 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
             raise LoweringError(f"parameter `{node.name}` has shape {list(arr.shape)}, the spec "
                                 f"says {node.type}", code="E0908")
         b.initializer(node.name, arr)
-    inputs = [value_info(n, graph.node(n).type) for n in graph.inputs]
-    g = helper.make_graph(b.nodes, graph.name, inputs, outputs, initializer=b.initializers)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="nndsl", producer_version=producer_version)
+    # Build the protos in place: make_graph/make_model would copy every weight twice.
+    model = onnx.ModelProto()
     model.ir_version = IR_VERSION
+    model.producer_name, model.producer_version = "nndsl", producer_version
+    model.opset_import.add().CopyFrom(helper.make_opsetid("", OPSET))
+    g = model.graph
+    g.name = graph.name
+    g.node.extend(b.nodes)
+    g.input.extend(value_info(n, graph.node(n).type) for n in graph.inputs)
+    g.output.extend(outputs)
+    for name, arr in b.initializers:
+        t = g.initializer.add()
+        t.name = name
+        t.data_type = helper.np_dtype_to_tensor_dtype(arr.dtype)
+        t.dims.extend(arr.shape)
+        t.raw_data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
     dims = {k: v for k, v in bind_symbols(graph, 1).items() if k not in batch_symbols(graph)}
     helper.set_model_props(model, {
         "nndsl.example_dims": json.dumps(dims, sort_keys=True),

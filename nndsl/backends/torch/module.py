@@ -18,6 +18,7 @@ from nndsl.backends.torch.init import initial_value
 from nndsl.backends.torch.lowering import DTYPES, TORCH_LOWERINGS
 from nndsl.errors import InputError, LoweringError, WeightsError
 from nndsl.ir.graph import Graph
+from nndsl.ir.weights import match_weights
 from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.types import SymDim
 
@@ -34,6 +35,17 @@ class _Runtime:
         return d if isinstance(d, int) else d.evaluate(self.env)
 
 
+class _ParamView:
+    """The parts of a graph that weight matching needs (kept without holding the whole graph)."""
+
+    def __init__(self, graph: Graph):
+        self._params = graph.params()
+        self.meta = {"aliases": dict(graph.meta.get("aliases", {}))}
+
+    def params(self):
+        return self._params
+
+
 class _Scope(nn.Module):
     """A container for the parameters of one scope; it has no forward of its own."""
 
@@ -41,7 +53,7 @@ class _Scope(nn.Module):
 class GraphModule(nn.Module):
     """A compiled nndsl model. Call it with inputs by name or position, in declared order."""
 
-    def __init__(self, graph: Graph, seed: int = 0):
+    def __init__(self, graph: Graph, seed: int | None = 0):
         super().__init__()
         self.graph_name = graph.name
         self.input_names = list(graph.inputs)
@@ -52,11 +64,11 @@ class GraphModule(nn.Module):
         self._outputs = [(v.node, v.index if len(graph.node(v.node).types) > 1 else None)
                          for _, v in graph.outputs]
         self._symbols = self._symbol_sites()
-        self._aliases = dict(graph.meta.get("aliases", {}))  # tied-weight name -> spec name
+        self._graph_params = _ParamView(graph)
 
     # ---- construction ----
     def _init_params(self, graph: Graph, seed: int) -> None:
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
         self._param_sites = {}
         for node in graph.params():
             a = node.attr
@@ -76,7 +88,10 @@ class GraphModule(nn.Module):
                     leaf not in owner._buffers:
                 raise LoweringError(f"the name `{leaf}` is reserved in PyTorch", span=node.span,
                                     code="E0902", hint="rename the parameter")
-            value = initial_value(a["init"], node.type.shape, DTYPES[a["dtype"]], gen)
+            if gen is None:   # weights will be loaded: skip drawing random values
+                value = torch.zeros(node.type.shape, dtype=DTYPES[a["dtype"]])
+            else:
+                value = initial_value(a["init"], node.type.shape, DTYPES[a["dtype"]], gen)
             if a["trainable"]:
                 owner.register_parameter(leaf, nn.Parameter(value))
             else:
@@ -196,29 +211,9 @@ class GraphModule(nn.Module):
     # ---- weights ----
     def load_weights(self, weights) -> None:
         """Strictly load a state dict or a ``.safetensors`` file in the spec's names."""
-        sd = dict(read_weights(weights))
-        for alias, name in self._aliases.items():   # a tied weight may come under either name
-            if alias in sd:
-                value = sd.pop(alias)
-                sd.setdefault(name, value)
-        own = self.state_dict()
-        missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-        unexpected = [k for k in sd if k not in own]
-        wrong = [f"{k}: expected {list(own[k].shape)}, got {list(sd[k].shape)}"
-                 for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-        if missing or unexpected or wrong:
-            parts = []
-            if missing:
-                parts.append("missing: " + ", ".join(missing))
-            if unexpected:
-                parts.append("unexpected: " + ", ".join(unexpected))
-            if wrong:
-                parts.append("wrong shape: " + "; ".join(wrong))
-            raise WeightsError("the weights do not match the spec\n  " + "\n  ".join(parts),
-                               code="E1001", hint="weights are keyed by the spec's parameter "
-                                                  "names; see `nndsl inspect --params`")
+        sd = match_weights(self._graph_params, read_weights(weights))
         with torch.no_grad():
-            for k, v in own.items():
+            for k, v in self.state_dict().items():
                 if k in sd:
                     v.copy_(sd[k].to(v.dtype))
 

@@ -1,0 +1,42 @@
+"""Matching a checkpoint against the graph's parameters, by name and shape.
+
+Both backends load weights through :func:`match_weights`, so a checkpoint is judged the same
+way everywhere: strict by name, tied weights accepted under either name, ``num_batches_tracked``
+optional, and every problem listed in one error.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from nndsl.errors import WeightsError
+from nndsl.ir.graph import Graph
+
+OPTIONAL_SUFFIXES = ("num_batches_tracked",)
+
+
+def match_weights(graph: Graph, weights: Mapping) -> dict:
+    """``weights`` renamed to the spec's parameter names (aliases resolved), after checking that
+    names and shapes match the graph exactly. Values are returned untouched."""
+    sd = dict(weights)
+    for alias, name in graph.meta.get("aliases", {}).items():
+        if alias in sd:
+            value = sd.pop(alias)
+            sd.setdefault(name, value)
+    own = {n.name: tuple(n.type.shape) for n in graph.params()}
+    missing = [k for k in own if k not in sd and not k.endswith(OPTIONAL_SUFFIXES)]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [f"{k}: expected {list(own[k])}, got {list(sd[k].shape)}"
+             for k in own if k in sd and tuple(sd[k].shape) != own[k]]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append("missing: " + ", ".join(missing))
+        if unexpected:
+            parts.append("unexpected: " + ", ".join(unexpected))
+        if wrong:
+            parts.append("wrong shape: " + "; ".join(wrong))
+        raise WeightsError("the weights do not match the spec\n  " + "\n  ".join(parts),
+                           code="E1001", hint="weights are keyed by the spec's parameter names; "
+                                              "see `nndsl inspect --params`")
+    return sd
