@@ -101,7 +101,7 @@ def cmd_compile(args) -> int:
         from nndsl.backends.torch.codegen import write_package
         out = Path(args.output or f"build/{c.name}")
         try:
-            write_package(c, out, weights=args.weights) if args.weights else write_package(c, out)
+            write_package(c, out, weights=args.weights)
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             raise NndslError(f"cannot write {out}: {reason}", code="E1008",

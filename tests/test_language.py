@@ -270,3 +270,10 @@ def test_ir_types_are_symbolic_objects():
     c = nndsl.compile("model m() { input x: f32[N, T, 4]  output y = x |> flatten(0, 1) }")
     (d0, d1) = c.output_types["y"].shape
     assert isinstance(d0, SymDim) and str(d0) == "N*T" and d1 == 4
+
+
+def test_split_into_one_piece():
+    c, m, xs, y = run("""model m() { input x: f32[N, 4]
+        parts = split(x, [4], dim=1)
+        output y = parts[0] * 2 }""")
+    torch.testing.assert_close(y, xs["x"] * 2)

@@ -138,6 +138,11 @@ def _reduce(fn):
     return low
 
 
+def _one_or_tuple(parts: tuple):
+    """Multi-output ops give a tuple, single-output ones a tensor (as the plan expects)."""
+    return parts if len(parts) > 1 else parts[0]
+
+
 def _prod(x, dim, keepdim):
     for d in sorted((d % x.dim() for d in dim), reverse=True):
         x = torch.prod(x, dim=d, keepdim=keepdim)
@@ -192,7 +197,8 @@ TORCH_LOWERINGS = {
     "unsqueeze": lambda rt, a, ins: ins[0].unsqueeze(a["dim"]),
     "expand": lambda rt, a, ins: ins[0].expand([rt.dim(d) for d in a["shape"]]),
     "concat": lambda rt, a, ins: torch.cat(ins, a["dim"]),
-    "split": lambda rt, a, ins: torch.split(ins[0], [rt.dim(d) for d in a["sizes"]], a["dim"]),
+    "split": lambda rt, a, ins: _one_or_tuple(torch.split(ins[0], [rt.dim(d) for d in a["sizes"]],
+                                                         a["dim"])),
     "slice": _slice,
     "sum": _reduce(torch.sum), "mean": _reduce(torch.mean), "max": _reduce(torch.amax),
     "min": _reduce(torch.amin), "prod": _reduce(_prod),
