@@ -8,6 +8,7 @@ defined twice is an error that points at both definitions.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.resources
 import os
 from dataclasses import dataclass, field
@@ -38,6 +39,13 @@ def std_source(name: str) -> str | None:
 def std_modules() -> list[str]:
     root = importlib.resources.files("nndsl.stdlib")
     return sorted(p.name[:-3] for p in root.iterdir() if p.name.endswith(".nn"))
+
+
+@functools.lru_cache(maxsize=None)
+def _parse_std(name: str, text: str) -> ast.Module:
+    """Standard-library modules are package files: parse each once per process (ASTs are
+    immutable, so sharing them is safe)."""
+    return parse(text, f"std/{name}.nn")
 
 
 def load_program(text: str, file: str) -> Program:
@@ -92,7 +100,7 @@ def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -
                                       + "available: " + ", ".join(
                                           f"std.{m}" for m in std_modules()))
             path = key
-            sub = parse(text, f"std/{name}.nn")
+            sub = _parse_std(name, text)
         seen.add(path)
         _load(prog, sub, stack + [path], seen)
         _add_defs(prog, sub)
