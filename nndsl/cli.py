@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from nndsl.errors import ArgumentError, NndslError
+from nndsl.fsutil import write_error
 
 EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
 
@@ -91,9 +92,7 @@ def cmd_compile(args) -> int:
         try:
             files = save(model, out, external_threshold=args.external_data_threshold)
         except (OSError, ValueError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise NndslError(f"cannot write {out}: {reason}", code="E1008",
-                             hint="choose a path in a writable folder") from None
+            raise write_error(out, e) from None
         print(f"wrote {', '.join(map(str, files))} (opset {model.opset_import[0].version}, "
               f"{c.param_count():,} parameters)")
         return 0
@@ -103,9 +102,7 @@ def cmd_compile(args) -> int:
         try:
             write_package(c, out, weights=args.weights)
         except (OSError, ValueError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise NndslError(f"cannot write {out}: {reason}", code="E1008",
-                             hint="choose a path in a writable folder") from None
+            raise write_error(out, e) from None
         print(f"wrote {out}/model.py and {out}/weights.safetensors "
               f"({c.param_count():,} parameters)")
         return 0

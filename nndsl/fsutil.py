@@ -31,3 +31,11 @@ def _umask() -> int:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_error(path, e: Exception):
+    """The user-facing error for a failed write of ``path`` (an ``OSError`` or a bad name)."""
+    from nndsl.errors import NndslError
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    return NndslError(f"cannot write {path}: {reason}", code="E1008",
+                      hint="choose a path in a writable folder")

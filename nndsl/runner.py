@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nndsl.errors import InputError, NndslError, SourceFileError
-from nndsl.fsutil import atomic_write_bytes
+from nndsl.errors import InputError, SourceFileError
+from nndsl.fsutil import atomic_write_bytes, write_error
 
 ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64,
                  "tensor(float16)": np.float16, "tensor(int64)": np.int64,
@@ -164,6 +164,4 @@ def save_outputs(outputs: dict, path: Path) -> None:
     try:
         atomic_write_bytes(path, buf.getvalue())
     except (OSError, ValueError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise NndslError(f"cannot write {path}: {reason}", code="E1008",
-                         hint="choose a path in a writable folder") from None
+        raise write_error(path, e) from None
