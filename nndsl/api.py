@@ -23,11 +23,12 @@ def _looks_like_path(source: str) -> bool:
 
 
 def compile(source: str | Path, *, model: str | None = None, params: dict | None = None,
-            opt: str = "O1", disable: tuple = ()) -> "Compiled":
+            opt: str = "O1", disable: tuple = (), after: str | None = None) -> "Compiled":
     """Compile a ``.nn`` spec (a path or the source text) to a :class:`Compiled` model.
 
     ``model`` picks one model of a file that defines several; ``params`` overrides the model's
-    parameters; ``opt`` is the optimization level (``O0``, ``O1``, ``O2``).
+    parameters; ``opt`` is the optimization level (``O0``, ``O1``, ``O2``); ``disable`` names
+    passes to skip and ``after`` stops the pipeline after that pass.
     """
     if isinstance(source, Path) or _looks_like_path(str(source)):
         file = str(source)
@@ -48,8 +49,8 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
         raise DefinitionError(f"{file} has no model `{model}`", code="E0512",
                               hint="its models: " + ", ".join(models))
     graph = Elaborator(program).elaborate(model, params)
-    graph = run_pipeline(graph, opt, disable)
-    return Compiled(graph, file, opt)
+    run = run_pipeline(graph, opt, tuple(disable), stop_after=after)
+    return Compiled(run.graph, file, opt, run.records, graph)
 
 
 @dataclass
@@ -65,10 +66,13 @@ class LayerRow:
 class Compiled:
     """A compiled model: the typed graph and everything derived from it."""
 
-    def __init__(self, graph: Graph, file: str, opt: str):
+    def __init__(self, graph: Graph, file: str, opt: str, passes: list | None = None,
+                 unoptimized: Graph | None = None):
         self.graph = graph
         self.file = file
         self.opt = opt
+        self.passes = list(passes or [])          # PassRecord per pass run, in order
+        self.unoptimized = unoptimized or graph   # the elaborated graph, before any pass
 
     @property
     def name(self) -> str:
@@ -157,26 +161,49 @@ class Compiled:
 
     # ---- backends ----
     def to_torch(self, weights=None, seed: int = 0):
-        """A ``torch.nn.Module``; ``weights`` is a state dict or a ``.safetensors`` path."""
+        """A ``torch.nn.Module``; ``weights`` is a state dict or a ``.safetensors`` path in the
+        spec's names (at O2 they are transformed along with the graph). O2 modules are for
+        inference: they start in eval mode and refuse training mode."""
+        import torch
+
         from nndsl.backends.torch import GraphModule
-        m = GraphModule(self.graph, seed=seed if weights is None else None)
-        if weights is not None:
-            m.load_weights(weights)
+        if not self._restructured():
+            m = GraphModule(self.graph, seed=seed if weights is None else None)
+            if weights is not None:
+                m.load_weights(weights)
+            return m
+        state = {k: torch.from_numpy(v) for k, v in self._derived_arrays(weights, seed).items()}
+        m = GraphModule(self.graph, seed=None)
+        m.load_weights(state)
         return m
+
+    def spec_state(self, weights=None, seed: int = 0) -> dict:
+        """Weights in the spec's names: ``weights`` checked strictly, or the default initial
+        values from ``seed``."""
+        from nndsl.backends.torch import read_weights
+        from nndsl.backends.torch.init import initial_state
+        from nndsl.ir.weights import match_weights, spec_params
+        if weights is None:
+            return initial_state(spec_params(self.graph), seed)
+        return match_weights(self.graph, read_weights(weights))
+
+    def _restructured(self) -> bool:
+        src = self.graph.meta.get("source_params")
+        return src is not None and [n.name for n in src] != [n.name for n in self.graph.params()]
+
+    def _derived_arrays(self, weights, seed: int) -> dict:
+        from nndsl.ir.derive import derive_state
+        state = self.spec_state(weights, seed)
+        arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in state.items()}
+        return derive_state(self.graph, arrays)
 
     def to_onnx(self, weights=None, seed: int = 0):
         """An ``onnx.ModelProto`` carrying ``weights`` (a state dict or a ``.safetensors`` path;
         the default initial weights when none are given), for inference."""
         from nndsl import __version__
         from nndsl.backends.onnx import to_onnx
-        from nndsl.backends.torch import read_weights
-        from nndsl.ir.weights import match_weights
-        if weights is None:
-            sd = self.to_torch(seed=seed).state_dict()
-        else:
-            sd = match_weights(self.graph, read_weights(weights))
-        arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in sd.items()}
-        return to_onnx(self.graph, arrays, producer_version=__version__)
+        return to_onnx(self.graph, self._derived_arrays(weights, seed),
+                       producer_version=__version__)
 
     def example_inputs(self, batch: int = 2, seed: int = 0, **dims) -> dict:
         """Random valid inputs by name: floats ~ N(0, 1), integer ids within their valid range."""

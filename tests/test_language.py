@@ -50,7 +50,7 @@ def test_for_loops_labels_and_scopes():
             h = if act == "relu" { relu(h) } else { tanh(h) }
         }
         repeat 2 { h = h |> linear(5) }
-        output y = h }""")
+        output y = h }""", opt="O0")
     names = [n.name for n in c.graph.params()]
     assert names == ["stages.0.fc.weight", "stages.0.fc.bias", "stages.1.fc.weight",
                      "stages.1.fc.bias", "linear_0.weight", "linear_0.bias",

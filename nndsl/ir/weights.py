@@ -15,28 +15,40 @@ from nndsl.ir.graph import Graph
 OPTIONAL_SUFFIXES = ("num_batches_tracked",)
 
 
+def spec_params(graph: Graph) -> list:
+    """The parameters in the spec's names: the unoptimized graph's, which checkpoints hold."""
+    return list(graph.meta.get("source_params") or graph.params())
+
+
 def match_weights(graph: Graph, weights: Mapping) -> dict:
     """``weights`` renamed to the spec's parameter names (aliases resolved), after checking that
-    names and shapes match the graph exactly. Values are returned untouched."""
+    names and shapes match the spec's parameters exactly. Values are returned untouched."""
     sd = dict(weights)
     for alias, name in graph.meta.get("aliases", {}).items():
         if alias in sd:
             value = sd.pop(alias)
             sd.setdefault(name, value)
-    own = {n.name: tuple(n.type.shape) for n in graph.params()}
+    err = mismatch_error({n.name: tuple(n.type.shape) for n in spec_params(graph)}, sd)
+    if err is not None:
+        raise err
+    return sd
+
+
+def mismatch_error(own: dict, sd: Mapping) -> WeightsError | None:
+    """One error listing every missing, unexpected and mis-shaped tensor, or None."""
     missing = [k for k in own if k not in sd and not k.endswith(OPTIONAL_SUFFIXES)]
     unexpected = [k for k in sd if k not in own]
     wrong = [f"{k}: expected {list(own[k])}, got {list(sd[k].shape)}"
              for k in own if k in sd and tuple(sd[k].shape) != own[k]]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append("missing: " + ", ".join(missing))
-        if unexpected:
-            parts.append("unexpected: " + ", ".join(unexpected))
-        if wrong:
-            parts.append("wrong shape: " + "; ".join(wrong))
-        raise WeightsError("the weights do not match the spec\n  " + "\n  ".join(parts),
-                           code="E1001", hint="weights are keyed by the spec's parameter names; "
-                                              "see `nndsl inspect --params`")
-    return sd
+    if not (missing or unexpected or wrong):
+        return None
+    parts = []
+    if missing:
+        parts.append("missing: " + ", ".join(missing))
+    if unexpected:
+        parts.append("unexpected: " + ", ".join(unexpected))
+    if wrong:
+        parts.append("wrong shape: " + "; ".join(wrong))
+    return WeightsError("the weights do not match the spec\n  " + "\n  ".join(parts),
+                        code="E1001", hint="weights are keyed by the spec's parameter names; "
+                                           "see `nndsl inspect --params`")

@@ -4,6 +4,6 @@
 tests read it. ``verify`` runs before the first pass and after every pass.
 """
 
-from nndsl.passes.pipeline import PIPELINES, PASSES, run_pipeline
+from nndsl.passes.pipeline import PASSES, PIPELINES, PassRecord, PipelineRun, run_pipeline
 
-__all__ = ["PIPELINES", "PASSES", "run_pipeline"]
+__all__ = ["PIPELINES", "PASSES", "run_pipeline", "PassRecord", "PipelineRun"]

@@ -1,58 +1,150 @@
-"""The pass manager: named passes, the pipeline table, verification between passes."""
+"""The pass manager: the registry of named passes and the one table of pipelines.
+
+A pass is ``fn(graph) -> (graph, changed)``; it never mutates its input. ``verify`` runs before
+the first pass and after every pass; a pass that crashes is reported with the passes that ran
+before it. The CLI (``-O``, ``--disable-pass``, ``--print-after``, ``nndsl passes``), the API
+(``nndsl.compile(opt=...)``) and the tests all read :data:`PIPELINES`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 from nndsl.errors import ArgumentError, NndslError, PassError
 from nndsl.ir.graph import Graph
 from nndsl.ir.verify import verify
-
-
-@dataclass(frozen=True)
-class PassResult:
-    graph: Graph
-    changed: bool
+from nndsl.passes import cleanup, fusion, inference
 
 
 @dataclass(frozen=True)
 class Pass:
     name: str
-    fn: Callable[[Graph], PassResult]
-    level: str
-    doc: str
+    fn: Callable[[Graph], tuple]
+    level: str        # the lowest pipeline that runs it
+    doc: str          # one line for `nndsl passes`
+    inference_only: bool = False
 
 
-# Passes register here by name. The optimizing passes (fusion, folding, clean-up) are not
-# built yet, so every level currently verifies the graph and changes nothing.
-PASSES: dict[str, Pass] = {}
+def _p(name, fn, level, doc, inference_only=False) -> Pass:
+    return Pass(name, fn, level, doc, inference_only)
 
+
+PASSES: dict[str, Pass] = {p.name: p for p in [
+    _p("constant_fold", cleanup.constant_fold, "O1", "scalar arithmetic on constants becomes a constant"),
+    _p("simplify", cleanup.simplify, "O1", "x*1, x+0, double transposes, reshape chains, no-op ops"),
+    _p("cse", cleanup.cse, "O1", "one node per distinct computation"),
+    _p("fuse_formulas", fusion.fuse_formulas, "O1", "GELU, SiLU and layer norm written as formulas become the op"),
+    _p("fuse_attention", fusion.fuse_attention, "O1", "softmax(QKᵀ·s)V from primitives becomes fused attention (SDPA)"),
+    _p("fuse_epilogue", fusion.fuse_epilogue, "O1", "an activation after a linear/conv runs inside it"),
+    _p("dce", cleanup.dce, "O1", "drop computations no output depends on"),
+    _p("remove_dropout", inference.remove_dropout, "O2", "dropout is the identity in eval mode", True),
+    _p("fold_batch_norm", inference.fold_batch_norm, "O2", "batch norm folded into the conv/linear before it", True),
+    _p("merge_parallel_linears", inference.merge_parallel_linears, "O2", "linears on one input (Q, K, V) become one linear + split", True),
+    _p("channels_last", inference.channels_last, "O2", "NHWC memory layout through 2-d convolutions", True),
+    _p("prune_params", inference.prune_params, "O2", "drop parameters nothing reads any more", True),
+]}
+
+_O1 = ("constant_fold", "simplify", "cse", "fuse_formulas", "fuse_attention", "fuse_epilogue",
+       "dce")
 PIPELINES: dict[str, tuple[str, ...]] = {
     "O0": (),
-    "O1": (),
-    "O2": (),
+    "O1": _O1,
+    "O2": _O1[:-1] + ("remove_dropout", "simplify", "fold_batch_norm", "merge_parallel_linears",
+                      "fuse_epilogue", "channels_last", "prune_params", "dce"),
 }
 
 
-def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = ()) -> Graph:
+def _refresh_regions(graph: Graph) -> None:
+    """Block regions (node ranges used to generate readable code) follow the nodes' scopes
+    through a pass. A block applied several times under one name is split at each
+    application's outputs: its nodes come after the previous application's outputs."""
+    regions = graph.meta.get("regions")
+    if not regions:
+        return
+    index = {n.name: i for i, n in enumerate(graph)}
+    by_name: dict[str, list] = {}
+    for r in regions:
+        if all(v.node in index for v in r["outputs"]):
+            by_name.setdefault(r["qualname"], []).append(r)
+    fresh: dict[int, dict] = {}
+    for q, group in by_name.items():
+        inside = sorted(index[n.name] for n in graph if n.op != "param" and
+                        (n.scope == q or n.scope.startswith(q + ".")))
+        group.sort(key=lambda r: max(index[v.node] for v in r["outputs"]))
+        lo = 0
+        for r in group:
+            end = max(index[v.node] for v in r["outputs"])
+            mine = [i for i in inside if lo <= i <= end]
+            lo = end + 1
+            if mine:
+                fresh[id(r)] = {**r, "start": min(mine), "end": max(mine) + 1}
+    # keep the recorded order (a block's region comes after the regions nested in it)
+    graph.meta["regions"] = [fresh[id(r)] for r in regions if id(r) in fresh]
+
+
+@dataclass
+class PassRecord:
+    name: str
+    changed: bool
+    seconds: float
+    graph: Graph
+
+
+@dataclass
+class PipelineRun:
+    graph: Graph
+    records: list = field(default_factory=list)
+
+
+def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_after: str | None = None,
+                 on_pass: Callable[[PassRecord], None] | None = None) -> PipelineRun:
+    """Run the passes of ``level`` in order, verifying after each. ``stop_after`` ends the run
+    after the first pass of that name; ``on_pass`` sees every pass's result."""
     if level not in PIPELINES:
         raise ArgumentError(f"unknown optimization level `{level}`", code="E0225",
                             hint="use one of " + ", ".join(PIPELINES))
+    for name in tuple(disable) + ((stop_after,) if stop_after else ()):
+        if name not in PASSES:
+            raise ArgumentError(f"unknown pass `{name}`", code="E0229",
+                                hint="passes: " + ", ".join(PASSES))
+    if stop_after and stop_after not in PIPELINES[level]:
+        raise ArgumentError(f"pass `{stop_after}` is not in the {level} pipeline", code="E0229",
+                            hint=f"{level} runs: " + (", ".join(PIPELINES[level]) or "nothing"))
     verify(graph)
+    graph = graph.copy()
+    graph.meta.setdefault("source_params", tuple(graph.params()))
+    if any(PASSES[n].inference_only for n in PIPELINES[level]):
+        graph.meta["inference_only"] = True
+    run = PipelineRun(graph)
     ran: list[str] = []
     for name in PIPELINES[level]:
         if name in disable:
             continue
         p = PASSES[name]
+        t0 = time.perf_counter()
         try:
-            result = p.fn(graph)
-            verify(result.graph)
-        except NndslError:
+            out, changed = p.fn(graph)
+            verify(out)
+        except NndslError as e:
+            if e.code.startswith("E07"):     # verify failed: the pass broke an invariant
+                e.message = f"after pass `{name}` (ran before it: {', '.join(ran) or 'none'}): " \
+                            f"{e.message}"
             raise
         except Exception as e:  # a crashing pass is a compiler bug: say which, after what
             raise PassError(f"pass `{name}` crashed: {type(e).__name__}: {e}", code="E0801",
-                            hint="passes that ran before it: " + (", ".join(ran) or "none"))
-        graph = result.graph
+                            hint="passes that ran before it: " + (", ".join(ran) or "none")
+                                 + "; disable it with --disable-pass " + name) from e
+        if changed:
+            _refresh_regions(out)
+        record = PassRecord(name, changed, time.perf_counter() - t0, out)
+        run.records.append(record)
+        if on_pass is not None:
+            on_pass(record)
+        graph = out
         ran.append(name)
-    return graph
+        if name == stop_after:
+            break
+    run.graph = graph
+    return run

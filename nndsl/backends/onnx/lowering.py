@@ -121,6 +121,51 @@ def _tri(upper: int):
     return low
 
 
+ONNX_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "gelu": "Gelu"}
+
+
+def _act(low):
+    """Lower an op with a fused epilogue activation (``act``): the op, then the activation."""
+    def fused(b, a, ins, n):
+        act = a.get("act")
+        if act is None:
+            return low(b, a, ins, n)
+        pre = b.fresh(f"{n.out}/pre_act")
+        low(b, a, ins, Site(n.in_types, n.out_types, [pre]))
+        if act == "silu":
+            b.op1("Mul", [pre, b.op1("Sigmoid", [pre])], out=n.out)
+        else:
+            b.op1(ONNX_ACTIVATIONS[act], [pre], out=n.out)
+    return fused
+
+
+def _attention(b, a, ins, n):
+    """softmax(q kᵀ · scale [masked]) v, written out in opset-21 ops."""
+    q, k, v, mask = ins
+    qt = n.in_types[0]
+    r = qt.rank
+    perm = list(range(r))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    scale = a["scale"]
+    if scale is None:
+        scale = 1.0 / float(qt.shape[-1]) ** 0.5
+    scores = b.op1("MatMul", [q, b.op1("Transpose", [k], perm=perm)])
+    scores = b.op1("Mul", [scores, b.const(scale, qt.dtype)])
+    neg_inf = b.const(float("-inf"), qt.dtype)
+    if a["causal"]:
+        size = b.shape((qt.shape[-2], n.in_types[1].shape[-2]))
+        ones = b.op1("ConstantOfShape", [size], value=_tensor([1.0], qt.dtype))
+        keep = b.op1("Cast", [b.op1("Trilu", [ones], upper=0)], to=TensorProto.BOOL)
+        scores = b.op1("Where", [keep, scores, neg_inf])
+    if mask is not None:
+        if n.in_types[3].dtype == "bool":
+            scores = b.op1("Where", [mask, scores, neg_inf])
+        else:
+            scores = b.op1("Add", [scores, mask])
+    att = b.op1("Softmax", [scores], axis=-1)
+    b.op1("MatMul", [att, v], out=n.out)
+
+
 def _linear(b, a, ins, n):
     x, w, bias = ins
     if n.in_types[0].rank == 2:
@@ -372,8 +417,10 @@ ONNX_LOWERINGS = {
     "gt": _simple("Greater"), "ge": _simple("GreaterOrEqual"), "logical_and": _simple("And"),
     "logical_or": _simple("Or"),
     "where": _simple("Where"), "masked_fill": _masked_fill, "tril": _tri(0), "triu": _tri(1),
-    "matmul": _simple("MatMul"), "linear": _linear,
-    "conv1d": _conv, "conv2d": _conv, "conv3d": _conv, "conv_transpose2d": _conv_t,
+    "matmul": _simple("MatMul"), "linear": _act(_linear),
+    "conv1d": _act(_conv), "conv2d": _act(_conv), "conv3d": _act(_conv),
+    "conv_transpose2d": _act(_conv_t),
+    "attention": _attention, "memory_format": _identity,
     "max_pool1d": _max_pool, "max_pool2d": _max_pool,
     "avg_pool1d": _avg_pool, "avg_pool2d": _avg_pool,
     "adaptive_avg_pool1d": _adaptive, "adaptive_avg_pool2d": _adaptive,

@@ -547,6 +547,29 @@ def _conv(nd: int):
     return emit
 
 
+_ACT_SOURCE = {"relu": "F.relu", "sigmoid": "torch.sigmoid", "tanh": "torch.tanh",
+               "silu": "F.silu", "gelu": "F.gelu"}
+
+
+def _with_act(emit):
+    """An epilogue activation fused into the layer (``act``) is applied to its result."""
+    def wrapped(e):
+        act = e.a.get("act")
+        expr = emit(e)
+        return expr if act is None else f"{_ACT_SOURCE[act]}({expr})"
+    return wrapped
+
+
+def _attention(e):
+    a = e.a
+    return _call("F.scaled_dot_product_attention", e.x(0), e.x(1), e.x(2),
+                 attn_mask=e.x(3) if e.has(3) else None,
+                 dropout_p=f"{py_literal(a['dropout'])} if self.training else 0.0"
+                 if a["dropout"] else None,
+                 is_causal="True" if a["causal"] else None,
+                 scale=None if a["scale"] is None else py_literal(a["scale"]))
+
+
 def _conv_transpose(e):
     if e.module:
         return f"{e.module}({e.x(0)})"
@@ -750,9 +773,12 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "masked_fill": lambda e: f"{e.x(0)}.masked_fill({e.x(1)}, {py_literal(e.a['value'])})",
     "tril": _tri("torch.tril"), "triu": _tri("torch.triu"),
     "matmul": _binop("@"),
-    "linear": _linear,
-    "conv1d": _conv(1), "conv2d": _conv(2), "conv3d": _conv(3),
-    "conv_transpose2d": _conv_transpose,
+    "linear": _with_act(_linear),
+    "conv1d": _with_act(_conv(1)), "conv2d": _with_act(_conv(2)),
+    "conv3d": _with_act(_conv(3)), "conv_transpose2d": _with_act(_conv_transpose),
+    "attention": _attention,
+    "memory_format": lambda e: f"{e.x(0)}.contiguous(memory_format="
+                               f"{'torch.channels_last' if e.a['format'] == 'channels_last' else 'torch.contiguous_format'})",
     "max_pool1d": _max_pool(1), "max_pool2d": _max_pool(2),
     "avg_pool1d": _avg_pool(1), "avg_pool2d": _avg_pool(2),
     "adaptive_avg_pool1d": _adaptive(1), "adaptive_avg_pool2d": _adaptive(2),

@@ -34,3 +34,12 @@ def initial_value(init: tuple, shape: tuple, dtype: torch.dtype, gen: torch.Gene
         return torch.nn.init.trunc_normal_(t, mean, std, mean - 2 * std, mean + 2 * std,
                                            generator=gen)
     raise LoweringError(f"unknown initializer `{kind}`", code="E0901")
+
+
+def initial_state(params, seed: int) -> dict:
+    """Default initial values of ``params`` (``param`` nodes), drawn in order from one seeded
+    generator — the same values a freshly built module gets."""
+    from nndsl.backends.torch.lowering import DTYPES
+    gen = torch.Generator().manual_seed(seed)
+    return {n.name: initial_value(n.attr["init"], n.type.shape, DTYPES[n.attr["dtype"]], gen)
+            for n in params}

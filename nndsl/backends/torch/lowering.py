@@ -60,19 +60,48 @@ def _arange(rt, a, ins):
     return torch.arange(rt.dim(a["n"]), dtype=DTYPES[a["dtype"]], device=rt.device)
 
 
+# Epilogue activations fused into linear/conv (``act`` attribute). ReLU-like ones run in place:
+# the layer's output is a fresh tensor and their backward needs only their own result.
+ACTIVATIONS = {
+    "relu": lambda y: torch.relu_(y),
+    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "silu": F.silu, "gelu": F.gelu,
+}
+
+
+def _act(low):
+    def fused(rt, a, ins):
+        y = low(rt, a, ins)
+        act = a.get("act")
+        return y if act is None else ACTIVATIONS[act](y)
+    return fused
+
+
 def _conv(fn):
     def low(rt, a, ins):
         x, w, b = ins
         pad = a["padding"]
         return fn(x, w, b, a["stride"], pad if pad == "same" else list(pad), a["dilation"],
                   a["groups"])
-    return low
+    return _act(low)
 
 
+@_act
 def _conv_t(rt, a, ins):
     x, w, b = ins
     return F.conv_transpose2d(x, w, b, a["stride"], a["padding"], a["output_padding"],
                               a["groups"], a["dilation"])
+
+
+def _attention(rt, a, ins):
+    q, k, v, mask = ins
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                          dropout_p=a["dropout"] if rt.training else 0.0,
+                                          is_causal=a["causal"], scale=a["scale"])
+
+
+def _memory_format(rt, a, ins):
+    fmt = torch.channels_last if a["format"] == "channels_last" else torch.contiguous_format
+    return ins[0].contiguous(memory_format=fmt)
 
 
 def _max_pool(fn):
@@ -175,7 +204,8 @@ TORCH_LOWERINGS = {
     "tril": lambda rt, a, ins: torch.tril(ins[0], a["k"]),
     "triu": lambda rt, a, ins: torch.triu(ins[0], a["k"]),
     "matmul": _b(torch.matmul),
-    "linear": lambda rt, a, ins: F.linear(*ins),
+    "linear": _act(lambda rt, a, ins: F.linear(*ins)),
+    "attention": _attention, "memory_format": _memory_format,
     "conv1d": _conv(F.conv1d), "conv2d": _conv(F.conv2d), "conv3d": _conv(F.conv3d),
     "conv_transpose2d": _conv_t,
     "max_pool1d": _max_pool(F.max_pool1d), "max_pool2d": _max_pool(F.max_pool2d),

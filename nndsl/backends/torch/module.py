@@ -18,7 +18,6 @@ from nndsl.backends.torch.init import initial_value
 from nndsl.backends.torch.lowering import DTYPES, TORCH_LOWERINGS
 from nndsl.errors import InputError, LoweringError, WeightsError
 from nndsl.ir.graph import Graph
-from nndsl.ir.weights import match_weights
 from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.types import SymDim
 
@@ -33,17 +32,6 @@ class _Runtime:
 
     def dim(self, d):
         return d if isinstance(d, int) else d.evaluate(self.env)
-
-
-class _ParamView:
-    """The parts of a graph that weight matching needs (kept without holding the whole graph)."""
-
-    def __init__(self, graph: Graph):
-        self._params = graph.params()
-        self.meta = {"aliases": dict(graph.meta.get("aliases", {}))}
-
-    def params(self):
-        return self._params
 
 
 class _Scope(nn.Module):
@@ -64,7 +52,11 @@ class GraphModule(nn.Module):
         self._outputs = [(v.node, v.index if len(graph.node(v.node).types) > 1 else None)
                          for _, v in graph.outputs]
         self._symbols = self._symbol_sites()
-        self._graph_params = _ParamView(graph)
+        self._params = graph.params()
+        self._aliases = dict(graph.meta.get("aliases", {}))
+        self._inference_only = bool(graph.meta.get("inference_only"))
+        if self._inference_only:
+            super().train(False)
 
     # ---- construction ----
     def _init_params(self, graph: Graph, seed: int) -> None:
@@ -92,6 +84,8 @@ class GraphModule(nn.Module):
                 value = torch.zeros(node.type.shape, dtype=DTYPES[a["dtype"]])
             else:
                 value = initial_value(a["init"], node.type.shape, DTYPES[a["dtype"]], gen)
+            if graph.meta.get("channels_last") and value.dim() == 4 and value.is_floating_point():
+                value = value.contiguous(memory_format=torch.channels_last)
             if a["trainable"]:
                 owner.register_parameter(leaf, nn.Parameter(value))
             else:
@@ -209,13 +203,32 @@ class GraphModule(nn.Module):
                                  f"(dim {ax} is {x.shape[ax]}, not {d})", code="E1104")
 
     # ---- weights ----
+    def train(self, mode: bool = True):
+        if mode and getattr(self, "_inference_only", False):
+            raise InputError(f"{self.graph_name} was compiled at O2, for inference only: it "
+                             f"cannot be put in training mode", code="E1108",
+                             hint="compile with opt=\"O1\" (CLI: -O1) to train")
+        return super().train(mode)
+
     def load_weights(self, weights) -> None:
         """Strictly load a state dict or a ``.safetensors`` file in the spec's names."""
-        sd = match_weights(self._graph_params, read_weights(weights))
+        sd = dict(read_weights(weights))
+        for alias, name in self._aliases.items():
+            if alias in sd:
+                sd.setdefault(name, sd.pop(alias))
+        _check_names(self._params, sd)
         with torch.no_grad():
             for k, v in self.state_dict().items():
                 if k in sd:
                     v.copy_(sd[k].to(v.dtype))
+
+
+def _check_names(params, sd) -> None:
+    """The module's own parameters, strictly (derived ones included)."""
+    from nndsl.ir.weights import mismatch_error
+    err = mismatch_error({n.name: tuple(n.type.shape) for n in params}, sd)
+    if err is not None:
+        raise err
 
 
 def read_weights(weights) -> Mapping[str, torch.Tensor]:

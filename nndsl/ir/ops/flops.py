@@ -59,6 +59,18 @@ def _conv_t(ins, outs, a):
     return flops + (outs[0].numel() if b is not None else 0)
 
 
+def _attention(ins, outs, a):
+    q, k, v = ins[0], ins[1], ins[2]
+    scores = outs[0].numel() // v.shape[-1] * k.shape[-2]     # batch · L · S
+    return scores * (2 * q.shape[-1] + 2 * v.shape[-1] + 6)
+
+
+def _with_act(rule):
+    def counted(ins, outs, a):
+        return rule(ins, outs, a) + (outs[0].numel() if a.get("act") else 0)
+    return counted
+
+
 def _pool(ins, outs, a):
     k = a["kernel"]
     k = _prod(k) if isinstance(k, (tuple, list)) else k ** (ins[0].rank - 2)
@@ -95,8 +107,9 @@ FLOP_RULES: dict[str, Callable] = {
     "dropout": _per_out(), "cast": _zero,
     **{op: _per_out() for op in BINARY}, **{op: _per_out() for op in COMPARE},
     "where": _per_out(), "masked_fill": _per_out(), "tril": _zero, "triu": _zero,
-    "matmul": _matmul, "linear": _linear,
-    "conv1d": _conv, "conv2d": _conv, "conv3d": _conv, "conv_transpose2d": _conv_t,
+    "matmul": _matmul, "linear": _with_act(_linear),
+    "conv1d": _with_act(_conv), "conv2d": _with_act(_conv), "conv3d": _with_act(_conv),
+    "conv_transpose2d": _with_act(_conv_t), "attention": _attention, "memory_format": _zero,
     "max_pool1d": _pool, "max_pool2d": _pool, "avg_pool1d": _pool, "avg_pool2d": _pool,
     "adaptive_avg_pool1d": _per_in(), "adaptive_avg_pool2d": _per_in(),
     "batch_norm": _norm(4), "layer_norm": _norm(8), "group_norm": _norm(8),

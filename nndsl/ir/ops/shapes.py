@@ -330,6 +330,19 @@ def _recurrent(gates: int, has_c: bool):
     return rule
 
 
+def _attention(ins, a):
+    q, k, v, m = ins
+    for t in (q, k, v):
+        _float(t, "attention")
+    if q.rank < 2 or k.rank != q.rank or v.rank != q.rank:
+        raise ShapeError(f"attention needs q, k, v of one rank >= 2, got {q}, {k}, {v}",
+                         code="E0305")
+    if not _same(q.shape[-1], k.shape[-1]) or not _same(k.shape[-2], v.shape[-2]):
+        raise ShapeError(f"attention: q {q}, k {k}, v {v} do not fit", code="E0305")
+    batch = broadcast_shapes(broadcast_shapes(q.shape[:-2], k.shape[:-2]), v.shape[:-2])
+    return (_T(q.dtype, batch + (q.shape[-2], v.shape[-1])),)
+
+
 def _flatten(ins, a):
     x = ins[0]
     if x.rank == 0:
@@ -564,6 +577,7 @@ SHAPE_RULES: dict[str, Callable] = {
     "batch_norm": _batch_norm, "layer_norm": _layer_norm, "group_norm": _group_norm,
     "embedding": _embedding,
     "lstm": _recurrent(4, True), "gru": _recurrent(3, False), "rnn": _recurrent(1, False),
+    "attention": _attention, "memory_format": _unary,
     "flatten": _flatten, "reshape": _reshape, "transpose": _transpose, "permute": _permute,
     "squeeze": _squeeze, "unsqueeze": _unsqueeze, "expand": _expand, "concat": _concat,
     "split": _split, "slice": _slice,

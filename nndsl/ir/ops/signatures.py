@@ -39,7 +39,7 @@ SIGNATURES: dict[str, OpSignature] = {
     # sources
     "input": _s("", "a graph input", name=None, dtype=None, shape=None),
     "param": _s("", "a trainable parameter or a buffer", name=None, dtype="f32", shape=None,
-                init=None, trainable=True),
+                init=None, trainable=True, derive=None),
     "scalar": _s("", "a scalar constant", value=0.0, dtype="f32"),
     "full": _s("", "a tensor filled with one value", shape=None, value=0.0, dtype="f32"),
     "arange": _s("", "0, 1, ..., n-1", n=None, dtype="i64"),
@@ -59,11 +59,11 @@ SIGNATURES: dict[str, OpSignature] = {
     "triu": _s("x", "upper triangle (k-th diagonal and above)", k=0),
     # linear algebra and layers
     "matmul": _s("a b", "batched matrix product with broadcasting"),
-    "linear": _s("x weight bias?", "x Wᵀ + b"),
+    "linear": _s("x weight bias?", "act(x Wᵀ + b)", act=None),
     **{f"conv{d}d": _s("x weight bias?", f"{d}-d cross-correlation", stride=1, padding=0,
-                       dilation=1, groups=1) for d in (1, 2, 3)},
+                       dilation=1, groups=1, act=None) for d in (1, 2, 3)},
     "conv_transpose2d": _s("x weight bias?", "2-d transposed convolution", stride=1, padding=0,
-                           output_padding=0, dilation=1, groups=1),
+                           output_padding=0, dilation=1, groups=1, act=None),
     **{f"max_pool{d}d": _s("x", f"{d}-d max pooling", kernel=None, stride=None, padding=0,
                            dilation=1, ceil_mode=False) for d in (1, 2)},
     **{f"avg_pool{d}d": _s("x", f"{d}-d average pooling", kernel=None, stride=None, padding=0,
@@ -84,6 +84,9 @@ SIGNATURES: dict[str, OpSignature] = {
     "rnn": _s("x h0? *weights", "Elman RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)",
               hidden=None, layers=1, bidirectional=False, batch_first=True, dropout=0.0, bias=True,
               nonlinearity="tanh"),
+    "attention": _s("q k v mask?", "softmax(q kᵀ · scale + mask) v (fused)", scale=None,
+                    causal=False, dropout=0.0),
+    "memory_format": _s("x", "the same tensor in another memory layout", format="contiguous"),
     # shape manipulation
     "flatten": _s("x", "merge dims start..end", start=1, end=-1),
     "reshape": _s("x", "same elements, new shape", shape=None),

@@ -1,0 +1,176 @@
+"""Inference passes (O2 only): they restructure parameters or hold only in eval mode.
+
+Parameters they create are *derived*: a ``param`` node with ``derive=(fn, sources, options)``
+(see :mod:`nndsl.ir.derive`), so weights are still given in the spec's names and transformed
+along with the graph.
+"""
+
+from __future__ import annotations
+
+from nndsl.ir.graph import Graph, Node, Value
+from nndsl.passes.rewrite import Rewriter, Rule, apply_rules, sweep_dead
+
+FOLDABLE = ("conv1d", "conv2d", "conv3d", "linear")
+
+
+def remove_dropout(graph: Graph) -> tuple[Graph, bool]:
+    """Dropout is the identity in eval mode: ``dropout(x, p) ⇒ x``."""
+    rule = Rule("dropout", lambda rw, n: n.inputs[0] if n.op == "dropout" else None,
+                lambda rw, n, x: [x])
+    return apply_rules(graph, [rule])
+
+
+def _readers(graph: Graph) -> dict[str, list[Node]]:
+    out: dict[str, list[Node]] = {}
+    for node in graph:
+        for v in node.inputs:
+            if v is not None:
+                out.setdefault(v.node, []).append(node)
+    return out
+
+
+def _plain_param(graph: Graph, v: Value | None) -> str | None:
+    """The spec name of a parameter operand that is not itself derived."""
+    if v is None:
+        return None
+    p = graph.node(v.node)
+    return p.name if p.op == "param" and not p.attr.get("derive") else None
+
+
+def _derived_param(rw: Rewriter, name: str, like: Node, shape, fn: str, sources, **options):
+    attrs = {"name": name, "shape": tuple(shape), "dtype": "f32", "init": None,
+             "trainable": True, "derive": (fn, tuple(sources), tuple(sorted(options.items())))}
+    return rw.emit("param", [], attrs, like=like, name=name)
+
+
+def fold_batch_norm(graph: Graph) -> tuple[Graph, bool]:
+    """Batch norm (eval statistics) folded into the convolution or linear before it:
+
+    ``W' = W · γ/√(σ² + ε)``  (per output channel),  ``b' = (b − μ) · γ/√(σ² + ε) + β``
+
+    so ``bn(conv(x, W, b)) = conv(x, W', b')``. The new weights are ``{layer}.folded_weight`` and
+    ``{layer}.folded_bias``, derived from the spec's parameters.
+    """
+    readers = _readers(graph)
+    outputs = {v.node for _, v in graph.outputs}
+    plan: dict[str, Node] = {}     # layer name -> its batch norm
+    for node in graph:
+        if node.op != "batch_norm":
+            continue
+        layer = graph.node(node.inputs[0].node)
+        if layer.op not in FOLDABLE or layer.attr.get("act") or layer.name in outputs or \
+                len(readers.get(layer.name, [])) != 1:
+            continue
+        if layer.op == "linear" and layer.type.rank != 2:
+            continue      # batch norm's channel is dim 1; a linear's features are its last dim
+        if _plain_param(graph, layer.inputs[1]) is None or \
+                (layer.inputs[2] is not None and _plain_param(graph, layer.inputs[2]) is None):
+            continue
+        if any(v is not None and _plain_param(graph, v) is None for v in node.inputs[1:5]):
+            continue
+        plan[layer.name] = node
+    if not plan:
+        return graph, False
+    folded = {bn.name: layer for layer, bn in plan.items()}
+    rw = Rewriter(graph)
+    for node in graph:
+        n = rw.remapped(node)
+        if node.name in plan:
+            bn = plan[node.name]
+            eps = bn.attr.get("eps", 1e-5)
+            names = [None if v is None else v.node for v in bn.inputs[1:5]]
+            gamma, beta, mean, var = names
+            w_name = node.inputs[1].node
+            b_name = None if node.inputs[2] is None else node.inputs[2].node
+            w_t = graph.node(w_name).type
+            w = _derived_param(rw, f"{node.name}.folded_weight", node, w_t.shape,
+                               "fold_bn_weight", (w_name, gamma, var), eps=eps)
+            b = _derived_param(rw, f"{node.name}.folded_bias", node, (w_t.shape[0],),
+                               "fold_bn_bias", (b_name, gamma, beta, mean, var), eps=eps)
+            rw.add(n.with_(inputs=(n.inputs[0], w.out(), b.out())))
+        elif node.name in folded:
+            rw.replace(node, [Value(folded[node.name])])
+        else:
+            rw.add(n)
+    return rw.finish(keep_params=False), True
+
+
+def merge_parallel_linears(graph: Graph) -> tuple[Graph, bool]:
+    """Linears that read the same input (Q, K, V projections) become one linear and a split:
+
+    ``[x Wqᵀ + bq, x Wkᵀ + bk, x Wvᵀ + bv] = split(x [Wq; Wk; Wv]ᵀ + [bq; bk; bv])``
+    """
+    groups: dict[tuple, list[Node]] = {}
+    for node in graph:
+        if node.op != "linear" or node.attr.get("act") or node.inputs[0] is None:
+            continue
+        if _plain_param(graph, node.inputs[1]) is None or \
+                (node.inputs[2] is not None and _plain_param(graph, node.inputs[2]) is None):
+            continue
+        groups.setdefault((node.inputs[0], node.inputs[2] is None), []).append(node)
+    groups = {k: g for k, g in groups.items() if len(g) > 1}
+    if not groups:
+        return graph, False
+    first_of = {g[0].name: g for g in groups.values()}
+    member: dict[str, tuple[str, int]] = {}
+    rw = Rewriter(graph)
+    for node in graph:
+        n = rw.remapped(node)
+        if node.name in first_of:
+            g = first_of[node.name]
+            name = "+".join(m.name for m in g)
+            ws = [m.inputs[1].node for m in g]
+            rows = [graph.node(w).type.shape[0] for w in ws]
+            fin = graph.node(ws[0]).type.shape[1]
+            w = _derived_param(rw, f"{name}.weight", node, (sum(rows), fin), "concat", ws,
+                               axis=0)
+            b = None
+            if node.inputs[2] is not None:
+                b = _derived_param(rw, f"{name}.bias", node, (sum(rows),), "concat",
+                                   [m.inputs[2].node for m in g], axis=0).out()
+            merged = rw.emit("linear", [n.inputs[0], w.out(), b], {}, like=node, name=name)
+            parts = rw.emit("split", [merged.out()], {"dim": -1, "sizes": tuple(rows)},
+                            like=node, name=f"{name}.split")
+            for i, m in enumerate(g):
+                member[m.name] = (parts.name, i)
+        if node.name in member:
+            split_name, i = member[node.name]
+            rw.replace(node, [Value(split_name, i)])
+        else:
+            rw.add(n)
+    return rw.finish(keep_params=False), True
+
+
+def channels_last(graph: Graph) -> tuple[Graph, bool]:
+    """Memory layout for speed on the torch backend: 4-D image tensors flow channels-last
+    (NHWC in memory, still NCHW in shape) through 2-d convolutions; inputs are converted on
+    entry and 4-D outputs back to the standard layout on exit, so callers see no difference.
+    The backend stores 4-D weights channels-last too (``meta["channels_last"]``).
+    """
+    if graph.meta.get("channels_last") or not any(n.op == "conv2d" for n in graph):
+        return graph, False
+    rw = Rewriter(graph)
+    for node in graph:
+        n = rw.keep(node)
+        if node.op == "input" and n.type.rank == 4 and n.type.dtype.startswith(("f", "b")):
+            cl = rw.emit("memory_format", [n.out()], {"format": "channels_last"}, like=n,
+                         name=f"{n.name}.channels_last")
+            rw.map[node.out()] = cl.out()
+    outs = []
+    for name, v in graph.outputs:
+        v2 = rw.value(v)
+        if rw.type_of(v2).rank == 4:
+            like = rw.producer(v2)
+            v2 = rw.emit("memory_format", [v2], {"format": "contiguous"}, like=like,
+                         name=f"{name}.contiguous").out()
+        outs.append((name, v2))
+    out = rw.finish(sweep=False)
+    out.outputs = outs
+    out.meta["channels_last"] = True
+    return out, True
+
+
+def prune_params(graph: Graph) -> tuple[Graph, bool]:
+    """Parameters no node reads any more (replaced by derived ones) are dropped."""
+    out = sweep_dead(graph, keep_params=False)
+    return out, out is not graph

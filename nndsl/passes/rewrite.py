@@ -1,0 +1,144 @@
+"""Building a new graph from an old one, and the rule driver every rewriting pass uses.
+
+A pass never mutates its input. A :class:`Rewriter` walks the source graph in order and copies
+each node into a fresh graph, with its operands renamed through a value map; a rule may instead
+emit replacement nodes and map the old node's outputs to them. Nodes left without readers are
+swept at the end (graph inputs and parameters are kept: passes below O2 never change the
+parameter set).
+
+A :class:`Rule` has a ``match`` that returns a match object or a string saying why it declines,
+and a ``rewrite`` that emits the replacement. :func:`apply_rules` runs rules to a fixed point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from nndsl.ir.graph import Graph, Node, Value
+from nndsl.ir.ops import SIGNATURES, infer
+from nndsl.ir.types import TensorType
+
+
+def user_counts(graph: Graph) -> dict[str, int]:
+    """How many operand slots (plus graph outputs) read each node."""
+    counts: dict[str, int] = {}
+    for node in graph:
+        for v in node.inputs:
+            if v is not None:
+                counts[v.node] = counts.get(v.node, 0) + 1
+    for _, v in graph.outputs:
+        counts[v.node] = counts.get(v.node, 0) + 1
+    return counts
+
+
+class Rewriter:
+    def __init__(self, src: Graph):
+        self.src = src
+        self.out = Graph(src.name)
+        self.out.meta = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in src.meta.items()}
+        self.map: dict[Value, Value] = {}
+        self.users = user_counts(src)
+        self.changed = False
+
+    # values and producers in the new graph
+    def value(self, v: Value | None) -> Value | None:
+        return None if v is None else self.map.get(v, v)
+
+    def producer(self, v: Value | None) -> Node | None:
+        return None if v is None else self.out.node(v.node)
+
+    def type_of(self, v: Value) -> TensorType:
+        return self.out.type_of(v)
+
+    def single_use(self, node: Node) -> bool:
+        """Whether the source graph reads ``node`` exactly once (so fusing it away is safe)."""
+        return self.users.get(node.name, 0) == 1 and node.name not in \
+            {v.node for _, v in self.src.outputs}
+
+    def remapped(self, node: Node) -> Node:
+        return node.with_(inputs=tuple(self.value(v) for v in node.inputs))
+
+    # building
+    def keep(self, node: Node) -> Node:
+        n = self.remapped(node)
+        self.out.add(n)
+        return n
+
+    def emit(self, op: str, inputs: list, attrs: dict, like: Node, name: str | None = None,
+             span=None) -> Node:
+        """Add a new node of ``op``; its types come from the op's shape rule."""
+        in_types = [self.type_of(v) if v is not None else None for v in inputs]
+        types = infer(op, in_types, {**SIGNATURES[op].attrs, **attrs})
+        node = Node.make(self.out.fresh_name(name or like.name), op, inputs, attrs, types,
+                         span if span is not None else like.span, like.scope)
+        return self.out.add(node)
+
+    def add(self, node: Node) -> Node:
+        return self.out.add(node)
+
+    def replace(self, old: Node, values: list[Value]) -> None:
+        for i, v in enumerate(values):
+            self.map[old.out(i)] = v
+        self.changed = True
+
+    def finish(self, sweep: bool = True, keep_params: bool = True) -> Graph:
+        """The new graph: outputs (and block regions) follow the value map; dead nodes go."""
+        self.out.outputs = [(n, self.value(v)) for n, v in self.src.outputs]
+        regions = self.out.meta.get("regions")
+        if regions and self.map:
+            self.out.meta["regions"] = [
+                {**r, "inputs": [self.value(v) for v in r["inputs"]],
+                 "outputs": [self.value(v) for v in r["outputs"]]} for r in regions]
+        if sweep:
+            swept = sweep_dead(self.out, keep_params)
+            self.changed = self.changed or len(swept) != len(self.out)
+            return swept
+        return self.out
+
+
+def sweep_dead(graph: Graph, keep_params: bool = True) -> Graph:
+    """The graph without nodes that nothing reads (inputs and, by default, parameters stay)."""
+    live: set[str] = {v.node for _, v in graph.outputs}
+    for node in reversed(list(graph)):
+        if node.name in live or node.op == "input" or (keep_params and node.op == "param"):
+            live.add(node.name)
+            live.update(v.node for v in node.inputs if v is not None)
+    if len(live) == len(graph):
+        return graph
+    g = Graph(graph.name)
+    g.meta = graph.meta
+    for node in graph:
+        if node.name in live:
+            g.add(node)
+    g.outputs = list(graph.outputs)
+    return g
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    match: Callable      # (rewriter, node) -> match object | str (why it declines) | None
+    rewrite: Callable    # (rewriter, node, match) -> list[Value] replacing node's outputs
+
+
+def apply_rules(graph: Graph, rules: list[Rule], max_rounds: int = 8) -> tuple[Graph, bool]:
+    """Apply ``rules`` until none fires (at most ``max_rounds`` sweeps over the graph)."""
+    changed_any = False
+    for _ in range(max_rounds):
+        rw = Rewriter(graph)
+        for node in graph:
+            n = rw.remapped(node)
+            for rule in rules:
+                m = rule.match(rw, n)
+                if m is None or isinstance(m, str):
+                    continue
+                rw.replace(node, rule.rewrite(rw, n, m))
+                break
+            else:
+                rw.add(n)
+        graph = rw.finish()
+        if not rw.changed:
+            break
+        changed_any = True
+    return graph, changed_any
