@@ -190,6 +190,15 @@ def _mean_last(rw: Rewriter, v: Value):
     return p.inputs[0]
 
 
+def _affine_follows(rw: Rewriter, n: Node) -> bool:
+    """``n``'s only reader multiplies or shifts it by a vector parameter."""
+    readers = rw.readers(n.name)
+    if len(readers) != 1 or readers[0].op not in ("mul", "add"):
+        return False
+    return any(v is not None and rw.src.node(v.node).op == "param" and
+               rw.src.node(v.node).type.rank == 1 for v in readers[0].inputs)
+
+
 def _layer_norm_match(rw: Rewriter, n: Node):
     """``(x - μ) / √(σ² + ε) · γ + β`` with ``μ = mean(x)``, ``σ² = mean((x - μ)²)`` over the last
     dim ⇒ ``layer_norm(x, γ, β, eps=ε)`` (γ, β optional; they stay the same parameters)."""
@@ -209,6 +218,8 @@ def _layer_norm_match(rw: Rewriter, n: Node):
                 break
     if cur is None or cur.op != "div":
         return None
+    if n.op in ("div", "mul") and _affine_follows(rw, n):
+        return None          # match at the outer node, so γ and β join the fused op
     d = _prod(rw, cur.inputs[0], "sub")
     sq = _prod(rw, cur.inputs[1], "sqrt")
     if d is None or sq is None:

@@ -40,6 +40,17 @@ class Rewriter:
         self.map: dict[Value, Value] = {}
         self.users = user_counts(src)
         self.changed = False
+        self._readers: dict[str, list[Node]] | None = None
+
+    def readers(self, name: str) -> list[Node]:
+        """The nodes of the source graph that read node ``name``."""
+        if self._readers is None:
+            self._readers = {}
+            for node in self.src:
+                for v in node.inputs:
+                    if v is not None:
+                        self._readers.setdefault(v.node, []).append(node)
+        return self._readers.get(name, [])
 
     # values and producers in the new graph
     def value(self, v: Value | None) -> Value | None:

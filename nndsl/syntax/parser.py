@@ -148,7 +148,17 @@ def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
             return ParseError(f"unexpected `{value}`: missing `{closer}`?", span=span, code="E0101",
                               hint=f"`{opener[0]}` opened at line {opener[1]}, column {opener[2]} "
                                    f"is not closed before this token")
+    if value in ("+", "-", "*", "/", "//", "%", "@", "**") and "|>" in _line_before(text, tok):
+        hint = (f"a pipeline binds more loosely than `{value}`: put it in parentheses, "
+                f"e.g. `(x |> f) {value} y`")
     return ParseError(f"unexpected `{value}`", span=span, code="E0100", hint=hint)
+
+
+def _line_before(text: str, tok) -> str:
+    if tok.start_pos is None:
+        return ""
+    start = text.rfind("\n", 0, tok.start_pos) + 1
+    return text[start:tok.start_pos]
 
 
 def _unclosed(text: str) -> tuple[str, int, int] | None:
