@@ -9,6 +9,7 @@ from typing import Any
 from nndsl.elab import Elaborator, load_program
 from nndsl.errors import ArgumentError, DefinitionError
 from nndsl.ir.graph import Graph
+from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.ops import flops as op_flops
 from nndsl.ir.printer import print_graph
 from nndsl.ir.symbols import bind_symbols, symbols
@@ -96,7 +97,14 @@ class Compiled:
 
     # ---- counting ----
     def param_count(self) -> int:
-        """Unique trainable parameters (tied weights once, buffers excluded)."""
+        """Unique trainable parameters of the spec (tied weights once, buffers excluded) — the
+        same at every optimization level."""
+        from nndsl.ir.weights import spec_params
+        return sum(_numel(n.type) for n in spec_params(self.graph) if n.attr["trainable"])
+
+    def graph_param_count(self) -> int:
+        """Trainable parameter elements of the (optimized) graph itself: folding batch norms
+        into convolutions, for example, makes it smaller than :meth:`param_count`."""
         return sum(_numel(n.type) for n in self.graph.params() if n.attr["trainable"])
 
     def buffer_count(self) -> int:
@@ -119,7 +127,6 @@ class Compiled:
                     counted.add(p.name)
                     own += _numel(p.type)
             in_types = [g.type_of(v) if v is not None else None for v in node.inputs]
-            from nndsl.ir.ops import SIGNATURES
             f = op_flops(node.op, in_types, node.types, {**SIGNATURES[node.op].attrs, **node.attr})
             shape = ", ".join(str(t) for t in node.types)
             rows.append(LayerRow(node.scope, node.name, node.op, shape, own,

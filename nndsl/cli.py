@@ -56,10 +56,19 @@ def _dims(pairs: list[str]) -> dict:
     return out
 
 
-def _compile(args):
+def _compile(args, opt: str | None = None):
     import nndsl
-    return nndsl.compile(args.spec, model=args.model, params=_params(args.param),
-                         opt=args.opt)
+    c = nndsl.compile(args.spec, model=args.model, params=_params(args.param),
+                      opt=opt or args.opt, disable=tuple(getattr(args, "disable_pass", None) or ()),
+                      after=getattr(args, "after", None))
+    which = getattr(args, "print_after", None)
+    if which and opt is None:
+        for record in c.passes:
+            if which in ("all", record.name):
+                print(f"// IR after pass {record.name}"
+                      f"{'' if record.changed else ' (no change)'}")
+                print(c.__class__(record.graph, c.file, c.opt).ir())
+    return c
 
 
 def cmd_check(args) -> int:
@@ -69,6 +78,12 @@ def cmd_check(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    if args.diff:
+        from nndsl.report import diff_report
+        base_level, level = args.diff
+        base, target = _compile(args, base_level), _compile(args, level)
+        print(diff_report(base, target))
+        return 0
     c = _compile(args)
     if args.json:
         print(json.dumps(c.to_json(), indent=2))
@@ -132,8 +147,10 @@ def cmd_passes(args) -> int:
     from nndsl.passes import PASSES, PIPELINES
     for level, names in PIPELINES.items():
         print(f"{level}: " + (" -> ".join(names) if names else "(verify only)"))
+    print()
     for p in PASSES.values():
-        print(f"  {p.name:24s} {p.level}  {p.doc}")
+        note = "  [inference only]" if p.inference_only else ""
+        print(f"{p.name:24s} {p.level}  {p.doc}{note}")
     return 0
 
 
@@ -151,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-O", dest="opt", default="O1", choices=["O0", "O1", "O2"],
                        type=lambda s: s if s.startswith("O") else f"O{s}",
                        help="optimization level (default O1)")
+        p.add_argument("--disable-pass", action="append", metavar="NAME",
+                       help="skip a pass of the pipeline (repeatable; see `nndsl passes`)")
+        p.add_argument("--print-after", metavar="NAME|all",
+                       help="print the IR after that pass (or after every pass)")
         p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
         return p
 
@@ -163,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--params", action="store_true", help="list parameters and buffers")
     p.add_argument("--batch", type=int, default=1, help="batch size for FLOPs (default 1)")
     p.add_argument("--dim", action="append", metavar="NAME=INT", help="bind a symbolic dim")
+    p.add_argument("--after", metavar="PASS", help="stop the pipeline after this pass")
+    g.add_argument("--diff", nargs=2, metavar=("LEVEL", "LEVEL"),
+                   help="what the passes did between two levels, e.g. --diff O0 O2")
     p.set_defaults(fn=cmd_inspect)
     p = spec_cmd("compile", "compile to a backend")
     p.add_argument("--to", default="torch", choices=["torch", "onnx"], help="backend")

@@ -25,3 +25,70 @@ def summary_table(compiled, batch: int = 1, **dims) -> str:
             + f"\noutputs: " + ", ".join(f"{n}: {t}" for n, t in compiled.output_types.items())
             + f"\nFLOPs at batch {batch}; buffers: {compiled.buffer_count():,} elements")
     return buf.getvalue() + note
+
+
+def _where(node) -> str:
+    import os
+    return f"{os.path.basename(node.span.file)}:{node.span.line}" if node.span else "?"
+
+
+def _totals(compiled) -> tuple[int, int, int]:
+    nodes = sum(1 for n in compiled.graph if n.op not in ("input", "param", "scalar"))
+    return nodes, compiled.graph_param_count(), compiled.flops()
+
+
+def diff_report(base, target, limit: int = 12) -> str:
+    """What the passes did, pass by pass: nodes fused, folded or removed, with the spec lines
+    they came from; then the totals of ``base`` and ``target``."""
+    lines = [f"{target.name}: {base.opt} -> {target.opt}"]
+    prev = target.unoptimized
+    for record in target.passes:
+        new = record.graph
+        if not record.changed:
+            lines.append(f"{record.name}: no change ({record.seconds * 1e3:.1f} ms)")
+            prev = new
+            continue
+        old_nodes = {n.name: n for n in prev if n.op != "input"}
+        new_nodes = {n.name: n for n in new if n.op != "input"}
+        removed = [n for name, n in old_nodes.items() if name not in new_nodes]
+        added = [n for name, n in new_nodes.items() if name not in old_nodes]
+        kept = [(n, old_nodes[n.name]) for n in new_nodes.values() if n.name in old_nodes]
+        changed = [n for n, o in kept if (n.op, n.attrs) != (o.op, o.attrs)]
+        rewired = sum(1 for n, o in kept if (n.op, n.attrs) == (o.op, o.attrs) and
+                      n.inputs != o.inputs)
+        lines.append(f"{record.name}: {len(removed)} removed, {len(added)} added, "
+                     f"{len(changed)} changed, {rewired} rewired "
+                     f"({record.seconds * 1e3:.1f} ms)")
+        shown = 0
+        params_added = [n for n in added if n.op == "param"]
+        params_removed = [n for n in removed if n.op == "param"]
+        added = [n for n in added if n.op != "param"]
+        removed = [n for n in removed if n.op != "param"]
+        if params_added:
+            lines.append(f"  + {len(params_added)} parameters derived from the spec's "
+                         f"({', '.join(sorted({n.attr['derive'][0] for n in params_added if n.attr.get('derive')}))})")
+        if params_removed:
+            lines.append(f"  - {len(params_removed)} parameters no longer read")
+        for mark, group in (("+", added), ("~", changed), ("-", removed)):
+            for n in group:
+                if shown == limit:
+                    break
+                extra = ""
+                if mark == "~":
+                    before = old_nodes[n.name]
+                    diffs = [f"{k}={v}" for k, v in n.attrs if dict(before.attrs).get(k) != v]
+                    extra = "  " + ", ".join(diffs)
+                lines.append(f"  {mark} {n.op:<16} {n.name}  ({_where(n)}){extra}")
+                shown += 1
+        hidden = len(added) + len(changed) + len(removed) - shown
+        if hidden > 0:
+            lines.append(f"  ... and {hidden} more")
+        prev = new
+    table = Table(title="totals")
+    for col in ("", base.opt, target.opt):
+        table.add_column(col, justify="right" if col else "left")
+    for label, a, b in zip(("nodes", "params", "FLOPs"), _totals(base), _totals(target)):
+        table.add_row(label, f"{a:,}", f"{b:,}")
+    buf = io.StringIO()
+    Console(file=buf, width=100, color_system=None, force_terminal=False).print(table)
+    return "\n".join(lines) + "\n" + buf.getvalue().rstrip()

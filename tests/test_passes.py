@@ -257,3 +257,27 @@ def test_a_crashing_pass_is_reported_with_the_passes_before_it(monkeypatch):
         compiled("model d() { input x: f32[N, 4]  output y = relu(x) }")
     assert "pass `cse` crashed: RuntimeError: kaput" in str(e.value)
     assert "constant_fold, simplify" in str(e.value)
+
+
+def test_cli_pass_options(capsys, monkeypatch):
+    from nndsl.cli import main
+    monkeypatch.chdir(ROOT)
+    assert main(["passes"]) == 0
+    out = capsys.readouterr().out
+    assert "O2: constant_fold -> simplify" in out and "fold_batch_norm" in out
+    assert main(["inspect", "specs/vision/mnist_cnn.nn", "-O2", "--ir"]) == 0
+    assert "act=relu" in capsys.readouterr().out
+    assert main(["inspect", "specs/vision/mnist_cnn.nn", "-O1", "--ir",
+                 "--disable-pass", "fuse_epilogue"]) == 0
+    assert "act=relu" not in capsys.readouterr().out
+    assert main(["inspect", "specs/vision/mnist_cnn.nn", "-O1", "--ir", "--after", "simplify"]) == 0
+    assert "act=relu" not in capsys.readouterr().out
+    assert main(["check", "specs/vision/mnist_cnn.nn", "-O1", "--print-after", "all"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("// IR after pass") == len(PIPELINES["O1"]) and "121,930" in out
+    assert main(["inspect", "specs/vision/resnet18.nn", "--diff", "O0", "O2"]) == 0
+    out = capsys.readouterr().out
+    assert "fold_batch_norm: " in out and "parameters derived" in out and "- batch_norm" in out
+    assert "nodes" in out and "FLOPs" in out
+    assert main(["check", "specs/vision/mnist_cnn.nn", "--disable-pass", "nope"]) == 1
+    assert "unknown pass `nope`" in capsys.readouterr().err
