@@ -281,3 +281,24 @@ def test_cli_pass_options(capsys, monkeypatch):
     assert "nodes" in out and "FLOPs" in out
     assert main(["check", "specs/vision/mnist_cnn.nn", "--disable-pass", "nope"]) == 1
     assert "unknown pass `nope`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["vision/resnet18.nn", "transformers/gpt_mini.nn"])
+def test_generated_source_at_o2(name, tmp_path):
+    import importlib.util
+
+    from safetensors.torch import load_file
+
+    from nndsl.backends.torch.codegen import write_package
+    spec = ROOT / "specs" / name
+    c = nndsl.compile(spec, params=params_for(spec), opt="O2")
+    write_package(c, tmp_path)
+    mod_spec = importlib.util.spec_from_file_location(f"gen_o2_{spec.stem}", tmp_path / "model.py")
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    cls = getattr(mod, "".join(p.capitalize() for p in c.name.split("_")))
+    net = cls()
+    net.load_state_dict(load_file(str(tmp_path / "weights.safetensors")))
+    xs = c.example_inputs(batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(**xs), c.to_torch()(**xs), rtol=1e-5, atol=1e-5)
