@@ -249,7 +249,7 @@ def test_a_failed_write_leaves_no_files(tmp_path, monkeypatch):
 
     def boom(_):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(codegen, "weights_bytes", boom)
+    monkeypatch.setattr(codegen.generator, "weights_bytes", boom)
     with pytest.raises(RuntimeError):
         write_package(c, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

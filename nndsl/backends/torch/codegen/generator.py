@@ -1,0 +1,691 @@
+"""The generator proper: a typed graph written as a standalone ``model.py``.
+
+:func:`generate_source` writes one ``nn.Module`` class per block specialization (from the
+regions the elaborator recorded) and a model class named after the model, whose parameter names
+are the spec's, so the weights load with ``strict=True``; :func:`write_package` writes that
+source and the weights as ``weights.safetensors``. Each ``forward`` (a :class:`_Function`) walks
+its nodes in graph order, one line and one variable per op with the value's shape as a comment,
+binding symbolic dims from the inputs' shapes. The code is specialized to the parameter values
+the spec was compiled with, and its constructors refuse any others. When the structure cannot be
+expressed, the generator falls back to flatter forms: without block classes, then without layer
+modules.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from nndsl.backends.torch.codegen.layers import _find_layers, _static
+from nndsl.backends.torch.codegen.ops import _OUTPUT_SUFFIXES, TORCH_CODEGEN, Emitted, OpSource
+from nndsl.backends.torch.codegen.regions import (
+    _build_tree, _children, _effective_parent, _parse_regions, _Region, _settle, _step, _TNode,
+    _validate)
+from nndsl.backends.torch.codegen.source import (
+    _HARD_RESERVED, TORCH_DTYPES, _docstring, _ident, _is_attr_name, _Names, _shape_text,
+    _str_lit, _Unsupported, camel_case, py_literal)
+from nndsl.errors import LoweringError
+from nndsl.fsutil import atomic_write_bytes, atomic_write_text
+from nndsl.ir.graph import Graph, Node, Value
+from nndsl.ir.types import SymDim, TensorType
+
+
+# ---- one forward ----
+
+class _Function:
+    """The body of one ``forward``: values to expressions, symbol binding, lines."""
+
+    def __init__(self, gen: _Generator, cls: _TNode, prefix: str, region: _Region | None):
+        self.gen = gen
+        self.cls = cls  # the class's node in the module tree
+        self.prefix = prefix  # the class's scope ("" for the model)
+        self.region = region  # the block application it is written from (None for the model)
+        self.names = _Names(gen.class_names | gen.symbols)
+        self.vals: dict[Value, str] = {}
+        self.consts: set[Value] = set()
+        self.sites: list[tuple[str, TensorType]] = []  # tensors whose dims can bind symbols
+        self.args: list[str] = []
+        self.sym_names: dict[str, str] = {}
+        self.bound: set[str] = set()
+        self.top_bindings: list[tuple[str, str]] = []
+        self.extra: list[tuple[str, str]] = []  # (symbol, keyword) a caller must pass
+        self.pending: list[str] = []
+        self.lines: list[str] = []
+        self.preferred: dict[Value, str] = {}
+
+    # ---- names and values ----
+    def add_arg(self, want: str, v: Value | None, t: TensorType | None) -> str:
+        """A new argument of ``forward``, holding value ``v`` of type ``t``."""
+        name = self.names.take(want, shadow_builtins=True)
+        self.args.append(name)
+        if v is not None and v not in self.vals:
+            self.vals[v] = name
+        if t is not None:
+            self.sites.append((name, t))
+        return name
+
+    def is_const(self, v: Value) -> bool:
+        """Whether a value is written as a Python number (a ``scalar``) rather than a tensor."""
+        return v in self.consts
+
+    def expr(self, v: Value) -> str:
+        """The expression for a value: its variable, or the parameter's attribute path."""
+        if v in self.vals:
+            return self.vals[v]
+        p = self.gen.graph.node(v.node)
+        if p.op == "param":
+            return self.access(p.name)
+        raise _Unsupported(f"value {v} is not available in `{self.prefix or 'the model'}`")
+
+    def access(self, path: str) -> str:
+        """``self...`` for a module or parameter path of the spec, inside this class."""
+        if self.prefix:
+            if not path.startswith(self.prefix + "."):
+                raise _Unsupported(f"`{path}` is outside `{self.prefix}`")
+            path = path[len(self.prefix) + 1:]
+        expr, t = "self", self.cls
+        for k in path.split("."):
+            child = t.children.get(k)
+            if child is None:
+                raise _Unsupported(f"no module path `{path}`")
+            expr, t = _step(expr, t, k), child
+        return expr
+
+    def local_name(self, name: str) -> str:
+        """A node name relative to this class's scope."""
+        if self.prefix and name.startswith(self.prefix + "."):
+            return name[len(self.prefix) + 1:]
+        return name
+
+    def new_var(self, v: Value, base: str) -> str:
+        """A new variable for value ``v``, named ``base`` unless the value has a preferred name."""
+        name = self.names.take(self.preferred.get(v, base))
+        self.vals[v] = name
+        return name
+
+    # ---- symbolic dims ----
+    def sym(self, s: str) -> str:
+        """The variable that holds symbol ``s`` (``s`` itself where that name is free)."""
+        if s not in self.sym_names:
+            ok = _is_attr_name(s) and s not in _HARD_RESERVED and s not in self.args
+            self.sym_names[s] = s if ok else self.names.take(s + "_dim")
+        return self.sym_names[s]
+
+    def dim(self, d) -> str:
+        """A dim as an expression; its symbols are bound before the next line (:meth:`flush`)."""
+        if isinstance(d, bool) or not isinstance(d, (int, SymDim)):
+            return py_literal(d)
+        if isinstance(d, int):
+            return str(d)
+        text = str(d)
+        for s in sorted(d.symbols()):
+            if s not in self.bound and s not in self.pending:
+                self.pending.append(s)
+            if self.sym(s) != s:
+                text = re.sub(rf"\b{re.escape(s)}\b", self.sym(s), text)
+        return text
+
+    def _site(self, s: str):
+        """(index, expression, axis) of the first known tensor with the dim ``s``, if any."""
+        target = SymDim.symbol(s)
+        for i, (expr, t) in enumerate(self.sites):
+            for ax, d in enumerate(t.shape):
+                if isinstance(d, SymDim) and d == target:
+                    return i, expr, ax
+        return None
+
+    def flush(self) -> list[str]:
+        """Bind the symbols the next line needs: from the inputs at the top, else from the
+        first value that has the dim, else (in a block) from the caller."""
+        inline = []
+        for s in self.pending:
+            self.bound.add(s)
+            site = self._site(s)
+            if site is None:
+                if self.region is None:
+                    raise _Unsupported(f"no input has the dim `{s}`")
+                self.extra.append((s, self.sym(s)))
+            elif site[0] < len(self.args):
+                self.top_bindings.append((self.sym(s), f"{site[1]}.shape[{site[2]}]"))
+            else:
+                inline.append((self.sym(s), f"{site[1]}.shape[{site[2]}]"))
+        self.pending = []
+        if not inline:
+            return []
+        return [", ".join(n for n, _ in inline) + " = " + ", ".join(e for _, e in inline)]
+
+    def device(self) -> str | None:
+        """The device of the first tensor argument, for the tensors an op creates."""
+        if self.args and self.sites:
+            return f"{self.sites[0][0]}.device"
+        return None
+
+    # ---- lines ----
+    def emit_node(self, node: Node, name_source: Node) -> None:
+        """Write one node's line; its variables are named after ``name_source``."""
+        if node.op in ("param", "input"):
+            if node.op == "input" and Value(node.name) not in self.vals:
+                raise _Unsupported(f"input `{node.name}` inside a block")
+            return
+        entry = TORCH_CODEGEN.get(node.op)
+        if entry is None:
+            raise LoweringError(f"op `{node.op}` has no PyTorch source form", span=node.span,
+                                code="E0910")
+        if node.op == "scalar":  # a Python number, written where it is used
+            v = node.out()
+            text = entry(OpSource(self, node, None))
+            self.vals[v] = f"({text})" if text.startswith("-") else text
+            self.consts.add(v)
+            return
+        layer = self.gen.layer_apps.get(node.name)
+        module = self.access(layer) if layer is not None else None
+        res = entry(OpSource(self, node, module))
+        res = res if isinstance(res, Emitted) else Emitted(res)
+        base = _ident(self.local_name(name_source.name).replace(".", "_"))
+        suffixes = _OUTPUT_SUFFIXES.get(node.op) or [f"_{i}" for i in range(len(node.types))]
+        if len(node.types) == 1 and node.op not in _OUTPUT_SUFFIXES:
+            suffixes = [""]
+        targets = [self.new_var(node.out(i), base + suffixes[i]) for i in range(len(node.types))]
+        pattern = res.pattern or ", ".join("{%d}" % i for i in range(len(targets)))
+        lhs = pattern.format(*targets)
+        lines = self.flush() + list(res.pre)
+        lines.append(f"{lhs} = {res.expr}  # {', '.join(_shape_text(t) for t in node.types)}")
+        self.lines += lines
+        for i, t in enumerate(node.types):
+            self.sites.append((targets[i], t))
+
+    def emit_call(self, child: _Region) -> None:
+        """Write the call of a nested block's module."""
+        args = [self.expr(v) for v in child.inputs]
+        info = self.gen.class_info[child.qual]
+        for s, kw in info["extra"]:
+            self.dim(SymDim.symbol(s))
+            args.append(f"{kw}={self.sym(s)}")
+        call = f"{self.access(child.qual)}({', '.join(args)})"
+        base = _ident(self.local_name(child.qual).replace(".", "_"))
+        outs = child.outputs
+        names = [base] if len(outs) == 1 else [f"{base}_{i}" for i in range(len(outs))]
+        targets = [self.names.take(want if v in self.vals else self.preferred.get(v, want))
+                   for v, want in zip(outs, names)]
+        for v, name in zip(outs, targets):
+            self.vals[v] = name
+        lhs = ", ".join(targets)
+        if child.tuple and len(targets) == 1:
+            lhs = f"({lhs},)"
+        types = [self.gen.graph.type_of(v) for v in outs]
+        self.lines += self.flush()
+        self.lines.append(f"{lhs} = {call}  # {', '.join(_shape_text(t) for t in types)}")
+        for name, t in zip(targets, types):
+            self.sites.append((name, t))
+
+    def head(self) -> list[str]:
+        """The line that binds symbols from the arguments' shapes, at the top of ``forward``."""
+        if not self.top_bindings:
+            return []
+        return [", ".join(n for n, _ in self.top_bindings) + " = " +
+                ", ".join(e for _, e in self.top_bindings)]
+
+
+# ---- the generated file ----
+
+# The helpers at the top of every generated file: the constructors' parameter check.
+_HELPERS = '''
+def _same(a, b):
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _cli(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_cli(v) for v in value) + "]"
+    return str(value)
+
+
+def _check_params(module, given, compiled, block=None):
+    """This code is specialized to the parameter values it was generated for: refuse others."""
+    for name, value in given.items():
+        if _same(value, compiled[name]):
+            continue
+        if block is None:
+            how = (f"compile the spec again with that value: "
+                   f"nndsl compile {_SPEC} --to torch --param {name}={_cli(value)}")
+        else:
+            how = (f"the parameters of block `{block}` follow from the model's, so compile "
+                   f"the spec again with other model parameters: "
+                   f"nndsl compile {_SPEC} --to torch --param NAME=VALUE")
+        raise ValueError(
+            f"{type(module).__name__} was generated for {name}={compiled[name]!r} and only "
+            f"supports that value, not {name}={value!r}; {how}")
+'''
+
+# Written when a scope that holds parameters as well as modules needs a module of its own.
+_SCOPE_HELPER = '''
+def _scope(members):
+    """A module that only holds parameters, buffers and modules of one scope of the spec."""
+    scope = nn.Module()
+    for name, member in members.items():
+        if isinstance(member, nn.Parameter):
+            scope.register_parameter(name, member)
+        elif isinstance(member, torch.Tensor):
+            scope.register_buffer(name, member)
+        else:
+            scope.add_module(name, member)
+    return scope
+'''
+
+
+def _init_expr(node: Node) -> str:
+    """A tensor expression for a parameter's initial value, after its ``init`` attribute."""
+    a = node.attr
+    shape = tuple(node.type.shape)
+    sh = ", ".join(str(d) for d in shape) if shape else "()"
+    dt = "" if a.get("dtype", "f32") == "f32" else f", dtype={TORCH_DTYPES[a['dtype']]}"
+    init = tuple(a.get("init") or ("zeros",))
+    kind, args = init[0], [float(v) for v in init[1:]]
+    empty = f"torch.empty({sh}{dt})"
+    if kind == "ones":
+        return f"torch.ones({sh}{dt})"
+    if kind == "constant" and args:
+        return f"torch.full({py_literal(shape)}, {py_literal(args[0])}{dt})"
+    if kind == "uniform" and args:
+        low, high = (-args[0], args[0]) if len(args) == 1 else args[:2]
+        return f"{empty}.uniform_({py_literal(low)}, {py_literal(high)})"
+    if kind in ("normal", "normal_pad") and len(args) >= 2:
+        expr = f"{empty}.normal_({py_literal(args[0])}, {py_literal(args[1])})"
+        if kind == "normal_pad" and len(args) >= 3:
+            expr += f".index_fill_(0, torch.tensor([{int(args[2])}]), 0.0)"
+        return expr
+    if kind == "trunc_normal" and len(args) >= 2:
+        mean, std = args[:2]
+        return (f"nn.init.trunc_normal_({empty}, {py_literal(mean)}, {py_literal(std)}, "
+                f"{py_literal(mean - 2 * std)}, {py_literal(mean + 2 * std)})")
+    return f"torch.zeros({sh}{dt})"
+
+
+class _Generator:
+    """Writes one graph's source with the given regions and layer modules; raises
+    ``_Unsupported`` when it cannot."""
+
+    def __init__(self, graph: Graph, regions: list, layers: dict, spec: str):
+        self.graph = graph
+        self.order = list(graph)
+        self.pos = {n.name: i for i, n in enumerate(self.order)}
+        self.regions = regions
+        self.layers = layers
+        self.spec = spec
+        self.layer_apps = {a: q for q, lay in layers.items() for a in lay.apps}
+        self.model_class = camel_case(graph.name, "Model")
+        # The inputs' symbolic dims, which name variables in every function.
+        self.symbols: set[str] = {s for name in graph.inputs for d in graph.node(name).type.shape
+                                  if isinstance(d, SymDim) for s in d.symbols()}
+        self.class_names: set[str] = {self.model_class}
+        self.class_info: dict[str, dict] = {}
+        self.block_sources: list[str] = []
+        self.calls: dict = {}  # region idx (None: the model) -> the block calls in its forward
+        self.uses_scope = False
+
+    # ---- whole file ----
+    def source(self) -> str:
+        """The whole file; regions whose class cannot be written are dissolved on the way."""
+        while True:
+            _settle(self.regions)
+            tree = _build_tree(self.graph, self.order, self.pos, self.regions, self.layers)
+            self.calls = {}
+            for r in self.regions:
+                if r.valid:
+                    p = _effective_parent(r)
+                    self.calls.setdefault(None if p is None else p.idx, []).append(r)
+            if not self._classes(tree):
+                break
+        model = self._model_class(tree)
+        return self._file(model)
+
+    def _classes(self, tree: _TNode) -> bool:
+        """Generate the block classes bottom-up; ``True`` when a region had to be dissolved."""
+        self.class_names = {self.model_class}
+        self.class_info = {}
+        self.block_sources = []
+        self.uses_scope = False
+        by_text: dict[tuple, str] = {}
+        counts: dict[str, int] = {}
+        for r in self.regions:
+            if not r.valid:
+                continue
+            cnode = self._class_node(tree, r.qual)
+            try:
+                body, extra = self._block_body(r, cnode)
+            except _Unsupported:
+                self._dissolve(r)
+                return True
+            seen = self.class_info.get(r.qual)
+            if seen is not None:
+                if seen["body"] != body:
+                    self._dissolve(r)
+                    return True
+                continue
+            key = (r.block, body)
+            name = by_text.get(key)
+            if name is None:
+                base = camel_case(r.block, "Block")
+                k = counts.get(base, 0) + 1
+                name = base if k == 1 else f"{base}{k}"
+                while name in self.class_names:
+                    k += 1
+                    name = f"{base}{k}"
+                counts[base] = k
+                self.class_names.add(name)
+                by_text[key] = name
+                self.block_sources.append(f"class {name}(nn.Module):\n{body}")
+            self.class_info[r.qual] = {"name": name, "body": body, "extra": extra, "region": r}
+        return False
+
+    def _dissolve(self, r: _Region) -> None:
+        """Write every application of ``r``'s block instance inline in its parent."""
+        for other in self.regions:
+            if other.qual == r.qual:
+                other.valid = False
+
+    @staticmethod
+    def _class_node(tree: _TNode, qual: str) -> _TNode:
+        """The module tree's node for a scope."""
+        t = tree
+        for k in qual.split("."):
+            t = t.children[k]
+        return t
+
+    # ---- one class ----
+    def _ctor(self, params: dict, block: str | None) -> tuple[str, list[str]]:
+        """The constructor's signature and the line that checks its arguments."""
+        names = _Names()
+        sig, given, compiled = [], [], []
+        for k, v in params.items():
+            try:
+                lit = py_literal(v)
+            except _Unsupported:
+                continue
+            if not isinstance(k, str):
+                continue
+            arg = names.take(k, shadow_builtins=True)
+            sig.append(f"{arg}={lit}")
+            given.append(f"{_str_lit(k)}: {arg}")
+            compiled.append(f"{_str_lit(k)}: {lit}")
+        if not sig:
+            return "self", []
+        tail = "" if block is None else f", block={_str_lit(block)}"
+        one = f"_check_params(self, {{{', '.join(given)}}}, {{{', '.join(compiled)}}}{tail})"
+        if len(one) <= 91:
+            check = [one]
+        else:
+            check = ["_check_params(", "    self,", f"    {{{', '.join(given)}}},",
+                     f"    {{{', '.join(compiled)}}},"]
+            if block is not None:
+                check.append(f"    block={_str_lit(block)},")
+            check.append(")")
+        return "self, " + ", ".join(sig), check
+
+    def _init(self, cnode: _TNode, params: dict, block: str | None) -> list[str]:
+        sig, check = self._ctor(params, block)
+        lines = [f"    def __init__({sig}):", "        super().__init__()"]
+        lines += ["        " + ln for ln in check]
+        for key, child in _children(cnode):
+            lines += self._member_lines(key, child)
+        return lines
+
+    def _member_lines(self, key: str, child: _TNode) -> list[str]:
+        ind = "        "
+        if child.kind == "param":
+            init = _init_expr(child.info)
+            if not child.info.attr.get("trainable", True):
+                return [f"{ind}self.register_buffer({_str_lit(key)}, {init})"]
+            if _is_attr_name(key):
+                return [f"{ind}self.{key} = nn.Parameter({init})"]
+            return [f"{ind}self.register_parameter({_str_lit(key)}, nn.Parameter({init}))"]
+        expr = self._member_expr(child, ind)
+        if _is_attr_name(key):
+            return [f"{ind}self.{key} = {expr}"]
+        return [f"{ind}self.add_module({_str_lit(key)}, {expr})"]
+
+    def _member_expr(self, t: _TNode, ind: str) -> str:
+        if t.kind == "layer":
+            return t.info.ctor
+        if t.kind == "class":
+            info = self.class_info.get(t.info.qual if t.info else None)
+            if info is None:
+                raise _Unsupported(f"no class for `{t.key}`")
+            r = info["region"]
+            args = []
+            names = _Names()
+            for k, v in r.params.items():
+                try:
+                    lit = py_literal(v)
+                except _Unsupported:
+                    continue
+                args.append(f"{names.take(k, shadow_builtins=True)}={lit}")
+            return f"{info['name']}({', '.join(args)})"
+        if t.kind == "param":
+            init = _init_expr(t.info)
+            return f"nn.Parameter({init})" if t.info.attr.get("trainable", True) else init
+        inner = ind + "    "
+        items = []
+        for key, child in _children(t):
+            expr = self._member_expr(child, inner)
+            items.append(expr if t.style == "list" else f"{_str_lit(key)}: {expr}")
+        if t.style == "list":
+            opening, closing = "nn.ModuleList([", "])"
+        elif t.style == "dict":
+            opening, closing = "nn.ModuleDict({", "})"
+        else:
+            self.uses_scope = True
+            opening, closing = "_scope({", "})"
+        flat = opening + ", ".join(items) + closing
+        if "\n" not in flat and len(ind) + len(flat) <= 92:
+            return flat
+        return opening + "\n" + "".join(f"{inner}{it},\n" for it in items) + ind + closing
+
+    def _forward(self, fn: _Function, items: list, outputs: list, tuple_out: bool,
+                 doc: str | None = None, pre: list | None = None) -> list[str]:
+        for item in items:
+            if isinstance(item, _Region):
+                fn.emit_call(item)
+            else:
+                node, source = item
+                fn.emit_node(node, source)
+        rets = [fn.expr(v) for v in outputs]
+        ret = ", ".join(rets)
+        if tuple_out and len(rets) == 1:
+            ret = f"({ret},)"
+        fn.flush()
+        args = list(fn.args)
+        if fn.extra:
+            args += ["*"] + [kw for _, kw in sorted(fn.extra)]
+        lines = [f"    def forward({', '.join(['self'] + args)}):"]
+        if doc:
+            lines += _docstring(doc, "        ")
+        lines += ["        " + ln for ln in fn.head() + (pre or []) + fn.lines]
+        lines.append(f"        return {ret}")
+        return lines
+
+    def _items(self, start: int, end: int, owner: _Region | None) -> list:
+        """The own nodes and the nested block calls of one function, in order."""
+        children = sorted(self.calls.get(None if owner is None else owner.idx, []),
+                          key=lambda r: (r.start, r.end, r.idx))
+        names = owner.names_from if owner is not None else {}
+        items, i = [], start
+        for c in children:
+            items += [(self.order[j], self.order[names.get(j, j)]) for j in range(i, c.start)]
+            items.append(c)
+            i = max(i, c.end)
+        items += [(self.order[j], self.order[names.get(j, j)]) for j in range(i, end)]
+        return items
+
+    def _block_body(self, r: _Region, cnode: _TNode) -> tuple[str, list]:
+        fn = _Function(self, cnode, r.qual, r)
+        for name, v in zip(r.input_names, r.inputs):
+            fn.add_arg(name, v, self.graph.type_of(v))
+        items = self._items(r.start, r.end, r)
+        forward = self._forward(fn, items, r.outputs, r.tuple)
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in r.params.items())
+        doc = _docstring(f"Block `{r.block}({shown})` of the spec, specialized to these "
+                         f"parameter values.", "    ")
+        lines = doc + [""] + self._init(cnode, r.params, r.block) + [""] + forward
+        return "\n".join(lines) + "\n", sorted(fn.extra)
+
+    def _model_class(self, tree: _TNode) -> str:
+        g = self.graph
+        fn = _Function(self, tree, "", None)
+        for name in g.inputs:
+            fn.add_arg(name, Value(name), g.node(name).type)
+        for out_name, v in g.outputs:
+            if v not in fn.preferred and v not in fn.vals:
+                fn.preferred[v] = out_name
+        checks = []
+        for cond, msg, _span in g.meta.get("constraints", []):
+            checks += self._constraint(fn, cond, msg)
+        items = self._items(0, len(self.order), None)
+        keep = str.maketrans(" ", "\xa0")  # wrap the docstring between items, not inside
+        ins = ", ".join(f"{fn.args[i]}: {g.node(n).type}".translate(keep)
+                        for i, n in enumerate(g.inputs))
+        outs = ", ".join(f"{n}: {g.type_of(v)}".translate(keep) for n, v in g.outputs)
+        forward = self._forward(fn, items, [v for _, v in g.outputs], False,
+                                doc=f"({ins}) -> {outs}", pre=checks)
+        params = dict(g.meta.get("params") or {})
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in params.items())
+        count = sum(math.prod(n.type.shape) for n in g.params()
+                    if n.attr.get("trainable", True) and _static(n.type.shape))
+        doc = f"Model `{g.name}` of {self.spec} ({count:,} parameters), generated by nndsl."
+        if shown:
+            doc += (f"\n\nSpecialized to {shown}; other values need a new compilation with "
+                    f"`--param NAME=VALUE`.")
+        lines = _docstring(doc, "    ") + [""] + self._init(tree, params, None) + [""] + forward
+        return f"class {self.model_class}(nn.Module):\n" + "\n".join(lines) + "\n"
+
+    def _constraint(self, fn: _Function, cond, msg) -> list[str]:
+        op = getattr(cond, "op", None)
+        try:
+            left = fn.dim(cond.left)
+            if op in ("divisible", "not_divisible"):
+                test = f"({left}) % {int(cond.right)} {'==' if op == 'divisible' else '!='} 0"
+            elif op in ("==", "!=", "<", "<=", ">", ">="):
+                test = f"{left} {op} {fn.dim(cond.right)}"
+            else:
+                return []
+        except (_Unsupported, AttributeError, TypeError, ValueError):
+            return []
+        text = f"{msg} (needs {cond})" if msg else f"the input dims break the spec's {cond}"
+        return [f"if not ({test}):", f"    raise ValueError({_str_lit(text)})"]
+
+    def _file(self, model: str) -> str:
+        g = self.graph
+        cls = self.model_class
+        text = (f"PyTorch model `{g.name}`, generated by `nndsl compile` from {self.spec}.\n\n"
+                f"It needs only torch. Load the weights written next to it with\n\n"
+                f"    from safetensors.torch import load_file\n"
+                f"    model = {cls}()\n"
+                f'    model.load_state_dict(load_file("weights.safetensors"))\n\n'
+                f"The code is specialized to the parameter values it was compiled with; to "
+                f"change them,\ncompile the spec again with `--param NAME=VALUE`.\n")
+        header = '"""' + text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + '"""\n'
+        imports = ("import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n"
+                   f"_SPEC = {_str_lit(self.spec)}\n")
+        parts = [_HELPERS] + ([_SCOPE_HELPER] if self.uses_scope else [])
+        parts += self.block_sources + [model]
+        return header + "\n" + imports + "".join(
+            "\n\n" + p.strip("\n") + "\n" for p in parts)
+
+
+def _show(v) -> str:
+    """A parameter value as shown in a docstring."""
+    try:
+        return py_literal(v)
+    except _Unsupported:
+        return str(v)
+
+
+# ---- entry points ----
+
+def _spec_name(graph: Graph) -> str:
+    """The spec file's name, for the messages of the generated code."""
+    span = graph.meta.get("model_span")
+    file = getattr(span, "file", None)
+    if isinstance(file, str) and file and not file.startswith("<"):
+        return Path(file).name
+    return "SPEC.nn"
+
+
+def _check_names(graph: Graph) -> None:
+    """Refuse scope names that are attributes of every ``nn.Module`` (as ``GraphModule`` does):
+    ``self.train(x)`` would call ``Module.train``."""
+    import torch
+
+    reserved = set(dir(torch.nn.Module()))
+    paths = [(n.name, n.span) for n in graph.params()]
+    paths += [(r.get("qualname"), None) for r in graph.meta.get("regions") or []
+              if isinstance(r, dict) and isinstance(r.get("qualname"), str)]
+    for path, span in paths:
+        for part in path.split("."):
+            if part in reserved:
+                raise LoweringError(f"the name `{part}` (in `{path}`) is reserved in PyTorch",
+                                    span=span, code="E0902", hint="rename the layer")
+
+
+def generate_source(graph: Graph, spec: str | None = None, *,
+                    layers_as_modules: bool = True) -> str:
+    """The model as a standalone PyTorch module (Python source that imports only torch).
+
+    ``spec`` names the spec file in the messages of the generated code (default: the file the
+    model came from). With ``layers_as_modules=False`` every layer is written functionally
+    (``F.conv2d(x, self.conv.weight, ...)``) over plain ``nn.Parameter``s.
+    """
+    if not isinstance(graph, Graph) and isinstance(getattr(graph, "graph", None), Graph):
+        graph = graph.graph  # a Compiled model
+    spec = spec or _spec_name(graph)
+    _check_names(graph)
+    order = list(graph)
+    pos = {n.name: i for i, n in enumerate(order)}
+    layers = _find_layers(graph, order) if layers_as_modules else {}
+    regions = _parse_regions(graph, order, pos) or []
+    _validate(graph, order, pos, regions)
+    attempts = [(regions, layers), ([], layers), ([], {})]
+    for regs, lays in attempts:
+        try:
+            return _Generator(graph, regs, lays, spec).source()
+        except _Unsupported as e:
+            last = e
+    raise LoweringError(f"cannot write `{graph.name}` as PyTorch source: {last}", code="E0911")
+
+
+def weights_bytes(state_dict) -> bytes:
+    """A state dict as safetensors bytes (each tensor contiguous and on its own storage)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+    return save(tensors, metadata={"format": "pt"})
+
+
+def write_package(compiled, out_dir, weights=None) -> tuple[Path, Path]:
+    """Write ``model.py`` and ``weights.safetensors`` for a compiled model into ``out_dir``
+    (``weights``: a state dict or ``.safetensors`` path; default, the initial weights).
+
+    Both files are generated in memory first and each is written atomically, so an error never
+    leaves a half-written file behind. Returns the two paths.
+    """
+    out = Path(out_dir)
+    file = getattr(compiled, "file", None)
+    spec = Path(file).name if isinstance(file, str) and file and not file.startswith("<") \
+        else None
+    source = generate_source(compiled.graph, spec)
+    data = weights_bytes(compiled.to_torch(weights=weights).state_dict())
+    model_path, weights_path = out / "model.py", out / "weights.safetensors"
+    atomic_write_text(model_path, source)
+    atomic_write_bytes(weights_path, data)
+    return model_path, weights_path

@@ -1,0 +1,437 @@
+"""The per-op source table: how each IR op is written as one line of PyTorch.
+
+:data:`TORCH_CODEGEN` maps every op name but the graph's sources (``input``, ``param``) to a
+function that receives an :class:`OpSource` (the operands as expressions, the op's attributes,
+the operand types) and returns the right-hand side of the op's line: an expression string, or an
+:class:`Emitted` when the op needs statements before its line or a pattern for several results.
+Layer ops call their ``nn`` module when the node has one (``OpSource.module``) and are written
+functionally (``F.conv2d(...)``) otherwise; arguments left at PyTorch's defaults are left out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from nndsl.backends.torch.codegen.source import TORCH_DTYPES, _collapse, _uniform, py_literal
+from nndsl.ir.graph import Node
+from nndsl.ir.ops import SIGNATURES
+from nndsl.ir.types import TensorType
+
+
+@dataclass
+class Emitted:
+    """What an op's entry returns when a plain expression is not enough.
+
+    ``pattern`` formats the assignment targets (``"{0}, ({1}, {2})"``); ``pre`` holds statements
+    that go before the line.
+    """
+
+    expr: str
+    pattern: str | None = None
+    pre: tuple = ()
+
+
+class OpSource:
+    """What an op's entry sees: operand expressions and types, attributes, helpers.
+
+    ``fn`` is the ``forward`` being written (the generator's ``_Function``): it turns values and
+    symbolic dims into expressions. ``module`` is the expression of the ``nn`` module the node
+    applies (``self.conv``), or ``None`` when the op is written functionally.
+    """
+
+    def __init__(self, fn, node: Node, module: str | None):
+        self.fn = fn
+        self.node = node
+        self.a = {**SIGNATURES[node.op].attrs, **node.attr}
+        self.module = module
+        self._args = [fn.expr(v) if v is not None else None for v in node.inputs]
+
+    def x(self, i: int = 0) -> str:
+        """Operand ``i`` as an expression (``None`` for an absent optional operand)."""
+        return "None" if self._args[i] is None else self._args[i]
+
+    def has(self, i: int) -> bool:
+        """Whether operand ``i`` is given."""
+        return i < len(self._args) and self._args[i] is not None
+
+    def xs(self, start: int = 0) -> list[str]:
+        """The operands from ``start`` on, as expressions."""
+        return [self.x(i) for i in range(start, len(self._args))]
+
+    def const(self, i: int) -> bool:
+        """Whether operand ``i`` is a Python number rather than a tensor."""
+        v = self.node.inputs[i]
+        return v is not None and self.fn.is_const(v)
+
+    def t(self, i: int = 0) -> TensorType:
+        """The type of operand ``i``."""
+        return self.fn.gen.graph.type_of(self.node.inputs[i])
+
+    def dim(self, d) -> str:
+        """A dim as an expression (a symbolic one is bound from a tensor's shape first)."""
+        return self.fn.dim(d)
+
+    def dims(self, ds) -> str:
+        """Dims as call arguments: ``N, T, 8``; ``()`` for none."""
+        return ", ".join(self.dim(d) for d in ds) if ds else "()"
+
+    def shape(self, ds) -> str:
+        """Dims as a tuple literal."""
+        items = [self.dim(d) for d in ds]
+        return f"({items[0]},)" if len(items) == 1 else "(" + ", ".join(items) + ")"
+
+    @property
+    def device(self) -> str | None:
+        """The inputs' device, for the tensors an op creates (``None`` without inputs)."""
+        return self.fn.device()
+
+    @property
+    def rank(self) -> int:
+        """The rank of the first operand."""
+        return self.t(0).rank
+
+
+def _call(fn: str, *args, **kw) -> str:
+    """``fn(args..., key=value...)``, leaving out the arguments that are ``None``."""
+    parts = [a for a in args if a is not None]
+    parts += [f"{k}={v}" for k, v in kw.items() if v is not None]
+    return f"{fn}({', '.join(parts)})"
+
+
+def _unary(fn: str):
+    return lambda e: f"{fn}({e.x(0)})"
+
+
+def _binop(symbol: str):
+    return lambda e: f"{e.x(0)} {symbol} {e.x(1)}"
+
+
+def _scalar(e):
+    return py_literal(e.a["value"])
+
+
+def _full(e):
+    a = e.a
+    dtype = None if a["dtype"] == "f32" else TORCH_DTYPES[a["dtype"]]
+    value = a["value"]
+    if a["dtype"] == "bool":
+        value = bool(value)
+    elif a["dtype"] not in ("f32", "f16", "bf16", "f64") and float(value).is_integer():
+        value = int(value)
+    device = e.device
+    if value in (0, 1) and not (isinstance(value, float) and math.copysign(1, value) < 0):
+        fn = "torch.ones" if value == 1 else "torch.zeros"
+        return _call(fn, e.dims(a["shape"]), dtype=dtype, device=device)
+    return _call("torch.full", e.shape(a["shape"]), py_literal(value), dtype=dtype, device=device)
+
+
+def _arange(e):
+    dtype = None if e.a["dtype"] == "i64" else TORCH_DTYPES[e.a["dtype"]]
+    return _call("torch.arange", e.dim(e.a["n"]), dtype=dtype, device=e.device)
+
+
+def _clamp(which: str, torch_fn: str):
+    def emit(e):
+        if e.const(1):
+            return f"torch.clamp({e.x(0)}, {which}={e.x(1)})"
+        if e.const(0):
+            return f"torch.clamp({e.x(1)}, {which}={e.x(0)})"
+        return f"{torch_fn}({e.x(0)}, {e.x(1)})"
+    return emit
+
+
+def _logical(fn: str):
+    def emit(e):
+        args = [f"torch.tensor({e.x(i)})" if e.const(i) else e.x(i) for i in (0, 1)]
+        return f"{fn}({args[0]}, {args[1]})"
+    return emit
+
+
+def _tri(fn: str):
+    return lambda e: _call(fn, e.x(0), None if e.a["k"] == 0 else str(e.a["k"]))
+
+
+def _linear(e):
+    if e.module:
+        return f"{e.module}({e.x(0)})"
+    return _call("F.linear", e.x(0), e.x(1), e.x(2) if e.has(2) else None)
+
+
+def _conv(nd: int):
+    def emit(e):
+        if e.module:
+            return f"{e.module}({e.x(0)})"
+        a = e.a
+        pad = a["padding"]
+        return _call(f"F.conv{nd}d", e.x(0), e.x(1), e.x(2),
+                     stride=None if _uniform(a["stride"], 1) else _collapse(a["stride"]),
+                     padding='"same"' if pad == "same" else
+                     None if _uniform(pad, 0) else _collapse(pad),
+                     dilation=None if _uniform(a["dilation"], 1) else _collapse(a["dilation"]),
+                     groups=None if a["groups"] == 1 else str(a["groups"]))
+    return emit
+
+
+_ACT_SOURCE = {"relu": "F.relu", "sigmoid": "torch.sigmoid", "tanh": "torch.tanh",
+               "silu": "F.silu", "gelu": "F.gelu"}
+
+
+def _with_act(emit):
+    """An epilogue activation fused into the layer (``act``) is applied to its result."""
+    def wrapped(e):
+        act = e.a.get("act")
+        expr = emit(e)
+        return expr if act is None else f"{_ACT_SOURCE[act]}({expr})"
+    return wrapped
+
+
+def _attention(e):
+    a = e.a
+    return _call("F.scaled_dot_product_attention", e.x(0), e.x(1), e.x(2),
+                 attn_mask=e.x(3) if e.has(3) else None,
+                 dropout_p=f"{py_literal(a['dropout'])} if self.training else 0.0"
+                 if a["dropout"] else None,
+                 is_causal="True" if a["causal"] else None,
+                 scale=None if a["scale"] is None else py_literal(a["scale"]))
+
+
+def _conv_transpose(e):
+    if e.module:
+        return f"{e.module}({e.x(0)})"
+    a = e.a
+    return _call("F.conv_transpose2d", e.x(0), e.x(1), e.x(2),
+                 stride=None if _uniform(a["stride"], 1) else _collapse(a["stride"]),
+                 padding=None if _uniform(a["padding"], 0) else _collapse(a["padding"]),
+                 output_padding=None if _uniform(a["output_padding"], 0)
+                 else _collapse(a["output_padding"]),
+                 groups=None if a["groups"] == 1 else str(a["groups"]),
+                 dilation=None if _uniform(a["dilation"], 1) else _collapse(a["dilation"]))
+
+
+def _memory_format(e):
+    fmt = "torch.channels_last" if e.a["format"] == "channels_last" else "torch.contiguous_format"
+    return f"{e.x(0)}.contiguous(memory_format={fmt})"
+
+
+def _max_pool(nd: int):
+    def emit(e):
+        a = e.a
+        return _call(f"F.max_pool{nd}d", e.x(0), _collapse(a["kernel"]),
+                     stride=None if tuple(a["stride"]) == tuple(a["kernel"])
+                     else _collapse(a["stride"]),
+                     padding=None if _uniform(a["padding"], 0) else _collapse(a["padding"]),
+                     dilation=None if _uniform(a["dilation"], 1) else _collapse(a["dilation"]),
+                     ceil_mode="True" if a["ceil_mode"] else None)
+    return emit
+
+
+def _avg_pool(nd: int):
+    def emit(e):
+        a = e.a
+        return _call(f"F.avg_pool{nd}d", e.x(0), _collapse(a["kernel"]),
+                     stride=None if tuple(a["stride"]) == tuple(a["kernel"])
+                     else _collapse(a["stride"]),
+                     padding=None if _uniform(a["padding"], 0) else _collapse(a["padding"]),
+                     ceil_mode="True" if a["ceil_mode"] else None,
+                     count_include_pad=None if a["count_include_pad"] else "False")
+    return emit
+
+
+def _adaptive(nd: int):
+    return lambda e: _call(f"F.adaptive_avg_pool{nd}d", e.x(0), _collapse(e.a["output_size"]))
+
+
+def _batch_norm(e):
+    if e.module:
+        return f"{e.module}({e.x(0)})"
+    a = e.a
+    pre = ("if self.training:", f"    {e.x(5)}.add_(1)")
+    return Emitted(_call("F.batch_norm", e.x(0), e.x(3), e.x(4), e.x(1), e.x(2), "self.training",
+                         py_literal(a["momentum"]), py_literal(a["eps"])), pre=pre)
+
+
+def _layer_norm(e):
+    if e.module:
+        return f"{e.module}({e.x(0)})"
+    return _call("F.layer_norm", e.x(0), py_literal(tuple(e.a["normalized_shape"])), e.x(1),
+                 e.x(2), py_literal(e.a["eps"]))
+
+
+def _group_norm(e):
+    if e.module:
+        return f"{e.module}({e.x(0)})"
+    return _call("F.group_norm", e.x(0), str(e.a["groups"]), e.x(1), e.x(2),
+                 py_literal(e.a["eps"]))
+
+
+def _embedding(e):
+    if e.module:
+        return f"{e.module}({e.x(0)})"
+    pad = e.a["padding_idx"]
+    return _call("F.embedding", e.x(0), e.x(1), padding_idx=None if pad is None else str(pad))
+
+
+def _recurrent(kind: str):
+    has_c = kind == "lstm"
+
+    def emit(e):
+        a = e.a
+        x = e.x(0)
+        h0 = e.x(1) if e.has(1) else None
+        c0 = e.x(2) if has_c and e.has(2) else None
+        if e.module:
+            if has_c:
+                if h0 is None and c0 is None:
+                    return Emitted(f"{e.module}({x})", "{0}, ({1}, {2})")
+                h0 = h0 or f"torch.zeros_like({c0})"
+                c0 = c0 or f"torch.zeros_like({h0})"
+                return Emitted(f"{e.module}({x}, ({h0}, {c0}))", "{0}, ({1}, {2})")
+            return Emitted(f"{e.module}({x}{'' if h0 is None else ', ' + h0})")
+        dirs = 2 if a["bidirectional"] else 1
+        if h0 is None:
+            h0 = (f"torch.zeros({a['layers'] * dirs}, {x}.shape[0], {a['hidden']}, "
+                  f"dtype={x}.dtype, device={x}.device)")
+        weights = "[" + ", ".join(e.xs(3 if has_c else 2)) + "]"
+        rest = (f"{weights}, {a['bias']}, {a['layers']}, {py_literal(a['dropout'])}, "
+                f"self.training, {a['bidirectional']}, True")
+        if has_c:
+            state = f"({h0}, {c0 or f'torch.zeros_like({h0})'})"
+            return Emitted(f"torch.lstm({x}, {state}, {rest})")
+        fn = {"gru": "torch.gru"}.get(kind) or (
+            "torch.rnn_tanh" if a["nonlinearity"] == "tanh" else "torch.rnn_relu")
+        return Emitted(f"{fn}({x}, {h0}, {rest})")
+    return emit
+
+
+def _flatten(e):
+    start, end = e.a["start"], e.a["end"]
+    if end == -1:
+        return f"{e.x(0)}.flatten({'' if start == 0 else start})"
+    return f"{e.x(0)}.flatten({start}, {end})"
+
+
+def _squeeze(e):
+    dims = e.a["dims"]
+    if dims is None:
+        return f"{e.x(0)}.squeeze()"
+    dims = tuple(dims)
+    return f"{e.x(0)}.squeeze({dims[0] if len(dims) == 1 else py_literal(dims)})"
+
+
+def _concat(e):
+    dim = e.a["dim"]
+    return _call("torch.cat", "[" + ", ".join(e.xs()) + "]", dim=None if dim == 0 else str(dim))
+
+
+def _split(e):
+    sizes = tuple(e.a["sizes"])
+    dim = e.a["dim"]
+    pattern = "({0},)" if len(sizes) == 1 else None
+    if sizes and all(s == sizes[0] for s in sizes):
+        return Emitted(f"{e.x(0)}.split({e.dim(sizes[0])}, dim={dim})", pattern)
+    return Emitted(f"torch.split({e.x(0)}, [{', '.join(e.dim(s) for s in sizes)}], dim={dim})",
+                   pattern)
+
+
+def _slice(e):
+    rank = e.rank
+    idx = [":"] * rank
+    for ax, st, en, sp in zip(e.a["axes"], e.a["starts"], e.a["ends"], e.a["steps"]):
+        part = ("" if st is None else e.dim(st)) + ":" + ("" if en is None else e.dim(en))
+        if sp is not None and sp != 1:
+            part += f":{e.dim(sp)}"
+        idx[ax % rank] = part
+    while len(idx) > 1 and idx[-1] == ":":
+        idx.pop()
+    return f"{e.x(0)}[{', '.join(idx) if idx else '...'}]"
+
+
+def _reduce(fn: str):
+    def emit(e):
+        dims = e.a["dims"]
+        dims = tuple(range(e.rank)) if dims is None else tuple(dims)
+        dim = str(dims[0]) if len(dims) == 1 else py_literal(dims)
+        return _call(fn, e.x(0), dim=dim, keepdim="True" if e.a["keepdim"] else None)
+    return emit
+
+
+def _prod(e):
+    rank = e.rank
+    dims = e.a["dims"]
+    dims = tuple(range(rank)) if dims is None else tuple(dims)
+    expr = e.x(0)
+    for d in sorted((d % rank for d in dims), reverse=True):
+        expr = _call("torch.prod", expr, dim=str(d), keepdim="True" if e.a["keepdim"] else None)
+    return expr
+
+
+def _softmax(fn: str):
+    return lambda e: f"{fn}({e.x(0)}, dim={e.a['dim']})"
+
+
+# op name -> fn(OpSource) -> expression source | Emitted. Every op of SIGNATURES but the graph's
+# sources (input, param) is here; a test keeps the table in step with the signatures.
+TORCH_CODEGEN: dict[str, Callable] = {
+    "scalar": _scalar,  # written inline where it is used
+    "full": _full,
+    "arange": _arange,
+    "relu": _unary("F.relu"), "sigmoid": _unary("torch.sigmoid"), "tanh": _unary("torch.tanh"),
+    "silu": _unary("F.silu"), "selu": _unary("F.selu"), "exp": _unary("torch.exp"),
+    "log": _unary("torch.log"), "sqrt": _unary("torch.sqrt"), "rsqrt": _unary("torch.rsqrt"),
+    "abs": _unary("torch.abs"), "neg": lambda e: f"-{e.x(0)}", "erf": _unary("torch.erf"),
+    "sin": _unary("torch.sin"), "cos": _unary("torch.cos"),
+    "logical_not": _unary("torch.logical_not"),
+    "leaky_relu": lambda e: _call("F.leaky_relu", e.x(0), None if e.a["slope"] == 0.01
+                                  else py_literal(e.a["slope"])),
+    "gelu": lambda e: _call("F.gelu", e.x(0), approximate=None if e.a["approximate"] == "none"
+                            else py_literal(e.a["approximate"])),
+    "elu": lambda e: _call("F.elu", e.x(0), alpha=None if e.a["alpha"] == 1.0
+                           else py_literal(e.a["alpha"])),
+    "softplus": lambda e: _call("F.softplus", e.x(0),
+                                beta=None if e.a["beta"] == 1.0 else py_literal(e.a["beta"]),
+                                threshold=None if e.a["threshold"] == 20.0
+                                else py_literal(e.a["threshold"])),
+    "dropout": lambda e: f"F.dropout({e.x(0)}, p={py_literal(e.a['p'])}, training=self.training)",
+    "cast": lambda e: f"{e.x(0)}.to({TORCH_DTYPES[e.a['dtype']]})",
+    "add": _binop("+"), "sub": _binop("-"), "mul": _binop("*"), "div": _binop("/"),
+    "pow": _binop("**"), "floor_div": _binop("//"), "mod": _binop("%"),
+    "maximum": _clamp("min", "torch.maximum"), "minimum": _clamp("max", "torch.minimum"),
+    "eq": _binop("=="), "ne": _binop("!="), "lt": _binop("<"), "le": _binop("<="),
+    "gt": _binop(">"), "ge": _binop(">="),
+    "logical_and": _logical("torch.logical_and"), "logical_or": _logical("torch.logical_or"),
+    "where": lambda e: f"torch.where({e.x(0)}, {e.x(1)}, {e.x(2)})",
+    "masked_fill": lambda e: f"{e.x(0)}.masked_fill({e.x(1)}, {py_literal(e.a['value'])})",
+    "tril": _tri("torch.tril"), "triu": _tri("torch.triu"),
+    "matmul": _binop("@"),
+    "linear": _with_act(_linear),
+    "conv1d": _with_act(_conv(1)), "conv2d": _with_act(_conv(2)),
+    "conv3d": _with_act(_conv(3)), "conv_transpose2d": _with_act(_conv_transpose),
+    "attention": _attention,
+    "memory_format": _memory_format,
+    "max_pool1d": _max_pool(1), "max_pool2d": _max_pool(2),
+    "avg_pool1d": _avg_pool(1), "avg_pool2d": _avg_pool(2),
+    "adaptive_avg_pool1d": _adaptive(1), "adaptive_avg_pool2d": _adaptive(2),
+    "batch_norm": _batch_norm,
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
+    "embedding": _embedding,
+    "lstm": _recurrent("lstm"), "gru": _recurrent("gru"), "rnn": _recurrent("rnn"),
+    "flatten": _flatten,
+    "reshape": lambda e: f"{e.x(0)}.reshape({e.dims(e.a['shape'])})",
+    "transpose": lambda e: f"{e.x(0)}.transpose({e.a['dim0']}, {e.a['dim1']})",
+    "permute": lambda e: f"{e.x(0)}.permute({e.dims(e.a['dims'])})",
+    "squeeze": _squeeze,
+    "unsqueeze": lambda e: f"{e.x(0)}.unsqueeze({e.a['dim']})",
+    "expand": lambda e: f"{e.x(0)}.expand({e.dims(e.a['shape'])})",
+    "concat": _concat,
+    "split": _split,
+    "slice": _slice,
+    "sum": _reduce("torch.sum"), "mean": _reduce("torch.mean"), "max": _reduce("torch.amax"),
+    "min": _reduce("torch.amin"), "prod": _prod,
+    "softmax": _softmax("F.softmax"), "log_softmax": _softmax("F.log_softmax"),
+}
+
+# Names for the outputs of multi-output ops, as suffixes of the node's name.
+_OUTPUT_SUFFIXES = {"lstm": ("", "_h", "_c"), "gru": ("", "_h"), "rnn": ("", "_h")}
