@@ -51,7 +51,13 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
                               hint="its models: " + ", ".join(models))
     graph = Elaborator(program).elaborate(model, params)
     run = run_pipeline(graph, opt, tuple(disable), stop_after=after)
-    return Compiled(run.graph, file, opt, run.records, graph)
+    c = Compiled(run.graph, file, opt, run.records, graph)
+    section = program.train_section(model)
+    if section is not None:   # a mistake in the model's train section is a compile-time error
+        from nndsl.train.config import resolve
+        resolve(c, section)
+        c.train_section = section
+    return c
 
 
 @dataclass
@@ -66,6 +72,8 @@ class LayerRow:
 
 class Compiled:
     """A compiled model: the typed graph and everything derived from it."""
+
+    train_section = None   # the model's `train` section (an AST node), if the spec has one
 
     def __init__(self, graph: Graph, file: str, opt: str, passes: list | None = None,
                  unoptimized: Graph | None = None):

@@ -1,4 +1,4 @@
-"""The ``nndsl`` command line: check, inspect, compile, passes.
+"""The ``nndsl`` command line: check, inspect, compile, run, train, passes.
 
 Every user mistake prints a located ``error[CODE]`` on stderr and exits 1; usage errors exit 2.
 No Python traceback reaches the user unless ``--debug`` asks for one.
@@ -143,6 +143,17 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from nndsl.train.run import run_training
+    overrides = {"data": args.data, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
+                 "seed": args.seed, "device": args.device, "amp": args.amp,
+                 "compile": args.compile}
+    result = run_training(args.spec, model=args.model, params=_params(args.param),
+                          overrides=overrides, out=args.out, resume=args.resume, ddp=args.ddp,
+                          quiet=args.quiet)
+    return 130 if result.interrupted else 0
+
+
 def cmd_passes(args) -> int:
     from nndsl.passes import PASSES, PIPELINES
     for level, names in PIPELINES.items():
@@ -203,6 +214,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of example inputs")
     p.add_argument("--save", metavar="OUT.npz", help="write every output to an .npz file")
     p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("train", help="train a spec's model as its train section says")
+    p.add_argument("spec", help="a .nn file with a train section (or one that imports the model)")
+    p.add_argument("--model", help="which model of the file (when it defines several)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="override a model parameter (repeatable)")
+    p.add_argument("--data", metavar="NAME|PATH",
+                   help="a built-in data set (digits, iris, ...) or .npz/.npy/.csv/image folder")
+    p.add_argument("--epochs", type=int, help="epochs in all (with --resume: the new total)")
+    p.add_argument("--batch", type=int, help="batch size (per process)")
+    p.add_argument("--lr", type=float, help="learning rate of the optimizer")
+    p.add_argument("--seed", type=int, help="seed of weights, splits, shuffling and dropout")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--ddp", action="store_true",
+                   help="data-parallel under torchrun (gloo on CPU, NCCL on CUDA)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_train)
     p = sub.add_parser("passes", help="list the optimization pipelines and passes")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_passes)

@@ -172,3 +172,9 @@ class InputError(NndslError):
     """A runtime input of the wrong dtype or shape for the compiled model."""
 
     code = "E1100"
+
+
+class TrainError(NndslError):
+    """A mistake in a `train` section or in what training was asked to do."""
+
+    code = "E1200"

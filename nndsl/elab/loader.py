@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nndsl.errors import DefinitionError, SourceFileError
+from nndsl.errors import DefinitionError, SourceFileError, TrainError
 from nndsl.syntax import ast, parse, read_source
 
 
@@ -22,10 +22,23 @@ from nndsl.syntax import ast, parse, read_source
 class Program:
     main: ast.Module
     definitions: dict = field(default_factory=dict)  # name -> ast.Definition
+    trains: list = field(default_factory=list)  # ast.TrainDef of the main file, then of imports
 
     @property
     def models(self) -> list[str]:
-        return [d.name for d in self.main.definitions if d.kind == "model"]
+        """The main file's models; a file that only trains models (its `train` sections name
+        models it imports) stands for those models."""
+        own = [d.name for d in self.main.definitions if d.kind == "model"]
+        if own:
+            return own
+        return list(dict.fromkeys(t.model for t in self.main.trains))
+
+    def train_section(self, model: str):
+        """The `train` section for ``model``: the main file's, else the first imported one."""
+        for t in self.trains:
+            if t.model == model:
+                return t
+        return None
 
 
 def std_source(name: str) -> str | None:
@@ -52,6 +65,7 @@ def load_program(text: str, file: str) -> Program:
     main = parse(text, file)
     prog = Program(main)
     _load(prog, main, [file], seen=set())
+    _check_trains(prog)
     return prog
 
 
@@ -104,8 +118,10 @@ def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -
         seen.add(path)
         _load(prog, sub, stack + [path], seen)
         _add_defs(prog, sub)
+        prog.trains.extend(sub.trains)
     if len(stack) == 1:
         _add_defs(prog, module)
+        prog.trains[:0] = module.trains
 
 
 def _add_defs(prog: Program, module: ast.Module) -> None:
@@ -116,3 +132,26 @@ def _add_defs(prog: Program, module: ast.Module) -> None:
                                   notes=[("first defined here", old.name_span)],
                                   hint="rename one of the definitions")
         prog.definitions[d.name] = d
+
+
+def _check_trains(prog: Program) -> None:
+    """Every `train` section names a model; one file trains a model at most once."""
+    models = [n for n, d in prog.definitions.items() if d.kind == "model"]
+    owners: dict[tuple, ast.TrainDef] = {}
+    for t in prog.trains:
+        d = prog.definitions.get(t.model)
+        if d is None or d.kind != "model":
+            close = difflib.get_close_matches(t.model, models, n=1, cutoff=0.6)
+            what = "a block, not a model" if d is not None else "not defined"
+            raise TrainError(f"the train section names model `{t.model}`, which is {what}",
+                             span=t.name_span, code="E1209",
+                             hint=(f"did you mean `{close[0]}`?" if close else
+                                   ("models here: " + ", ".join(models) if models else
+                                    "define the model here, or import the file that defines it")))
+        key = (t.span.file, t.model)
+        if key in owners:
+            raise TrainError(f"`{t.model}` has two train sections in one file", span=t.name_span,
+                             code="E1212", notes=[("the first one is here",
+                                                   owners[key].name_span)],
+                             hint="merge them into one section")
+        owners[key] = t

@@ -208,6 +208,34 @@ class Definition(Node):
 
 
 @dataclass(frozen=True)
+class TrainTarget(Node):
+    """``target NAME: TYPE`` in a train section: a typed training target."""
+
+    name: str
+    type: TensorTypeExpr
+
+
+@dataclass(frozen=True)
+class TrainEntry(Node):
+    """``NAME = expr`` in a train section. The value is kept as an expression: the trainer
+    interprets it (it is never evaluated as Python)."""
+
+    name: str
+    value: Node
+    name_span: Span = field(compare=False, repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class TrainDef(Node):
+    """``train MODEL { ... }``: how to train a model, defined here or in an imported file."""
+
+    model: str
+    targets: tuple  # of TrainTarget
+    entries: tuple  # of TrainEntry, in written order
+    name_span: Span = field(compare=False, repr=False, default=None)
+
+
+@dataclass(frozen=True)
 class Import(Node):
     target: str
     is_file: bool
@@ -218,3 +246,4 @@ class Module(Node):
     file: str
     imports: tuple
     definitions: tuple
+    trains: tuple = ()  # of TrainDef

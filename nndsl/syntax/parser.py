@@ -7,7 +7,8 @@ import importlib.resources
 from pathlib import Path
 
 from lark import Lark, Token, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput,
+                             UnexpectedToken, VisitError)
 from lark.visitors import Transformer_NonRecursive
 
 from nndsl.errors import LimitError, ParseError, SourceFileError, SourceRegistry, Span
@@ -63,7 +64,12 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     except UnexpectedInput as e:
         raise _friendly(e, text, file) from None
     _check_depth(tree, file)
-    return _ToAst(file).transform(tree)
+    try:
+        return _ToAst(file).transform(tree)
+    except VisitError as e:   # a located mistake found while building the AST
+        if isinstance(e.orig_exc, ParseError):
+            raise e.orig_exc from None
+        raise
 
 
 def _check_depth(tree: Tree, file: str) -> None:
@@ -215,7 +221,8 @@ class _ToAst(Transformer_NonRecursive):
     def start(self, meta, items):
         imports = tuple(i for i in items if isinstance(i, ast.Import))
         defs = tuple(i for i in items if isinstance(i, ast.Definition))
-        return ast.Module(Span(self.file, 1, 1, 1, 1), self.file, imports, defs)
+        trains = tuple(i for i in items if isinstance(i, ast.TrainDef))
+        return ast.Module(Span(self.file, 1, 1, 1, 1), self.file, imports, defs, trains)
 
     def import_file(self, meta, ch):
         return ast.Import(self._s(meta), _unquote(ch[0]), True)
@@ -236,6 +243,27 @@ class _ToAst(Transformer_NonRecursive):
 
     def model_def(self, meta, ch):
         return self._definition("model", meta, ch)
+
+    def train_def(self, meta, ch):
+        name, *entries = ch
+        targets = tuple(e for e in entries if isinstance(e, ast.TrainTarget))
+        sets = tuple(e for e in entries if isinstance(e, ast.TrainEntry))
+        return ast.TrainDef(self._s(meta), str(name), targets, sets,
+                            name_span=_tok_span(self.file, name))
+
+    def train_target(self, meta, ch):
+        kw, name, type_ = ch
+        if str(kw) != "target":
+            hint = "declare a target as `target NAME: TYPE`; set an entry as `NAME = value`"
+            raise ParseError(f"unexpected `{kw}`: a train section holds `target NAME: TYPE` and "
+                             f"`NAME = value` lines", span=_tok_span(self.file, kw), code="E0100",
+                             hint=("did you mean `target`? " if str(kw) in (
+                                 "targe", "taget", "tagret", "targets", "traget") else "") + hint)
+        return ast.TrainTarget(self._s(meta), str(name), type_)
+
+    def train_set(self, meta, ch):
+        return ast.TrainEntry(self._s(meta), str(ch[0]), ch[1],
+                              name_span=_tok_span(self.file, ch[0]))
 
     def params(self, meta, ch):
         return [c for c in ch if c is not None]

@@ -1,0 +1,458 @@
+"""Training data: built-in data sets, the user's files, splits and batches.
+
+Built-in sets load offline: scikit-learn's bundled ``digits``, ``iris``, ``breast_cancer``,
+``wine`` and ``diabetes``; ``blobs`` (Gaussian clusters from scikit-learn's generator, sized to
+the model's input) and ``sequences`` (a synthetic token-sequence task: is the first half of the
+vocabulary in the majority?) are generated from the seed. Image sets are resized to the model's
+declared input size, with a note saying so; tabular features are standardized with the training
+split's statistics.
+
+A path is an ``.npz`` archive (one array per model input and target, by name), an ``.npy``
+array (the model's one input; no targets), a ``.csv`` file with a header row (columns named like
+targets are targets, the others are the model's one input, in order), or a folder of images with
+one subfolder per class (sorted names are class 0, 1, ...). Relative paths in a spec are relative
+to the spec's folder.
+
+Splits are a seeded permutation: test, then validation, then training samples. Each epoch
+shuffles the training split with a generator seeded by (seed, epoch), so an epoch's batches do
+not depend on anything that happened before it — which is what makes resuming exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nndsl.errors import Span, TrainError
+from nndsl.ir.types import FLOAT_DTYPES, TensorType
+from nndsl.train.choices import Choice
+
+
+@dataclass(frozen=True)
+class BuiltinSet:
+    name: str
+    kind: str             # "image", "tabular", "sequence"
+    features: int | None  # tabular: features per sample
+    classes: int | None   # None: regression
+    samples: int | None
+    doc: str
+
+
+BUILTINS: dict[str, BuiltinSet] = {b.name: b for b in [
+    BuiltinSet("digits", "image", None, 10, 1797, "8x8 grayscale handwritten digits, 10 classes"),
+    BuiltinSet("iris", "tabular", 4, 3, 150, "iris flowers: 4 measurements, 3 species"),
+    BuiltinSet("breast_cancer", "tabular", 30, 2, 569, "Wisconsin breast cancer: 30 features, "
+               "benign or malignant"),
+    BuiltinSet("wine", "tabular", 13, 3, 178, "wine: 13 chemical measurements, 3 cultivars"),
+    BuiltinSet("diabetes", "tabular", 10, None, 442, "diabetes progression: 10 features, "
+               "a regression target"),
+    BuiltinSet("blobs", "tabular", None, None, None, "Gaussian clusters sized to the model's "
+               "input (scikit-learn's make_blobs)"),
+    BuiltinSet("sequences", "sequence", None, 2, None, "synthetic token sequences: label 1 when "
+               "most tokens come from the first half of the vocabulary"),
+]}
+
+# arguments of the generated sets (the bundled ones take none)
+DATASETS: dict[str, Choice] = {
+    **{n: Choice(n, {}, b.doc) for n, b in BUILTINS.items() if b.samples is not None},
+    "blobs": Choice("blobs", {"n": 1000, "classes": 3, "spread": 1.0}, BUILTINS["blobs"].doc),
+    "sequences": Choice("sequences", {"n": 2000, "length": 20}, BUILTINS["sequences"].doc),
+}
+
+
+def data_error(msg: str, span: Span | None, hint: str | None = None, code: str = "E1214"):
+    return TrainError(msg, span=span, code=code, hint=hint)
+
+
+def check_builtin(name: str, args: dict, inputs: dict, targets: dict, loss_info, types: dict,
+                  span) -> None:
+    """Compile-time checks of a built-in set against the model's input and the targets."""
+    b = BUILTINS[name]
+    if len(inputs) != 1:
+        raise data_error(f"`{name}` gives one input, but the model has {len(inputs)}: "
+                         f"{', '.join(inputs)}", span, "use an .npz file with one array per input")
+    (iname, itype), = inputs.items()
+    if b.kind == "tabular" and b.features is not None:
+        ok = itype.rank == 2 and itype.shape[1] == b.features and itype.dtype in FLOAT_DTYPES
+        if not ok:
+            raise data_error(f"`{name}` has {b.features} features per sample, but the model's "
+                             f"input `{iname}` is {itype}", span,
+                             f"declare `input {iname}: f32[N, {b.features}]`")
+    if b.kind == "image" and (itype.dtype not in FLOAT_DTYPES or itype.rank not in (2, 3, 4)):
+        raise data_error(f"`{name}` holds images, but the model's input `{iname}` is {itype}",
+                         span, f"declare `input {iname}: f32[N, 1, 28, 28]` (or [N, 64])")
+    if b.kind == "image" and itype.rank == 2 and isinstance(itype.shape[1], int) and \
+            math.isqrt(itype.shape[1]) ** 2 != itype.shape[1]:
+        raise data_error(f"`{name}` holds square images, but the model's input `{iname}` is "
+                         f"{itype}: {itype.shape[1]} is not a square number of pixels", span)
+    if b.kind == "sequence" and (itype.dtype in FLOAT_DTYPES or itype.rank != 2):
+        raise data_error(f"`{name}` gives token ids, but the model's input `{iname}` is {itype}",
+                         span, f"declare `input {iname}: i64[N, T]`")
+    if len(targets) > 1:
+        raise data_error(f"`{name}` gives one target, but the train section declares "
+                         f"{len(targets)}: {', '.join(targets)}", span)
+    classes = args.get("classes", b.classes) if name != "sequences" else 2
+    for tname, ttype in targets.items():
+        _check_target(name, classes, tname, ttype, span)
+        if loss_info is None:
+            continue
+        for term in loss_info.terms:
+            if term.fn in ("cross_entropy", "nll") and len(term.args) == 2 and \
+                    term.args[1] == tname and classes:
+                st = types.get(term.args[0])
+                out_c = st.shape[-1 if st.rank >= 3 and _classes_last(st, ttype) else 1] \
+                    if st is not None and st.rank >= 2 else None
+                if isinstance(out_c, int) and out_c < classes:
+                    raise data_error(f"`{name}` has {classes} classes, but `{term.args[0]}` "
+                                     f"scores {out_c}", span,
+                                     f"`{term.args[0]}` needs {classes} scores per sample")
+
+
+def _classes_last(scores: TensorType, target: TensorType) -> bool:
+    return tuple(target.shape) == tuple(scores.shape[:-1])
+
+
+def _check_target(name, classes, tname, t: TensorType, span) -> None:
+    if classes is None:   # regression: float [N] or [N, 1]
+        if t.dtype in FLOAT_DTYPES and (t.rank == 1 or t.rank == 2 and t.shape[1] == 1):
+            return
+        raise data_error(f"`{name}` gives one regression value per sample, but target "
+                         f"`{tname}` is {t}", span, f"declare `target {tname}: f32[N, 1]`")
+    if t.dtype not in FLOAT_DTYPES and t.rank == 1:
+        return
+    if t.dtype in FLOAT_DTYPES and t.rank == 2 and t.shape[1] == classes:
+        return   # one-hot
+    if t.rank in (1, 2) and (t.rank == 1 or t.shape[1] == 1) and classes == 2:
+        return   # binary, 0/1
+    raise data_error(f"`{name}` gives class indices i64[N] ({classes} classes), but target "
+                     f"`{tname}` is {t}", span, f"declare `target {tname}: i64[N]`")
+
+
+# ------------------------------------------------------------------------- loading
+
+@dataclass
+class Data:
+    """Every sample of every array, by name (model inputs and targets), on the CPU."""
+
+    arrays: dict
+    n: int
+    notes: list = field(default_factory=list)
+    source: str = ""
+    standardize: tuple = ()     # names of inputs to standardize with training statistics
+
+
+def _static(d) -> int | None:
+    return d if isinstance(d, int) else None
+
+
+def load(spec: dict, inputs: dict, targets: dict, seed: int, span: Span | None,
+         base: Path | None = None, ranges: dict | None = None) -> Data:
+    """Load the data named by ``spec`` (``{"name": ...}`` or ``{"path": ...}``) for a model
+    with ``inputs`` and training ``targets`` (name -> TensorType); ``ranges`` are the valid
+    id ranges of integer inputs (from the graph)."""
+    if "path" in spec:
+        p = Path(spec["path"])
+        if not p.is_absolute() and base is not None and not p.exists():
+            p = base / p
+        return _load_path(p, inputs, targets, span)
+    return _load_builtin(spec["name"], spec.get("args", {}), inputs, targets, seed, span,
+                         ranges or {})
+
+
+def _load_builtin(name, args, inputs, targets, seed, span, ranges) -> Data:
+    import numpy as np
+    import torch
+    (iname, itype), = inputs.items()
+    notes = []
+    if name == "digits" or name in ("iris", "breast_cancer", "wine", "diabetes"):
+        import sklearn.datasets as skd
+        loader = getattr(skd, f"load_{name}")
+        ds = loader()
+        x = torch.from_numpy(np.asarray(ds.data, dtype=np.float32))
+        y = np.asarray(ds.target)
+    elif name == "blobs":
+        from sklearn.datasets import make_blobs
+        feats = _static(itype.shape[1]) if itype.rank == 2 else None
+        if feats is None:
+            raise data_error(f"`blobs` needs a model input of shape [N, F], got `{iname}`: "
+                             f"{itype}", span)
+        xa, y = make_blobs(n_samples=int(args["n"]), n_features=feats,
+                           centers=int(args["classes"]), cluster_std=float(args["spread"]),
+                           random_state=seed)
+        x = torch.from_numpy(xa.astype(np.float32))
+    elif name == "sequences":
+        x, y = _sequences(int(args["n"]), int(args["length"]), iname, itype, seed, ranges)
+        notes.append(f"sequences: {x.shape[0]} sequences of {x.shape[1]} tokens")
+    else:   # checked at compile time
+        raise data_error(f"unknown data set `{name}`", span)
+    if name == "digits":
+        x = x.reshape(-1, 8, 8) / 16.0
+        x, note = _fit_images(x, iname, itype, name)
+        if note:
+            notes.append(note)
+    arrays = {iname: x.to(_torch_dtype(itype.dtype))}
+    for tname, ttype in targets.items():
+        arrays[tname] = _fit_labels(y, ttype)
+    std = (iname,) if BUILTINS[name].kind == "tabular" and name != "blobs" else ()
+    return Data(arrays, int(x.shape[0]), notes, name, std)
+
+
+def _sequences(n, length, iname, itype, seed, ranges):
+    import torch
+    t = _static(itype.shape[1]) or length
+    lo, hi = 1, 100
+    if iname in ranges:
+        lo, hi = ranges[iname]
+        lo = max(lo, 1) if hi - lo > 2 else lo
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(lo, hi, (n, t), generator=g)
+    mid = (lo + hi) // 2
+    y = ((x < mid).sum(1) * 2 > t).long().numpy()
+    return x, y
+
+
+def _torch_dtype(d: str):
+    from nndsl.backends.torch.lowering import DTYPES
+    return DTYPES[d]
+
+
+def _fit_images(x, iname, itype, name):
+    """[n, h, w] images in [0, 1] to the model's input shape; a note when resized."""
+    import torch.nn.functional as F
+    h0, w0 = x.shape[1], x.shape[2]
+    if itype.rank == 4:
+        c, h, w = (_static(d) for d in itype.shape[1:])
+    elif itype.rank == 3:
+        c, h, w = None, _static(itype.shape[1]), _static(itype.shape[2])
+    else:
+        f = _static(itype.shape[1])
+        s = math.isqrt(f) if f else h0
+        c, h, w = None, s, s
+    h, w = h or h0, w or w0
+    note = None
+    if (h, w) != (h0, w0):
+        x = F.interpolate(x[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        note = (f"{name} images are {h0}x{w0}; resized to {h}x{w} to fit `{iname}: {itype}`")
+    if itype.rank == 4:
+        x = x[:, None].expand(-1, c or 1, -1, -1).contiguous()
+    elif itype.rank == 2:
+        x = x.reshape(x.shape[0], -1)
+    return x, note
+
+
+def _fit_labels(y, t: TensorType):
+    """Labels (class indices or regression values) in the declared target type."""
+    import numpy as np
+    import torch
+    y = np.asarray(y)
+    dtype = _torch_dtype(t.dtype)
+    if t.dtype in FLOAT_DTYPES and t.rank == 2 and _static(t.shape[1]) not in (None, 1):
+        return torch.nn.functional.one_hot(torch.from_numpy(y.astype(np.int64)),
+                                           int(t.shape[1])).to(dtype)
+    out = torch.from_numpy(y).to(dtype)
+    return out.reshape(-1, 1) if t.rank == 2 else out
+
+
+def _load_path(p: Path, inputs, targets, span) -> Data:
+    import numpy as np
+    import torch
+    if not p.exists():
+        raise data_error(f"data not found: {p}", span, code="E1215",
+                         hint="a path in a spec is relative to the spec's folder")
+    arrays = {}
+    if p.is_dir():
+        return _load_image_folder(p, inputs, targets, span)
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                found = dict(z.items())
+            for n in list(inputs) + list(targets):
+                if n not in found:
+                    raise data_error(f"{p} has no array `{n}`", span, code="E1215",
+                                     hint="its arrays: " + (", ".join(found) or "none")
+                                     + "; an .npz needs one array per model input and target, "
+                                       "by name")
+                arrays[n] = found[n]
+        elif suffix == ".npy":
+            if len(inputs) != 1 or targets:
+                raise data_error(f"an .npy file holds one array, but training needs "
+                                 f"{len(inputs) + len(targets)} "
+                                 f"({', '.join(list(inputs) + list(targets))})", span,
+                                 code="E1215", hint="save them by name in an .npz file")
+            arrays[next(iter(inputs))] = np.load(p, allow_pickle=False)
+        elif suffix == ".csv":
+            arrays = _load_csv(p, inputs, targets, span)
+        else:
+            raise data_error(f"{p}: unknown data format `{suffix or p.name}`", span,
+                             code="E1215", hint="use .npz, .npy, .csv or a folder of images")
+    except (ValueError, OSError) as e:
+        raise data_error(f"cannot read {p}: {e}", span, code="E1215") from None
+    out = {}
+    n = None
+    for name, a in arrays.items():
+        t = inputs.get(name) or targets[name]
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            raise data_error(f"array `{name}` in {p} has dtype {a.dtype}, not numbers", span,
+                             code="E1215")
+        x = torch.from_numpy(np.ascontiguousarray(a)).to(_torch_dtype(t.dtype))
+        x = _fit_shape(x, t, name, p, span)
+        if n is not None and x.shape[0] != n:
+            raise data_error(f"arrays in {p} hold different numbers of samples: "
+                             f"{n} and {x.shape[0]} (`{name}`)", span, code="E1214")
+        n = x.shape[0]
+        out[name] = x
+    return Data(out, int(n or 0), [], str(p))
+
+
+def _fit_shape(x, t: TensorType, name, p, span):
+    shape = list(x.shape)
+    want = [d for d in t.shape]
+    if len(shape) + 1 == len(want) and want[-1] == 1:
+        x = x.unsqueeze(-1)
+    elif len(shape) == len(want) + 1 and shape[-1] == 1:
+        x = x.squeeze(-1)
+    ok = x.dim() == len(want) and all(
+        not isinstance(d, int) or x.shape[i] == d for i, d in enumerate(want) if i > 0)
+    if not ok:
+        role = "target" if t is not None else "input"
+        raise data_error(f"`{name}` in {p} is {list(shape)}, but the model needs {t} "
+                         f"for it", span, code="E1214",
+                         hint=f"the data's {role} must match the declared type, batch dim first")
+    return x
+
+
+def _load_csv(p: Path, inputs, targets, span) -> dict:
+    import csv
+
+    import numpy as np
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise data_error(f"{p} is empty", span, code="E1215")
+    header = [h.strip() for h in rows[0]]
+    missing = [t for t in targets if t not in header]
+    if missing:
+        raise data_error(f"{p} has no column `{missing[0]}` for the target", span, code="E1215",
+                         hint="its columns: " + ", ".join(header))
+    if len(inputs) != 1:
+        raise data_error(f"a CSV file feeds one model input, but the model has {len(inputs)}",
+                         span, code="E1215", hint="use an .npz file with one array per input")
+    try:
+        data = np.array([[float(v) for v in r] for r in rows[1:] if r], dtype=np.float64)
+    except ValueError as e:
+        raise data_error(f"{p}: not a number: {e}", span, code="E1215") from None
+    if data.ndim != 2 or data.shape[1] != len(header):
+        raise data_error(f"{p}: rows do not all have {len(header)} columns", span, code="E1215")
+    feats = [i for i, h in enumerate(header) if h not in targets]
+    out = {next(iter(inputs)): data[:, feats]}
+    for t in targets:
+        out[t] = data[:, header.index(t)]
+    return out
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _load_image_folder(p: Path, inputs, targets, span) -> Data:
+    import numpy as np
+    import torch
+    from PIL import Image
+    if len(inputs) != 1 or len(targets) > 1:
+        raise data_error("a folder of images feeds one image input and one class target",
+                         span, code="E1215")
+    (iname, itype), = inputs.items()
+    if itype.rank != 4 or not all(isinstance(d, int) for d in itype.shape[1:]):
+        raise data_error(f"a folder of images needs an input like f32[N, 3, 32, 32], but "
+                         f"`{iname}` is {itype}", span, code="E1214")
+    c, h, w = itype.shape[1:]
+    if c not in (1, 3):
+        raise data_error(f"images have 1 or 3 channels, but `{iname}` is {itype}", span,
+                         code="E1214")
+    classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise data_error(f"{p} has no class subfolders", span, code="E1215",
+                         hint="put each class's images in a subfolder: DIR/cat/1.png, ...")
+    xs, ys = [], []
+    for k, cls in enumerate(classes):
+        for f in sorted((p / cls).iterdir()):
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("L" if c == 1 else "RGB").resize((w, h))
+                    a = np.asarray(im, dtype=np.float32) / 255.0
+            except OSError as e:
+                raise data_error(f"cannot read image {f}: {e}", span, code="E1215") from None
+            xs.append(a[None] if c == 1 else a.transpose(2, 0, 1))
+            ys.append(k)
+    if not xs:
+        raise data_error(f"{p} holds no images", span, code="E1215")
+    arrays = {iname: torch.from_numpy(np.stack(xs)).to(_torch_dtype(itype.dtype))}
+    for tname, ttype in targets.items():
+        arrays[tname] = _fit_labels(np.array(ys), ttype)
+    return Data(arrays, len(xs), [f"{p}: {len(xs)} images in {len(classes)} classes "
+                                   f"({', '.join(classes)})"], str(p))
+
+
+# ------------------------------------------------------------------ splits, batches
+
+@dataclass
+class Splits:
+    train: object       # LongTensor of sample indices
+    val: object
+    test: object
+
+
+def split(n: int, val: float, test: float, seed: int) -> Splits:
+    import torch
+    g = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(n, generator=g)
+    n_test = int(round(n * test))
+    n_val = int(round(n * val))
+    if n - n_test - n_val < 1:
+        raise TrainError(f"no training samples left: {n} samples, validation {n_val}, test "
+                         f"{n_test}", code="E1214")
+    return Splits(perm[n_test + n_val:], perm[n_test:n_test + n_val], perm[:n_test])
+
+
+def standardize(data: Data, train_idx) -> dict:
+    """Standardize the named float inputs in place with the training split's statistics."""
+    stats = {}
+    for name in data.standardize:
+        x = data.arrays[name]
+        mean = x[train_idx].mean(0, keepdim=True)
+        std = x[train_idx].std(0, keepdim=True).clamp_min(1e-8)
+        data.arrays[name] = (x - mean) / std
+        stats[name] = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
+    return stats
+
+
+def epoch_order(train_idx, seed: int, epoch: int, rank: int = 0, world: int = 1):
+    """This process's training samples for ``epoch``, shuffled by (seed, epoch). With several
+    processes the order is padded to a multiple of ``world`` and dealt out round-robin."""
+    import torch
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + 7919 * int(epoch) + 1)
+    order = train_idx[torch.randperm(len(train_idx), generator=g)]
+    if world > 1:
+        extra = (-len(order)) % world
+        if extra:
+            order = torch.cat([order, order[:extra]])
+        order = order[rank::world]
+    return order
+
+
+def steps_per_epoch(n_train: int, batch: int, world: int = 1) -> int:
+    per = math.ceil(n_train / world)
+    return max(1, math.ceil(per / batch))
+
+
+def batches(data: Data, order, batch: int, start: int = 0):
+    """Dicts of tensors for consecutive batches of ``order``, from batch ``start`` on."""
+    for b in range(start, math.ceil(len(order) / batch)):
+        idx = order[b * batch:(b + 1) * batch]
+        yield b, {k: v[idx] for k, v in data.arrays.items()}
+
+
