@@ -1,0 +1,214 @@
+"""Compile-time builtins and argument checks shared by every part of the elaborator.
+
+``BUILTINS`` is the table of names a spec sees without defining or importing them (``range``,
+``len``, ``enumerate``, ``zip``, ``reversed``, ``int``, ``float``, ``floor``, ``ceil``,
+``round``, the dtypes, ``inf`` and ``pi``); ``_describe`` says in words what a compile-time
+value is, for error messages; ``_suggest`` offers "did you mean" for a misspelt name; and
+``_coerce`` checks an argument of a built-in function or layer against the kind its
+:class:`ParamSpec` declares (``tensor``, ``pos_int``, ``padding``, ``prob``...) and
+normalizes it. ``MAX_LOOP`` bounds how long a compile-time list or loop may be.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+
+from nndsl.elab.values import Builtin, DType, Instance, Partial, Surface, SymCond, TensorVal
+from nndsl.errors import ArgumentError, LimitError, Span
+from nndsl.ir.types import DTYPES, SymDim
+from nndsl.syntax import ast
+
+MAX_LOOP = 100_000
+
+
+def _builtins() -> dict:
+    def _range(*a):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in a) or not 1 <= len(a) <= 3:
+            raise ArgumentError("range takes 1 to 3 integers", code="E0212")
+        r = range(*a)
+        if len(r) > MAX_LOOP:
+            raise LimitError(f"range of {len(r):,} values (limit {MAX_LOOP:,})", code="E0603")
+        return tuple(r)
+
+    def _len(v):
+        if isinstance(v, TensorVal):
+            return v.type.shape[0]
+        if isinstance(v, (tuple, str)):
+            return len(v)
+        raise ArgumentError(f"len of {_describe(v)}", code="E0212")
+
+    def _int(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return int(v)
+        raise ArgumentError(f"int() of {_describe(v)}", code="E0212")
+
+    def _float(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        raise ArgumentError(f"float() of {_describe(v)}", code="E0212")
+
+    return {
+        "range": Builtin("range", _range),
+        "len": Builtin("len", _len),
+        "enumerate": Builtin("enumerate", lambda v: tuple(enumerate(_seq(v)))),
+        "zip": Builtin("zip", lambda *vs: tuple(zip(*map(_seq, vs)))),
+        "reversed": Builtin("reversed", lambda v: tuple(reversed(_seq(v)))),
+        "int": Builtin("int", _int),
+        "float": Builtin("float", _float),
+        "floor": Builtin("floor", lambda v: math.floor(v)),
+        "ceil": Builtin("ceil", lambda v: math.ceil(v)),
+        "round": Builtin("round", lambda v: round(v)),
+        **{d: DType(d) for d in DTYPES},
+        "inf": math.inf,
+        "pi": math.pi,
+    }
+
+
+def _seq(v):
+    if isinstance(v, tuple):
+        return v
+    raise ArgumentError(f"expected a list or tuple, got {_describe(v)}", code="E0212")
+
+
+BUILTINS = _builtins()
+
+
+def _describe(v) -> str:
+    if isinstance(v, TensorVal):
+        return f"a tensor {v.type}"
+    if isinstance(v, bool):
+        return f"a bool ({'true' if v else 'false'})"
+    if isinstance(v, int):
+        return f"an int ({v})"
+    if isinstance(v, float):
+        return f"a float ({v})"
+    if isinstance(v, str):
+        return f'a string ("{v}")'
+    if isinstance(v, SymDim):
+        return f"a symbolic dim ({v})"
+    if isinstance(v, tuple):
+        return f"a list of {len(v)}"
+    if v is None:
+        return "none"
+    if isinstance(v, DType):
+        return f"the dtype {v.name}"
+    if isinstance(v, (Surface, Partial)):
+        return f"the function `{(v if isinstance(v, Surface) else v.callee).name}`"
+    if isinstance(v, Instance):
+        return f"the layer `{v.qualname or v.name or v.callee.name}`"
+    if isinstance(v, ast.Definition):
+        return f"the {v.kind} `{v.name}`"
+    if isinstance(v, SymCond):
+        return f"the undecidable condition `{v}`"
+    return type(v).__name__
+
+
+def _suggest(name: str, candidates) -> str | None:
+    close = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def _is_tensorish(v, kind: str) -> bool:
+    if kind == "tensors":
+        return isinstance(v, tuple) and len(v) > 0 and all(isinstance(x, TensorVal) for x in v)
+    return isinstance(v, TensorVal)
+
+
+def _coerce(fname: str, p, v, span: Span):
+    """Check an argument against its declared kind; normalize lists to tuples."""
+    kind = p.kind
+
+    def bad(what: str):
+        quoted = isinstance(v, str) and re.fullmatch(r"-?\d+(\.\d*)?", v.strip())
+        raise ArgumentError(f"`{fname}` argument `{p.name}` must be {what}, got {_describe(v)}",
+                            span=span, code="E0212",
+                            hint=f"write the number without quotes: {v.strip()}" if quoted
+                            else None)
+
+    def is_int(x):
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    if v is None and p.default is None:
+        return None
+    if kind == "tensor":
+        if not isinstance(v, TensorVal):
+            bad("a tensor")
+        return v
+    if kind == "tensors":
+        if not _is_tensorish(v, "tensors"):
+            bad("a list of tensors")
+        return v
+    if kind == "operand":
+        if isinstance(v, bool) or not isinstance(v, (TensorVal, int, float)):
+            bad("a tensor or a number")
+        return v
+    if kind in ("int", "opt_int"):
+        if not is_int(v):
+            bad("an int")
+        return v
+    if kind == "pos_int":
+        if not is_int(v):
+            if isinstance(v, float) and v.is_integer():
+                bad("an int (use // for integer division)")
+            bad("a positive int")
+        if v <= 0:
+            bad("a positive int")
+        if v > 2**40:
+            raise LimitError(f"`{fname}` argument `{p.name}` = {v} is absurdly large", span=span,
+                             code="E0601", hint=f"no tensor dimension is larger than 2^40; "
+                                                f"check the value of `{p.name}`")
+        return v
+    if kind == "dim":
+        if not (is_int(v) or isinstance(v, SymDim)):
+            bad("an int or a dim")
+        return v
+    if kind in ("dims", "dims_or_int"):
+        if kind == "dims_or_int" and is_int(v):
+            if v <= 0:
+                bad("a positive int")
+            return v
+        vals = v if isinstance(v, tuple) else (v,)
+        if not all(is_int(x) or isinstance(x, SymDim) for x in vals):
+            bad("a list of ints or dims")
+        return tuple(vals)
+    if kind in ("ints", "ints_or_none", "int_tuple"):
+        if v is None and kind == "ints_or_none":
+            return None
+        vals = v if isinstance(v, tuple) else (v,)
+        if kind == "int_tuple" and not isinstance(v, tuple):
+            bad("a list of ints")
+        if not all(is_int(x) for x in vals):
+            bad("an int or a list of ints")
+        return v
+    if kind == "padding":
+        if v == "same":
+            return "same"
+        if v == "valid":
+            return 0
+        vals = v if isinstance(v, tuple) else (v,)
+        if not all(is_int(x) and x >= 0 for x in vals):
+            bad('a non-negative int, a list of them, or "same"')
+        return v
+    if kind == "float":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            bad("a number")
+        return float(v)
+    if kind == "prob":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            bad("a probability in [0, 1)")
+        return float(v)
+    if kind == "bool":
+        if not isinstance(v, bool):
+            bad("true or false")
+        return v
+    if kind == "str":
+        if not isinstance(v, str):
+            bad("a string")
+        return v
+    if kind == "dtype":
+        if not isinstance(v, DType):
+            bad("a dtype such as f32")
+        return v
+    return v

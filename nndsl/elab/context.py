@@ -1,0 +1,177 @@
+"""What running code sees: the frame of a definition and the context surface functions build in.
+
+A :class:`Frame` is one running model or block body: its variables, the scope that names its
+layers, and for a block the tensors it was applied to. A :class:`BuildCtx` is what a built-in
+function or layer of :mod:`nndsl.elab.library` sees while it builds IR: it emits ops (typed by
+their shape rules), creates parameters (or finds those of a shared layer), records tied-weight
+aliases and the value ranges of integer inputs. ``_Return`` carries a block's ``return`` value
+out of its body, and ``_join`` spells a qualified name inside a scope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nndsl.elab.builtins import _describe
+from nndsl.elab.values import Instance, TensorVal
+from nndsl.errors import ArgumentError, DefinitionError, LimitError, ShapeError, Span
+from nndsl.ir.graph import Graph, Node
+from nndsl.ir.ops import SIGNATURES, infer
+from nndsl.ir.types import FLOAT_DTYPES, SymDim, TensorType
+from nndsl.syntax import ast
+
+MAX_PARAM_ELEMENTS = 2**34
+SHAPE_ONLY_OPS = ("reshape", "flatten", "slice", "squeeze", "unsqueeze", "transpose", "permute",
+                  "expand", "cast")
+
+
+class _Return(Exception):
+    """Unwinds a body at ``return``: the block's result (or, in a model, the statement's span)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+@dataclass
+class Frame:
+    """One running model or block body: its variables and the scope that names its layers."""
+
+    env: dict
+    scope: str
+    definition: ast.Definition
+    is_model: bool
+    inputs: dict = field(default_factory=dict)  # block: name -> bound TensorVal
+    reuse: bool = False
+    call_span: Span | None = None  # block: where it was applied
+
+
+def _join(scope: str, name: str) -> str:
+    return f"{scope}.{name}" if scope else name
+
+
+class BuildCtx:
+    """What a surface function sees while it builds IR: emit ops, create parameters.
+
+    ``el`` is the running :class:`~nndsl.elab.elaborate.Elaborator`; ``scope`` names what the
+    context creates, and ``inst`` is the layer being applied (None for a plain function).
+    """
+
+    def __init__(self, el, frame: Frame, span: Span, scope: str,
+                 inst: Instance | None, reuse: bool = False):
+        self.el, self.frame, self.span, self.scope, self.inst = el, frame, span, scope, inst
+        self.reuse = reuse
+
+    @property
+    def graph(self) -> Graph:
+        return self.el.graph
+
+    def error(self, message: str, code: str = "E0300", hint: str | None = None):
+        raise ShapeError(message, span=self.span, code=code, hint=hint)
+
+    def param(self, local: str, shape: tuple, init: tuple, dtype: str = "f32",
+              trainable: bool = True) -> TensorVal:
+        g = self.graph
+        qual = _join(self.scope, local)
+        t = TensorType(dtype, tuple(shape))
+        if qual in g:
+            node = g.node(qual)
+            if node.op != "param":
+                raise DefinitionError(f"`{qual}` names both a parameter and another value",
+                                      span=self.span, code="E0502")
+            if node.type != t:
+                raise ShapeError(f"the shared layer `{self.scope}` was built with {local} "
+                                 f"{node.type} when first applied; this input would need {t}",
+                                 span=self.span, code="E0318",
+                                 notes=[("first applied here", node.span)],
+                                 hint="a shared layer must see inputs of the same size; use "
+                                      "separate layers, or project the inputs to one size")
+            if not self.reuse and (self.inst is None or not self.inst.applied):
+                raise DefinitionError(f"the parameter `{qual}` is defined twice", span=self.span,
+                                      code="E0502", notes=[("first defined here", node.span)])
+            tv = TensorVal(node.out(), node.type)
+        else:
+            numel = 1
+            for d in shape:
+                if not isinstance(d, int) or d <= 0:
+                    raise ShapeError(f"parameter `{qual}` needs positive static dims, got "
+                                     f"[{', '.join(map(str, shape))}]", span=self.span,
+                                     code="E0315")
+                numel *= d
+            if numel > MAX_PARAM_ELEMENTS:
+                raise LimitError(f"parameter `{qual}` would have {numel:,} elements",
+                                 span=self.span, code="E0601",
+                                 hint="that is far beyond any real model; check the sizes")
+            node = g.add(Node.make(qual, "param", (), {"name": qual, "shape": t.shape,
+                                                       "dtype": dtype, "init": init,
+                                                       "trainable": trainable},
+                                   (t,), self.span, self.scope))
+            tv = TensorVal(node.out(), t)
+        if self.inst is not None and self.scope == self.inst.qualname:
+            self.inst.params.setdefault(local, tv)
+        return tv
+
+    def alias(self, local: str, value: TensorVal) -> None:
+        """``{scope}.{local}`` is another name for the parameter ``value`` (tied weights)."""
+        node = self.graph.producer(value.value)
+        if node.op == "param":
+            self.graph.meta.setdefault("aliases", {})[_join(self.scope, local)] = node.name
+
+    def emit(self, op: str, inputs: list, attrs: dict) -> tuple:
+        g = self.graph
+        sig = SIGNATURES[op]
+        full = {**sig.attrs, **attrs}
+        in_types = [v.type if v is not None else None for v in inputs]
+        try:
+            types = infer(op, in_types, full)
+        except ShapeError as e:
+            e.with_span(self.span)
+            e.notes.extend(self.el._provenance(inputs, at=self.span))
+            raise
+        base = self.inst.qualname if (self.inst is not None and self.scope ==
+                                      self.inst.qualname) else _join(self.scope, op)
+        name = g.fresh_name(base)
+        node = g.add(Node.make(name, op, [v.value if v is not None else None for v in inputs],
+                               attrs, types, self.span, self.frame.scope))
+        return tuple(TensorVal(node.out(i), t) for i, t in enumerate(types))
+
+    def scalar(self, value, like: TensorVal) -> TensorVal:
+        dtype = like.type.dtype
+        if isinstance(value, float) and dtype not in FLOAT_DTYPES:
+            dtype = "f32"
+        if isinstance(value, bool):
+            dtype = "bool"
+        return self.emit("scalar", [], {"value": value, "dtype": dtype})[0]
+
+    def operands(self, vals: list) -> list:
+        like = next((v for v in vals if isinstance(v, TensorVal)), None)
+        if like is None:
+            self.error("at least one operand must be a tensor", code="E0212")
+        out = []
+        for v in vals:
+            if isinstance(v, TensorVal):
+                out.append(v)
+            elif isinstance(v, (int, float)):  # bools too
+                out.append(self.scalar(v, like))
+            elif isinstance(v, SymDim):
+                self.error(f"a symbolic dim ({v}) cannot be used as a tensor value",
+                           code="E0212", hint="use arange/full to make a tensor")
+            else:
+                raise ArgumentError(f"expected a tensor or a number, got {_describe(v)}",
+                                    span=self.span, code="E0212")
+        return out
+
+    def binary(self, op: str, a, b) -> TensorVal:
+        if op == "matmul" and not (isinstance(a, TensorVal) and isinstance(b, TensorVal)):
+            self.error("`@` needs two tensors", code="E0212")
+        x, y = self.operands([a, b])
+        return self.emit(op, [x, y], {})[0]
+
+    def index_range(self, x: TensorVal, high: int) -> None:
+        """Record that the integer input ``x`` comes from must hold values in [0, high)."""
+        node = self.graph.producer(x.value)
+        while node.op in SHAPE_ONLY_OPS and node.inputs:
+            node = self.graph.producer(node.inputs[0])
+        if node.op == "input":
+            ranges = self.graph.meta["input_ranges"]
+            lo, hi = ranges.get(node.name, (0, high))
+            ranges[node.name] = (0, min(hi, high))
