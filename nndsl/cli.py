@@ -165,6 +165,23 @@ def cmd_passes(args) -> int:
     return 0
 
 
+def cmd_graph(args) -> int:
+    from nndsl import draw
+    from nndsl.fsutil import atomic_write_text
+    fmt = draw.format_for(args.output, args.format)
+    c = _compile(args)
+    text = draw.render(c, fmt)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        atomic_write_text(args.output, text)
+    except (OSError, ValueError) as e:
+        raise write_error(args.output, e) from None
+    print(f"wrote {args.output} ({fmt})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nndsl", description="Compile .nn neural-network specs.")
     ap.add_argument("--debug", action="store_true", help="show Python tracebacks")
@@ -235,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_train)
+    p = spec_cmd("graph", "draw the compiled graph: Graphviz DOT, SVG or an HTML page")
+    p.add_argument("--format", choices=["dot", "svg", "html"],
+                   help="default: from the -o suffix (.dot/.gv, .svg, .html), else dot")
+    p.add_argument("-o", "--output", help="output file (default: stdout)")
+    p.set_defaults(fn=cmd_graph)
     p = sub.add_parser("passes", help="list the optimization pipelines and passes")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_passes)
