@@ -12,10 +12,8 @@ Targets: our export at least 5x faster; our model no slower in onnxruntime.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -29,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import nndsl  # noqa: E402
+from benchmarks.timing import paired  # noqa: E402
 from nndsl.backends.onnx import save  # noqa: E402
 from tests.reference_models import GPT, ResNet18, to_reference  # noqa: E402
 
@@ -37,24 +36,6 @@ CASES = {
     "gpt_mini": (ROOT / "specs/transformers/gpt_mini.nn", {}, lambda: GPT(flash=False),
                  {"batch": 4, "T": 128}),
 }
-
-
-def _once(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def paired(a, b, repeat: int) -> tuple[float, float, float]:
-    """Alternate ``a`` and ``b`` (the machine is shared and noisy); return the median time of
-    each and the median of the per-pair ratios b/a."""
-    ta, tb, ratios = [], [], []
-    for _ in range(repeat):
-        x, y = _once(a), _once(b)
-        ta.append(x)
-        tb.append(y)
-        ratios.append(y / x)
-    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -98,7 +79,7 @@ def main() -> None:
                                   output_names=c.output_names, dynamic_axes=dyn, dynamo=False,
                                   opset_version=17)
 
-        t_ours, t_torch, speedup = paired(export_ours, export_torch, rep_export)
+        t_torch, t_ours, speedup = paired(export_torch, export_ours, rep_export)
         table.add_row(name, "export to file", f"{t_ours * 1e3:.0f} ms", f"{t_torch * 1e3:.0f} ms",
                       f"{speedup:.1f}x faster", ">= 5x faster")
         feeds = {k: v.numpy() for k, v in xs.items()}
@@ -108,8 +89,8 @@ def main() -> None:
         diff = float(np.abs(out_ours - out_torch).max())
         for s in (s_ours, s_torch):
             s.run(None, feeds)
-        r_torch, r_ours, rel = paired(lambda: s_torch.run(None, feeds),
-                                      lambda: s_ours.run(None, feeds), rep_run)
+        r_ours, r_torch, rel = paired(lambda: s_ours.run(None, feeds),
+                                      lambda: s_torch.run(None, feeds), rep_run)
         table.add_row(name, f"onnxruntime {'x'.join(str(v) for v in shape.values())}",
                       f"{r_ours * 1e3:.1f} ms", f"{r_torch * 1e3:.1f} ms",
                       f"{rel:.2f}x time", "<= 1.00x")

@@ -11,9 +11,7 @@ for resnet50. Timings alternate between the variants and report medians of per-p
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import onnxruntime as ort
@@ -25,23 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import nndsl  # noqa: E402
-
-
-def _once(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def paired(base, other, repeat: int):
-    """Median times of ``base`` and ``other``, run alternately, and the median speed-up."""
-    tb, to, ratios = [], [], []
-    for _ in range(repeat):
-        a, b = _once(base), _once(other)
-        tb.append(a)
-        to.append(b)
-        ratios.append(a / b)
-    return statistics.median(tb), statistics.median(to), statistics.median(ratios)
+from benchmarks.timing import paired  # noqa: E402
 
 
 def torch_runner(spec, level, weights, xs):

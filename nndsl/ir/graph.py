@@ -83,7 +83,7 @@ class Graph:
         self.name = name
         self._nodes: dict[str, Node] = {}
         self._fresh: dict[str, int] = {}  # fresh_name: next suffix to try per hint
-        self._g = nx.MultiDiGraph()
+        self._nx: nx.MultiDiGraph | None = None   # built on demand (passes rebuild graphs often)
         self.inputs: list[str] = []
         self.outputs: list[tuple[str, Value]] = []
         self.meta: dict[str, Any] = {"constraints": [], "input_ranges": {}, "params": {}}
@@ -96,10 +96,7 @@ class Graph:
             if v is not None and v.node not in self._nodes:
                 raise ValueError(f"node {node.name} reads undefined value {v}")
         self._nodes[node.name] = node
-        self._g.add_node(node.name)
-        for i, v in enumerate(node.inputs):
-            if v is not None:
-                self._g.add_edge(v.node, node.name, key=i)
+        self._nx = None
         if node.op == "input":
             self.inputs.append(node.name)
         return node
@@ -135,11 +132,22 @@ class Graph:
     def producer(self, v: Value) -> Node:
         return self._nodes[v.node]
 
-    def users(self, name: str) -> list[Node]:
-        return [self._nodes[n] for n in sorted(set(self._g.successors(name)), key=self._order)]
+    @property
+    def _g(self) -> nx.MultiDiGraph:
+        """The networkx view (edges keyed by operand slot), built when first asked for."""
+        if self._nx is None:
+            g = nx.MultiDiGraph()
+            for node in self._nodes.values():
+                g.add_node(node.name)
+                for i, v in enumerate(node.inputs):
+                    if v is not None:
+                        g.add_edge(v.node, node.name, key=i)
+            self._nx = g
+        return self._nx
 
-    def _order(self, name: str) -> int:
-        return list(self._nodes).index(name)
+    def users(self, name: str) -> list[Node]:
+        order = {n: i for i, n in enumerate(self._nodes)}
+        return [self._nodes[n] for n in sorted(set(self._g.successors(name)), key=order.get)]
 
     def params(self) -> list[Node]:
         """``param`` nodes (trainable parameters and buffers) in spec order."""

@@ -126,7 +126,8 @@ def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_afte
         t0 = time.perf_counter()
         try:
             out, changed = p.fn(graph)
-            verify(out)
+            if changed or out is not graph:
+                verify(out)
         except NndslError as e:
             if e.code.startswith("E07"):     # verify failed: the pass broke an invariant
                 e.message = f"after pass `{name}` (ran before it: {', '.join(ran) or 'none'}): " \

@@ -68,7 +68,10 @@ class Rewriter:
             {v.node for _, v in self.src.outputs}
 
     def remapped(self, node: Node) -> Node:
-        return node.with_(inputs=tuple(self.value(v) for v in node.inputs))
+        if not self.map:
+            return node
+        inputs = tuple(self.value(v) for v in node.inputs)
+        return node if inputs == node.inputs else node.with_(inputs=inputs)
 
     # building
     def keep(self, node: Node) -> Node:
@@ -148,8 +151,9 @@ def apply_rules(graph: Graph, rules: list[Rule], max_rounds: int = 8) -> tuple[G
                 break
             else:
                 rw.add(n)
-        graph = rw.finish()
+        out = rw.finish()
         if not rw.changed:
-            break
+            break            # nothing fired: keep the graph we had
+        graph = out
         changed_any = True
     return graph, changed_any

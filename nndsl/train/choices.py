@@ -166,6 +166,7 @@ def _coerce(name: str, k: str, v, default, span: Span):
 
 
 def _show(v) -> str:
+    """A value the way the spec would write it (for messages)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:

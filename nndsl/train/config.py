@@ -18,7 +18,8 @@ from nndsl.syntax import ast
 from nndsl.train import augment as augment_mod
 from nndsl.train import data as data_mod
 from nndsl.train import losses, metrics, optim, schedules
-from nndsl.train.choices import REQUIRED, Choice, NotConstant, Picked, literal, pick, suggest
+from nndsl.train.choices import (REQUIRED, Choice, NotConstant, Picked, _show, literal, pick,
+                                  suggest)
 
 ENTRIES = {
     "data": "a built-in data set (digits, iris, ...) or a path string",
@@ -203,18 +204,6 @@ def _bool(e, name):
     if not isinstance(v, bool):
         raise _err(f"`{name}` must be true or false", e.span)
     return v
-
-
-def _show(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "none"
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, tuple):
-        return "[" + ", ".join(_show(x) for x in v) + "]"
-    return repr(v)
 
 
 def _list(e):
