@@ -147,7 +147,7 @@ def cmd_train(args) -> int:
     from nndsl.train.run import run_training
     overrides = {"data": args.data, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
                  "seed": args.seed, "device": args.device, "amp": args.amp,
-                 "compile": args.compile}
+                 "compile": args.compile, "checkpoint": args.checkpoint}
     result = run_training(args.spec, model=args.model, params=_params(args.param),
                           overrides=overrides, out=args.out, resume=args.resume, ddp=args.ddp,
                           quiet=args.quiet)
@@ -247,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train")
     p.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="gradient checkpointing per block (less memory, more compute)")
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel under torchrun (gloo on CPU, NCCL on CUDA)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")

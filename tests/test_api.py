@@ -192,3 +192,27 @@ def test_tied_weights_load_under_either_name():
     for name in ("wte.weight", "head.weight"):
         m = c.to_torch(weights={name: w})
         assert torch.equal(m.state_dict()["wte.weight"], w)
+
+
+@pytest.mark.parametrize("spec,params", [
+    ("specs/vision/resnet18.nn", {"classes": 10, "width": 8}),
+    ("specs/transformers/gpt_mini.nn", {"layers": 2, "p": 0.1}),
+])
+def test_gradient_checkpointing_per_block(spec, params):
+    c = nndsl.compile(spec, params=params)
+    xs = c.example_inputs(batch=2)
+    runs = []
+    for ckpt in (False, True):
+        m = c.to_torch(seed=5).train().checkpoint_blocks(ckpt)
+        assert len(m._segments) >= 2                       # one per outermost block
+        torch.manual_seed(0)                               # the same dropout masks
+        loss = m(**xs).float().pow(2).mean()
+        loss.backward()
+        runs.append((loss.detach(), {k: p.grad for k, p in m.named_parameters()},
+                     {k: v.clone() for k, v in m.state_dict().items()}))
+    (l0, g0, s0), (l1, g1, s1) = runs
+    torch.testing.assert_close(l1, l0)
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], rtol=1e-5, atol=1e-6, msg=k)
+    for k in s0:                                           # running stats updated exactly once
+        torch.testing.assert_close(s1[k], s0[k], msg=k)

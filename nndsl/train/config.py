@@ -42,6 +42,8 @@ ENTRIES = {
     "device": "auto, cpu or cuda",
     "amp": "automatic mixed precision (bf16 on CPU)",
     "compile": "torch.compile the model",
+    "checkpoint": "gradient checkpointing per block: recompute each block's activations in "
+                  "the backward pass",
     "accumulate": "batches whose gradients are summed before each optimizer step",
 }
 
@@ -79,6 +81,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     compile: bool = False
+    checkpoint: bool = False
     accumulate: int = 1
     params: dict = field(default_factory=dict)
     spans: dict = field(default_factory=dict, repr=False)   # entry -> Span, for later errors
@@ -110,7 +113,8 @@ class TrainConfig:
             "early_stopping": self.early_stopping, "monitor": self.monitor, "l1": self.l1,
             "augment": [a.to_json() for a in self.augment], "init": self.init,
             "freeze": list(self.freeze), "device": self.device, "amp": self.amp,
-            "compile": self.compile, "accumulate": self.accumulate,
+            "compile": self.compile, "checkpoint": self.checkpoint,
+            "accumulate": self.accumulate,
         }
 
 
@@ -335,6 +339,8 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
         cfg.amp = _bool(v["amp"], "amp")
     if "compile" in v:
         cfg.compile = _bool(v["compile"], "compile")
+    if "checkpoint" in v:
+        cfg.checkpoint = _bool(v["checkpoint"], "checkpoint")
 
     # command-line overrides
     if o.get("data") is not None:
@@ -353,7 +359,7 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
         cfg.optimizer = optim.with_lr(cfg.optimizer, o["lr"])
     if o.get("device") is not None:
         cfg.device = o["device"]
-    for k in ("amp", "compile"):
+    for k in ("amp", "compile", "checkpoint"):
         if o.get(k):
             setattr(cfg, k, True)
     cfg.params = dict(o.get("params") or {})

@@ -108,7 +108,7 @@ class _Run:
             self.note(n)
         self.splits = data_mod.split(self.data.n, cfg.val_split, cfg.test_split, cfg.seed)
         self.stats = data_mod.standardize(self.data, self.splits.train)
-        self.model = c.to_torch(seed=cfg.seed).to(self.device)
+        self.model = c.to_torch(seed=cfg.seed).to(self.device).checkpoint_blocks(cfg.checkpoint)
         if cfg.init and not self.resume:
             self._load_init()
         frozen = 0

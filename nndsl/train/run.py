@@ -9,7 +9,7 @@ from pathlib import Path
 from nndsl.errors import TrainError
 
 # configuration keys that may differ between a run and its resumption
-RUNTIME_KEYS = ("epochs", "device", "amp", "compile", "cli", "data_stats", "samples",
+RUNTIME_KEYS = ("epochs", "device", "amp", "compile", "checkpoint", "cli", "data_stats", "samples",
                 "world_size", "spec")
 
 

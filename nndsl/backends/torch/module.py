@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from nndsl.backends.torch.init import initial_value
@@ -25,10 +26,14 @@ from nndsl.ir.types import SymDim
 class _Runtime:
     """What a lowering sees of one forward call: mode, device, symbolic dim values."""
 
-    __slots__ = ("training", "env", "device")
+    __slots__ = ("training", "env", "device", "recompute")
 
-    def __init__(self, training: bool, env: dict, device):
+    def __init__(self, training: bool, env: dict, device, recompute: bool = False):
         self.training, self.env, self.device = training, env, device
+        self.recompute = recompute   # re-running a checkpointed block in backward
+
+    def recomputing(self) -> "_Runtime":
+        return _Runtime(self.training, self.env, self.device, True)
 
     def dim(self, d):
         return d if isinstance(d, int) else d.evaluate(self.env)
@@ -52,6 +57,8 @@ class GraphModule(nn.Module):
         self._outputs = [(v.node, v.index if len(graph.node(v.node).types) > 1 else None)
                          for _, v in graph.outputs]
         self._symbols = self._symbol_sites()
+        self._segments = self._block_segments(graph)
+        self.checkpointing = False
         self._params = graph.params()
         self._aliases = dict(graph.meta.get("aliases", {}))
         self._inference_only = bool(graph.meta.get("inference_only"))
@@ -121,6 +128,44 @@ class GraphModule(nn.Module):
         return [(name, low, attrs, reads, tuple(sorted(free[i])))
                 for i, (name, low, attrs, reads) in enumerate(steps)]
 
+    def _block_segments(self, graph: Graph) -> dict:
+        """Plan ranges of the outermost block applications, for gradient checkpointing:
+        ``{first step: (end step, values read from outside, values used after)}``."""
+        step_of = {step[0]: i for i, step in enumerate(self._plan)}
+        order = [n.name for n in graph]
+        spans = []
+        for r in graph.meta.get("regions") or ():
+            names = [order[j] for j in range(max(0, r["start"]), min(len(order), r["end"]))
+                     if order[j] in step_of]
+            if names and step_of[names[-1]] - step_of[names[0]] + 1 == len(names):
+                spans.append((step_of[names[0]], step_of[names[-1]] + 1))
+        chosen: list[tuple[int, int]] = []
+        for lo, hi in sorted(set(spans), key=lambda s: (s[0], -s[1])):
+            if not chosen or lo >= chosen[-1][1]:
+                chosen.append((lo, hi))
+        outputs = {v.node for _, v in graph.outputs}
+        segments = {}
+        for lo, hi in chosen:
+            made = [self._plan[i][0] for i in range(lo, hi)]
+            inside = set(made)
+            # parameters and buffers are read where they live, not passed through the
+            # checkpoint (batch norm updates its buffers in place)
+            ins = list(dict.fromkeys(r[0] for i in range(lo, hi) for r in self._plan[i][3]
+                                     if r is not None and r[0] not in inside and
+                                     r[0] not in self._param_sites))
+            later = {r[0] for i in range(hi, len(self._plan)) for r in self._plan[i][3]
+                     if r is not None}
+            outs = [n for n in made if n in later or n in outputs]
+            segments[lo] = (hi, tuple(ins), tuple(outs))
+        return segments
+
+    def checkpoint_blocks(self, enabled: bool = True) -> "GraphModule":
+        """Gradient checkpointing per block: in training, each outermost block's activations are
+        recomputed in the backward pass instead of kept (less memory, one more forward of each
+        block). Batch norm updates its running statistics once, not again while recomputing."""
+        self.checkpointing = enabled
+        return self
+
     def _symbol_sites(self) -> list:
         sites = []
         for i, t in enumerate(self._input_types):
@@ -154,14 +199,47 @@ class GraphModule(nn.Module):
             vals[name] = x
         for name, (owner, leaf) in self._param_sites.items():
             vals[name] = getattr(owner, leaf)
-        for name, low, attrs, reads, free in self._plan:
+        plan, i = self._plan, 0
+        segments = self._segments if (self.checkpointing and self.training and not keep_all
+                                      and torch.is_grad_enabled()) else {}
+        while i < len(plan):
+            if i in segments:
+                end, ins, outs = segments[i]
+                results = torch.utils.checkpoint.checkpoint(
+                    self._segment(i, end, ins, outs, rt, vals), *[vals[n] for n in ins],
+                    use_reentrant=False)
+                vals.update(zip(outs, results))
+                for step in plan[i:end]:
+                    for dead in step[4]:
+                        vals.pop(dead, None)
+                i = end
+                continue
+            name, low, attrs, reads, free = plan[i]
             ins = [None if r is None else (vals[r[0]] if r[1] is None else vals[r[0]][r[1]])
                    for r in reads]
             vals[name] = low(rt, attrs, ins)
             if not keep_all:
                 for dead in free:
                     del vals[dead]
+            i += 1
         return vals
+
+    def _segment(self, lo: int, hi: int, ins: tuple, outs: tuple, rt: _Runtime, vals: dict):
+        """The function a checkpointed block runs: its steps, from its inputs to its outputs
+        (parameters come from ``vals``, which keeps them for the whole call)."""
+        calls = []
+        params = {n: vals[n] for n in self._param_sites}
+
+        def run(*args):
+            r = rt if not calls else rt.recomputing()
+            calls.append(1)
+            local = {**params, **dict(zip(ins, args))}
+            for name, low, attrs, reads, _ in self._plan[lo:hi]:
+                xs = [None if q is None else (local[q[0]] if q[1] is None else local[q[0]][q[1]])
+                      for q in reads]
+                local[name] = low(r, attrs, xs)
+            return tuple(local[n] for n in outs)
+        return run
 
     def _bind_inputs(self, args, kwargs) -> list:
         names = self.input_names
