@@ -172,11 +172,16 @@ def _target_type(t: ast.TrainTarget, params: dict) -> TensorType:
     return TensorType(tt.dtype, tuple(dims))
 
 
-def _int(e, name, low=1, allow_none=False):
+def _constant(e, name):
+    """The literal value of entry ``name`` (a located error if it is not a constant)."""
     try:
-        v = literal(e)
+        return literal(e)
     except NotConstant:
         raise _err(f"`{name}` must be a constant", e.span) from None
+
+
+def _int(e, name, low=1, allow_none=False):
+    v = _constant(e, name)
     if v is None and allow_none:
         return None
     if not isinstance(v, int) or isinstance(v, bool) or v < low:
@@ -185,10 +190,7 @@ def _int(e, name, low=1, allow_none=False):
 
 
 def _number(e, name, low=0.0, high=None, strict_low=False, allow_none=False):
-    try:
-        v = literal(e)
-    except NotConstant:
-        raise _err(f"`{name}` must be a constant", e.span) from None
+    v = _constant(e, name)
     if v is None and allow_none:
         return None
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
