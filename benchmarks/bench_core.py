@@ -34,6 +34,7 @@ from rich.table import Table  # noqa: E402
 
 import nndsl  # noqa: E402
 import reference_models as R  # noqa: E402
+from benchmarks.timing import once  # noqa: E402
 
 SPECS = ROOT / "specs"
 
@@ -57,12 +58,6 @@ def verdict(ok: bool) -> str:
     return "[green]met[/green]" if ok else "[red]missed[/red]"
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 # ---- 1. text -> verified IR ----
 
 def bench_text_to_ir(reps: int) -> Table:
@@ -80,15 +75,15 @@ def bench_text_to_ir(reps: int) -> Table:
     for name in ("resnet50", "gpt_mini"):
         spec, ref_cls = MODELS[name]
         text = (SPECS / spec).read_text("utf-8")
-        cold = timed(lambda: nndsl.compile(text))
-        best = min(timed(lambda: nndsl.compile(text)) for _ in range(reps))
+        cold = once(lambda: nndsl.compile(text))
+        best = min(once(lambda: nndsl.compile(text)) for _ in range(reps))
         c = nndsl.compile(text)
 
         def meta():
             with torch.device("meta"):
                 ref_cls()
         meta()
-        best_meta = min(timed(meta) for _ in range(reps))
+        best_meta = min(once(meta) for _ in range(reps))
         if name == "resnet50":
             target = f"< {TEXT_TO_IR_TARGET_MS:.0f} ms"
             mark = verdict(best * 1e3 < TEXT_TO_IR_TARGET_MS)
@@ -130,7 +125,7 @@ def bench_module(reps: int) -> Table:
             t_low.append(t2 - t1)
             del m
             gc.collect()
-            t_ref.append(timed(ref_cls))
+            t_ref.append(once(ref_cls))
         a, b = statistics.median(t_nn), statistics.median(t_ref)
         ratio = statistics.median(x / y for x, y in zip(t_nn, t_ref))
         table.add_row(name, f"{c.param_count():,}", ms(a), ms(statistics.median(t_low)), ms(b),
