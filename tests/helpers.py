@@ -5,12 +5,7 @@ from __future__ import annotations
 import nndsl
 from nndsl.ir.types import evaluate_dim
 
-# Keyword params that keep the big zoo models fast in tests (reduced width/classes).
-SMALL = {
-    "resnet18": {"classes": 10, "width": 16},
-    "resnet50": {"classes": 10, "width": 16},
-    "gpt_mini": {"layers": 2},
-}
+from zoo import SMALL  # noqa: F401  (re-exported for older tests)
 
 
 def compile_text(text: str, **kw) -> nndsl.Compiled:

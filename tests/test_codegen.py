@@ -19,14 +19,9 @@ from nndsl.backends.torch import codegen
 from nndsl.backends.torch.codegen import TORCH_CODEGEN, generate_source, write_package
 from nndsl.ir.ops import SIGNATURES
 
-from conftest import ROOT, SPECS, spec_id
+from conftest import ROOT
+from zoo import SPECS, ZOO, zoo, zoo_id
 
-# Keep the big zoo models quick: fewer classes, narrower, shallower.
-SMALL = {
-    "resnet18": {"classes": 10, "width": 16},
-    "resnet50": {"classes": 10, "width": 16},
-    "gpt_mini": {"layers": 2},
-}
 TOL = dict(rtol=1e-5, atol=1e-6)
 _counter = itertools.count()
 
@@ -83,11 +78,11 @@ def assert_same_behaviour(compiled, generated, batch=2):
 def packages(tmp_path_factory):
     """Every spec compiled (small where big) and written as a package, once for this module."""
     out = {}
-    for spec in SPECS:
-        c = nndsl.compile(spec, params=SMALL.get(spec.stem))
-        d = tmp_path_factory.mktemp(spec.stem)
+    for z in ZOO:
+        c = z.compile()
+        d = tmp_path_factory.mktemp(z.key.replace(":", "_"))
         write_package(c, d)
-        out[spec.stem] = (c, d)
+        out[z.key] = (c, d)
     return out
 
 
@@ -100,9 +95,9 @@ def test_every_op_has_a_source_form():
 
 # ---- every spec of the zoo ----
 
-@pytest.mark.parametrize("spec", SPECS, ids=spec_id)
-def test_generated_package_matches_the_compiled_model(spec, packages):
-    c, d = packages[spec.stem]
+@pytest.mark.parametrize("z", ZOO, ids=zoo_id)
+def test_generated_package_matches_the_compiled_model(z, packages):
+    c, d = packages[z.key]
     source = (d / "model.py").read_text()
     assert imported_modules(source) <= {"torch"}, "model.py must need only torch"
     assert "nndsl" not in imported_modules(source)
@@ -194,9 +189,8 @@ def test_one_class_per_block_specialization(packages):
 
 def test_writing_is_deterministic(tmp_path):
     for stem in ("gpt_mini", "lstm_sentiment"):
-        spec = next(p for p in SPECS if p.stem == stem)
-        a = nndsl.compile(spec, params=SMALL.get(stem))
-        b = nndsl.compile(spec, params=SMALL.get(stem))
+        a = zoo(stem).compile()
+        b = zoo(stem).compile()
         write_package(a, tmp_path / "a")
         write_package(b, tmp_path / "b")
         for name in ("model.py", "weights.safetensors"):

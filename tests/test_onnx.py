@@ -10,8 +10,7 @@ import nndsl
 from nndsl.backends.onnx import IR_VERSION, OPSET, ONNX_LOWERINGS, save
 from nndsl.ir.ops import SIGNATURES
 
-from conftest import SPECS, spec_id
-from helpers import SMALL
+from zoo import ZOO, zoo_id
 
 
 def session(model):
@@ -25,9 +24,9 @@ def test_every_op_has_an_onnx_lowering():
     assert set(ONNX_LOWERINGS) == set(SIGNATURES) - {"input", "param"}
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=spec_id)
-def test_onnxruntime_matches_torch(spec):
-    c = nndsl.compile(spec, params=SMALL.get(spec.stem))
+@pytest.mark.parametrize("z", ZOO, ids=zoo_id)
+def test_onnxruntime_matches_torch(z):
+    c = z.compile()
     m = c.to_torch(seed=1).eval()
     model = c.to_onnx(weights=m.state_dict())
     assert model.opset_import[0].version == OPSET and model.ir_version == IR_VERSION
@@ -52,9 +51,9 @@ def test_onnxruntime_matches_torch(spec):
                 np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * scale)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=spec_id)
-def test_shape_inference_agrees_with_the_ir(spec):
-    c = nndsl.compile(spec, params=SMALL.get(spec.stem))
+@pytest.mark.parametrize("z", ZOO, ids=zoo_id)
+def test_shape_inference_agrees_with_the_ir(z):
+    c = z.compile()
     inferred = onnx.shape_inference.infer_shapes(c.to_onnx(), strict_mode=True, data_prop=True)
     types = {vi.name: vi.type.tensor_type for vi in inferred.graph.value_info}
     types.update({vi.name: vi.type.tensor_type for vi in inferred.graph.output})

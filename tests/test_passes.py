@@ -15,36 +15,41 @@ import nndsl
 from nndsl.passes import PASSES, PIPELINES
 from nndsl.ir import verify
 
-from conftest import ROOT, SPECS, spec_id
-from helpers import SMALL
+from conftest import ROOT
+from zoo import ZOO, zoo, zoo_id
 
 # dropout off so that train-mode outputs and gradients are deterministic
 NO_DROPOUT = {"lstm_sentiment": {"p": 0.0}}
 GOLDEN = ROOT / "tests" / "golden"
 
 
-def params_for(spec):
-    return {**SMALL.get(spec.stem, {}), **NO_DROPOUT.get(spec.stem, {})}
+# golden IR is kept for these (a change to their IR is a deliberate one)
+GOLDEN_SPECS = ["perceptron", "mlp", "mnist_cnn", "lenet5", "resnet18", "resnet50",
+                "lstm_sentiment", "gpt_mini"]
+
+
+def params_for(z):
+    return {**z.small, **NO_DROPOUT.get(z.key, {})}
 
 
 def _outs(y):
     return y if isinstance(y, tuple) else (y,)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=spec_id)
-def test_pipelines_preserve_the_function(spec):
-    ref = nndsl.compile(spec, params=params_for(spec), opt="O0")
+@pytest.mark.parametrize("z", ZOO, ids=zoo_id)
+def test_pipelines_preserve_the_function(z):
+    ref = z.compile(params=params_for(z), opt="O0")
     weights = ref.to_torch(seed=3).state_dict()
     xs = ref.example_inputs(batch=2)
     with torch.no_grad():
         want = _outs(ref.to_torch(weights=weights).eval()(**xs))
     for level in ("O1", "O2"):
-        c = nndsl.compile(spec, params=params_for(spec), opt=level)
+        c = z.compile(params=params_for(z), opt=level)
         assert [r.name for r in c.passes] == list(PIPELINES[level])
         for record in c.passes:
             verify(record.graph)
             again, changed = PASSES[record.name].fn(record.graph)
-            assert not changed, f"{record.name} changed its own output on {spec.stem}"
+            assert not changed, f"{record.name} changed its own output on {z.key}"
         m = c.to_torch(weights=weights).eval()
         with torch.no_grad():
             got = _outs(m(**xs))
@@ -52,7 +57,7 @@ def test_pipelines_preserve_the_function(spec):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5 * max(1.0, float(w.abs().max())))
         assert g.is_contiguous()
     # O2's ONNX export passes the checker and agrees with O0
-    model = nndsl.compile(spec, params=params_for(spec), opt="O2").to_onnx(weights=weights)
+    model = z.compile(params=params_for(z), opt="O2").to_onnx(weights=weights)
     onnx.checker.check_model(model, full_check=True)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     for g, w in zip(sess.run(None, {k: v.numpy() for k, v in xs.items()}), want):
@@ -60,10 +65,10 @@ def test_pipelines_preserve_the_function(spec):
                                    atol=1e-5 * max(1.0, float(w.abs().max())))
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=spec_id)
-def test_o1_keeps_parameters_and_gradients(spec):
-    o0 = nndsl.compile(spec, params=params_for(spec), opt="O0")
-    o1 = nndsl.compile(spec, params=params_for(spec), opt="O1")
+@pytest.mark.parametrize("z", ZOO, ids=zoo_id)
+def test_o1_keeps_parameters_and_gradients(z):
+    o0 = z.compile(params=params_for(z), opt="O0")
+    o1 = z.compile(params=params_for(z), opt="O1")
     assert [(n.name, n.type) for n in o1.graph.params()] == \
         [(n.name, n.type) for n in o0.graph.params()]
     weights = o0.to_torch(seed=4).state_dict()
@@ -78,11 +83,12 @@ def test_o1_keeps_parameters_and_gradients(spec):
         torch.testing.assert_close(grads[1][k], g, rtol=1e-4, atol=1e-6, msg=k)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=spec_id)
+@pytest.mark.parametrize("key", GOLDEN_SPECS)
 @pytest.mark.parametrize("level", ["O0", "O2"])
-def test_golden_ir(spec, level):
-    text = nndsl.compile(spec, params=params_for(spec), opt=level).ir() + "\n"
-    path = GOLDEN / f"{spec.stem}.{level}.ir"
+def test_golden_ir(key, level):
+    z = zoo(key)
+    text = z.compile(params=NO_DROPOUT.get(key), opt=level).ir() + "\n"
+    path = GOLDEN / f"{key}.{level}.ir"
     if os.environ.get("NNDSL_UPDATE_GOLDEN") == "1":
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
@@ -291,7 +297,8 @@ def test_generated_source_at_o2(name, tmp_path):
 
     from nndsl.backends.torch.codegen import write_package
     spec = ROOT / "specs" / name
-    c = nndsl.compile(spec, params=params_for(spec), opt="O2")
+    z = zoo(spec.stem)
+    c = z.compile(params=params_for(z), opt="O2")
     write_package(c, tmp_path)
     mod_spec = importlib.util.spec_from_file_location(f"gen_o2_{spec.stem}", tmp_path / "model.py")
     mod = importlib.util.module_from_spec(mod_spec)
