@@ -221,27 +221,26 @@ class Compiled:
                        producer_version=__version__)
 
     def example_inputs(self, batch: int = 2, seed: int = 0, **dims) -> dict:
-        """Random valid inputs by name: floats ~ N(0, 1), integer ids within their valid range."""
+        """Random valid inputs by name, from a generator seeded with ``seed``: random inputs
+        from their declared distribution (``~ normal()``), other floats ~ N(0, 1), integer ids
+        within their valid range."""
         import torch
 
-        from nndsl.backends.torch.lowering import DTYPES
+        from nndsl.backends.torch.inputs import draw
         if not isinstance(batch, int) or isinstance(batch, bool) or batch <= 0:
             raise ArgumentError(f"batch must be a positive int, got {batch!r}", code="E0223")
         env = bind_symbols(self.graph, batch, **dims)
         gen = torch.Generator().manual_seed(seed)
-        out = {}
         ranges = self.graph.meta.get("input_ranges", {})
-        for name, tt in self.input_types.items():
-            shape = [evaluate_dim(d, env) for d in tt.shape]
-            dtype = DTYPES[tt.dtype]
-            if tt.dtype == "bool":
-                out[name] = torch.rand(shape, generator=gen) < 0.5
-            elif dtype.is_floating_point:
-                out[name] = torch.randn(shape, generator=gen).to(dtype)
-            else:
-                low, high = ranges.get(name, (0, 10))
-                out[name] = torch.randint(low, high, shape, generator=gen, dtype=dtype)
-        return out
+        dists = self.graph.meta.get("input_dists", {})
+        return {name: draw([evaluate_dim(d, env) for d in tt.shape], tt.dtype, dists.get(name),
+                           ranges.get(name), gen)
+                for name, tt in self.input_types.items()}
+
+    @property
+    def random_inputs(self) -> dict:
+        """The random inputs (``input eps: ... ~ normal()``): name -> distribution."""
+        return dict(self.graph.meta.get("input_dists", {}))
 
 
 def _numel(t: TensorType) -> int:

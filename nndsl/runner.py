@@ -128,21 +128,21 @@ def _example_feeds(specs, meta: dict, batch: int, seed: int) -> dict:
     """Random inputs drawn exactly as ``Compiled.example_inputs`` draws them, so running the
     spec and running its ONNX export on example inputs give comparable outputs."""
     import torch
+
+    from nndsl.backends.torch.inputs import draw
     gen = torch.Generator().manual_seed(seed)
     dims = json.loads(meta.get("nndsl.example_dims", "{}"))
     ranges = json.loads(meta.get("nndsl.input_ranges", "{}"))
+    dists = json.loads(meta.get("nndsl.input_dists", "{}"))
     feeds = {}
     for s in specs:
         shape = [d if isinstance(d, int) else (batch if i == 0 else int(dims.get(str(d), 16)))
                  for i, d in enumerate(s.shape)]
         dtype = ONNX_TO_NUMPY.get(s.type, np.float32)
-        if dtype == np.bool_:
-            feeds[s.name] = (torch.rand(shape, generator=gen) < 0.5).numpy()
-        elif np.issubdtype(dtype, np.floating):
-            feeds[s.name] = torch.randn(shape, generator=gen).numpy().astype(dtype)
-        else:
-            lo, hi = ranges.get(s.name, (0, 10))
-            feeds[s.name] = torch.randint(lo, hi, shape, generator=gen).numpy().astype(dtype)
+        kind = "bool" if dtype == np.bool_ else "f32" if np.issubdtype(dtype, np.floating) \
+            else "i64"
+        feeds[s.name] = draw(shape, kind, dists.get(s.name), ranges.get(s.name),
+                             gen).numpy().astype(dtype)
     return feeds
 
 

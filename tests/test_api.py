@@ -216,3 +216,76 @@ def test_gradient_checkpointing_per_block(spec, params):
         torch.testing.assert_close(g1[k], g0[k], rtol=1e-5, atol=1e-6, msg=k)
     for k in s0:                                           # running stats updated exactly once
         torch.testing.assert_close(s1[k], s0[k], msg=k)
+
+
+RANDOM_SPEC = """
+model noisy(latent: int = 4, steps: int = 50) {
+    input x: f32[N, 8]
+    input eps: f32[N, latent] ~ normal(mean=3.0, std=0.5)
+    input t: i64[N] ~ randint(10, steps)
+    input keep: bool[N, 8] ~ bernoulli(0.25)
+    input u: f32[N] ~ uniform(-2, 2)
+    output y = (x * cast(keep, f32) |> linear(latent) as proj) + eps
+    output e = t |> embedding(steps, 2) as emb
+    output v = u * 1.0
+}
+"""
+
+
+def test_random_inputs_are_drawn_from_their_declared_distributions():
+    c = nndsl.compile(RANDOM_SPEC)
+    assert c.random_inputs == {
+        "eps": {"dist": "normal", "mean": 3.0, "std": 0.5},
+        "t": {"dist": "randint", "low": 10, "high": 50},
+        "keep": {"dist": "bernoulli", "p": 0.25},
+        "u": {"dist": "uniform", "low": -2.0, "high": 2.0}}
+    xs = c.example_inputs(batch=4000, seed=5)
+    assert abs(float(xs["eps"].mean()) - 3.0) < 0.03
+    assert abs(float(xs["eps"].std()) - 0.5) < 0.02
+    assert int(xs["t"].min()) == 10 and int(xs["t"].max()) == 49
+    assert xs["keep"].dtype == torch.bool and abs(float(xs["keep"].float().mean()) - 0.25) < 0.01
+    assert -2 <= float(xs["u"].min()) and float(xs["u"].max()) < 2
+    assert abs(float(xs["u"].mean())) < 0.05
+    again = c.example_inputs(batch=4000, seed=5)
+    assert all(torch.equal(xs[k], again[k]) for k in xs)
+    assert "%eps: f32[N, 4] ~ normal(mean=3.0, std=0.5)" in c.ir()
+
+
+def test_the_module_draws_random_inputs_it_is_not_given():
+    c = nndsl.compile(RANDOM_SPEC)
+    m = c.to_torch(seed=0)
+    x = torch.randn(6, 8)
+    given = c.example_inputs(batch=6)
+    y, e, v = m(x=x, eps=given["eps"], t=given["t"], keep=given["keep"], u=given["u"])
+    want = (x * given["keep"].float()) @ m.proj.weight.T + m.proj.bias + given["eps"]
+    torch.testing.assert_close(y, want)
+    torch.manual_seed(0)
+    y1, e1, v1 = m(x=x)                     # every random input drawn, sized by x's batch
+    assert y1.shape == (6, 4) and e1.shape == (6, 2) and v1.shape == (6,)
+    assert not torch.equal(y1, y)
+    torch.manual_seed(0)
+    y2, _, _ = m(x=x)
+    torch.testing.assert_close(y1, y2)      # torch's global generator: seeded, reproducible
+    with pytest.raises(nndsl.NndslError, match="missing input x"):
+        m(eps=given["eps"])
+
+
+def test_random_input_distributions_travel_with_the_onnx_export(tmp_path):
+    import json
+
+    from nndsl.cli import main
+    c = nndsl.compile(RANDOM_SPEC)
+    model = c.to_onnx()
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["nndsl.input_dists"])["t"] == {"dist": "randint", "low": 10,
+                                                         "high": 50}
+    spec = tmp_path / "noisy.nn"
+    spec.write_text(RANDOM_SPEC)
+    assert main(["compile", str(spec), "--to", "onnx", "-o", str(tmp_path / "n.onnx")]) == 0
+    assert main(["run", str(tmp_path / "n.onnx"), "--batch", "3",
+                 "--save", str(tmp_path / "a.npz")]) == 0
+    assert main(["run", str(spec), "--batch", "3", "--save", str(tmp_path / "b.npz")]) == 0
+    import numpy as np
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    for k in ("y", "e", "v"):
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5)

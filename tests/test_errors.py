@@ -102,6 +102,11 @@ CASES: dict[str, object] = {
     "several_models": None,
     "model_not_found": None,
     "param_not_found": 1,
+    # random inputs
+    "random_unknown_distribution": 3,
+    "random_wrong_dtype": 3,
+    "random_block_input": 2,
+    "random_bad_range": 3,
     # imports
     "import_cycle": ("tests/errors/imports/cycle_b.nn", 1),
     "import_missing": 1,

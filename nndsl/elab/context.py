@@ -174,4 +174,4 @@ class BuildCtx:
         if node.op == "input":
             ranges = self.graph.meta["input_ranges"]
             lo, hi = ranges.get(node.name, (0, high))
-            ranges[node.name] = (0, min(hi, high))
+            ranges[node.name] = (lo, min(hi, high))

@@ -25,6 +25,7 @@ from nndsl.elab.loader import Program
 from nndsl.elab.values import Instance, SymCond, TensorVal
 from nndsl.errors import (ArgumentError, DefinitionError, LimitError, NndslError, ShapeError,
                           Span, SpecAssertionError)
+from nndsl.ir.dists import DISTRIBUTIONS, REQUIRED, signature
 from nndsl.ir.graph import Graph, Node
 from nndsl.ir.types import DTYPES, FLOAT_DTYPES, INT_DTYPES, SymDim, TensorType
 from nndsl.syntax import ast
@@ -220,6 +221,11 @@ class Elaborator(ExpressionMixin, CallMixin):
                                              err.span))
                         err.span = frame.call_span
                     raise
+            if s.dist is not None:
+                raise DefinitionError(f"only a model input can be random: a block's input "
+                                      f"`{s.name}` is what its caller passes", span=s.dist.span,
+                                      code="E0513", hint="declare the random input in the model "
+                                      "and pass it to the block")
             frame.env[s.name] = v
             return
         if s.type is None or s.type.dims is None:
@@ -253,6 +259,66 @@ class Elaborator(ExpressionMixin, CallMixin):
         node = g.add(Node.make(s.name, "input", (), {"name": s.name, "dtype": dtype,
                                                     "shape": t.shape}, (t,), s.span, ""))
         frame.env[s.name] = TensorVal(node.out(), t)
+        if s.dist is not None:
+            self._input_dist(s, t, frame)
+
+    def _input_dist(self, s: ast.InputStmt, t: TensorType, frame: Frame) -> None:
+        """Record the distribution of a random input (``~ normal()``) on the graph."""
+        e = s.dist
+        name = e.func.id if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) else \
+            e.id if isinstance(e, ast.Name) else None
+        choices = ", ".join(signature(d) for d in DISTRIBUTIONS.values())
+        if name not in DISTRIBUTIONS:
+            raise DefinitionError(f"unknown distribution `{name}`" if name else
+                                  "a random input is drawn from a distribution, like normal()",
+                                  span=e.span, code="E0513",
+                                  hint=" ".join(x for x in ((_suggest(name, DISTRIBUTIONS)
+                                                             if name else None),
+                                                            "distributions: " + choices) if x))
+        d = DISTRIBUTIONS[name]
+        kind = "float" if t.dtype in FLOAT_DTYPES else "bool" if t.dtype == "bool" else "int"
+        if kind not in d.kinds:
+            fits = [x.name for x in DISTRIBUTIONS.values() if kind in x.kinds]
+            raise DefinitionError(f"{name} draws {' or '.join(d.kinds)} values, but `{s.name}` "
+                                  f"is {t}", span=e.span, code="E0513",
+                                  hint=f"for {t.dtype}: {', '.join(fits)}")
+        args = dict(d.args)
+        given: set[str] = set()
+        order = list(d.args)
+        for i, a in enumerate(e.args if isinstance(e, ast.Call) else ()):
+            key = a.name if a.name is not None else (order[i] if i < len(order) else None)
+            if key is None or key not in d.args:
+                raise ArgumentError(f"{name} has no argument `{a.name}`" if a.name else
+                                    f"{name} takes at most {len(order)} arguments",
+                                    span=a.span, code="E0513", hint=signature(d))
+            if key in given:
+                raise ArgumentError(f"`{key}` given twice", span=a.span, code="E0513")
+            given.add(key)
+            v = self._eval(a.value, frame)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if ok and kind == "int":
+                ok = isinstance(v, int)
+            if not ok:
+                raise ArgumentError(f"`{key}` of {name} must be a compile-time "
+                                    f"{'integer' if kind == 'int' else 'number'}, got "
+                                    f"{_describe(v)}", span=a.value.span, code="E0513")
+            args[key] = float(v) if kind != "int" else v
+        missing = [k for k, v in args.items() if v is REQUIRED]
+        if missing:
+            raise ArgumentError(f"{name} needs `{missing[0]}`", span=e.span, code="E0513",
+                                hint=signature(d))
+        bad = None
+        if name in ("uniform", "randint") and not args["low"] < args["high"]:
+            bad = "needs low < high"
+        elif name == "normal" and not args["std"] > 0:
+            bad = "needs std > 0"
+        elif name == "bernoulli" and not 0 <= args["p"] <= 1:
+            bad = "needs 0 <= p <= 1"
+        if bad:
+            raise ArgumentError(f"{name} {bad}", span=e.span, code="E0513", hint=signature(d))
+        self.graph.meta.setdefault("input_dists", {})[s.name] = {"dist": name, **args}
+        if name == "randint":
+            self.graph.meta["input_ranges"][s.name] = (args["low"], args["high"])
 
     def _dtype(self, tt: ast.TensorTypeExpr) -> str:
         if tt.dtype not in DTYPES:

@@ -110,9 +110,9 @@ def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -
                 close = difflib.get_close_matches(name, std_modules(), n=1, cutoff=0.6)
                 raise SourceFileError(f"no standard library module `std.{name}`",
                                       span=imp.span, code="E0504",
-                                      hint=(f"did you mean `std.{close[0]}`? " if close else "")
-                                      + "available: " + ", ".join(
-                                          f"std.{m}" for m in std_modules()))
+                                      hint=f"did you mean `std.{close[0]}`?" if close else
+                                      "available: " + ", ".join(f"std.{m}"
+                                                                for m in std_modules()))
             path = key
             sub = _parse_std(name, text)
         seen.add(path)

@@ -86,7 +86,8 @@ class Graph:
         self._nx: nx.MultiDiGraph | None = None   # built on demand (passes rebuild graphs often)
         self.inputs: list[str] = []
         self.outputs: list[tuple[str, Value]] = []
-        self.meta: dict[str, Any] = {"constraints": [], "input_ranges": {}, "params": {}}
+        self.meta: dict[str, Any] = {"constraints": [], "input_ranges": {}, "input_dists": {},
+                                     "params": {}}
 
     # ---- building ----
     def add(self, node: Node) -> Node:

@@ -45,9 +45,17 @@ def format_node(node: Node) -> str:
     return f"{lhs} = {node.op}({operands}){attr_s}{where}"
 
 
+def _input(graph: Graph, name: str) -> str:
+    text = f"%{name}: {graph.node(name).type}"
+    dist = graph.meta.get("input_dists", {}).get(name)
+    if dist:
+        args = ", ".join(f"{k}={v!r}" for k, v in dist.items() if k != "dist")
+        text += f" ~ {dist['dist']}({args})"
+    return text
+
+
 def print_graph(graph: Graph) -> str:
-    lines = [f"graph {graph.name}("
-             + ", ".join(f"%{n}: {graph.node(n).type}" for n in graph.inputs) + ") {"]
+    lines = [f"graph {graph.name}(" + ", ".join(_input(graph, n) for n in graph.inputs) + ") {"]
     for node in graph:
         if node.op == "input":
             continue

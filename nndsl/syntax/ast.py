@@ -132,6 +132,7 @@ class TensorTypeExpr(Node):
 class InputStmt(Node):
     name: str
     type: TensorTypeExpr | None
+    dist: Node | None = None    # `~ normal()`: the distribution of a random input
 
 
 @dataclass(frozen=True)

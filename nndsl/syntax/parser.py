@@ -280,7 +280,7 @@ class _ToAst(Transformer_NonRecursive):
 
     # statements
     def input_stmt(self, meta, ch):
-        return ast.InputStmt(self._s(meta), str(ch[0]), ch[1])
+        return ast.InputStmt(self._s(meta), str(ch[0]), ch[1], ch[2])
 
     def param_stmt(self, meta, ch):
         return ast.ParamStmt(self._s(meta), str(ch[0]), ch[1], ch[2])

@@ -100,6 +100,7 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
     helper.set_model_props(model, {
         "nndsl.example_dims": json.dumps(dims, sort_keys=True),
         "nndsl.input_ranges": json.dumps(graph.meta.get("input_ranges", {}), sort_keys=True),
+        "nndsl.input_dists": json.dumps(graph.meta.get("input_dists", {}), sort_keys=True),
     })
     return model
 

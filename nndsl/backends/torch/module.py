@@ -62,6 +62,7 @@ class GraphModule(nn.Module):
         self._params = graph.params()
         self._aliases = dict(graph.meta.get("aliases", {}))
         self._inference_only = bool(graph.meta.get("inference_only"))
+        self._input_dists = dict(graph.meta.get("input_dists", {}))
         if self._inference_only:
             super().train(False)
 
@@ -254,7 +255,9 @@ class GraphModule(nn.Module):
             if k in bound:
                 raise InputError(f"input `{k}` given twice", code="E1101")
             bound[k] = v
-        missing = [n for n in names if n not in bound]
+        missing = [n for n in names if n not in bound and n not in self._input_dists]
+        if not missing and len(bound) < len(names):
+            self._draw_random_inputs(bound, [n for n in names if n not in bound])
         if missing:
             raise InputError(f"missing input{'s' if len(missing) > 1 else ''} "
                              f"{', '.join(missing)}", code="E1101")
@@ -263,6 +266,27 @@ class GraphModule(nn.Module):
             for n, x, t in zip(names, xs, self._input_types):
                 self._check_input(n, x, t)
         return xs
+
+    def _draw_random_inputs(self, bound: dict, missing: list) -> None:
+        """Random inputs not given are drawn from their distribution with torch's global
+        generator, sized by the symbols the given inputs bind."""
+        from nndsl.backends.torch.inputs import draw
+        from nndsl.ir.types import evaluate_dim
+        env, device = {}, None
+        for sym, i, ax in self._symbols:
+            x = bound.get(self.input_names[i])
+            if isinstance(x, torch.Tensor) and x.dim() > ax:
+                env.setdefault(sym, int(x.shape[ax]))
+                device = device or x.device
+        for n in missing:
+            t = self._input_types[self.input_names.index(n)]
+            try:
+                shape = [evaluate_dim(d, env) for d in t.shape]
+            except Exception:
+                raise InputError(f"cannot draw the random input `{n}`: {t} has dims no given "
+                                 f"input determines", code="E1101",
+                                 hint=f"pass `{n}` explicitly") from None
+            bound[n] = draw(shape, t.dtype, self._input_dists[n], device=device)
 
     @staticmethod
     def _check_input(name, x, t) -> None:
