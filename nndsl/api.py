@@ -52,6 +52,7 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
     graph = Elaborator(program).elaborate(model, params)
     run = run_pipeline(graph, opt, tuple(disable), stop_after=after)
     c = Compiled(run.graph, file, opt, run.records, graph)
+    c.source_text, c.overrides = text, dict(params or {})
     section = program.train_section(model)
     if section is not None:   # a mistake in the model's train section is a compile-time error
         from nndsl.train.config import resolve
@@ -74,6 +75,8 @@ class Compiled:
     """A compiled model: the typed graph and everything derived from it."""
 
     train_section = None   # the model's `train` section (an AST node), if the spec has one
+    source_text = ""       # the spec's text
+    overrides: dict = {}   # the parameter values given to compile (params=...)
 
     def __init__(self, graph: Graph, file: str, opt: str, passes: list | None = None,
                  unoptimized: Graph | None = None):

@@ -72,8 +72,30 @@ def _compile(args, opt: str | None = None):
 
 
 def cmd_check(args) -> int:
-    c = _compile(args)
-    print(f"ok: {c.name} — {c.param_count():,} parameters")
+    """Check the spec's model, or every model of a file that defines several."""
+    models = [args.model]
+    if args.model is None:
+        from nndsl.elab import load_program
+        from nndsl.syntax import read_source
+        program = load_program(read_source(args.spec), args.spec)
+        found = list(program.models)
+        models = found if len(found) > 1 else [None]
+        declared = {d.name: {q.name for q in d.params} for d in program.main.definitions}
+    given = list(args.param or [])
+    if len(models) > 1:
+        known = set().union(*(declared[m] for m in models))
+        for p in given:
+            if p.split("=", 1)[0].strip() not in known:
+                from nndsl.errors import ArgumentError
+                raise ArgumentError(f"no model of {args.spec} has a parameter "
+                                    f"`{p.split('=', 1)[0].strip()}`", code="E0213",
+                                    hint="parameters: " + ", ".join(sorted(known)))
+    for m in models:
+        args.model = m
+        if m is not None and len(models) > 1:   # each model takes the --param it declares
+            args.param = [p for p in given if p.split("=", 1)[0].strip() in declared[m]]
+        c = _compile(args)
+        print(f"ok: {c.name} — {c.param_count():,} parameters")
     return 0
 
 
@@ -152,6 +174,25 @@ def cmd_train(args) -> int:
                           overrides=overrides, out=args.out, resume=args.resume, ddp=args.ddp,
                           quiet=args.quiet)
     return 130 if result.interrupted else 0
+
+
+def cmd_sample(args) -> int:
+    from nndsl.train.plots import write_image_grid
+    from nndsl.train.recipes import sample_run
+    if args.n < 1:
+        from nndsl.errors import ArgumentError
+        raise ArgumentError(f"-n must be at least 1, got {args.n}", code="E0223")
+    samples, name = sample_run(args.run, n=args.n, seed=args.seed, which=args.which)
+    out = Path(args.output) if args.output else Path(args.run) / "samples.png"
+    if out.suffix == ".npz":
+        from nndsl import runner
+        runner.save_outputs({"samples": samples.numpy()}, out)
+    else:
+        write_image_grid(out, samples)
+    lo, hi = float(samples.min()), float(samples.max())
+    print(f"{args.n} samples of {name}, shape {list(samples.shape)}, values in "
+          f"[{lo:.3g}, {hi:.3g}]: wrote {out}")
+    return 0
 
 
 def cmd_passes(args) -> int:
@@ -254,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("sample", help="draw samples from a trained vae, gan or ddpm run")
+    p.add_argument("run", help="the run folder (--out of nndsl train)")
+    p.add_argument("-n", type=int, default=16, help="how many samples (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    p.add_argument("--which", choices=["best", "last"], default="best", help="which checkpoint")
+    p.add_argument("-o", "--output", help="a .png grid (default RUN/samples.png) or an .npz")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_sample)
     p = spec_cmd("graph", "draw the compiled graph: Graphviz DOT, SVG or an HTML page")
     p.add_argument("--format", choices=["dot", "svg", "html"],
                    help="default: from the -o suffix (.dot/.gv, .svg, .html), else dot")

@@ -99,7 +99,7 @@ CASES: dict[str, object] = {
     "model_return": 3,
     "no_outputs": 1,
     "no_model": None,
-    "several_models": None,
+    "several_models": OK,          # check checks each model
     "model_not_found": None,
     "param_not_found": 1,
     # random inputs

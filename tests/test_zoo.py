@@ -72,6 +72,10 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(z):
     m = c.to_torch(seed=0).train()
     xs = c.example_inputs(batch=4)
     cfg = resolve(c, c.train_section) if c.train_section is not None else None
+    if cfg is not None and cfg.loss is None:   # a recipe's own loss (gan, ddpm): use the default
+        cfg = None
+    if cfg is not None and any(t.fn == "contractive" for t in cfg.loss_info.terms):
+        xs = {k: v.requires_grad_(True) if v.is_floating_point() else v for k, v in xs.items()}
     env_fixed, fixed_out = dict(xs), []
     if cfg is not None:
         env_fixed.update(_targets(cfg, 4, torch.Generator().manual_seed(1)))
@@ -99,8 +103,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(z):
         for name, p in m.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
         opt.step()
-    with torch.no_grad():
-        last = float(loss_now())
+    last = float(loss_now().detach())     # (with gradients: a contractive loss needs them)
     assert last < first, (first, last)
 
 
@@ -117,7 +120,11 @@ def test_trains_a_step(z):
     torch.optim.SGD(m.parameters(), lr=0.1).step()
     for name, p in m.named_parameters():
         assert p.grad is not None, name
-        assert not torch.equal(p.detach(), before[name]), f"{name} did not change"
+        # A step below f32 resolution leaves a weight as it was: a batch norm scale whose output
+        # feeds only batch norms (DenseNet's norm0) is cancelled by them up to eps, so its gradient
+        # is ~1e-7. Such a weight must still get a nonzero gradient.
+        tiny = bool(p.grad.any()) and float(p.grad.abs().max()) < 1e-6
+        assert tiny or not torch.equal(p.detach(), before[name]), f"{name} did not change"
 
 
 @pytest.mark.parametrize("z", ZOO, ids=zoo_id)

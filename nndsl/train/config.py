@@ -17,11 +17,12 @@ from nndsl.ir.types import DTYPES, SymDim, TensorType
 from nndsl.syntax import ast
 from nndsl.train import augment as augment_mod
 from nndsl.train import data as data_mod
-from nndsl.train import losses, metrics, optim, schedules
+from nndsl.train import losses, metrics, optim, recipes, schedules
 from nndsl.train.choices import (REQUIRED, Choice, NotConstant, Picked, _show, literal, pick,
                                   suggest)
 
 ENTRIES = {
+    "recipe": "supervised (default), vae(...), gan(...), ddpm(...), distill(...), contrastive(...)",
     "data": "a built-in data set (digits, iris, ...) or a path string",
     "loss": "an expression of loss functions over outputs, inputs and targets",
     "optimizer": "sgd, adam, adamw, adagrad, rmsprop, radam, lamb, lookahead(...), sam(...)",
@@ -84,6 +85,8 @@ class TrainConfig:
     checkpoint: bool = False
     accumulate: int = 1
     params: dict = field(default_factory=dict)
+    recipe: Picked | None = None
+    recipe_info: dict = field(default_factory=dict, repr=False)   # from recipes.check
     spans: dict = field(default_factory=dict, repr=False)   # entry -> Span, for later errors
     base: str = "."                   # folder that relative paths of the section start from
 
@@ -100,6 +103,7 @@ class TrainConfig:
     def to_json(self) -> dict:
         return {
             "model": self.model, "spec": self.file, "params": _jsonable(self.params),
+            "recipe": self.recipe.to_json() if self.recipe else {"name": "supervised"},
             "targets": {n: str(t) for n, t in self.targets.items()},
             "data": _jsonable(self.data), "loss": self.loss_text,
             "loss_terms": [{"fn": t.fn, "args": list(t.args), **({"kwargs": t.kwargs}
@@ -274,12 +278,28 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
     spans = {k: e.value.span for k, e in entries.items()}
     spans["section"] = section.name_span
 
-    if "loss" not in entries:
+    recipe = None
+    if "recipe" in entries:
+        recipe = pick(entries["recipe"].value, recipes.RECIPES, "recipe", "E1224")
+        if recipe.name == "supervised":
+            recipe = None
+    own_loss = recipe is not None and recipe.name in recipes.OWN_LOSS
+    if own_loss and "loss" in entries:
+        raise _err(f"the {recipe.name} recipe defines its own loss", entries["loss"].name_span,
+                   "E1224", hint="remove the `loss` entry")
+    if own_loss and targets:
+        raise _err(f"the {recipe.name} recipe trains without targets", section.targets[0].span,
+                   "E1224", hint="remove the target declarations")
+    if "loss" not in entries and not own_loss:
         raise _err(f"the train section of `{section.model}` has no loss", section.name_span,
                    "E1213", hint="add e.g. `loss = cross_entropy(logits, label)`; the model's "
                    "outputs: " + ", ".join(outputs))
-    loss_e = entries["loss"].value
-    info = losses.check_loss(loss_e, names)
+    loss_e = entries["loss"].value if "loss" in entries else None
+    info = losses.check_loss(loss_e, names) if loss_e is not None else losses.LossInfo([])
+    base_dir = Path(base)
+    recipe_info = recipes.check(recipe, compiled, entries["recipe"].value.span, base_dir) \
+        if recipe is not None else {"data_inputs": {n: t for n, t in inputs.items()
+                                                     if n not in compiled.random_inputs}}
 
     optimizer = pick(entries["optimizer"].value, optim.OPTIMIZERS, "optimizer", "E1202") \
         if "optimizer" in entries else Picked("adam", dict(
@@ -291,10 +311,12 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
     mets = metrics.resolve_metrics(entries["metrics"].value, names, info) \
         if "metrics" in entries else []
 
+    loss_text = (source_text(loss_e.span) or _loss_text(loss_e)) if loss_e is not None else \
+        f"{recipe.name}({recipe.args.get('loss', '')})".replace("()", "")
     cfg = TrainConfig(model=section.model, file=compiled.file, targets=targets, loss=loss_e,
-                      loss_text=source_text(loss_e.span) or _loss_text(loss_e),
-                      loss_info=info, optimizer=optimizer, schedule=sched, metrics=mets,
-                      spans=spans, base=base)
+                      loss_text=loss_text, loss_info=info, optimizer=optimizer, schedule=sched,
+                      metrics=mets, spans=spans, base=base, recipe=recipe,
+                      recipe_info=recipe_info)
     v = {k: e.value for k, e in entries.items()}
     if "data" in v:
         cfg.data = _data_value(v["data"], base)
@@ -368,7 +390,8 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
 
     cfg.monitor = _monitor(v.get("monitor"), cfg)
     if cfg.data is not None and "name" in cfg.data:
-        data_mod.check_builtin(cfg.data["name"], cfg.data.get("args", {}), inputs, targets,
+        data_mod.check_builtin(cfg.data["name"], cfg.data.get("args", {}),
+                               recipe_info["data_inputs"], targets,
                                info, {n: t for n, (_, t) in names.items()}, spans.get("data"))
     return cfg
 
@@ -387,11 +410,16 @@ def _loss_text(e) -> str:
 
 def _monitor(e, cfg: TrainConfig) -> str:
     split = "val" if cfg.val_split > 0 else "train"
+    generative = cfg.recipe is not None and cfg.recipe.name in recipes.GENERATIVE
     if e is None:
+        if generative and cfg.recipe.name == "gan" and split == "val":
+            return "val_mmd"     # a GAN's losses say little about its samples
         return f"{split}_loss"
     name = e.id if isinstance(e, ast.Name) else e.value if isinstance(e, ast.Str) else None
     allowed = [f"{s}_{k}" for s in ("val", "train") for k in ["loss"] + [m.key
                                                                      for m in cfg.metrics]]
+    if generative:
+        allowed.append("val_mmd")
     if name not in allowed:
         raise _err(f"cannot monitor `{name}`", e.span, "E1210",
                    suggest(str(name), allowed) + "choose one of: " + ", ".join(allowed))

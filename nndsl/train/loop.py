@@ -26,10 +26,10 @@ from nndsl.errors import NndslError, TrainError
 from nndsl.train import augment as augment_mod
 from nndsl.train import checkpoint as ckpt
 from nndsl.train import data as data_mod
+from nndsl.train import recipes
 from nndsl.train import distributed as D
 from nndsl.train.config import TrainConfig, in_scope
 from nndsl.train.console import Console
-from nndsl.train.losses import evaluate_loss
 from nndsl.train.metrics import compute as compute_metric
 from nndsl.train.optim import build_optimizer
 from nndsl.train.plots import write_plots
@@ -95,13 +95,16 @@ class _Run:
         cfg, c = self.cfg, self.c
         torch.manual_seed(cfg.seed)
         self.aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed + 2)   # random inputs, recipes
+        self.eval_gen = torch.Generator().manual_seed(cfg.seed + 3)    # reset per evaluation
         if cfg.data is None:
             raise TrainError("no data to train on", span=cfg.spans.get("section"), code="E1220",
                              hint="set `data = digits` (or a path) in the train section, or "
                                   "give --data NAME|PATH")
         self.input_names = c.input_names
         self.output_names = c.output_names
-        self.data = data_mod.load(cfg.data, c.input_types, cfg.targets, cfg.seed,
+        self.data_inputs = dict(cfg.recipe_info.get("data_inputs", c.input_types))
+        self.data = data_mod.load(cfg.data, self.data_inputs, cfg.targets, cfg.seed,
                                   cfg.spans.get("data"), base=Path(cfg.base),
                                   ranges=dict(c.graph.meta.get("input_ranges", {})))
         for n in self.data.notes:
@@ -151,6 +154,13 @@ class _Run:
         self.float_inputs = [n for n, t in c.input_types.items()
                              if t.dtype in ("f32", "f16", "bf16", "f64")]
         self.metric_names = sorted({n for m in cfg.metrics for n in (m.pred, m.target)})
+        self.random_inputs = {n: d for n, d in c.random_inputs.items()
+                              if n not in self.data_inputs}
+        self.needs_input_grad = any(t.fn == "contractive" for t in cfg.loss_info.terms)
+        self.recipe = recipes.runtime(self, cfg.recipe_info)
+        self.recipe.prepare_training()
+        if self.recipe.name != "supervised":
+            self.note(f"recipe: {self.recipe.name}")
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -265,21 +275,40 @@ class _Run:
 
     # ---- one epoch
     def _inputs(self, batch: dict, train: bool) -> dict:
-        xs = {n: batch[n] for n in self.input_names}
-        if train and self.cfg.augment:
+        """The model's inputs for ``batch``: the data's (augmented when training), and the
+        random inputs drawn from their distributions (per batch when training; from a
+        generator reset for every evaluation, so validation is reproducible)."""
+        from nndsl.backends.torch.inputs import draw
+        xs = {n: batch[n] for n in self.input_names if n in batch}
+        if train and self.cfg.augment and self.recipe.name != "contrastive":
             for n in self.float_inputs:
-                xs[n] = augment_mod.apply(self.cfg.augment, xs[n], self.aug_gen)
+                if n in xs:
+                    xs[n] = augment_mod.apply(self.cfg.augment, xs[n], self.aug_gen)
+        if self.random_inputs:
+            n_batch = next(iter(batch.values())).shape[0]
+            env = {}
+            for n, x in xs.items():
+                for ax, d in enumerate(self.c.input_types[n].shape):
+                    if not isinstance(d, int):
+                        env.setdefault(str(d), int(x.shape[ax]))
+            gen = self.noise_gen if train else self.eval_gen
+            from nndsl.ir.types import evaluate_dim
+            for n, dist in self.random_inputs.items():
+                t = self.c.input_types[n]
+                shape = [n_batch if ax == 0 and not isinstance(d, int) else
+                         evaluate_dim(d, env) for ax, d in enumerate(t.shape)]
+                xs[n] = draw(shape, t.dtype, dist, generator=gen).to(self.device)
+        if self.needs_input_grad:
+            for n in self.float_inputs:
+                if n in xs:
+                    xs[n] = xs[n].detach().clone().requires_grad_(True)
         return xs
 
     def _forward_loss(self, batch: dict, xs: dict):
         ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype \
             else nullcontext()
         with ctx:
-            outs = self.run_model(**xs)
-            outs = outs if isinstance(outs, tuple) else (outs,)
-            env = dict(batch)
-            env.update(zip(self.output_names, outs))
-            loss, _ = evaluate_loss(self.cfg.loss, env)
+            loss, env = self.recipe.forward_loss(batch, xs, self.model.training)
         loss = loss.float()
         if self.cfg.l1:
             loss = loss + self.cfg.l1 * sum(p.abs().sum() for p in self.params)
@@ -305,14 +334,22 @@ class _Run:
             batch = self._to_device(batch)
             bs = next(iter(batch.values())).shape[0]
             xs = self._inputs(batch, train=True)
-            loss, env = self._forward_loss(batch, xs)
-            scaled = loss / cfg.accumulate if cfg.accumulate > 1 else loss
-            if self.scaler is not None:
-                self.scaler.scale(scaled).backward()
-            else:
-                scaled.backward()
-            if (b + 1) % cfg.accumulate == 0 or b == nb - 1:
+            if self.recipe.custom_step:     # the recipe runs its own backward passes
+                loss, extra = self.recipe.train_step(batch, xs)
+                env = {}
                 self._optimizer_step(batch, xs)
+                for k, v in extra.items():
+                    acc.setdefault("extra", {}).setdefault(k, 0.0)
+                    acc["extra"][k] += float(v) * bs
+            else:
+                loss, env = self._forward_loss(batch, xs)
+                scaled = loss / cfg.accumulate if cfg.accumulate > 1 else loss
+                if self.scaler is not None:
+                    self.scaler.scale(scaled).backward()
+                else:
+                    scaled.backward()
+                if (b + 1) % cfg.accumulate == 0 or b == nb - 1:
+                    self._optimizer_step(batch, xs)
             acc["loss_sum"] += float(loss.detach()) * bs
             acc["count"] += bs
             for n in self.metric_names:
@@ -369,6 +406,9 @@ class _Run:
         record = {"epoch": epoch + 1, "step": self.step, "lr": self.lrs[-1] if self.lrs else
                   self.schedule.lr, "time": round(seconds, 3),
                   "train_loss": loss_sum / max(1.0, count)}
+        for k, v in sorted(acc.get("extra", {}).items()):
+            total, = D.all_sum(self.dist, [v], self.device)
+            record[f"train_{k}"] = total / max(1.0, count)
         if cfg.metrics:
             got = {n: D.all_gather_cat(self.dist, torch.cat(v).to(self.device)).cpu()
                    for n, v in acc["collected"].items()}
@@ -376,21 +416,38 @@ class _Run:
                 record[f"train_{m.key}"] = compute_metric(m, got[m.pred], got[m.target])
         if len(self.splits.val):
             record.update(self._evaluate(self.splits.val, "val"))
+            if self.recipe.generative and self._can_sample():
+                record["val_mmd"] = self.sample_mmd()
         record["samples_per_s"] = round(count / max(1e-9, seconds), 1)
         self.history.append(record)
         return record
 
+    def _can_sample(self) -> bool:
+        return not (self.recipe.name == "vae" and self.recipe.decoder is None)
+
+    def sample_mmd(self, n: int = 256) -> float:
+        """MMD² between ``n`` generated samples and held-out real ones (seeded: reproducible)."""
+        idx = self.splits.val[:n]
+        name = next(iter(self.data_inputs))
+        real = self.data.arrays[name][idx]
+        gen = torch.Generator().manual_seed(self.cfg.seed + 5)
+        fake = self.recipe.sample(len(idx), gen)
+        return recipes.mmd(fake.reshape(real.shape), real)
+
     @torch.no_grad()
     def _evaluate(self, idx, split: str) -> dict:
         self.model.eval()
+        self.eval_gen.manual_seed(self.cfg.seed + 3)
+        grad = torch.enable_grad() if self.needs_input_grad else nullcontext()
         try:
             total, count = 0.0, 0
             collected = {n: [] for n in self.metric_names}
             for _, batch in data_mod.batches(self.data, idx, max(self.cfg.batch, 256)):
                 batch = self._to_device(batch)
                 bs = next(iter(batch.values())).shape[0]
-                loss, env = self._forward_loss(batch, self._inputs(batch, train=False))
-                total += float(loss) * bs
+                with grad:
+                    loss, env = self._forward_loss(batch, self._inputs(batch, train=False))
+                total += float(loss.detach()) * bs
                 count += bs
                 for n in self.metric_names:
                     collected[n].append(env[n].float().cpu())
@@ -437,7 +494,7 @@ class _Run:
             aug = D.all_gather_cat(self.dist, aug[None].to(self.device)).cpu()
         else:
             cpu, aug = cpu[None], aug[None]
-        state = {"torch": cpu, "augment": aug}
+        state = {"torch": cpu, "augment": aug, "noise": self.noise_gen.get_state()[None]}
         if self.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -454,8 +511,10 @@ class _Run:
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "rng": rng, "world_size": self.dist.world,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "recipe": self.recipe.state_dict(),
             "accumulators": None if acc is None else {
                 "loss_sum": acc["loss_sum"], "count": acc["count"], "seconds": acc["seconds"],
+                "extra": dict(acc.get("extra", {})),
                 "collected": {n: torch.cat(v) if v else torch.zeros(0)
                               for n, v in acc["collected"].items()}},
         }
@@ -481,6 +540,10 @@ class _Run:
         row = self.dist.rank if rng["torch"].shape[0] == self.dist.world else 0
         torch.set_rng_state(rng["torch"][row].clone())
         self.aug_gen.set_state(rng["augment"][row].clone())
+        if "noise" in rng:
+            self.noise_gen.set_state(rng["noise"][0].clone())
+        if state.get("recipe"):
+            self.recipe.load_state_dict(state["recipe"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         if state.get("world_size", 1) != self.dist.world:
@@ -504,7 +567,7 @@ class _Run:
         if state.get("accumulators"):
             a = state["accumulators"]
             acc = {"loss_sum": float(a["loss_sum"]), "count": int(a["count"]),
-                   "seconds": float(a["seconds"]),
+                   "seconds": float(a["seconds"]), "extra": dict(a.get("extra") or {}),
                    "collected": {n: ([a["collected"][n]] if a["collected"].get(n) is not None
                                      and a["collected"][n].numel() else [])
                                  for n in self.metric_names}}

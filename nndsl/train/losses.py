@@ -129,6 +129,17 @@ def _any_float(fn: LossFn, args, kw):
     return None
 
 
+def _jacobian_pair(fn: LossFn, args):
+    (an, a), (bn, b) = args
+    for n, t in args:
+        if not _is_float(t):
+            raise _Mismatch(f"{fn.name} expects floating-point tensors, but `{n}` is {t}")
+    if a.rank < 1 or b.rank < 1 or a.shape[0] != b.shape[0]:
+        raise _Mismatch(f"{fn.name}({an}, {bn}) needs per-sample tensors with the same batch "
+                        f"dim, but `{an}` is {a} and `{bn}` is {b}")
+    return None
+
+
 LOSSES: dict[str, LossFn] = {f.name: f for f in [
     LossFn("mse", 2, {}, _elementwise, "mean squared error", REGRESSION),
     LossFn("mae", 2, {}, _elementwise, "mean absolute error (L1)", REGRESSION),
@@ -152,6 +163,9 @@ LOSSES: dict[str, LossFn] = {f.name: f for f in [
     LossFn("kl_normal", 2, {}, _float_pair,
            "KL(N(mu, exp(logvar)) || N(0, 1)) of a VAE's posterior, summed over latent dims and "
            "averaged over the batch"),
+    LossFn("contractive", 2, {}, lambda fn, args, kw: _jacobian_pair(fn, args),
+           "the squared Frobenius norm of the Jacobian d code / d input, averaged over the "
+           "batch: the contractive autoencoder's penalty (Rifai et al. 2011)"),
     LossFn("mean", 1, {}, _any_float, "the mean of a tensor (a loss the model computes itself)"),
     LossFn("mean_abs", 1, {}, _any_float,
            "the mean absolute value of a tensor: an L1 activity penalty (sparse codes)"),
@@ -353,11 +367,30 @@ def loss_value(fn: str, args: list, kwargs: dict):
         mu, logvar = args
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
         return kl.flatten(1).sum(1).mean() if kl.dim() > 1 else kl.sum() / max(1, kl.shape[0])
+    if fn == "contractive":
+        return _contractive(*args)
     if fn == "mean":
         return args[0].float().mean()
     if fn == "mean_abs":
         return args[0].float().abs().mean()
     raise KeyError(fn)
+
+
+def _contractive(code, x):
+    """Σ_j ‖∂code_j/∂x‖² per sample, averaged over the batch: one backward pass per code unit
+    (samples are independent, so the gradient of the batch sum of unit j is each sample's
+    row j of its Jacobian)."""
+    import torch
+    if not x.requires_grad:
+        raise TrainError("contractive(code, input) needs the gradient with respect to a model "
+                         "input: its second argument must be an input the code depends on",
+                         code="E1207")
+    flat = code.flatten(1)
+    total = code.new_zeros((), dtype=torch.float32)
+    for j in range(flat.shape[1]):
+        g, = torch.autograd.grad(flat[:, j].sum(), x, create_graph=True, retain_graph=True)
+        total = total + g.float().pow(2).sum()
+    return total / max(1, code.shape[0])
 
 
 def _classes_at_1(scores, target):

@@ -58,3 +58,43 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def write_image_grid(path: Path, samples) -> Path:
+    """Samples as a PNG grid: [n, C, H, W] images (1 or 3 channels), or [n, F] with a square
+    number of features shown as F = H × H gray images; values are scaled to their range."""
+    import math
+
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from nndsl.errors import ArgumentError
+    x = samples.detach().float().cpu()
+    if x.dim() == 2 and math.isqrt(x.shape[1]) ** 2 == x.shape[1]:
+        s = math.isqrt(x.shape[1])
+        x = x.reshape(-1, 1, s, s)
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ArgumentError(f"samples of shape {list(samples.shape)} are not images",
+                            code="E1224", hint="write them to an .npz file instead (-o X.npz)")
+    lo, hi = float(x.min()), float(x.max())
+    x = (x - lo) / max(hi - lo, 1e-8)
+    n = x.shape[0]
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols, rows), dpi=80, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = x[i].permute(1, 2, 0).numpy()
+            ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
+    fig.tight_layout(pad=0.1)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except (OSError, ValueError) as e:
+        from nndsl.fsutil import write_error
+        raise write_error(path, e) from None
+    return Path(path)

@@ -26,6 +26,7 @@ class Builder:
     def __init__(self, symbol_sources: dict[str, tuple[str, int]]):
         self.nodes: list = []
         self.initializers: list = []
+        self.value_infos: list = []   # types of intermediate values that inference cannot know
         self._names: set[str] = set()
         self._consts: dict = {}
         self._dims: dict[str, str] = {}

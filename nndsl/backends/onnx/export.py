@@ -88,6 +88,7 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
     g = model.graph
     g.name = graph.name
     g.node.extend(b.nodes)
+    g.value_info.extend(b.value_infos)
     g.input.extend(value_info(n, graph.node(n).type) for n in graph.inputs)
     g.output.extend(outputs)
     for name, arr in b.initializers:

@@ -259,6 +259,9 @@ def _group_norm(b, a, ins, n):
     bias = bias or _ones_like_channels(b, t, c, 0.0)
     b.op1("GroupNormalization", [x, w, bias], out=n.out, num_groups=a["groups"],
           epsilon=a["eps"])
+    # onnx's shape inference leaves GroupNormalization's output untyped: state it
+    from nndsl.backends.onnx.builder import value_info
+    b.value_infos.append(value_info(n.out, n.out_types[0]))
 
 
 def _embedding(b, a, ins, n):
