@@ -51,6 +51,8 @@ BUILTINS: dict[str, BuiltinSet] = {b.name: b for b in [
                "input (scikit-learn's make_blobs)"),
     BuiltinSet("sequences", "sequence", None, 2, None, "synthetic token sequences: label 1 when "
                "most tokens come from the first half of the vocabulary"),
+    BuiltinSet("graphs", "graph", None, 3, None, "synthetic graphs (node features and a dense "
+               "adjacency matrix): class c has c + 1 communities"),
 ]}
 
 # arguments of the generated sets (the bundled ones take none)
@@ -58,7 +60,24 @@ DATASETS: dict[str, Choice] = {
     **{n: Choice(n, {}, b.doc) for n, b in BUILTINS.items() if b.samples is not None},
     "blobs": Choice("blobs", {"n": 1000, "classes": 3, "spread": 1.0}, BUILTINS["blobs"].doc),
     "sequences": Choice("sequences", {"n": 2000, "length": 20}, BUILTINS["sequences"].doc),
+    "graphs": Choice("graphs", {"n": 600, "classes": 3, "nodes": 16}, BUILTINS["graphs"].doc),
 }
+
+
+def graph_inputs(inputs: dict):
+    """The (features, adjacency) inputs of a graph model: [N, V, F] and [N, V, V] floats, or
+    None when the inputs are not that."""
+    floats = {n: t for n, t in inputs.items() if t.dtype in FLOAT_DTYPES and t.rank == 3}
+    if len(inputs) != 2 or len(floats) != 2:
+        return None
+    adj = [n for n, t in floats.items() if t.shape[1] == t.shape[2]]
+    names = list(floats)
+    if len(adj) == 2:       # both square: the adjacency is the one whose name says so
+        adj = [n for n in names if "adj" in n.lower()] or names[1:]
+    if len(adj) != 1:
+        return None
+    feats = next(n for n in names if n != adj[0])
+    return feats, adj[0]
 
 
 def data_error(msg: str, span: Span | None, hint: str | None = None, code: str = "E1214"):
@@ -69,6 +88,15 @@ def check_builtin(name: str, args: dict, inputs: dict, targets: dict, loss_info,
                   span) -> None:
     """Compile-time checks of a built-in set against the model's input and the targets."""
     b = BUILTINS[name]
+    if b.kind == "graph":
+        if graph_inputs(inputs) is None:
+            raise data_error(f"`{name}` gives node features [N, V, F] and an adjacency matrix "
+                             f"[N, V, V], but the model's inputs are "
+                             + ", ".join(f"{n}: {t}" for n, t in inputs.items()), span,
+                             "declare `input x: f32[N, V, F]` and `input adj: f32[N, V, V]`")
+        for tname, ttype in targets.items():
+            _check_target(name, args.get("classes", b.classes), tname, ttype, span)
+        return
     if len(inputs) != 1:
         raise data_error(f"`{name}` gives one input, but the model has {len(inputs)}: "
                          f"{', '.join(inputs)}", span, "use an .npz file with one array per input")
@@ -163,6 +191,8 @@ def load(spec: dict, inputs: dict, targets: dict, seed: int, span: Span | None,
 def _load_builtin(name, args, inputs, targets, seed, span, ranges) -> Data:
     import numpy as np
     import torch
+    if name == "graphs":
+        return _graphs(args, inputs, targets, seed)
     (iname, itype), = inputs.items()
     notes = []
     if name == "digits" or name in ("iris", "breast_cancer", "wine", "diabetes"):
@@ -210,6 +240,32 @@ def _sequences(n, length, iname, itype, seed, ranges):
     mid = (lo + hi) // 2
     y = ((x < mid).sum(1) * 2 > t).long().numpy()
     return x, y
+
+
+def _graphs(args, inputs, targets, seed) -> Data:
+    """Stochastic block model graphs: a graph of class c has c + 1 equal communities, edges
+    inside a community with probability 0.5 and across with 0.05; node features are Gaussian
+    noise plus the node's degree, so the class is in the structure, not in the features."""
+    import torch
+    feats, adj = graph_inputs(inputs)
+    ft = inputs[feats]
+    v = _static(ft.shape[1]) or int(args["nodes"])
+    f = _static(ft.shape[2]) or 4
+    n, classes = int(args["n"]), int(args["classes"])
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    community = (torch.arange(v)[None, :] * (y[:, None] + 1)) // v          # [n, v]
+    same = community[:, :, None] == community[:, None, :]
+    p = torch.where(same, torch.tensor(0.5), torch.tensor(0.05))
+    upper = torch.triu(torch.rand(n, v, v, generator=g) < p, diagonal=1)
+    a = (upper | upper.transpose(1, 2)).float()
+    x = torch.randn(n, v, f, generator=g) * 0.5
+    x[:, :, 0] = a.sum(2) / v
+    arrays = {feats: x.to(_torch_dtype(ft.dtype)), adj: a.to(_torch_dtype(inputs[adj].dtype))}
+    for tname, ttype in targets.items():
+        arrays[tname] = _fit_labels(y.numpy(), ttype)
+    note = f"graphs: {n} graphs of {v} nodes, {classes} classes (1 to {classes} communities)"
+    return Data(arrays, n, [note], "graphs", ())
 
 
 def _torch_dtype(d: str):
