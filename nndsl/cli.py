@@ -171,7 +171,8 @@ def cmd_train(args) -> int:
                  "seed": args.seed, "device": args.device, "amp": args.amp,
                  "compile": args.compile, "checkpoint": args.checkpoint}
     result = run_training(args.spec, model=args.model, params=_params(args.param),
-                          overrides=overrides, out=args.out, resume=args.resume, ddp=args.ddp,
+                          overrides=overrides, out=args.out, resume=args.resume,
+                          ddp="fsdp" if args.fsdp else args.ddp,
                           quiet=args.quiet)
     return 130 if result.interrupted else 0
 
@@ -290,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--checkpoint", action="store_true",
                    help="gradient checkpointing per block (less memory, more compute)")
+    p.add_argument("--fsdp", action="store_true",
+                   help="fully sharded data-parallel under torchrun (parameters, gradients and "
+                        "optimizer state split across processes)")
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel under torchrun (gloo on CPU, NCCL on CUDA)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 
 from nndsl.errors import ArgumentError, NndslError
-from nndsl.ir.graph import Graph, Node, Value
+from nndsl.ir.graph import Graph, Node, Value, body_of
 from nndsl.ir.printer import fmt_attr
 from nndsl.ir.types import SymDim, TensorType
 
@@ -108,7 +108,7 @@ def html_text(s) -> str:
 # Fill colours by kind of op; anything else is white.
 _FILL = [
     ("#dbe7fb", ("conv1d", "conv2d", "conv3d", "conv_transpose2d", "linear", "matmul", "bmm",
-                 "embedding", "lstm", "gru", "rnn", "einsum")),
+                 "embedding", "lstm", "gru", "rnn", "scan", "einsum")),
     ("#dcf2e3", ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")),
     ("#fdf0d2", ("relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax", "elu",
                  "leaky_relu", "softplus", "mish", "hardswish", "dropout")),
@@ -136,7 +136,24 @@ def _op_label(node: Node, counts: _Counts | None) -> str:
         head += ' <FONT COLOR="#4b5563">· ' + " · ".join(extra) + "</FONT>"
     types = "<BR/>".join(html_text(t) for t in node.types)
     return (f"<{head}<BR/><FONT POINT-SIZE=\"10\">{html_text(node.name)}</FONT>"
+            f"{_body_label(node)}"
             f"<BR/><FONT POINT-SIZE=\"9\" COLOR=\"#4b5563\">{types}</FONT>>")
+
+
+def _body_label(node: Node) -> str:
+    """For a scan: how many steps it runs and the ops of one step, in order of first use."""
+    body = body_of(node)
+    if body is None:
+        return ""
+    a = node.attr
+    counts: dict[str, int] = {}
+    for n in body.graph:
+        if n.op not in ("input", "scalar"):
+            counts[n.op] = counts.get(n.op, 0) + 1
+    ops = ", ".join(op + (f" ×{k}" if k > 1 else "") for op, k in counts.items())
+    steps = f"over dim {a.get('dim', 1)}" if a.get("n_over") else f"{a.get('steps')} steps"
+    return (f"<BR/><FONT POINT-SIZE=\"9\" COLOR=\"#4b5563\">each step ({html_text(steps)}): "
+            f"{html_text(ops or 'no ops')}</FONT>")
 
 
 def _io_label(kind: str, name: str, t: TensorType) -> str:

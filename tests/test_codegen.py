@@ -401,6 +401,38 @@ SMALL_SPECS = {
             output o3 = a |> stack(2, 4) as st |> ident as id2
             output o4 = fc(a * 3) |> ident
         }""",
+    "scans": """
+        import std.recurrent
+        block attend_step(hidden: int, vocab: int) {
+            input y: f32[B, E]
+            input h: f32[B, hidden]
+            input c: f32[B, hidden]
+            input memory: f32[B, S, hidden]
+            h2, c2 = lstm_cell(y, h, c, hidden) as cell
+            a = (h2 |> unsqueeze(1)) @ memory.T |> softmax(dim=-1)
+            ctx = a @ memory |> squeeze(1)
+            logits = concat([ctx, h2], dim=-1) |> linear(vocab) as head
+            return h2, c2, logits, argmax(logits, dim=-1)
+        }
+        block feedback(k: float) {
+            input h: f32[B, D]
+            h2 = h * k |> tanh
+            return h2, h2, argmax(h2, dim=1, keepdim=true)
+        }
+        model scans(hidden: int = 6) {
+            input x: f32[N, T, 4]
+            input memory: f32[N, S, 6]
+            h0 = zeros([N, hidden])
+            h, c, logits, words = scan(attend_step(hidden, 5, memory=memory) as dec, over=x,
+                                       init=(h0, h0))
+            g, gs, picks = scan(feedback(0.5) as fb, init=h, steps=3)
+            output o1 = logits
+            output o2 = words
+            output o3 = gs
+            output o4 = picks
+            output o5 = c
+            output o6 = argmax(memory, dim=1)
+        }""",
     "tied": """
         model tied(vocab: int = 50, d: int = 8) {
             input t: i64[N, T]
@@ -448,6 +480,27 @@ def test_blocks_shared_instances_and_tied_weights_read_naturally():
     assert "self.gain = nn.Parameter(torch.ones(4))" in source
     tied = generate_source(nndsl.compile(textwrap.dedent(SMALL_SPECS["tied"]), opt="O0").graph)
     assert "F.linear(wte, self.wte.weight, self.head.bias)" in tied
+
+
+def test_scalar_constants_shared_across_blocks_keep_the_block_classes(tmp_path):
+    """CSE (O1) leaves one node per distinct constant: a block's `6.0` may be the model's. A
+    number is written where it is used, so it does not tie the block's class to the outside."""
+    c = nndsl.compile(textwrap.dedent("""
+        block clipped(c: int) {
+            input x: f32[N, C]
+            return minimum(maximum(x |> linear(c) as fc, 0.0), 6.0)
+        }
+        model m() {
+            input x: f32[N, 4]
+            y = minimum(maximum(x, 0.0), 6.0)
+            output z = y |> clipped(8) as a |> clipped(8) as b
+        }"""), opt="O1")
+    assert sum(n.op == "scalar" for n in c.graph) == 2
+    source = generate_source(c.graph)
+    assert "self.a = Clipped(c=8)" in source and "self.b = Clipped2(c=8)" in source
+    assert source.count("torch.clamp(maximum, max=6.0)") == 3
+    (tmp_path / "model.py").write_text(source)
+    assert_same_behaviour(c, import_file(tmp_path / "model.py").M(), batch=3)
 
 
 def test_names_that_every_module_has_are_refused():

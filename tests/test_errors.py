@@ -86,6 +86,13 @@ CASES: dict[str, object] = {
     "slice_out_of_range": 3,
     "absurd_input_dim": 2,
     "absurd_linear": 3,
+    # scan: cell-level recurrence
+    "scan_state_shape": 9,
+    "scan_state_arity": 11,
+    "scan_step_arity": 6,
+    "scan_not_a_block": 3,
+    "scan_no_steps": 5,
+    "scan_over_lengths": 11,
     # assertions and compile-time conditions
     "assert_failed": 2,
     "block_assert": ("std/attention.nn", 7),

@@ -372,7 +372,12 @@ def test_mnist_cnn_spec_trains(tmp_path):
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(
     os.path.join(os.path.dirname(sys.executable), "torchrun")), reason="torchrun not found")
-def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path):
+@pytest.mark.parametrize("mode", ["--ddp", "--fsdp"])
+def test_two_processes_match_one_process_with_twice_the_batch(tmp_path, mode):
+    """DDP, and FSDP (sharded parameters, gradients and optimizer state), on two CPU
+    processes: the same losses as one process with twice the batch. FSDP is stopped after
+    epoch 1 and resumed, which gathers and re-shards the momentum buffers through the
+    checkpoint."""
     s = spec(tmp_path, opt="sgd(lr=0.05, momentum=0.9)", sched="constant", epochs=2)
     text = s.read_text().replace("    augment = [noise(0.05)]\n", "") \
         .replace("p: float = 0.1", "p: float = 0.0").replace("val_split = 0.15", "val_split = 0.2")
@@ -380,18 +385,34 @@ def test_ddp_two_processes_match_one_process_with_twice_the_batch(tmp_path):
     torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable),
                                                         "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
-           "-m", "nndsl", "train", str(s), "--ddp", "--batch", "32", "--out",
-           str(tmp_path / "ddp"), "--quiet"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
-    assert p.returncode == 0, p.stdout + p.stderr
+    out = tmp_path / mode[2:]
+
+    def launch(*extra):
+        cmd = [torchrun, "--nproc_per_node", "2", "--master_port",
+               str(29500 + (os.getpid() + len(extra)) % 1000), "-m", "nndsl", "train", str(s),
+               mode, "--batch", "32", "--quiet", *extra]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env,
+                           cwd=tmp_path)
+        assert p.returncode == 0, p.stdout + p.stderr
+    if mode == "--fsdp":
+        launch("--out", str(out), "--epochs", "1")
+        launch("--resume", str(out), "--epochs", "2")
+    else:
+        launch("--out", str(out))
     single = run_training(s, out=tmp_path / "one", quiet=True, overrides={"batch": 64})
-    ddp = [json.loads(x) for x in (tmp_path / "ddp/metrics.jsonl").read_text().splitlines()]
-    assert json.loads((tmp_path / "ddp/config.json").read_text())["world_size"] == 2
-    for a, b in zip(ddp, single.history):
+    multi = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+    assert len(multi) == len(single.history) == 2
+    for a, b in zip(multi, single.history):
         assert a["step"] == b["step"]
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    # the checkpoint holds whole tensors in the spec's names, whichever way it was trained
+    w_multi = load_file(str(out / "checkpoints/last.safetensors"))
+    w_one = load_file(str(tmp_path / "one/checkpoints/last.safetensors"))
+    assert sorted(w_multi) == sorted(w_one)
+    for k in w_one:
+        torch.testing.assert_close(w_multi[k], w_one[k], rtol=1e-4, atol=1e-5)
 
 
 def test_torch_compile_trains_like_eager(tmp_path):

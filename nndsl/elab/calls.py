@@ -203,6 +203,9 @@ class CallMixin:
                 raise ArgumentError(f"`{fname}` got `{k}` both by position and by keyword",
                                     span=sp, code="E0222")
             args[k] = (v, sp)
+        # where each argument was written, for messages about combinations of them (scan)
+        self.last_arg_spans = {k: v[1] for k, v in args.items() if isinstance(v, tuple) and
+                               len(v) == 2 and isinstance(v[1], Span)}
         out: dict = {}
         complete = True
         for p in params:
@@ -252,7 +255,7 @@ class CallMixin:
         if isinstance(callee, Surface):
             ctx = BuildCtx(self, frame, span, qual, inst, reuse)
             out = self._build(callee, ctx, args)
-            self.graph.meta.setdefault("layers", {}).setdefault(qual, {
+            self.root.meta.setdefault("layers", {}).setdefault(qual, {
                 "kind": callee.name,
                 "args": {k: v for k, v in args.items() if not isinstance(v, TensorVal)
                          and k not in ("h0", "c0")}})
@@ -266,6 +269,8 @@ class CallMixin:
         try:
             return surface.build(ctx, args)
         except ShapeError as e:
+            if getattr(e, "located", False):   # the function said where its tensors came from
+                raise
             tensors = []
             for v in args.values():
                 tensors.extend(v if isinstance(v, tuple) else (v,))

@@ -70,9 +70,12 @@ class BuildCtx:
 
     def param(self, local: str, shape: tuple, init: tuple, dtype: str = "f32",
               trainable: bool = True) -> TensorVal:
-        g = self.graph
+        g = self.el.root   # parameters live in the model's graph, even when a scan body uses them
         qual = _join(self.scope, local)
         t = TensorType(dtype, tuple(shape))
+        if qual in self.graph and self.graph is not g:
+            raise DefinitionError(f"`{qual}` names both a parameter and another value",
+                                  span=self.span, code="E0502")
         if qual in g:
             node = g.node(qual)
             if node.op != "param":
@@ -112,12 +115,14 @@ class BuildCtx:
 
     def alias(self, local: str, value: TensorVal) -> None:
         """``{scope}.{local}`` is another name for the parameter ``value`` (tied weights)."""
-        node = self.graph.producer(value.value)
-        if node.op == "param":
-            self.graph.meta.setdefault("aliases", {})[_join(self.scope, local)] = node.name
+        node = self.el.producer(value.value)
+        if node is not None and node.op == "param":
+            self.el.root.meta.setdefault("aliases", {})[_join(self.scope, local)] = node.name
 
-    def emit(self, op: str, inputs: list, attrs: dict) -> tuple:
+    def emit(self, op: str, inputs: list, attrs: dict, name: str | None = None) -> tuple:
         g = self.graph
+        # inside a scan body, a value of an enclosing graph is read through a body input
+        inputs = [self.el.local(v) if v is not None else None for v in inputs]
         sig = SIGNATURES[op]
         full = {**sig.attrs, **attrs}
         in_types = [v.type if v is not None else None for v in inputs]
@@ -127,8 +132,8 @@ class BuildCtx:
             e.with_span(self.span)
             e.notes.extend(self.el._provenance(inputs, at=self.span))
             raise
-        base = self.inst.qualname if (self.inst is not None and self.scope ==
-                                      self.inst.qualname) else _join(self.scope, op)
+        base = name or (self.inst.qualname if (self.inst is not None and self.scope ==
+                                               self.inst.qualname) else _join(self.scope, op))
         name = g.fresh_name(base)
         node = g.add(Node.make(name, op, [v.value if v is not None else None for v in inputs],
                                attrs, types, self.span, self.frame.scope))
@@ -168,10 +173,8 @@ class BuildCtx:
 
     def index_range(self, x: TensorVal, high: int) -> None:
         """Record that the integer input ``x`` comes from must hold values in [0, high)."""
-        node = self.graph.producer(x.value)
-        while node.op in SHAPE_ONLY_OPS and node.inputs:
-            node = self.graph.producer(node.inputs[0])
-        if node.op == "input":
-            ranges = self.graph.meta["input_ranges"]
+        node = self.el.source_node(x.value, SHAPE_ONLY_OPS)
+        if node is not None and node.op == "input":
+            ranges = self.el.root.meta["input_ranges"]
             lo, hi = ranges.get(node.name, (0, high))
             ranges[node.name] = (lo, min(hi, high))

@@ -22,6 +22,7 @@ from nndsl.elab.calls import CallMixin
 from nndsl.elab.context import BuildCtx, Frame, _join, _Return
 from nndsl.elab.expressions import ExpressionMixin
 from nndsl.elab.loader import Program
+from nndsl.elab.scan import ScanMixin
 from nndsl.elab.values import Instance, SymCond, TensorVal
 from nndsl.errors import (ArgumentError, DefinitionError, LimitError, NndslError, ShapeError,
                           Span, SpecAssertionError)
@@ -48,12 +49,14 @@ def _names_in(node) -> list:
     return out
 
 
-class Elaborator(ExpressionMixin, CallMixin):
+class Elaborator(ExpressionMixin, CallMixin, ScanMixin):
     """Builds the :class:`Graph` of one model of a :class:`Program`."""
 
     def __init__(self, program: Program):
         self.program = program
-        self.graph: Graph | None = None
+        self.graph: Graph | None = None   # where ops go: the model's graph, or a scan body
+        self.root: Graph | None = None    # the model's graph (parameters, inputs, outputs)
+        self._bodies: list = []           # the scan bodies being built, innermost last
         self.counters: dict[str, dict[str, int]] = {}
         self.instances: dict[str, Instance] = {}
         self.call_stack: list[str] = []
@@ -63,7 +66,7 @@ class Elaborator(ExpressionMixin, CallMixin):
     # ------------------------------------------------------------------ entry
     def elaborate(self, model: str, overrides: dict | None = None) -> Graph:
         defn = self.program.definitions[model]
-        self.graph = g = Graph(defn.name)
+        self.graph = self.root = g = Graph(defn.name)
         frame = Frame({}, "", defn, is_model=True)
         values = self._bind_params(defn, {}, overrides or {}, defn.span, from_user=True)
         frame.env.update(values)
@@ -190,7 +193,7 @@ class Elaborator(ExpressionMixin, CallMixin):
         msg = self._eval(s.message, frame) if s.message is not None else None
         msg = str(msg) if msg is not None else None
         if isinstance(cond, SymCond):
-            self.graph.meta["constraints"].append((cond, msg, s.span))
+            self.root.meta["constraints"].append((cond, msg, s.span))
             return
         if not self._truth(cond, s.cond.span):
             raise SpecAssertionError(f"assertion failed: {msg}" if msg else "assertion failed",
@@ -403,7 +406,7 @@ class Elaborator(ExpressionMixin, CallMixin):
         init = ("zeros",)
         if s.init is not None:
             init = self._init_spec(s.init, frame)
-        ctx = BuildCtx(self, frame, s.span, frame.scope, None)
+        ctx = BuildCtx(self, frame, s.span, frame.scope, None, frame.reuse)  # shared: reuse
         frame.env[s.name] = ctx.param(s.name, tuple(dims), init, dtype=dtype)
 
     def _init_spec(self, e, frame: Frame) -> tuple:
@@ -440,8 +443,8 @@ class Elaborator(ExpressionMixin, CallMixin):
         for v in vals:
             if not isinstance(v, TensorVal):
                 continue
-            node = self.graph.producer(v.value)
-            if node.op == "scalar" or node.op == "param" and (at is None or node.span == at):
+            node = self.producer(v.value)
+            if node is None or node.op == "scalar" or node.op == "param" and (at is None or node.span == at):
                 continue
             what = "input" if node.op == "input" else node.op
             notes.append((f"{v.type} comes from {what} `{node.name}`", node.span))

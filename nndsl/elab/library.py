@@ -446,6 +446,21 @@ FUNCTIONS = {
 }
 
 
+def _scan(ctx, a):
+    return ctx.el.scan(ctx, a)
+
+
+def _argmax(ctx, a):
+    return ctx.emit("argmax", [a["x"]], {"dim": a["dim"], "keepdim": a["keepdim"]})[0]
+
+
+FUNCTIONS["argmax"] = Surface("argmax", (X, P("dim", "int", -1), P("keepdim", "bool", False)),
+                              _argmax, doc="index (i64) of the largest value along dim")
+FUNCTIONS["scan"] = Surface(
+    "scan", (P("step", "any", R), P("over", "any", None), P("init", "any", None),
+             P("dim", "int", 1), P("steps", "any", None)), _scan,
+    doc="apply a step block once per time step with shared weights, carrying state: returns "
+        "the final state, then the per-step outputs stacked along dim")
 FUNCTIONS["expand"] = Surface("expand", (X, P("shape", "dims", R)), _reshape_like("expand"))
 FUNCTIONS["mean"] = Surface("mean", FUNCTIONS["mean"].params, _reduce("mean"),
                             numeric=_py_reduce(lambda v: sum(v) / len(v)))

@@ -37,6 +37,54 @@ def freeze(x: Any) -> Any:
     return x
 
 
+class Body:
+    """The subgraph a node runs repeatedly (``scan``): an immutable :class:`Graph` as an attribute.
+
+    The body's ``input`` nodes are, in order, what the node gives it at each step (the per-step
+    slices, the carried state, then the outer values it reads, "captures"); its outputs are what
+    a step returns. Two bodies are equal when they print alike, so nodes stay hashable and
+    comparable. Nobody mutates a body's graph: a pass that changes it builds a new ``Body``.
+    """
+
+    __slots__ = ("graph", "_key", "cache")
+
+    def __init__(self, graph: "Graph"):
+        self.graph = graph
+        self._key: str | None = None
+        self.cache: dict = {}   # what backends derive from the body (a torch plan), built once
+
+    @property
+    def key(self) -> str:
+        if self._key is None:
+            from nndsl.ir.printer import print_graph
+            self._key = print_graph(self.graph)
+        return self._key
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Body) and (other is self or other.key == self.key)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        ops = sum(1 for n in self.graph if n.op != "input")
+        return f"<{self.graph.name}: {ops} ops>"
+
+    def __deepcopy__(self, memo) -> "Body":
+        return self     # immutable: a copied module shares it
+
+    def __reduce__(self):
+        return (Body, (self.graph,))     # what backends cached is rebuilt, not pickled
+
+
+def body_of(node: "Node") -> "Body | None":
+    """The subgraph a node runs (``scan``), or None for an ordinary op."""
+    for _, v in node.attrs:
+        if isinstance(v, Body):
+            return v
+    return None
+
+
 @dataclass(frozen=True)
 class Node:
     name: str

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from nndsl.ir.graph import Graph, Node
+from nndsl.ir.graph import Body, Graph, Node, body_of
 from nndsl.ir.ops import SIGNATURES
 
 
@@ -35,6 +35,7 @@ def format_node(node: Node) -> str:
              or node.op in ("reshape", "expand", "full", "cast") and k in ("shape", "dtype")]
     if node.op in ("param", "input"):
         attrs = [(k, v) for k, v in attrs if k not in ("name",)]
+    attrs = [(k, v) for k, v in attrs if not isinstance(v, Body)]   # printed below the node
     attr_s = (" {" + ", ".join(f"{k}={fmt_attr(v)}" for k, v in attrs) + "}") if attrs else ""
     where = f"  # {os.path.basename(node.span.file)}:{node.span.line}:{node.span.col}" \
         if node.span else ""
@@ -54,12 +55,32 @@ def _input(graph: Graph, name: str) -> str:
     return text
 
 
+def _body_lines(graph: Graph, indent: str) -> list[str]:
+    """A ``scan`` body under its node: ``body(inputs) {``, its nodes, ``return ...``, ``}``."""
+    lines = [indent + "body(" + ", ".join(f"%{n}: {graph.node(n).type}" for n in graph.inputs)
+             + ") {"]
+    for node in graph:
+        if node.op != "input":
+            lines += _node_lines(node, indent + "  ")
+    lines.append(indent + "  return " + ", ".join(str(v) for _, v in graph.outputs))
+    lines.append(indent + "}")
+    return lines
+
+
+def _node_lines(node: Node, indent: str) -> list[str]:
+    lines = [indent + format_node(node)]
+    body = body_of(node)
+    if body is not None:
+        lines += _body_lines(body.graph, indent + "  ")
+    return lines
+
+
 def print_graph(graph: Graph) -> str:
     lines = [f"graph {graph.name}(" + ", ".join(_input(graph, n) for n in graph.inputs) + ") {"]
     for node in graph:
         if node.op == "input":
             continue
-        lines.append("  " + format_node(node))
+        lines += _node_lines(node, "  ")
     outs = ", ".join(f"{name}=%{v.node}" + (f"#{v.index}" if v.index else "")
                      for name, v in graph.outputs)
     lines.append(f"  return {outs}")

@@ -8,13 +8,21 @@ names the node and its source line and shows the IR around it.
 from __future__ import annotations
 
 from nndsl.errors import NndslError, VerifyError
-from nndsl.ir.graph import Graph
+from nndsl.ir.graph import Graph, body_of
 from nndsl.ir.ops import SHAPE_RULES, SIGNATURES
 
 
 def verify(graph: Graph) -> None:
+    """The invariants of ``graph`` and, recursively, of the bodies of its ``scan`` nodes (a body
+    holds no parameters: what it reads from outside comes in as its inputs)."""
     seen: set[str] = set()
     for node in graph:
+        body = body_of(node)
+        if body is not None:
+            if any(n.op == "param" for n in body.graph):
+                _fail(graph, node, "its body holds a parameter; parameters live in the outer "
+                                   "graph and come in as inputs")
+            verify(body.graph)
         if node.op not in SIGNATURES:
             _fail(graph, node, f"unknown op `{node.op}`")
         sig = SIGNATURES[node.op]

@@ -29,7 +29,7 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
     seen: dict[tuple, Node] = {}
     for node in graph:
         n = rw.remapped(node)
-        if n.op in ("input", "param") + RANDOM_OPS:
+        if n.op in ("input", "param", "scan") + RANDOM_OPS:   # a scan's body may draw
             rw.add(n)
             continue
         key = (n.op, n.inputs, n.attrs, n.types)

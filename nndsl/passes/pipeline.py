@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nndsl.errors import ArgumentError, NndslError, PassError
-from nndsl.ir.graph import Graph
+from nndsl.ir.graph import Body, Graph, body_of
 from nndsl.ir.verify import verify
 from nndsl.passes import cleanup, fusion, inference
 
@@ -84,6 +84,34 @@ def _refresh_regions(graph: Graph) -> None:
     graph.meta["regions"] = [fresh[id(r)] for r in regions if id(r) in fresh]
 
 
+def run_pass(fn: Callable[[Graph], tuple], graph: Graph) -> tuple[Graph, bool]:
+    """``fn`` on the bodies of ``scan`` nodes (innermost first), then on ``graph``. A body is
+    optimized like a graph of its own: its inputs and the types of its outputs stay."""
+    rebuilt, inner = None, False
+    for i, node in enumerate(graph):
+        body = body_of(node)
+        if body is None:
+            continue
+        new_body, changed = run_pass(fn, body.graph)
+        if not changed:
+            continue
+        if rebuilt is None:
+            rebuilt = list(graph)
+        new_body.meta = {k: v for k, v in new_body.meta.items() if k != "regions"}
+        attrs = {k: (Body(new_body) if isinstance(v, Body) else v) for k, v in node.attrs}
+        rebuilt[i] = node.with_(attrs=attrs)
+        inner = True
+    if rebuilt is not None:
+        g = Graph(graph.name)
+        for node in rebuilt:
+            g.add(node)
+        g.outputs = list(graph.outputs)
+        g.meta = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in graph.meta.items()}
+        graph = g
+    out, changed = fn(graph)
+    return out, changed or inner
+
+
 @dataclass
 class PassRecord:
     name: str
@@ -125,7 +153,7 @@ def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_afte
         p = PASSES[name]
         t0 = time.perf_counter()
         try:
-            out, changed = p.fn(graph)
+            out, changed = run_pass(p.fn, graph)
             if changed or out is not graph:
                 verify(out)
         except NndslError as e:

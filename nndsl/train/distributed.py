@@ -1,9 +1,11 @@
 """Data-parallel training under ``torchrun``: process group set-up and small collectives.
 
-``torchrun --nproc_per_node 2 -m nndsl train SPEC --ddp`` starts one process per worker with
-``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address in the environment. Each
+``torchrun --nproc_per_node 2 -m nndsl train SPEC --ddp`` (or ``--fsdp``) starts one process
+per worker with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address in the environment. Each
 process trains on its share of every epoch's samples (``batch`` is per process); DDP averages
-gradients. gloo on CPU, NCCL on CUDA. Rank 0 alone prints and writes the run folder.
+gradients. With ``--fsdp`` the model is one fully sharded unit (``fully_shard``): each process
+keeps a shard of the parameters, gradients and optimizer state, the parameters are gathered for
+each forward and backward, and checkpoints gather the whole state. gloo on CPU, NCCL on CUDA. Rank 0 alone prints and writes the run folder.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     active: bool = False
+    fsdp: bool = False          # fully sharded (FSDP2's fully_shard) instead of DDP
 
     @property
     def main(self) -> bool:
@@ -32,7 +35,7 @@ def setup(ddp: bool, device_type: str) -> Dist:
     need = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     missing = [k for k in need if k not in os.environ]
     if missing:
-        raise TrainError("--ddp needs the environment torchrun sets up (missing "
+        raise TrainError("--ddp and --fsdp need the environment torchrun sets up (missing "
                          + ", ".join(missing) + ")", code="E1222",
                          hint="run `torchrun --nproc_per_node 2 -m nndsl train SPEC --ddp`")
     import torch.distributed as dist

@@ -61,7 +61,8 @@ def train(compiled, cfg: TrainConfig, out: Path, *, resume: bool = False, ddp: b
           quiet: bool = False, hooks=(), extra_config: dict | None = None) -> RunResult:
     """Train ``compiled`` as ``cfg`` says, writing the run folder ``out``."""
     device = pick_device(cfg.device)
-    dist = D.setup(ddp, device.type)
+    dist = D.setup(bool(ddp), device.type)
+    dist.fsdp = ddp == "fsdp"
     if dist.active and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
@@ -114,6 +115,9 @@ class _Run:
         self.model = c.to_torch(seed=cfg.seed).to(self.device).checkpoint_blocks(cfg.checkpoint)
         if cfg.init and not self.resume:
             self._load_init()
+        if self.dist.active and self.dist.fsdp:
+            from torch.distributed.fsdp import fully_shard
+            fully_shard(self.model)      # one unit: parameters gathered for each forward
         frozen = 0
         for name, p in self.model.named_parameters():
             if any(in_scope(name, s) for s in cfg.freeze):
@@ -126,7 +130,7 @@ class _Run:
         if frozen:
             self.note(f"frozen: {frozen:,} parameters under {', '.join(cfg.freeze)}")
         run_model = self.model
-        if self.dist.active:
+        if self.dist.active and not self.dist.fsdp:
             from torch.nn.parallel import DistributedDataParallel
             run_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda"
@@ -463,7 +467,7 @@ class _Run:
         best = self.ckdir / "best.safetensors"
         if self.best is not None and best.exists():
             from safetensors.torch import load_file
-            self.model.load_state_dict(load_file(str(best)))
+            self._load_full_states(load_file(str(best)), None)
         return self._evaluate(self.splits.test, "test")
 
     def _update_best(self, record: dict) -> bool:
@@ -503,12 +507,20 @@ class _Run:
         """Every process calls this (the RNG states are gathered); the main one writes."""
         self.saves += 1
         rng = self._rng_state()
-        if not self.dist.main:
-            return
+        weights, optim_state = self._full_states()
+        try:
+            if self.dist.main:
+                self._write_checkpoint(tag, epoch, batch, acc, rng, weights, optim_state)
+        finally:
+            if self.dist.active:   # every process sees the files once this returns
+                import torch.distributed
+                torch.distributed.barrier()
+
+    def _write_checkpoint(self, tag, epoch, batch, acc, rng, weights, optim_state) -> None:
         state = {
             "epoch": epoch, "batch": batch, "step": self.step, "history": self.history,
             "best": self.best, "bad_epochs": self.bad_epochs, "lrs": self.lrs,
-            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "optimizer": optim_state, "schedule": self.schedule.state_dict(),
             "rng": rng, "world_size": self.dist.world,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "recipe": self.recipe.state_dict(),
@@ -519,7 +531,33 @@ class _Run:
                               for n, v in acc["collected"].items()}},
         }
         token = f"{self.step}.{self.saves}.{time.time_ns()}"
-        ckpt.save_checkpoint(self.ckdir, tag, self.model.state_dict(), state, token)
+        ckpt.save_checkpoint(self.ckdir, tag, weights, state, token)
+
+    def _full_states(self) -> tuple:
+        """The model's and the optimizer's whole states (gathered from the shards under FSDP:
+        every process takes part)."""
+        if not getattr(self.dist, "fsdp", False):
+            return self.model.state_dict(), self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                             get_model_state_dict,
+                                                             get_optimizer_state_dict)
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return (get_model_state_dict(self.model, options=opts),
+                get_optimizer_state_dict(self.model, self.optimizer, options=opts))
+
+    def _load_full_states(self, weights: dict, optim_state: dict | None) -> None:
+        if not getattr(self.dist, "fsdp", False):
+            self.model.load_state_dict(weights)
+            if optim_state is not None:
+                self.optimizer.load_state_dict(optim_state)
+            return
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                             set_model_state_dict,
+                                                             set_optimizer_state_dict)
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.model, weights, options=opts)
+        if optim_state is not None:
+            set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=opts)
 
     def _restore(self):
         weights, state = ckpt.load_checkpoint(self.ckdir, "last")
@@ -530,8 +568,7 @@ class _Run:
             raise TrainError(f"the checkpoint in {self.ckdir} does not fit the model: "
                              f"{err.message}", code="E1218",
                              hint="resume with the spec (and --param values) the run began with")
-        self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_full_states(weights, state["optimizer"])
         old_total = state["schedule"].get("total", self.schedule.total)
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler") and self.scaler is not None:

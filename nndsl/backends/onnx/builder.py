@@ -46,6 +46,17 @@ class Builder:
     def reserve(self, name: str) -> None:
         self._names.add(name)
 
+    def sub(self) -> "Builder":
+        """A builder for a subgraph (a ``Loop`` body): names stay unique across the whole model;
+        the constants and dims already made here are outer-scope values the body may read, but
+        what the body makes stays its own."""
+        s = Builder(self.symbol_sources)
+        s._names = self._names
+        s._consts = dict(self._consts)
+        s._dims = dict(self._dims)
+        s.scope, s.span = self.scope, self.span
+        return s
+
     def op(self, op_type: str, inputs: list, n_out: int = 1, out_names: list | None = None,
            **attrs) -> list[str]:
         outs = out_names or [self.fresh(f"{self.scope}/{op_type}") for _ in range(n_out)]

@@ -32,6 +32,19 @@ def _symbol_sources(graph: Graph) -> dict:
     return out
 
 
+def _read_names(nodes) -> set:
+    """Every name the nodes read, in their subgraphs (``Loop`` bodies) too."""
+    out: set = set()
+    for n in nodes:
+        out.update(n.input)
+        for attr in n.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                out |= _read_names(attr.g.node)
+            for g in attr.graphs:
+                out |= _read_names(g.node)
+    return out
+
+
 def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: str = "") -> onnx.ModelProto:
     """Lower ``graph`` to ONNX with the given parameter values (numpy arrays by spec name)."""
     b = Builder(_symbol_sources(graph))
@@ -69,7 +82,7 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
         if src != out_name:
             b.op1("Identity", [src], out=out_name)
         outputs.append(value_info(out_name, graph.type_of(v)))
-    used = {i for n in b.nodes for i in n.input}
+    used = _read_names(b.nodes)
     for node in graph.params():
         if node.name not in used:
             continue

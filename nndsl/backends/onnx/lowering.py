@@ -151,7 +151,8 @@ def _attention(b, a, ins, n):
         scale = 1.0 / float(qt.shape[-1]) ** 0.5
     scores = b.op1("MatMul", [q, b.op1("Transpose", [k], perm=perm)])
     scores = b.op1("Mul", [scores, b.const(scale, qt.dtype)])
-    neg_inf = b.const(float("-inf"), qt.dtype)
+    neg_inf = b.const(float("-inf"), qt.dtype) if a["causal"] or mask is not None and \
+        n.in_types[3].dtype == "bool" else None
     if a["causal"]:
         size = b.shape((qt.shape[-2], n.in_types[1].shape[-2]))
         ones = b.op1("ConstantOfShape", [size], value=_tensor([1.0], qt.dtype))
@@ -401,6 +402,102 @@ def _softmax(op_type: str):
     return low
 
 
+def _argmax(b, a, ins, n):
+    b.op1("ArgMax", [ins[0]], out=n.out, axis=a["dim"] % n.in_types[0].rank,
+          keepdims=int(a["keepdim"]), select_last_index=0)
+
+
+def lower_graph(b: Builder, graph, names: dict) -> None:
+    """Lower every op node of ``graph`` into ``b``; ``names`` maps the graph's input values (and
+    then every value lowered) to ONNX names."""
+    from nndsl.errors import NndslError
+    from nndsl.ir.ops import SIGNATURES
+    for node in graph:
+        if node.op == "input":
+            continue
+        outs = [b.fresh(node.name if i == 0 else f"{node.name}:{i}")
+                for i in range(len(node.types))]
+        in_types = [graph.type_of(v) if v is not None else None for v in node.inputs]
+        ins = [names[v] if v is not None else None for v in node.inputs]
+        b.scope, b.span = node.name, node.span
+        try:
+            ONNX_LOWERINGS[node.op](b, {**SIGNATURES[node.op].attrs, **node.attr}, ins,
+                                    Site(in_types, node.types, outs))
+        except NndslError as e:
+            raise e.with_span(node.span)
+        for i, o in enumerate(outs):
+            names[node.out(i)] = o
+
+
+def _scan(b, a, ins, n):
+    """A ``Loop`` whose body is the scan's body: step t reads slice t of each sequence (a
+    Gather on the loop counter), the carried state is the loop-carried values, the outer values
+    the body reads are outer-scope names, and the per-step outputs are the loop's scan outputs
+    (stacked on a new first axis, then moved to ``dim``)."""
+    from onnx import helper
+
+    from nndsl.backends.onnx.builder import value_info
+    from nndsl.ir.graph import Value
+    from nndsl.ir.types import TensorType
+    body = a["body"].graph
+    n_over, n_state, dim = a["n_over"], a["n_state"], a["dim"]
+    scope = b.scope
+    if n_over:
+        x_t = n.in_types[0]
+        d0 = dim % x_t.rank
+        count = b.op1("Shape", [ins[0]], start=d0, end=d0 + 1)
+    else:
+        count = b.dim(a["steps"])
+    trips = b.op1("Squeeze", [count, b.const([0])])
+    sub = b.sub()
+    it, cond = sub.fresh(f"{scope}/step"), sub.fresh(f"{scope}/cond")
+    states = [sub.fresh(f"{scope}/{name}") for name in body.inputs[n_over:n_over + n_state]]
+    names: dict = {}
+    sub.scope = scope
+    for i, name in enumerate(body.inputs):
+        if i < n_over:
+            d = dim % n.in_types[i].rank
+            names[Value(name)] = sub.op1("Gather", [ins[i], it], axis=d)
+        elif i < n_over + n_state:
+            names[Value(name)] = states[i - n_over]
+        else:
+            names[Value(name)] = ins[i]      # an outer value, read from the enclosing graph
+    lower_graph(sub, body, names)
+    sub.scope = scope
+    outs = [sub.op1("Identity", [cond])]
+    out_types = [TensorType("bool", ())]
+    for k, (_, v) in enumerate(body.outputs):
+        outs.append(sub.op1("Identity", [names[v]]))
+        out_types.append(body.type_of(v))
+    in_infos = [value_info(it, TensorType("i64", ())), value_info(cond, TensorType("bool", ()))]
+    in_infos += [value_info(s, body.node(nm).type)
+                 for s, nm in zip(states, body.inputs[n_over:n_over + n_state])]
+    graph = helper.make_graph(sub.nodes, f"{scope}/body", in_infos,
+                              [value_info(o, t) for o, t in zip(outs, out_types)],
+                              value_info=sub.value_infos)
+    n_scan = len(body.outputs) - n_state
+    results = b.op("Loop", [trips, ""] + list(ins[n_over:n_over + n_state]),
+                   n_out=n_state + n_scan, body=graph)
+    # ONNX infers no shape for a loop-carried value (it may change from step to step); here it
+    # cannot, so say it, and the stacked outputs' step count
+    length = n.in_types[0].shape[dim % n.in_types[0].rank] if n_over else a["steps"]
+    for j, r in enumerate(results):
+        t = n.out_types[j] if j < n_state else body.type_of(body.outputs[j][1])
+        if j >= n_state:
+            t = TensorType(t.dtype, (length,) + tuple(t.shape))
+        b.value_infos.append(value_info(r, t))
+    for j in range(n_state):
+        b.op1("Identity", [results[j]], out=n.outs[j])
+    for k in range(n_scan):
+        t = n.out_types[n_state + k]
+        d = dim % t.rank
+        perm = list(range(1, d + 1)) + [0] + list(range(d + 1, t.rank))
+        if perm == list(range(t.rank)):
+            b.op1("Identity", [results[n_state + k]], out=n.outs[n_state + k])
+        else:
+            b.op1("Transpose", [results[n_state + k]], out=n.outs[n_state + k], perm=perm)
+
+
 ONNX_LOWERINGS = {
     "scalar": _scalar, "full": _full, "arange": _arange,
     "relu": _simple("Relu"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
@@ -436,4 +533,5 @@ ONNX_LOWERINGS = {
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"), "max": _reduce("ReduceMax"),
     "min": _reduce("ReduceMin"), "prod": _reduce("ReduceProd"),
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
+    "argmax": _argmax, "scan": _scan,
 }

@@ -13,6 +13,8 @@ import operator
 import torch
 import torch.nn.functional as F
 
+from nndsl.ir.ops import SIGNATURES
+
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
           "f64": torch.float64, "i64": torch.int64, "i32": torch.int32, "i8": torch.int8,
           "u8": torch.uint8, "bool": torch.bool}
@@ -180,6 +182,86 @@ def _prod(x, dim, keepdim):
     return x
 
 
+class BodyPlan:
+    """A scan body made ready to run: one step per op node, as the module's own plan, with each
+    intermediate value dropped after its last reader."""
+
+    def __init__(self, graph):
+        multi = {n.name for n in graph if len(n.types) > 1}
+        self.inputs = list(graph.inputs)
+
+        def read(v):
+            return None if v is None else (v.node, v.index if v.node in multi else None)
+        steps = []
+        for node in graph:
+            if node.op == "input":
+                continue
+            steps.append((node.name, TORCH_LOWERINGS[node.op],
+                          {**SIGNATURES[node.op].attrs, **node.attr},
+                          tuple(read(v) for v in node.inputs)))
+        self.outputs = [read(v) for _, v in graph.outputs]
+        keep = {o[0] for o in self.outputs}
+        last: dict = {}
+        for i, (_, _, _, reads) in enumerate(steps):
+            for r in reads:
+                if r is not None:
+                    last[r[0]] = i
+        free: list = [[] for _ in steps]
+        for name, i in last.items():
+            if name not in keep:
+                free[i].append(name)
+        self.steps = [(name, low, attrs, reads, tuple(free[i]))
+                      for i, (name, low, attrs, reads) in enumerate(steps)]
+
+    def __call__(self, rt, args: list) -> list:
+        vals = dict(zip(self.inputs, args))
+
+        def get(r):
+            return vals[r[0]] if r[1] is None else vals[r[0]][r[1]]
+        for name, low, attrs, reads, free in self.steps:
+            vals[name] = low(rt, attrs, [None if r is None else get(r) for r in reads])
+            for dead in free:
+                del vals[dead]
+        return [get(r) for r in self.outputs]
+
+
+def body_plan(body) -> BodyPlan:
+    """The plan of a scan body, built once per body."""
+    plan = body.cache.get("torch")
+    if plan is None:
+        plan = body.cache["torch"] = BodyPlan(body.graph)
+    return plan
+
+
+def _scan(rt, a, ins):
+    """A Python loop over the steps: slice the sequences, run the body, carry the state."""
+    body = a["body"]
+    run = body_plan(body)
+    n_over, n_state, dim = a["n_over"], a["n_state"], a["dim"]
+    over = ins[:n_over]
+    state = list(ins[n_over:n_over + n_state])
+    rest = list(ins[n_over + n_state:])
+    length = over[0].shape[dim % over[0].dim()] if over else rt.dim(a["steps"])
+    dims = [dim % x.dim() for x in over]
+    outs = [[] for _ in range(len(body.graph.outputs) - n_state)]
+    for t in range(length):
+        res = run(rt, [x.select(d, t) for x, d in zip(over, dims)] + state + rest)
+        state = res[:n_state]
+        for acc, y in zip(outs, res[n_state:]):
+            acc.append(y)
+    stacked = []
+    for (_, v), acc in zip(body.graph.outputs[n_state:], outs):
+        t = body.graph.type_of(v)
+        d = dim % (t.rank + 1)
+        if acc:
+            stacked.append(torch.stack(acc, d))
+        else:      # no steps: an empty sequence of outputs
+            shape = [rt.dim(s) for s in t.shape]
+            stacked.append(torch.empty(shape[:d] + [0] + shape[d:], dtype=DTYPES[t.dtype],
+                                       device=rt.device))
+    return _one_or_tuple(tuple(state) + tuple(stacked))
+
+
 TORCH_LOWERINGS = {
     "scalar": lambda rt, a, ins: a["value"],
     "full": _full,
@@ -236,4 +318,6 @@ TORCH_LOWERINGS = {
     "min": _reduce(torch.amin), "prod": _reduce(_prod),
     "softmax": lambda rt, a, ins: F.softmax(ins[0], a["dim"]),
     "log_softmax": lambda rt, a, ins: F.log_softmax(ins[0], a["dim"]),
+    "argmax": lambda rt, a, ins: torch.argmax(ins[0], a["dim"], a["keepdim"]),
+    "scan": _scan,
 }

@@ -99,6 +99,21 @@ def _recurrent(gates: int):
     return rule
 
 
+def _scan(ins, outs, a):
+    """Steps × the FLOPs of one run of the body."""
+    from nndsl.ir.ops.shapes import scan_length
+    from nndsl.ir.ops.signatures import SIGNATURES
+    body = a["body"].graph
+    per_step: Dim = 0
+    for node in body:
+        if node.op == "input":
+            continue
+        in_types = [body.type_of(v) if v is not None else None for v in node.inputs]
+        per_step = per_step + flops(node.op, in_types, node.types,
+                                    {**SIGNATURES[node.op].attrs, **node.attr})
+    return scan_length(ins, a) * per_step
+
+
 FLOP_RULES: dict[str, Callable] = {
     "input": _zero, "param": _zero, "scalar": _zero, "full": _zero, "arange": _zero,
     **{op: _per_out() for op in UNARY}, "logical_not": _per_out(),
@@ -119,6 +134,7 @@ FLOP_RULES: dict[str, Callable] = {
                             "unsqueeze", "expand", "concat", "split", "slice")},
     **{op: _per_in() for op in REDUCE},
     "softmax": _per_out(5), "log_softmax": _per_out(5),
+    "argmax": _per_in(), "scan": _scan,
 }
 
 

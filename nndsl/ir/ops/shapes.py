@@ -547,6 +547,63 @@ def _softmax(ins, a):
     return (ins[0],)
 
 
+def _argmax(ins, a):
+    x = ins[0]
+    d = norm_axis(a["dim"], x.rank)
+    s = [1 if i == d else n for i, n in enumerate(x.shape)] if a["keepdim"] else \
+        [n for i, n in enumerate(x.shape) if i != d]
+    return (_T("i64", s),)
+
+
+def scan_length(ins, a) -> Dim:
+    """The number of steps of a ``scan``: the length of its sequences along ``dim``, else
+    ``steps``."""
+    if a["n_over"]:
+        x = ins[0]
+        return x.shape[norm_axis(a["dim"], x.rank)]
+    if a["steps"] is None:
+        raise ShapeError("scan needs sequences to step over or a number of steps", code="E0319")
+    return a["steps"]
+
+
+def _scan(ins, a):
+    body = a["body"].graph
+    n_over, n_state = a["n_over"], a["n_state"]
+    want = [body.node(n).type for n in body.inputs]
+    if len(ins) != len(want) or n_over + n_state > len(ins):
+        raise ShapeError(f"scan has {len(ins)} operands but its body takes {len(want)} inputs",
+                         code="E0319")
+    length = scan_length(ins, a)
+    given = []
+    for i, t in enumerate(ins):
+        if i < n_over:
+            d = norm_axis(a["dim"], t.rank)
+            if not _same(t.shape[d], length):
+                raise ShapeError(f"scan sequences differ in length along dim {a['dim']}: "
+                                 f"{ins[0]} and {t}", code="E0319")
+            t = TensorType(t.dtype, t.shape[:d] + t.shape[d + 1:])
+        given.append(t)
+    for i, (g, w) in enumerate(zip(given, want)):
+        if g != w:
+            what = "a step of sequence" if i < n_over else \
+                "state" if i < n_over + n_state else "outer value"
+            raise ShapeError(f"scan gives its body {what} {i} as {g}, the body expects {w}",
+                             code="E0319")
+    outs = [body.type_of(v) for _, v in body.outputs]
+    if len(outs) < n_state:
+        raise ShapeError(f"the scan body returns {len(outs)} values, fewer than its "
+                         f"{n_state} states", code="E0319")
+    for j in range(n_state):
+        if outs[j] != want[n_over + j]:
+            raise ShapeError(f"state {j} of scan is {want[n_over + j]} but the body returns "
+                             f"{outs[j]} for it", code="E0319")
+    stacked = []
+    for t in outs[n_state:]:
+        d = norm_axis(a["dim"], t.rank + 1)
+        stacked.append(_T(t.dtype, t.shape[:d] + (length,) + t.shape[d:]))
+    return tuple(outs[:n_state]) + tuple(stacked)
+
+
 def _input(ins, a):
     return (_T(a["dtype"], a["shape"]),)
 
@@ -583,6 +640,7 @@ SHAPE_RULES: dict[str, Callable] = {
     "split": _split, "slice": _slice,
     **{op: _reduce for op in REDUCE},
     "softmax": _softmax, "log_softmax": _softmax,
+    "argmax": _argmax, "scan": _scan,
 }
 
 

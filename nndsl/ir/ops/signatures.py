@@ -103,4 +103,11 @@ SIGNATURES: dict[str, OpSignature] = {
     **{op: _s("x", f"{doc} over dims", dims=None, keepdim=False) for op, doc in REDUCE.items()},
     "softmax": _s("x", "e^x / Σ e^x along dim", dim=-1),
     "log_softmax": _s("x", "x - log Σ e^x along dim", dim=-1),
+    "argmax": _s("x", "index of the largest value along dim (the first one on ties)", dim=-1,
+                 keepdim=False),
+    # control flow
+    "scan": _s("*xs", "run the body once per step, carrying state: operands are the sequences "
+                      "(sliced along dim), the initial state, then the outer values the body "
+                      "reads; results are the final state, then the per-step outputs stacked "
+                      "along dim", body=None, n_over=0, n_state=0, dim=1, steps=None),
 }

@@ -38,6 +38,7 @@ class _Function:
 
     def __init__(self, gen: _Generator, cls: _TNode, prefix: str, region: _Region | None):
         self.gen = gen
+        self.graph = gen.graph  # the graph being written: the model's, or a scan body's
         self.cls = cls  # the class's node in the module tree
         self.prefix = prefix  # the class's scope ("" for the model)
         self.region = region  # the block application it is written from (None for the model)
@@ -73,9 +74,12 @@ class _Function:
         """The expression for a value: its variable, or the parameter's attribute path."""
         if v in self.vals:
             return self.vals[v]
-        p = self.gen.graph.node(v.node)
+        p = self.graph.node(v.node)
         if p.op == "param":
             return self.access(p.name)
+        if p.op == "scalar":  # a number from another scope (after CSE): written here too
+            self.emit_node(p, p)
+            return self.vals[v]
         raise _Unsupported(f"value {v} is not available in `{self.prefix or 'the model'}`")
 
     def access(self, path: str) -> str:
@@ -178,7 +182,7 @@ class _Function:
             self.vals[v] = f"({text})" if text.startswith("-") else text
             self.consts.add(v)
             return
-        layer = self.gen.layer_apps.get(node.name)
+        layer = self.gen.layer_apps.get(node.name) if self.graph is self.gen.graph else None
         module = self.access(layer) if layer is not None else None
         res = entry(OpSource(self, node, module))
         res = res if isinstance(res, Emitted) else Emitted(res)
@@ -194,6 +198,86 @@ class _Function:
         self.lines += lines
         for i, t in enumerate(node.types):
             self.sites.append((targets[i], t))
+
+    def scan_source(self, e: OpSource) -> Emitted:
+        """A scan as a ``for`` loop over the steps: the state in variables, the per-step outputs
+        in lists stacked after the loop; the body's ops are written inside the loop, with the
+        names of this function (so nothing in the loop shadows a value outside it)."""
+        node = e.node
+        a = e.a
+        body = a["body"].graph
+        n_over, n_state, dim = a["n_over"], a["n_state"], a["dim"]
+        args = [e.x(i) for i in range(len(node.inputs))]
+        base = _ident(self.local_name(node.name).replace(".", "_"))
+        # the dims the body needs are bound before the loop, from values outside it
+        for bn in body:
+            for t in bn.types:
+                for d in t.shape:
+                    if isinstance(d, SymDim):
+                        self.dim(d)
+        length = None if n_over else self.dim(a["steps"])
+        ranks = [e.t(i).rank for i in range(n_over)]
+        if n_over:
+            length = f"{args[0]}.shape[{dim % ranks[0]}]"
+        pre = self.flush()
+        saved_vals, saved_consts, saved_sites = dict(self.vals), set(self.consts), len(self.sites)
+        outer = self.graph
+        self.graph = body
+
+        def short(name: str) -> str:
+            return _ident(self.local_name(name).replace(".", "_"))
+        state_vars = []
+        for i, name in enumerate(body.inputs[n_over:n_over + n_state]):
+            var = self.names.take(short(name))
+            state_vars.append(var)
+            pre.append(f"{var} = {args[n_over + i]}")
+        out_lists = []
+        for k in range(len(body.outputs) - n_state):
+            var = self.names.take(f"{base}_steps" if len(body.outputs) - n_state == 1
+                                  else f"{base}_steps_{k}")
+            out_lists.append(var)
+            pre.append(f"{var} = []")
+        t = self.names.take("t")
+        loop = []
+        for i, name in enumerate(body.inputs):
+            v = Value(name)
+            if i < n_over:
+                d = dim % ranks[i]
+                var = self.names.take(short(name))
+                index = f"{args[i]}[{', '.join([':'] * d + [t])}]" if d < 3 \
+                    else f"{args[i]}.select({d}, {t})"
+                loop.append(f"{var} = {index}  # {_shape_text(body.node(name).type)}")
+                self.vals[v] = var
+                self.sites.append((var, body.node(name).type))
+            elif i < n_over + n_state:
+                self.vals[v] = state_vars[i - n_over]
+            else:
+                self.vals[v] = args[i]
+                if e.const(i):
+                    self.consts.add(v)
+        start = len(self.lines)
+        try:
+            for bn in body:
+                if bn.op != "input":
+                    self.emit_node(bn, bn)
+            loop += self.lines[start:]
+            results = [self.expr(v) for _, v in body.outputs]
+        finally:
+            del self.lines[start:]
+            self.graph = outer
+        if n_state:
+            loop.append(f"{', '.join(state_vars)} = {', '.join(results[:n_state])}")
+        for var, r in zip(out_lists, results[n_state:]):
+            loop.append(f"{var}.append({r})")
+        self.vals, self.consts = saved_vals, saved_consts
+        del self.sites[saved_sites:]
+        pre.append(f"for {t} in range({length}):")
+        pre += ["    " + ln for ln in loop]
+        stacked = []
+        for var, (_, v) in zip(out_lists, body.outputs[n_state:]):
+            d = dim % (body.type_of(v).rank + 1)
+            stacked.append(f"torch.stack({var}, {d})")
+        return Emitted(", ".join(state_vars + stacked), pre=tuple(pre))
 
     def emit_call(self, child: _Region) -> None:
         """Write the call of a nested block's module."""

@@ -67,7 +67,7 @@ class OpSource:
 
     def t(self, i: int = 0) -> TensorType:
         """The type of operand ``i``."""
-        return self.fn.gen.graph.type_of(self.node.inputs[i])
+        return self.fn.graph.type_of(self.node.inputs[i])
 
     def dim(self, d) -> str:
         """A dim as an expression (a symbolic one is bound from a tensor's shape first)."""
@@ -371,6 +371,16 @@ def _softmax(fn: str):
     return lambda e: f"{fn}({e.x(0)}, dim={e.a['dim']})"
 
 
+def _argmax(e):
+    return _call("torch.argmax", e.x(0), dim=str(e.a["dim"]),
+                 keepdim="True" if e.a["keepdim"] else None)
+
+
+def _scan(e):
+    """A Python ``for`` loop over the steps (written by the function, which owns the names)."""
+    return e.fn.scan_source(e)
+
+
 # op name -> fn(OpSource) -> expression source | Emitted. Every op of SIGNATURES but the graph's
 # sources (input, param) is here; a test keeps the table in step with the signatures.
 TORCH_CODEGEN: dict[str, Callable] = {
@@ -431,6 +441,8 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "sum": _reduce("torch.sum"), "mean": _reduce("torch.mean"), "max": _reduce("torch.amax"),
     "min": _reduce("torch.amin"), "prod": _prod,
     "softmax": _softmax("F.softmax"), "log_softmax": _softmax("F.log_softmax"),
+    "argmax": _argmax,
+    "scan": _scan,
 }
 
 # Names for the outputs of multi-output ops, as suffixes of the node's name.

@@ -161,9 +161,12 @@ def _validate(graph: Graph, order: list, pos: dict, regions: list) -> None:
                 r.valid = False
             r = r.parent
 
+    # parameters are reached by path and numbers (`scalar`) written where they are used: neither
+    # ties a region to the values around it
+    free = ("param", "scalar")
     for j, node in enumerate(order):
         for v in node.inputs:
-            if v is not None and order[pos[v.node]].op != "param":
+            if v is not None and order[pos[v.node]].op not in free:
                 escapes(v, j)
     for _, v in graph.outputs:
         if graph.node(v.node).op != "param":
@@ -175,7 +178,7 @@ def _validate(graph: Graph, order: list, pos: dict, regions: list) -> None:
                     continue
                 p = graph.node(v.node)
                 if p.op == "param" and not r.owns_path(p.name) or \
-                        p.op != "param" and not r.has_index(pos[v.node]):
+                        p.op not in free and not r.has_index(pos[v.node]):
                     r.valid = False
         for v in r.outputs:
             p = graph.node(v.node)
