@@ -12,7 +12,7 @@ from nndsl.ir.graph import Graph
 from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.ops import flops as op_flops
 from nndsl.ir.printer import print_graph
-from nndsl.ir.symbols import bind_symbols, symbols
+from nndsl.ir.symbols import bind_symbols, concrete_range, symbols
 from nndsl.ir.types import SymDim, TensorType, evaluate_dim
 from nndsl.passes import run_pipeline
 from nndsl.syntax import read_source
@@ -237,7 +237,7 @@ class Compiled:
         ranges = self.graph.meta.get("input_ranges", {})
         dists = self.graph.meta.get("input_dists", {})
         return {name: draw([evaluate_dim(d, env) for d in tt.shape], tt.dtype, dists.get(name),
-                           ranges.get(name), gen)
+                           concrete_range(ranges.get(name), env), gen)
                 for name, tt in self.input_types.items()}
 
     @property

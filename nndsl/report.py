@@ -21,8 +21,8 @@ def summary_table(compiled, batch: int = 1, **dims) -> str:
                       f"{r.flops:,}" if r.flops else "")
     buf = io.StringIO()
     Console(file=buf, width=140, color_system=None, force_terminal=False).print(table)
-    note = (f"inputs: " + ", ".join(f"{n}: {t}" for n, t in compiled.input_types.items())
-            + f"\noutputs: " + ", ".join(f"{n}: {t}" for n, t in compiled.output_types.items())
+    note = ("inputs: " + ", ".join(f"{n}: {t}" for n, t in compiled.input_types.items())
+            + "\noutputs: " + ", ".join(f"{n}: {t}" for n, t in compiled.output_types.items())
             + f"\nFLOPs at batch {batch}; buffers: {compiled.buffer_count():,} elements")
     return buf.getvalue() + note
 

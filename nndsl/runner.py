@@ -130,19 +130,26 @@ def _example_feeds(specs, meta: dict, batch: int, seed: int) -> dict:
     import torch
 
     from nndsl.backends.torch.inputs import draw
+    from nndsl.ir.symbols import range_from_json
     gen = torch.Generator().manual_seed(seed)
     dims = json.loads(meta.get("nndsl.example_dims", "{}"))
     ranges = json.loads(meta.get("nndsl.input_ranges", "{}"))
     dists = json.loads(meta.get("nndsl.input_dists", "{}"))
+    shapes, env = {}, {}
+    for s in specs:
+        shapes[s.name] = [d if isinstance(d, int) else
+                          (batch if i == 0 else int(dims.get(str(d), 16)))
+                          for i, d in enumerate(s.shape)]
+        for d, v in zip(s.shape, shapes[s.name]):
+            if isinstance(d, str) and d.isidentifier():
+                env.setdefault(d, v)        # a symbolic id range ([0, V)) reads these
     feeds = {}
     for s in specs:
-        shape = [d if isinstance(d, int) else (batch if i == 0 else int(dims.get(str(d), 16)))
-                 for i, d in enumerate(s.shape)]
         dtype = ONNX_TO_NUMPY.get(s.type, np.float32)
         kind = "bool" if dtype == np.bool_ else "f32" if np.issubdtype(dtype, np.floating) \
             else "i64"
-        feeds[s.name] = draw(shape, kind, dists.get(s.name), ranges.get(s.name),
-                             gen).numpy().astype(dtype)
+        feeds[s.name] = draw(shapes[s.name], kind, dists.get(s.name),
+                             range_from_json(ranges.get(s.name), env), gen).numpy().astype(dtype)
     return feeds
 
 

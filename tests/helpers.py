@@ -5,8 +5,6 @@ from __future__ import annotations
 import nndsl
 from nndsl.ir.types import evaluate_dim
 
-from zoo import SMALL  # noqa: F401  (re-exported for older tests)
-
 
 def compile_text(text: str, **kw) -> nndsl.Compiled:
     return nndsl.compile(text, **kw)

@@ -289,3 +289,11 @@ def test_random_input_distributions_travel_with_the_onnx_export(tmp_path):
     a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
     for k in ("y", "e", "v"):
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5)
+
+
+def test_flops_of_fused_attention_with_a_symbolic_value_width():
+    c = nndsl.compile("model m() { input q: f32[N, 8]  input k: f32[K, 8]  input v: f32[K, V]\n"
+                      "output y = softmax(q @ k.T, dim=-1) @ v }")
+    assert any(n.op == "attention" for n in c.graph)
+    # N·K scores, each: q·k (2·8), the weighted sum of values (2·V), softmax and scaling (6)
+    assert c.flops(batch=2, K=3, V=5) == 2 * 3 * (2 * 8 + 2 * 5 + 6)

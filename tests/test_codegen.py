@@ -433,6 +433,27 @@ SMALL_SPECS = {
             output o5 = c
             output o6 = argmax(memory, dim=1)
         }""",
+    "graph_ops": """
+        model graph_ops(F: int = 4) {
+            input x: f32[N, F]
+            input edges: i64[2, E]
+            src = edges[0]
+            dst = edges[1]
+            h = index_select(x, src)
+            h3 = x |> unsqueeze(1) |> expand([N, 2, F]) |> index_select(src) |> cumsum(dim=1)
+            order = argsort(x, dim=1, descending=true)
+            output o1 = segment_sum(h, dst, N) + segment_mean(h, dst, N) + segment_max(h, dst, N)
+            output o2 = segment_softmax(h, dst, N)
+            output o3 = segment_sum(sum(h, dim=-1), dst, N) + segment_max(h[:, 0], dst, N)
+                        + segment_mean(h[:, 1], dst, N)
+            output o4 = segment_softmax(h3, dst, N)
+                        + index_select(segment_max(h3, dst, N) + segment_mean(h3, dst, N), dst)
+            output o5 = gather(x, order, 1) + cumsum(x, dim=0) + index_select(x, order[0], dim=-1)
+            output o6 = argsort(x, dim=0)
+            output o7 = scatter_add(x, order, x * 2, -1)
+                        + scatter_add(x, argsort(x, dim=0)[:1], x[:1], 0)
+            output o8 = cumsum(edges, dim=1) + index_select(segment_sum(src, dst, N), dst)
+        }""",
     "tied": """
         model tied(vocab: int = 50, d: int = 8) {
             input t: i64[N, T]

@@ -84,6 +84,9 @@ CASES: dict[str, object] = {
     "reshape_count": 3,
     "index_out_of_range": 3,
     "slice_out_of_range": 3,
+    "shape_index_select_rank": 4,
+    "shape_segment_ids": 5,
+    "shape_gather_dtype": 4,
     "absurd_input_dim": 2,
     "absurd_linear": 3,
     # scan: cell-level recurrence

@@ -164,3 +164,13 @@ def test_cli_run_inputs_and_errors(tmp_path, capsys, root, monkeypatch):
     assert not (tmp_path / "never.onnx").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["w.safetensors", "x.npy", "cnn.onnx", "o.npz", "bad.npy", "int.npy", "wrong.safetensors"])
+
+
+def test_a_scalar_parameter_exports_as_a_scalar():
+    c = nndsl.compile("model s() { input x: f32[N, 4]  param scale: f32[] = constant(2.0)\n"
+                      "output y = x * exp(scale) }")
+    model = c.to_onnx()
+    onnx.checker.check_model(model, full_check=True)
+    assert [list(t.dims) for t in model.graph.initializer if t.name == "scale"] == [[]]
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_allclose(session(model).run(None, {"x": x})[0], x * np.exp(2.0), rtol=1e-6)

@@ -3,7 +3,6 @@ ONNX), and each pass on small before/after specs written in .nn text."""
 
 import os
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import onnx

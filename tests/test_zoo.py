@@ -4,7 +4,6 @@ the torch module computes has exactly the shape and dtype the IR declared."""
 import pytest
 import torch
 
-import nndsl
 from nndsl.backends.torch.lowering import DTYPES
 from nndsl.ir.symbols import bind_symbols
 

@@ -17,6 +17,7 @@ from nndsl.elab.values import Instance, TensorVal
 from nndsl.errors import ArgumentError, DefinitionError, LimitError, ShapeError, Span
 from nndsl.ir.graph import Graph, Node
 from nndsl.ir.ops import SIGNATURES, infer
+from nndsl.ir.symbols import tighter_bound
 from nndsl.ir.types import FLOAT_DTYPES, SymDim, TensorType
 from nndsl.syntax import ast
 
@@ -171,10 +172,24 @@ class BuildCtx:
         x, y = self.operands([a, b])
         return self.emit(op, [x, y], {})[0]
 
-    def index_range(self, x: TensorVal, high: int) -> None:
-        """Record that the integer input ``x`` comes from must hold values in [0, high)."""
-        node = self.el.source_node(x.value, SHAPE_ONLY_OPS)
-        if node is not None and node.op == "input":
+    def index_range(self, x: TensorVal, high) -> None:
+        """Record that the integer input ``x`` comes from must hold values in [0, high).
+
+        ``high`` is an int or a symbolic dim (node ids index the ``V`` rows of the node
+        features). Values reach ``x`` through reshapes and the like, and through every operand
+        of a ``concat`` (edges with self-loops appended): each input they come from is bounded.
+        """
+        for node in self._index_sources(x.value):
             ranges = self.el.root.meta["input_ranges"]
             lo, hi = ranges.get(node.name, (0, high))
-            ranges[node.name] = (lo, min(hi, high))
+            ranges[node.name] = (lo, tighter_bound(hi, high))
+
+    def _index_sources(self, v) -> list:
+        node = self.el.source_node(v, SHAPE_ONLY_OPS)
+        if node is None:
+            return []
+        if node.op == "input":
+            return [node]
+        if node.op == "concat":
+            return [n for u in node.inputs if u is not None for n in self._index_sources(u)]
+        return []

@@ -331,8 +331,10 @@ class ExpressionMixin:
             else:
                 i = self._eval(s, frame)
                 if isinstance(i, bool) or not isinstance(i, (int, SymDim)):
+                    hint = (f"to pick slices by a tensor of ids, write index_select(x, ids, "
+                            f"dim={ax})" if isinstance(i, TensorVal) else None)
                     raise ArgumentError(f"an index must be an int, got {_describe(i)}",
-                                        span=s.span, code="E0212")
+                                        span=s.span, code="E0212", hint=hint)
                 size = v.type.shape[ax]
                 if isinstance(i, int) and isinstance(size, int) and not -size <= i < size or \
                         isinstance(i, SymDim) and i == size:

@@ -454,6 +454,61 @@ def _argmax(ctx, a):
     return ctx.emit("argmax", [a["x"]], {"dim": a["dim"], "keepdim": a["keepdim"]})[0]
 
 
+def _argsort(ctx, a):
+    return ctx.emit("argsort", [a["x"]], {"dim": a["dim"], "descending": a["descending"]})[0]
+
+
+def _cumsum(ctx, a):
+    return ctx.emit("cumsum", [a["x"]], {"dim": a["dim"]})[0]
+
+
+def _indexed(op: str, operands: tuple):
+    """gather / index_select / scatter_add: emit, then bound the index's source input to the
+    size of the indexed dim (so example inputs are valid ids)."""
+    def build(ctx, a):
+        x, index = a["x"], a["index"]
+        out = ctx.emit(op, [a[k] for k in operands], {"dim": a["dim"]})[0]
+        ctx.index_range(index, x.type.shape[a["dim"] % x.type.rank])
+        return out
+    return build
+
+
+def _segment(op: str, data: str):
+    def build(ctx, a):
+        ids = a["segment_ids"]
+        out = ctx.emit(op, [a[data], ids], {"num_segments": a["num_segments"]})[0]
+        ctx.index_range(ids, a["num_segments"])
+        return out
+    return build
+
+
+IDX = P("index", "tensor", R)
+SEG = (P("segment_ids", "tensor", R), P("num_segments", "dim", R))
+FUNCTIONS["argsort"] = Surface(
+    "argsort", (X, P("dim", "int", -1), P("descending", "bool", False)), _argsort,
+    doc="indices (i64) that sort x along dim; stable: equal values keep their order")
+FUNCTIONS["cumsum"] = Surface("cumsum", (X, P("dim", "int", -1)), _cumsum,
+                              doc="running sum along dim (integers sum in i64)")
+FUNCTIONS["gather"] = Surface(
+    "gather", (X, IDX, P("dim", "int", R)), _indexed("gather", ("x", "index")),
+    doc="out[i][j] = x[index[i][j]][j] for dim 0 (torch.gather): an i64 index of x's rank")
+FUNCTIONS["index_select"] = Surface(
+    "index_select", (X, IDX, P("dim", "int", 0)), _indexed("index_select", ("x", "index")),
+    doc="the slices x[index[k]] along dim, for a 1-d i64 index (rows of node features by edge)")
+FUNCTIONS["scatter_add"] = Surface(
+    "scatter_add", (X, IDX, P("src", "tensor", R), P("dim", "int", R)),
+    _indexed("scatter_add", ("x", "index", "src")),
+    doc="x with src[i][j] added at x[index[i][j]][j] for dim 0 (torch.scatter_add)")
+for _op, _what in (("segment_sum", "sum"), ("segment_mean", "mean"), ("segment_max", "max")):
+    FUNCTIONS[_op] = Surface(
+        _op, (P("data", "tensor", R),) + SEG, _segment(_op, "data"),
+        doc=f"the {_what} of the rows of data that share a segment id: [num_segments, ...], "
+            f"0 for an empty segment")
+FUNCTIONS["segment_softmax"] = Surface(
+    "segment_softmax", (P("scores", "tensor", R),) + SEG,
+    _segment("segment_softmax", "scores"),
+    doc="softmax of scores over the rows that share a segment id (attention over a node's "
+        "incoming edges)")
 FUNCTIONS["argmax"] = Surface("argmax", (X, P("dim", "int", -1), P("keepdim", "bool", False)),
                               _argmax, doc="index (i64) of the largest value along dim")
 FUNCTIONS["scan"] = Surface(

@@ -86,3 +86,82 @@ def bind_symbols(graph: Graph, batch: int = 1, **dims: int) -> dict[str, int]:
         raise ArgumentError("these dims break the spec's constraints: " + "; ".join(bad),
                             code="E0224", hint=f"dims used: {env}")
     return env
+
+
+# ---- id ranges of integer inputs ----
+# ``graph.meta["input_ranges"]`` maps an integer input to ``(low, high)``: its values must lie in
+# [low, high). ``high`` is an int, a symbolic dim (node ids index the V rows of a node-feature
+# input: [0, V)), or a tuple of such bounds when an input indexes several things (the minimum).
+
+def tighter_bound(a, b):
+    """The tighter of two exclusive upper bounds (ints, symbolic dims or tuples of them)."""
+    items = [v for x in (a, b) for v in (x if isinstance(x, tuple) else (x,))]
+    ints = [v for v in items if isinstance(v, int)]
+    syms = list(dict.fromkeys(v for v in items if not isinstance(v, int)))
+    out = ([min(ints)] if ints else []) + syms
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def bound_value(bound, env: dict) -> int:
+    """An upper bound as a number, with the symbols in ``env``."""
+    if isinstance(bound, (tuple, list)):
+        return min(bound_value(v, env) for v in bound)
+    return int(evaluate_dim(bound, env))
+
+
+def concrete_range(rng, env: dict):
+    """``(low, high)`` with a symbolic ``high`` evaluated in ``env``; None stays None."""
+    if rng is None:
+        return None
+    low, high = rng
+    return (low, bound_value(high, env))
+
+
+def range_to_json(rng) -> list:
+    """A range for the ONNX metadata: symbolic bounds as their text (``"V"``)."""
+    def one(v):
+        if isinstance(v, (tuple, list)):
+            return [one(x) for x in v]
+        return v if isinstance(v, int) else str(v)
+    return [rng[0], one(rng[1])]
+
+
+def range_from_json(rng, env: dict):
+    """A range read back from the ONNX metadata, with its symbols' values in ``env``."""
+    if rng is None:
+        return None
+    return (rng[0], _json_bound(rng[1], env))
+
+
+def _json_bound(v, env: dict) -> int:
+    if isinstance(v, list):
+        return min(_json_bound(x, env) for x in v)
+    if isinstance(v, (int, float)):
+        return int(v)
+    return int(_eval_text(v, env))
+
+
+def _eval_text(text: str, env: dict) -> int:
+    """A symbolic dim's text (``V``, ``2*N + 1``, ``(H//2)``) evaluated with ``env``: names,
+    integers, ``+ - * //`` and parentheses only."""
+    import ast
+    import operator
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.FloorDiv: operator.floordiv}
+
+    def ev(n):
+        if isinstance(n, ast.Expression):
+            return ev(n.body)
+        if isinstance(n, ast.Constant) and isinstance(n.value, int):
+            return n.value
+        if isinstance(n, ast.Name):
+            if n.id not in env:
+                raise ArgumentError(f"the id range bound `{text}` names the unknown dim `{n.id}`",
+                                    code="E0223")
+            return int(env[n.id])
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+            return -ev(n.operand)
+        if isinstance(n, ast.BinOp) and type(n.op) in ops:
+            return ops[type(n.op)](ev(n.left), ev(n.right))
+        raise ArgumentError(f"cannot read the id range bound `{text}`", code="E0223")
+    return ev(ast.parse(text, mode="eval"))

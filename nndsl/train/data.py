@@ -233,7 +233,13 @@ def _sequences(n, length, iname, itype, seed, ranges):
     t = _static(itype.shape[1]) or length
     lo, hi = 1, 100
     if iname in ranges:
-        lo, hi = ranges[iname]
+        from nndsl.ir.symbols import concrete_range
+        try:
+            lo, hi = concrete_range(ranges[iname], {})
+        except Exception:
+            raise data_error(f"`sequences` draws token ids from a fixed vocabulary, but the "
+                             f"valid ids of `{iname}` depend on the input's size", None,
+                             "train this model on your own data (.npz)") from None
         lo = max(lo, 1) if hi - lo > 2 else lo
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(lo, hi, (n, t), generator=g)

@@ -13,11 +13,10 @@ import onnx
 from onnx import helper
 
 from nndsl.backends.onnx.builder import IR_VERSION, OPSET, Builder, value_info
-from nndsl.backends.onnx.lowering import ONNX_LOWERINGS, Site
-from nndsl.errors import LoweringError, NndslError
+from nndsl.backends.onnx.lowering import lower_graph
+from nndsl.errors import LoweringError
 from nndsl.ir.graph import Graph
-from nndsl.ir.ops import SIGNATURES
-from nndsl.ir.symbols import batch_symbols, bind_symbols
+from nndsl.ir.symbols import batch_symbols, bind_symbols, range_to_json
 from nndsl.ir.types import SymDim
 
 EXTERNAL_DATA_THRESHOLD = 1 << 30   # bytes of weights above which the model is saved with external data
@@ -53,28 +52,7 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
         b.reserve(n)
     for node in graph.params():
         b.reserve(node.name)
-    for node in graph:
-        if node.op == "input":
-            names[node.out()] = node.name
-            continue
-        if node.op == "param":
-            names[node.out()] = node.name
-            continue
-        low = ONNX_LOWERINGS.get(node.op)
-        if low is None:
-            raise LoweringError(f"op `{node.op}` cannot be lowered to ONNX opset {OPSET}",
-                                span=node.span, code="E0907")
-        outs = [b.fresh(node.name if i == 0 else f"{node.name}:{i}")
-                for i in range(len(node.types))]
-        in_types = [graph.type_of(v) if v is not None else None for v in node.inputs]
-        ins = [names[v] if v is not None else None for v in node.inputs]
-        b.scope, b.span = node.name, node.span
-        try:
-            low(b, {**SIGNATURES[node.op].attrs, **node.attr}, ins, Site(in_types, node.types, outs))
-        except NndslError as e:
-            raise e.with_span(node.span)
-        for i, o in enumerate(outs):
-            names[node.out(i)] = o
+    lower_graph(b, graph, names)
     b.scope = ""
     outputs = []
     for out_name, v in graph.outputs:
@@ -88,7 +66,8 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
             continue
         if node.name not in weights:
             raise LoweringError(f"no value for parameter `{node.name}`", code="E0908")
-        arr = np.ascontiguousarray(weights[node.name])
+        arr = np.asarray(weights[node.name])
+        arr = np.ascontiguousarray(arr) if arr.ndim else arr.copy()   # (it makes 0-d arrays 1-d)
         if tuple(arr.shape) != tuple(node.type.shape):
             raise LoweringError(f"parameter `{node.name}` has shape {list(arr.shape)}, the spec "
                                 f"says {node.type}", code="E0908")
@@ -113,7 +92,9 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
     dims = {k: v for k, v in bind_symbols(graph, 1).items() if k not in batch_symbols(graph)}
     helper.set_model_props(model, {
         "nndsl.example_dims": json.dumps(dims, sort_keys=True),
-        "nndsl.input_ranges": json.dumps(graph.meta.get("input_ranges", {}), sort_keys=True),
+        "nndsl.input_ranges": json.dumps({k: range_to_json(r) for k, r in
+                                          graph.meta.get("input_ranges", {}).items()},
+                                         sort_keys=True),
         "nndsl.input_dists": json.dumps(graph.meta.get("input_dists", {}), sort_keys=True),
     })
     return model

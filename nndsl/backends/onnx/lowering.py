@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from onnx import TensorProto
 
-from nndsl.backends.onnx.builder import INT64_MAX, ONNX_DTYPES, Builder
+from nndsl.backends.onnx.builder import INT64_MAX, ONNX_DTYPES, OPSET, Builder
 from nndsl.errors import LoweringError
 from nndsl.ir.types import FLOAT_DTYPES
 
@@ -278,7 +278,7 @@ def _reorder(b, w: str, kind: str, hidden: int) -> str:
     order = GATE_ORDER[kind]
     if order == tuple(range(len(order))):
         return w
-    parts = b.op(f"Split", [w, b.const([hidden] * len(order))], n_out=len(order), axis=0)
+    parts = b.op("Split", [w, b.const([hidden] * len(order))], n_out=len(order), axis=0)
     return b.op1("Concat", [parts[i] for i in order], axis=0)
 
 
@@ -407,22 +407,114 @@ def _argmax(b, a, ins, n):
           keepdims=int(a["keepdim"]), select_last_index=0)
 
 
+def _argsort(b, a, ins, n):
+    """TopK with k the whole dim, sorted; its indices. Ties: the lower index first (as torch's
+    stable sort)."""
+    t = n.in_types[0]
+    d = a["dim"] % t.rank
+    b.op("TopK", [ins[0], b.dim(t.shape[d])], n_out=2,
+         out_names=[b.fresh(f"{n.out}/values"), n.out], axis=d,
+         largest=int(a["descending"]), sorted=1)
+
+
+def _cumsum(b, a, ins, n):
+    x = ins[0]
+    if n.in_types[0].dtype != n.out_types[0].dtype:    # integers and booleans sum in i64
+        x = b.op1("Cast", [x], to=ONNX_DTYPES[n.out_types[0].dtype])
+    b.op1("CumSum", [x, b.const(a["dim"] % n.in_types[0].rank)], out=n.out)
+
+
+def _gather(b, a, ins, n):
+    b.op1("GatherElements", list(ins), out=n.out, axis=a["dim"] % n.in_types[0].rank)
+
+
+def _index_select(b, a, ins, n):
+    b.op1("Gather", list(ins), out=n.out, axis=a["dim"] % n.in_types[0].rank)
+
+
+def _scatter_add(b, a, ins, n):
+    b.op1("ScatterElements", list(ins), out=n.out, axis=a["dim"] % n.in_types[0].rank,
+          reduction="add")
+
+
+def _segment_fill(b, a, t, value):
+    """A [num_segments, ...] tensor of ``value``, shaped like one segment row of ``t``."""
+    shape = b.shape((a["num_segments"],) + tuple(t.shape[1:]))
+    return b.op1("ConstantOfShape", [shape], value=_tensor([value], t.dtype))
+
+
+def _segment_scatter(b, a, data, ids, t, reduction, init=0.0, out=None):
+    """ScatterND of the rows of ``data`` into row ``ids[e]`` of a filled [num_segments, ...]."""
+    rows = b.op1("Unsqueeze", [ids, b.const([1])])          # [E, 1]: whole rows
+    return b.op1("ScatterND", [_segment_fill(b, a, t, init), rows, data], out=out,
+                 reduction=reduction)
+
+
+def _lowest(dtype: str) -> float:
+    import numpy as np
+
+    from nndsl.backends.onnx.builder import NUMPY_DTYPES
+    np_t = NUMPY_DTYPES[dtype]
+    return float("-inf") if dtype in FLOAT_DTYPES else int(np.iinfo(np_t).min)
+
+
+def _segment_counts(b, a, ids, t):
+    """Rows per segment, in the data's dtype, shaped [num_segments, 1, ...] to broadcast."""
+    from nndsl.ir.types import TensorType
+    ones = b.op1("ConstantOfShape", [b.op1("Shape", [ids])], value=_tensor([1], t.dtype))
+    counts = _segment_scatter(b, a, ones, ids, TensorType(t.dtype, t.shape[:1]), "add")
+    if t.rank > 1:
+        counts = b.op1("Unsqueeze", [counts, b.const(list(range(1, t.rank)))])
+    return counts
+
+
+def _segment_sum(b, a, ins, n):
+    _segment_scatter(b, a, ins[0], ins[1], n.in_types[0], "add", out=n.out)
+
+
+def _segment_mean(b, a, ins, n):
+    t = n.in_types[0]
+    sums = _segment_scatter(b, a, ins[0], ins[1], t, "add")
+    counts = b.op1("Max", [_segment_counts(b, a, ins[1], t), b.const(1.0, t.dtype)])
+    b.op1("Div", [sums, counts], out=n.out)
+
+
+def _segment_max(b, a, ins, n):
+    t = n.in_types[0]
+    m = _segment_scatter(b, a, ins[0], ins[1], t, "max", init=_lowest(t.dtype))
+    filled = b.op1("Greater", [_segment_counts(b, a, ins[1], t), b.const(0, t.dtype)])
+    b.op1("Where", [filled, m, b.const(0, t.dtype)], out=n.out)     # empty segments: 0
+
+
+def _segment_softmax(b, a, ins, n):
+    s, ids = ins
+    t = n.in_types[0]
+    m = _segment_scatter(b, a, s, ids, t, "max", init=_lowest(t.dtype))
+    e = b.op1("Exp", [b.op1("Sub", [s, b.op1("Gather", [m, ids], axis=0)])])
+    z = _segment_scatter(b, a, e, ids, t, "add")
+    b.op1("Div", [e, b.op1("Gather", [z, ids], axis=0)], out=n.out)
+
+
 def lower_graph(b: Builder, graph, names: dict) -> None:
     """Lower every op node of ``graph`` into ``b``; ``names`` maps the graph's input values (and
-    then every value lowered) to ONNX names."""
+    then every value lowered) to ONNX names. Inputs and parameters keep their own names."""
     from nndsl.errors import NndslError
     from nndsl.ir.ops import SIGNATURES
     for node in graph:
-        if node.op == "input":
+        if node.op in ("input", "param"):
+            names.setdefault(node.out(), node.name)
             continue
+        low = ONNX_LOWERINGS.get(node.op)
+        if low is None:
+            raise LoweringError(f"op `{node.op}` cannot be lowered to ONNX opset {OPSET}",
+                                span=node.span, code="E0907")
         outs = [b.fresh(node.name if i == 0 else f"{node.name}:{i}")
                 for i in range(len(node.types))]
         in_types = [graph.type_of(v) if v is not None else None for v in node.inputs]
         ins = [names[v] if v is not None else None for v in node.inputs]
         b.scope, b.span = node.name, node.span
         try:
-            ONNX_LOWERINGS[node.op](b, {**SIGNATURES[node.op].attrs, **node.attr}, ins,
-                                    Site(in_types, node.types, outs))
+            low(b, {**SIGNATURES[node.op].attrs, **node.attr}, ins, Site(in_types, node.types, outs))
         except NndslError as e:
             raise e.with_span(node.span)
         for i, o in enumerate(outs):
@@ -533,5 +625,9 @@ ONNX_LOWERINGS = {
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"), "max": _reduce("ReduceMax"),
     "min": _reduce("ReduceMin"), "prod": _reduce("ReduceProd"),
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
-    "argmax": _argmax, "scan": _scan,
+    "argmax": _argmax, "argsort": _argsort, "cumsum": _cumsum,
+    "gather": _gather, "index_select": _index_select, "scatter_add": _scatter_add,
+    "segment_sum": _segment_sum, "segment_mean": _segment_mean, "segment_max": _segment_max,
+    "segment_softmax": _segment_softmax,
+    "scan": _scan,
 }

@@ -182,6 +182,44 @@ def _prod(x, dim, keepdim):
     return x
 
 
+def _segment_index(ids, data):
+    """Segment ids ``[E]`` broadcast to the data ``[E, ...]``: scatter_reduce wants an index of
+    its source's shape."""
+    return ids.view((-1,) + (1,) * (data.dim() - 1)).expand_as(data)
+
+
+def _segment_zeros(rt, a, data):
+    return data.new_zeros((rt.dim(a["num_segments"]),) + tuple(data.shape[1:]))
+
+
+def _segment_sum(rt, a, ins):
+    data, ids = ins
+    return _segment_zeros(rt, a, data).index_add(0, ids, data)
+
+
+def _segment_mean(rt, a, ins):
+    data, ids = ins
+    counts = data.new_zeros(rt.dim(a["num_segments"])).index_add(0, ids, data.new_ones(ids.shape))
+    counts = counts.clamp(min=1).view((-1,) + (1,) * (data.dim() - 1))
+    return _segment_zeros(rt, a, data).index_add(0, ids, data) / counts
+
+
+def _segment_max(rt, a, ins):
+    data, ids = ins   # include_self=False: an empty segment keeps its initial 0
+    return _segment_zeros(rt, a, data).scatter_reduce(0, _segment_index(ids, data), data, "amax",
+                                                      include_self=False)
+
+
+def _segment_softmax(rt, a, ins):
+    """exp(s - max) / Σ exp(s - max) per segment; the max (a constant shift) is not
+    differentiated through."""
+    s, ids = ins
+    m = _segment_zeros(rt, a, s).scatter_reduce(0, _segment_index(ids, s), s.detach(), "amax",
+                                                include_self=False)
+    e = torch.exp(s - m.index_select(0, ids))
+    return e / _segment_zeros(rt, a, e).index_add(0, ids, e).index_select(0, ids)
+
+
 class BodyPlan:
     """A scan body made ready to run: one step per op node, as the module's own plan, with each
     intermediate value dropped after its last reader."""
@@ -319,5 +357,13 @@ TORCH_LOWERINGS = {
     "softmax": lambda rt, a, ins: F.softmax(ins[0], a["dim"]),
     "log_softmax": lambda rt, a, ins: F.log_softmax(ins[0], a["dim"]),
     "argmax": lambda rt, a, ins: torch.argmax(ins[0], a["dim"], a["keepdim"]),
+    "argsort": lambda rt, a, ins: torch.argsort(ins[0], dim=a["dim"], descending=a["descending"],
+                                                stable=True),
+    "cumsum": lambda rt, a, ins: torch.cumsum(ins[0], a["dim"]),
+    "gather": lambda rt, a, ins: torch.gather(ins[0], a["dim"], ins[1]),
+    "index_select": lambda rt, a, ins: torch.index_select(ins[0], a["dim"], ins[1]),
+    "scatter_add": lambda rt, a, ins: ins[0].scatter_add(a["dim"], ins[1], ins[2]),
+    "segment_sum": _segment_sum, "segment_mean": _segment_mean, "segment_max": _segment_max,
+    "segment_softmax": _segment_softmax,
     "scan": _scan,
 }

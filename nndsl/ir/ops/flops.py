@@ -2,11 +2,13 @@
 
 Counts may be symbolic (they follow the shapes); ``inspect`` evaluates them at batch 1 with the
 other symbolic dims at their defaults. Elementwise ops count one FLOP per output element; pure
-data movement (reshape, transpose, slice, concat, ...) counts zero.
+data movement (reshape, transpose, slice, concat, gather, index_select, ...) counts zero; a
+scatter or segment reduction counts one per element it reads.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from nndsl.ir.ops.signatures import BINARY, COMPARE, REDUCE, UNARY
@@ -61,7 +63,7 @@ def _conv_t(ins, outs, a):
 
 def _attention(ins, outs, a):
     q, k, v = ins[0], ins[1], ins[2]
-    scores = outs[0].numel() // v.shape[-1] * k.shape[-2]     # batch · L · S
+    scores = _prod(outs[0].shape[:-1]) * k.shape[-2]           # batch · L · S
     return scores * (2 * q.shape[-1] + 2 * v.shape[-1] + 6)
 
 
@@ -99,6 +101,23 @@ def _recurrent(gates: int):
     return rule
 
 
+def _argsort(ins, outs, a):
+    """A comparison sort: ⌈log₂ n⌉ comparisons per element along a known dim of size n, one
+    per element when n is symbolic (a count must stay a polynomial in the dims)."""
+    x = ins[0]
+    n = x.shape[a["dim"] % x.rank]
+    per = max(1, math.ceil(math.log2(n))) if isinstance(n, int) and n > 1 else 1
+    return per * x.numel()
+
+
+def _scatter_add(ins, outs, a):
+    return ins[2].numel()                       # one addition per element of src
+
+
+def _segment_mean(ins, outs, a):
+    return ins[0].numel() + outs[0].numel()     # the sums, then one division per output
+
+
 def _scan(ins, outs, a):
     """Steps × the FLOPs of one run of the body."""
     from nndsl.ir.ops.shapes import scan_length
@@ -134,7 +153,12 @@ FLOP_RULES: dict[str, Callable] = {
                             "unsqueeze", "expand", "concat", "split", "slice")},
     **{op: _per_in() for op in REDUCE},
     "softmax": _per_out(5), "log_softmax": _per_out(5),
-    "argmax": _per_in(), "scan": _scan,
+    "argmax": _per_in(), "argsort": _argsort, "cumsum": _per_in(),
+    "gather": _zero, "index_select": _zero, "scatter_add": _scatter_add,
+    "segment_sum": _per_in(), "segment_mean": _segment_mean, "segment_max": _per_in(),
+    # the per-segment max, subtract, exponentiate, per-segment sum, divide
+    "segment_softmax": _per_in(5),
+    "scan": _scan,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from nndsl.errors import ShapeError
-from nndsl.ir.ops.signatures import BINARY, COMPARE, REDUCE, UNARY
+from nndsl.ir.ops.signatures import BINARY, COMPARE, REDUCE, SEGMENT, UNARY
 from nndsl.ir.types import FLOAT_DTYPES, INT_DTYPES, Dim, SymDim, TensorType, equal_if_exact
 
 MAX_DIM = 2**40  # no real tensor dimension is larger; bigger ones are typos
@@ -555,6 +555,128 @@ def _argmax(ins, a):
     return (_T("i64", s),)
 
 
+def _argsort(ins, a):
+    x = ins[0]
+    if x.rank == 0 or x.dtype == "bool":
+        raise ShapeError(f"argsort needs a numeric tensor of rank >= 1, got {x}", code="E0304",
+                         hint="convert booleans with cast(x, i64)")
+    norm_axis(a["dim"], x.rank)
+    return (_T("i64", x.shape),)
+
+
+def _cumsum(ins, a):
+    x = ins[0]
+    if x.rank == 0:
+        raise ShapeError(f"cumsum needs a tensor of rank >= 1, got {x}", code="E0302",
+                         hint="unsqueeze a scalar first")
+    norm_axis(a["dim"], x.rank)
+    # as torch: integer and boolean tensors are summed in i64
+    return (_T(x.dtype if x.dtype in FLOAT_DTYPES else "i64", x.shape),)
+
+
+def _index_operand(op: str, t: TensorType, what: str = "index") -> None:
+    if t.dtype != "i64":
+        raise ShapeError(f"{op} needs an i64 {what}, got {t}", code="E0304",
+                         hint=f"convert it with cast({what}, i64)")
+
+
+def _fits(i: Dim, n: Dim) -> bool:
+    """Whether an index dim ``i`` fits in a data dim ``n``: equal, or both known and i <= n."""
+    return _same(i, n) or isinstance(i, int) and isinstance(n, int) and i <= n
+
+
+def _elementwise_index(op: str, x: TensorType, index: TensorType, d: int) -> None:
+    """gather/scatter_add: an index of x's rank, no larger than x outside dim ``d``."""
+    if index.rank != x.rank:
+        raise ShapeError(f"{op} needs an index of the same rank as x: x is {x}, the index "
+                         f"{index}", code="E0320",
+                         hint="unsqueeze/expand the index to x's rank; for a 1-d index of "
+                              "whole slices use index_select")
+    for i, (m, n) in enumerate(zip(index.shape, x.shape)):
+        if i != d and not _fits(m, n):
+            raise ShapeError(f"{op} along dim {d}: dim {i} of the index is {m} but dim {i} of "
+                             f"x is {n}", code="E0320",
+                             hint=f"outside dim {d} the index must be no larger than x "
+                                  f"(equal when symbolic)")
+
+
+def _gather(ins, a):
+    x, index = ins
+    if x.rank == 0:
+        raise ShapeError(f"gather needs a tensor of rank >= 1, got {x}", code="E0320")
+    _index_operand("gather", index)
+    d = norm_axis(a["dim"], x.rank)
+    _elementwise_index("gather", x, index, d)
+    return (_T(x.dtype, index.shape),)
+
+
+def _index_select(ins, a):
+    x, index = ins
+    if x.rank == 0:
+        raise ShapeError(f"index_select needs a tensor of rank >= 1, got {x}", code="E0320")
+    _index_operand("index_select", index)
+    if index.rank != 1:
+        raise ShapeError(f"index_select needs a 1-d index, got {index}", code="E0320",
+                         hint="pick one row of the index (edge_index[0]) or flatten it; gather "
+                              "takes an index of x's rank")
+    d = norm_axis(a["dim"], x.rank)
+    return (_T(x.dtype, x.shape[:d] + index.shape + x.shape[d + 1:]),)
+
+
+def _scatter_add(ins, a):
+    x, index, src = ins
+    if x.rank == 0:
+        raise ShapeError(f"scatter_add needs a tensor of rank >= 1, got {x}", code="E0320")
+    _index_operand("scatter_add", index)
+    d = norm_axis(a["dim"], x.rank)
+    _elementwise_index("scatter_add", x, index, d)
+    if src.rank != index.rank or any(not _same(p, q) for p, q in zip(src.shape, index.shape)):
+        raise ShapeError(f"scatter_add needs src of the index's shape: the index is {index}, "
+                         f"src {src}", code="E0320",
+                         hint="slice src to the index's shape, or expand the index to src's")
+    if src.dtype != x.dtype:
+        raise ShapeError(f"scatter_add adds {src} into {x}: the dtypes differ", code="E0304",
+                         hint=f"convert src with cast(src, {x.dtype})")
+    return (x,)
+
+
+def _segment_operands(op: str, data: TensorType, ids: TensorType, a) -> None:
+    if data.rank == 0:
+        raise ShapeError(f"{op} needs data of rank >= 1 (one row per segment id), got {data}",
+                         code="E0320")
+    if data.dtype == "bool":
+        raise ShapeError(f"{op} needs numeric data, got {data}", code="E0304",
+                         hint="convert it with cast(x, f32)")
+    if op in ("segment_mean", "segment_softmax"):
+        _float(data, op)
+    _index_operand(op, ids, "segment_ids")
+    if ids.rank != 1 or not _same(ids.shape[0], data.shape[0]):
+        raise ShapeError(f"{op} needs one segment id per row of the data: the data is {data}, "
+                         f"so segment_ids must be i64[{data.shape[0]}], got {ids}",
+                         code="E0320",
+                         hint="segment ids are 1-d, one per row of the data: for messages "
+                              "along edges, the target nodes edge_index[1]")
+    n = a["num_segments"]
+    if n is None or isinstance(n, bool) or not isinstance(n, (int, SymDim)) or \
+            isinstance(n, int) and n <= 0:
+        raise ShapeError(f"{op} needs a positive number of segments, got {n}", code="E0320",
+                         hint="pass num_segments=V, the number of nodes")
+
+
+def _segment(op: str):
+    def rule(ins, a):
+        data, ids = ins
+        _segment_operands(op, data, ids, a)
+        return (_T(data.dtype, (a["num_segments"],) + data.shape[1:]),)
+    return rule
+
+
+def _segment_softmax(ins, a):
+    scores, ids = ins
+    _segment_operands("segment_softmax", scores, ids, a)
+    return (scores,)
+
+
 def scan_length(ins, a) -> Dim:
     """The number of steps of a ``scan``: the length of its sequences along ``dim``, else
     ``steps``."""
@@ -640,7 +762,10 @@ SHAPE_RULES: dict[str, Callable] = {
     "split": _split, "slice": _slice,
     **{op: _reduce for op in REDUCE},
     "softmax": _softmax, "log_softmax": _softmax,
-    "argmax": _argmax, "scan": _scan,
+    "argmax": _argmax, "argsort": _argsort, "cumsum": _cumsum,
+    "gather": _gather, "index_select": _index_select, "scatter_add": _scatter_add,
+    **{op: _segment(op) for op in SEGMENT}, "segment_softmax": _segment_softmax,
+    "scan": _scan,
 }
 
 

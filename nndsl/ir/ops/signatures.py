@@ -34,6 +34,7 @@ BINARY = {
 COMPARE = {"eq": "a == b", "ne": "a != b", "lt": "a < b", "le": "a <= b", "gt": "a > b",
            "ge": "a >= b", "logical_and": "a and b", "logical_or": "a or b"}
 REDUCE = {"sum": "Σ", "mean": "mean", "max": "max", "min": "min", "prod": "Π"}
+SEGMENT = {"segment_sum": "Σ", "segment_mean": "mean", "segment_max": "max"}
 
 SIGNATURES: dict[str, OpSignature] = {
     # sources
@@ -105,6 +106,19 @@ SIGNATURES: dict[str, OpSignature] = {
     "log_softmax": _s("x", "x - log Σ e^x along dim", dim=-1),
     "argmax": _s("x", "index of the largest value along dim (the first one on ties)", dim=-1,
                  keepdim=False),
+    "argsort": _s("x", "the indices that sort x along dim (stable: equal values keep their "
+                       "order, the lower index first)", dim=-1, descending=False),
+    "cumsum": _s("x", "running sum along dim: y[i] = Σ_{j<=i} x[j]", dim=-1),
+    # indexing, scattering and segments (message passing on graphs)
+    "gather": _s("x index", "y[i][j] = x[index[i][j]][j] along dim (torch.gather)", dim=0),
+    "index_select": _s("x index", "the slices x[index[k]] along dim, for a 1-d index", dim=0),
+    "scatter_add": _s("x index src", "x with src[i][j] added at x[index[i][j]][j] along dim "
+                                     "(torch.scatter_add)", dim=0),
+    **{op: _s("data segment_ids", f"{doc} of the rows of data with the same segment id, into "
+                                  f"num_segments rows (empty segments: 0)", num_segments=None)
+       for op, doc in SEGMENT.items()},
+    "segment_softmax": _s("scores segment_ids", "softmax of the rows of scores within each "
+                                                "segment (per column)", num_segments=None),
     # control flow
     "scan": _s("*xs", "run the body once per step, carrying state: operands are the sequences "
                       "(sliced along dim), the initial state, then the outer values the body "

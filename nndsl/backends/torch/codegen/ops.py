@@ -376,6 +376,62 @@ def _argmax(e):
                  keepdim="True" if e.a["keepdim"] else None)
 
 
+def _argsort(e):
+    return _call("torch.argsort", e.x(0), dim=str(e.a["dim"]),
+                 descending="True" if e.a["descending"] else None, stable="True")
+
+
+def _index_select(e):
+    if e.a["dim"] % e.rank == 0:
+        return f"{e.x(0)}[{e.x(1)}]"
+    return f"{e.x(0)}.index_select({e.a['dim']}, {e.x(1)})"
+
+
+def _rows(e, ids: str, rank: int) -> str:
+    """Segment ids ``[E]`` as an index of the data's shape ``[E, ...]`` (for scatter_reduce)."""
+    if rank == 1:
+        return ids
+    return f"{ids}.view(-1, {', '.join(['1'] * (rank - 1))}).expand_as({e.x(0)})"
+
+
+def _segment_zeros(e, like: str) -> str:
+    """``like.new_zeros(num_segments, ...)``: one row per segment, shaped like a data row."""
+    t = e.t(0)
+    return f"{like}.new_zeros({e.dims((e.a['num_segments'],) + tuple(t.shape[1:]))})"
+
+
+def _segment_sum(e):
+    return f"{_segment_zeros(e, e.x(0))}.index_add(0, {e.x(1)}, {e.x(0)})"
+
+
+def _segment_mean(e):
+    rank = e.rank
+    counts = f"torch.bincount({e.x(1)}, minlength={e.dim(e.a['num_segments'])}).clamp(min=1)"
+    if rank == 2:
+        counts += ".unsqueeze(-1)"
+    elif rank > 2:
+        counts += f".view(-1, {', '.join(['1'] * (rank - 1))})"
+    return f"{_segment_sum(e)} / {counts}"
+
+
+def _segment_max(e):
+    return (f'{_segment_zeros(e, e.x(0))}.scatter_reduce(0, {_rows(e, e.x(1), e.rank)}, '
+            f'{e.x(0)}, "amax", include_self=False)')
+
+
+def _segment_softmax(e):
+    """Three lines: the per-segment max (not differentiated through), the shifted exponentials,
+    and their per-segment sums."""
+    base = e.fn.local_name(e.node.name).replace(".", "_")
+    top = e.fn.names.take(f"{base}_max")
+    ex = e.fn.names.take(f"{base}_exp")
+    s, ids = e.x(0), e.x(1)
+    pre = (f'{top} = {_segment_zeros(e, s)}.scatter_reduce(0, {_rows(e, ids, e.rank)}, '
+           f'{s}.detach(), "amax", include_self=False)',
+           f"{ex} = torch.exp({s} - {top}[{ids}])")
+    return Emitted(f"{ex} / {_segment_zeros(e, ex)}.index_add(0, {ids}, {ex})[{ids}]", pre=pre)
+
+
 def _scan(e):
     """A Python ``for`` loop over the steps (written by the function, which owns the names)."""
     return e.fn.scan_source(e)
@@ -442,6 +498,13 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "min": _reduce("torch.amin"), "prod": _prod,
     "softmax": _softmax("F.softmax"), "log_softmax": _softmax("F.log_softmax"),
     "argmax": _argmax,
+    "argsort": _argsort,
+    "cumsum": lambda e: f"torch.cumsum({e.x(0)}, dim={e.a['dim']})",
+    "gather": lambda e: f"torch.gather({e.x(0)}, {e.a['dim']}, {e.x(1)})",
+    "index_select": _index_select,
+    "scatter_add": lambda e: f"{e.x(0)}.scatter_add({e.a['dim']}, {e.x(1)}, {e.x(2)})",
+    "segment_sum": _segment_sum, "segment_mean": _segment_mean, "segment_max": _segment_max,
+    "segment_softmax": _segment_softmax,
     "scan": _scan,
 }
 
