@@ -44,15 +44,16 @@ class Perceptron(nn.Module):
 
 
 class MLP(nn.Module):
-    """Linear/ReLU/Dropout hidden layers in one ``nn.Sequential``, then a linear head."""
+    """Linear/BatchNorm/ReLU/Dropout hidden layers in one ``nn.Sequential``, then a linear head."""
 
     def __init__(self, inputs: int = 784, hidden: Sequence[int] = (256, 128), classes: int = 10,
-                 p: float = 0.0):
+                 p: float = 0.0, norm: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         prev = inputs
         for width in hidden:
-            layers += [nn.Linear(prev, width), nn.ReLU(inplace=True), nn.Dropout(p)]
+            layers += [nn.Linear(prev, width), nn.BatchNorm1d(width) if norm else nn.Identity(),
+                       nn.ReLU(inplace=True), nn.Dropout(p)]
             prev = width
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(prev, classes)
@@ -62,8 +63,10 @@ class MLP(nn.Module):
 
     @staticmethod
     def from_nndsl_key(name: str) -> str:
-        # layers.{i}.fc.* -> body.{3 i}.*   (Linear, ReLU, Dropout per hidden layer)
-        return re.sub(r"^layers\.(\d+)\.fc\.", lambda m: f"body.{3 * int(m[1])}.", name)
+        # layers.{i}.fc.* -> body.{4 i}.*, layers.{i}.bn.* -> body.{4 i + 1}.*
+        # (Linear, BatchNorm, ReLU, Dropout per hidden layer)
+        name = re.sub(r"^layers\.(\d+)\.fc\.", lambda m: f"body.{4 * int(m[1])}.", name)
+        return re.sub(r"^layers\.(\d+)\.bn\.", lambda m: f"body.{4 * int(m[1]) + 1}.", name)
 
 
 # --------------------------------------------------------------------------------------------

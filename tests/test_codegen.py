@@ -207,7 +207,7 @@ def test_constructors_refuse_other_parameter_values(packages):
         mod.Mlp(classes=5)
     with pytest.raises(ValueError, match=r"--param hidden=\[64,32\]"):
         mod.Mlp(hidden=(64, 32))
-    with pytest.raises(ValueError, match="generated for p=0.0"):
+    with pytest.raises(ValueError, match="generated for p=0.2"):
         mod.Mlp(p=0.5)
     res = import_file(packages["resnet18"][1] / "model.py")
     with pytest.raises(ValueError, match=r"classes=10.*--param classes=1000"):

@@ -18,7 +18,7 @@ from conftest import ROOT
 from zoo import ZOO, zoo, zoo_id
 
 # dropout off so that train-mode outputs and gradients are deterministic
-NO_DROPOUT = {"lstm_sentiment": {"p": 0.0}, "distill_teacher": {"p": 0.0}}
+NO_DROPOUT = {"lstm_sentiment": {"p": 0.0}, "distill_teacher": {"p": 0.0}, "mlp": {"p": 0.0}}
 GOLDEN = ROOT / "tests" / "golden"
 
 

@@ -309,7 +309,9 @@ def test_amp_bf16_on_cpu(tmp_path):
 
 
 def test_without_a_train_section_from_a_builtin_set(tmp_path):
-    r = run_training(ROOT / "specs/fundamentals/mlp.nn", params={"inputs": 4, "classes": 3},
+    model = (ROOT / "specs/fundamentals/mlp.nn").read_text().split("\ntrain mlp")[0]
+    (tmp_path / "mlp.nn").write_text(model)      # the model alone: no train section
+    r = run_training(tmp_path / "mlp.nn", params={"inputs": 4, "classes": 3},
                      overrides={"data": "iris", "epochs": 30, "lr": 0.01},
                      out=tmp_path / "r", quiet=True)
     assert r.best["val_accuracy"] >= 0.8
