@@ -297,3 +297,15 @@ def test_flops_of_fused_attention_with_a_symbolic_value_width():
     assert any(n.op == "attention" for n in c.graph)
     # N·K scores, each: q·k (2·8), the weighted sum of values (2·V), softmax and scaling (6)
     assert c.flops(batch=2, K=3, V=5) == 2 * 3 * (2 * 8 + 2 * 5 + 6)
+
+
+def test_state_dict_follows_the_spec_order_for_params_declared_after_layers():
+    c = nndsl.compile("model order() {\n input x: f32[N, 4]\n y = x |> linear(4) as fc\n"
+                      " param p: f32[1, 4] = zeros\n output y2 = y + p\n}")
+    m = c.to_torch(seed=0)
+    assert list(m.state_dict()) == ["fc.weight", "fc.bias", "p"] == \
+        [n.name for n in c.graph.params()]
+    m2 = c.to_torch(seed=1)
+    m2.load_state_dict(m.state_dict())          # strict loading still works
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(),
+                                                  m2.state_dict().values()))

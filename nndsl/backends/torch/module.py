@@ -305,6 +305,18 @@ class GraphModule(nn.Module):
                                  f"(dim {ax} is {x.shape[ax]}, not {d})", code="E1104")
 
     # ---- weights ----
+    def state_dict(self, *args, **kwargs):
+        """The weights in the spec's order (torch would list a module's own tensors before its
+        submodules', so a model-level `param` declared after a layer would come first)."""
+        sd = super().state_dict(*args, **kwargs)
+        if args or kwargs.get("destination") is not None or kwargs.get("prefix"):
+            return sd
+        rank = {n.name: i for i, n in enumerate(self._params)}
+        items = sorted(sd.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+        sd.clear()
+        sd.update(items)
+        return sd
+
     def train(self, mode: bool = True):
         if mode and getattr(self, "_inference_only", False):
             raise InputError(f"{self.graph_name} was compiled at O2, for inference only: it "
