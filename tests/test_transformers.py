@@ -280,3 +280,14 @@ def test_t5_shares_one_embedding():
     assert not any(n.startswith("lm_head") for n in names)
     assert not any(n.endswith(".bias") for n in names)
     assert sum(n.endswith("relative_attention_bias.weight") for n in names) == 2
+
+
+def test_counts_derived_from_published_ones():
+    """No published totals exist for these two; their counts follow from published parts."""
+    # the base transformer: a 37,000-token shared embedding, 6 encoder layers of 3,152,384 and 6
+    # decoder layers of 4,204,032 (nn.TransformerEncoderLayer / DecoderLayer at 512/8/2048)
+    assert nndsl.compile(SPECS / "transformer.nn").param_count() == \
+        37_000 * 512 + 6 * 3_152_384 + 6 * 4_204_032
+    # detr-r50 trains 41,302,368; it also holds the frozen stem and first stage (222,400) and
+    # FrozenBatchNorm2d scales and shifts (53,120), which are ordinary parameters here
+    assert nndsl.compile(SPECS / "detr.nn").param_count() == 41_302_368 + 222_400 + 53_120

@@ -24,10 +24,4 @@ REFERENCE = {
     "gpt2": 124_439_808,            # GPT-2 small, tied embeddings
     "t5_small": 60_506_624,         # shared embedding counted once, lm_head tied
     "vit_b16": 86_567_656,          # torchvision vit_b_16
-    # detr-r50's trainable count (41,302,368) plus what DETR holds but does not train: the frozen
-    # stem and first stage (222,400) and the FrozenBatchNorm2d scales and shifts (53,120)
-    "detr": 41_302_368 + 222_400 + 53_120,
-    # the base model: a 37,000-token shared embedding + 6 encoder layers of 3,152,384 + 6 decoder
-    # layers of 4,204,032 (nn.TransformerEncoderLayer / nn.TransformerDecoderLayer at 512/8/2048)
-    "transformer": 37_000 * 512 + 6 * 3_152_384 + 6 * 4_204_032,
 }
