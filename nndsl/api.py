@@ -23,20 +23,24 @@ def _looks_like_path(source: str) -> bool:
         source.endswith(".nn") or Path(source).exists())
 
 
+def load(source: str | Path):
+    """The parsed program of a spec (a path or the source text) and its file name."""
+    if isinstance(source, Path) or _looks_like_path(str(source)):
+        file = str(source)
+        return load_program(read_source(file), file), file
+    return load_program(str(source), "<string>"), "<string>"
+
+
 def compile(source: str | Path, *, model: str | None = None, params: dict | None = None,
             opt: str = "O1", disable: tuple = (), after: str | None = None) -> "Compiled":
     """Compile a ``.nn`` spec (a path or the source text) to a :class:`Compiled` model.
 
     ``model`` picks one model of a file that defines several; ``params`` overrides the model's
-    parameters; ``opt`` is the optimization level (``O0``, ``O1``, ``O2``); ``disable`` names
+    parameters (in a file of several models, values for the others are kept for them: a GAN's
+    recipe builds its discriminator with those it declares); ``opt`` is the optimization level (``O0``, ``O1``, ``O2``); ``disable`` names
     passes to skip and ``after`` stops the pipeline after that pass.
     """
-    if isinstance(source, Path) or _looks_like_path(str(source)):
-        file = str(source)
-        text = read_source(file)
-    else:
-        file, text = "<string>", str(source)
-    program = load_program(text, file)
+    program, file = load(source)
     models = program.models
     if not models:
         raise DefinitionError(f"{file} defines no model", code="E0510",
@@ -49,10 +53,11 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
     elif model not in models:
         raise DefinitionError(f"{file} has no model `{model}`", code="E0512",
                               hint="its models: " + ", ".join(models))
-    graph = Elaborator(program).elaborate(model, params)
+    graph = Elaborator(program).elaborate(model, program.params_for(model, params or {}) or None)
     run = run_pipeline(graph, opt, tuple(disable), stop_after=after)
     c = Compiled(run.graph, file, opt, run.records, graph)
-    c.source_text, c.overrides = text, dict(params or {})
+    c.source = source if file == "<string>" else file
+    c.overrides = dict(params or {})
     section = program.train_section(model)
     if section is not None:   # a mistake in the model's train section is a compile-time error
         from nndsl.train.config import resolve
@@ -75,7 +80,7 @@ class Compiled:
     """A compiled model: the typed graph and everything derived from it."""
 
     train_section = None   # the model's `train` section (an AST node), if the spec has one
-    source_text = ""       # the spec's text
+    source: str | Path = ""   # the spec's path, or its text when compiled from a string
     overrides: dict = {}   # the parameter values given to compile (params=...)
 
     def __init__(self, graph: Graph, file: str, opt: str, passes: list | None = None,

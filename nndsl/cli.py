@@ -72,28 +72,15 @@ def _compile(args, opt: str | None = None):
 
 
 def cmd_check(args) -> int:
-    """Check the spec's model, or every model of a file that defines several."""
+    """Check the spec's model, or every model of a file that defines several (each takes the
+    --param values it declares)."""
     models = [args.model]
     if args.model is None:
-        from nndsl.elab import load_program
-        from nndsl.syntax import read_source
-        program = load_program(read_source(args.spec), args.spec)
-        found = list(program.models)
+        from nndsl.api import load
+        found = load(args.spec)[0].models
         models = found if len(found) > 1 else [None]
-        declared = {d.name: {q.name for q in d.params} for d in program.main.definitions}
-    given = list(args.param or [])
-    if len(models) > 1:
-        known = set().union(*(declared[m] for m in models))
-        for p in given:
-            if p.split("=", 1)[0].strip() not in known:
-                from nndsl.errors import ArgumentError
-                raise ArgumentError(f"no model of {args.spec} has a parameter "
-                                    f"`{p.split('=', 1)[0].strip()}`", code="E0213",
-                                    hint="parameters: " + ", ".join(sorted(known)))
     for m in models:
         args.model = m
-        if m is not None and len(models) > 1:   # each model takes the --param it declares
-            args.param = [p for p in given if p.split("=", 1)[0].strip() in declared[m]]
         c = _compile(args)
         print(f"ok: {c.name} — {c.param_count():,} parameters")
     return 0

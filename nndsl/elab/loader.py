@@ -33,6 +33,25 @@ class Program:
             return own
         return list(dict.fromkeys(t.model for t in self.main.trains))
 
+    def params_for(self, model: str, given: dict) -> dict:
+        """Of parameter values given for a file of several models (a GAN's generator and
+        discriminator), those ``model`` declares. A name no model of the file declares is an
+        error; with one model, compiling reports an unknown name where it is declared."""
+        models = self.models
+        if not given or len(models) < 2:
+            return dict(given)
+        declared = {m: {q.name for q in self.definitions[m].params} for m in models
+                    if m in self.definitions}
+        known = set().union(*declared.values())
+        for k in given:
+            if k not in known:
+                from nndsl.errors import ArgumentError
+                close = difflib.get_close_matches(k, sorted(known), n=1, cutoff=0.6)
+                raise ArgumentError(f"no model of the file has a parameter `{k}`", code="E0213",
+                                    hint=(f"did you mean `{close[0]}`? " if close else "")
+                                    + "parameters: " + ", ".join(sorted(known)))
+        return {k: v for k, v in given.items() if k in declared.get(model, ())}
+
     def train_section(self, model: str):
         """The `train` section for ``model``: the main file's, else the first imported one."""
         for t in self.trains:

@@ -296,8 +296,7 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
                    "outputs: " + ", ".join(outputs))
     loss_e = entries["loss"].value if "loss" in entries else None
     info = losses.check_loss(loss_e, names) if loss_e is not None else losses.LossInfo([])
-    base_dir = Path(base)
-    recipe_info = recipes.check(recipe, compiled, entries["recipe"].value.span, base_dir) \
+    recipe_info = recipes.check(recipe, compiled, entries["recipe"].value.span, Path(base)) \
         if recipe is not None else {"data_inputs": {n: t for n, t in inputs.items()
                                                      if n not in compiled.random_inputs}}
 

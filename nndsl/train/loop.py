@@ -282,26 +282,16 @@ class _Run:
         """The model's inputs for ``batch``: the data's (augmented when training), and the
         random inputs drawn from their distributions (per batch when training; from a
         generator reset for every evaluation, so validation is reproducible)."""
-        from nndsl.backends.torch.inputs import draw
+        from nndsl.backends.torch.inputs import draw_missing
         xs = {n: batch[n] for n in self.input_names if n in batch}
         if train and self.cfg.augment and self.recipe.name != "contrastive":
             for n in self.float_inputs:
                 if n in xs:
                     xs[n] = augment_mod.apply(self.cfg.augment, xs[n], self.aug_gen)
         if self.random_inputs:
-            n_batch = next(iter(batch.values())).shape[0]
-            env = {}
-            for n, x in xs.items():
-                for ax, d in enumerate(self.c.input_types[n].shape):
-                    if not isinstance(d, int):
-                        env.setdefault(str(d), int(x.shape[ax]))
-            gen = self.noise_gen if train else self.eval_gen
-            from nndsl.ir.types import evaluate_dim
-            for n, dist in self.random_inputs.items():
-                t = self.c.input_types[n]
-                shape = [n_batch if ax == 0 and not isinstance(d, int) else
-                         evaluate_dim(d, env) for ax, d in enumerate(t.shape)]
-                xs[n] = draw(shape, t.dtype, dist, generator=gen).to(self.device)
+            xs.update(draw_missing(self.c.input_types, self.random_inputs, xs,
+                                   self.noise_gen if train else self.eval_gen, self.device,
+                                   batch=next(iter(batch.values())).shape[0]))
         if self.needs_input_grad:
             for n in self.float_inputs:
                 if n in xs:

@@ -184,26 +184,11 @@ def _same(a, b) -> bool:
 
 def _other_model(compiled, name: str, span, role: str):
     import nndsl
-    if compiled.file.startswith("<"):
-        source = compiled.source_text
-    else:
-        source = compiled.file
-    try:
-        return nndsl.compile(source, model=name, params=_shared_params(compiled, source, name),
+    try:   # with the parameter values given for the file: the other model takes its own
+        return nndsl.compile(compiled.source, model=name, params=compiled.overrides or None,
                              opt="O1")
     except NndslError as e:
         raise _err(f"the {role} `{name}`: {e.message}", span, e.hint) from None
-
-
-def _shared_params(compiled, source, name) -> dict | None:
-    """The trained model's parameter overrides that the other model also declares."""
-    import nndsl
-    given = compiled.overrides
-    if not given:
-        return None
-    other = nndsl.compile(source, model=name, opt="O0")
-    known = other.graph.meta.get("params", {})
-    return {k: v for k, v in given.items() if k in known} or None
 
 
 def _teacher(a, span, base: Path):
@@ -233,9 +218,6 @@ class Supervised:
 
     def prepare_training(self) -> None:
         """Set up what only training needs (other models' optimizers, a teacher)."""
-
-    def extra_models(self) -> dict:
-        return {}
 
     def forward_loss(self, batch: dict, xs: dict, train: bool):
         from nndsl.train.losses import evaluate_loss
@@ -273,7 +255,7 @@ class VAE(Supervised):
     def sample(self, n: int, gen):
         import torch
 
-        from nndsl.backends.torch.inputs import draw
+        from nndsl.backends.torch.inputs import draw_missing
         if self.decoder is None:
             raise TrainError("the vae recipe samples with its `decoder` model: name it, e.g. "
                              "`recipe = vae(decoder=\"vae_decoder\")`", code="E1224")
@@ -287,12 +269,9 @@ class VAE(Supervised):
                                   "models")
         self.decoder.load_state_dict({k: own[k] for k in sd})
         sampler = self.info["sampler"]
-        xs = {}
-        for name, t in sampler.input_types.items():
-            dist = sampler.random_inputs.get(name) or {"dist": "normal", "mean": 0.0,
-                                                       "std": 1.0}
-            shape = [n] + [int(d) for d in t.shape[1:]]
-            xs[name] = draw(shape, t.dtype, dist, generator=gen).to(self.run.device)
+        normal = {"dist": "normal", "mean": 0.0, "std": 1.0}    # for a z declared without one
+        dists = {k: sampler.random_inputs.get(k) or normal for k in sampler.input_names}
+        xs = draw_missing(sampler.input_types, dists, {}, gen, self.run.device, batch=n)
         with torch.no_grad():
             out = self.decoder(**xs)
         return out[0] if isinstance(out, tuple) else out
@@ -456,15 +435,10 @@ class GAN(Supervised):
         self.d_schedule = Schedule(run.cfg.schedule, self.d_opt, run.schedule.total,
                                    run.steps_per_epoch)
 
-    def extra_models(self) -> dict:
-        return {"discriminator": self.d}
-
     def _z(self, n: int, gen):
-        from nndsl.backends.torch.inputs import draw
+        from nndsl.backends.torch.inputs import draw_missing
         c = self.run.c
-        return {name: draw([n] + [int(x) for x in t.shape[1:]], t.dtype,
-                           c.random_inputs[name], generator=gen).to(self.run.device)
-                for name, t in c.input_types.items()}
+        return draw_missing(c.input_types, c.random_inputs, {}, gen, self.run.device, batch=n)
 
     def _gen(self, z):
         out = self.run.run_model(**z)
@@ -595,7 +569,6 @@ def sample_run(run_dir, n: int = 16, seed: int = 0, which: str = "best"):
 
     import nndsl
     from nndsl.train.config import resolve
-    from nndsl.train.run import _program, _split_params
     run_dir = Path(run_dir)
     try:
         conf = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
@@ -612,17 +585,12 @@ def sample_run(run_dir, n: int = 16, seed: int = 0, which: str = "best"):
                          hint="which is best or last")
     spec, model = conf["spec"], conf["model"]
     params = dict((conf.get("cli") or {}).get("params") or {})
-    program = _program(spec)
-    c = nndsl.compile(spec, model=model,
-                      params=_split_params(program, model, params) or None, opt="O1")
-    c.overrides = params
+    c = nndsl.compile(spec, model=model, params=params or None, opt="O1")
     cfg = resolve(c, c.train_section)
     module = c.to_torch(weights=str(weights)).eval()
     run = SimpleNamespace(c=c, cfg=cfg, model=module, run_model=module,
                           device=torch.device("cpu"))
     recipe = RUNTIME[name](run, cfg.recipe_info)
-    if name == "gan":
-        recipe.d = None
     with torch.no_grad():
         out = recipe.sample(n, torch.Generator().manual_seed(seed))
     return out.detach().float().cpu(), c.name

@@ -23,40 +23,14 @@ def default_out(name: str) -> Path:
     return base.parent / f"{name}-{k}"
 
 
-def _program(spec):
-    from nndsl.api import _looks_like_path
-    from nndsl.elab import load_program
-    from nndsl.syntax import read_source
-    if isinstance(spec, Path) or _looks_like_path(str(spec)):
-        text, file = read_source(spec), str(spec)
-    else:
-        text, file = str(spec), "<string>"
-    return load_program(text, file)
-
-
-def _trained_model(spec_or_program) -> str | None:
+def _trained_model(spec) -> str | None:
     """In a file of several models, the one its train section names (if just one has one)."""
-    program = spec_or_program if hasattr(spec_or_program, "main") else _program(spec_or_program)
+    from nndsl.api import load
+    program, _ = load(spec)
     trained = list(dict.fromkeys(t.model for t in program.main.trains))
     if len(program.models) > 1 and len(trained) == 1:
         return trained[0]
     return None
-
-
-def _split_params(program, model: str | None, params: dict) -> dict:
-    """In a file of several models (a GAN's generator and discriminator), ``--param`` values
-    may be for any of them: the trained model gets those it declares; the recipe passes the
-    others on. A value no model declares is an error."""
-    if not params or len(program.models) < 2 or model is None:
-        return params
-    declared = {d.name: {q.name for q in d.params} for d in program.main.definitions
-                if d.kind == "model"}
-    known = set().union(*declared.values())
-    for k in params:
-        if k not in known:
-            raise TrainError(f"no model of the spec has a parameter `{k}`", code="E0213",
-                             hint="parameters: " + ", ".join(sorted(known)))
-    return {k: v for k, v in params.items() if k in declared.get(model, ())}
 
 
 def run_training(spec, *, model: str | None = None, params: dict | None = None,
@@ -85,13 +59,9 @@ def run_training(spec, *, model: str | None = None, params: dict | None = None,
             raise TrainError("--resume continues a run in its own folder; leave out --out",
                              code="E1218")
         out = rdir
-    program = _program(spec)
     if model is None:
-        model = _trained_model(program)
-    given = dict(cli.get("params") or {})
-    c = nndsl.compile(spec, model=model, params=_split_params(program, model, given) or None,
-                      opt="O1")
-    c.overrides = given       # the recipe's other models take the values they declare
+        model = _trained_model(spec)
+    c = nndsl.compile(spec, model=model, params=cli.get("params"), opt="O1")
     if resume is not None and saved is not None and saved.get("model") != c.name:
         raise TrainError(f"{out} is a run of `{saved.get('model')}`, not `{c.name}`",
                          code="E1218", hint="pick the model with --model")

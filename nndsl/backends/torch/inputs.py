@@ -36,3 +36,37 @@ def draw(shape, dtype: str, dist: dict | None = None, id_range=None, generator=N
         low, high = id_range or (0, 10)
         return torch.randint(int(low), int(high), shape, dtype=tdtype, **kw)
     return x.to(tdtype)
+
+
+def draw_missing(types: dict, dists: dict, given: dict, generator=None, device=None,
+                 batch: int | None = None) -> dict:
+    """The random inputs (``dists``: name -> distribution) that ``given`` lacks, drawn with
+    ``generator`` (torch's global one when None). Their dims are sized by the symbols the given
+    tensors bind (``types``: name -> TensorType); ``batch`` sizes a leading symbolic dim that
+    nothing binds. Raises ``ValueError`` naming an input whose size nothing determines."""
+    from nndsl.ir.types import SymDim, evaluate_dim
+    env = {}
+    for name, x in given.items():
+        t = types.get(name)
+        if t is None or not isinstance(x, torch.Tensor):
+            continue
+        for ax, d in enumerate(t.shape[:x.dim()]):
+            if isinstance(d, SymDim) and d.symbols() == {str(d)}:
+                env.setdefault(str(d), int(x.shape[ax]))
+        device = device or x.device
+    out = {}
+    for name, dist in dists.items():
+        if name in given:
+            continue
+        t = types[name]
+        try:
+            shape = [batch if ax == 0 and batch is not None and str(d) not in env
+                     and isinstance(d, SymDim) else evaluate_dim(d, env)
+                     for ax, d in enumerate(t.shape)]
+        except Exception:
+            raise ValueError(name) from None
+        if generator is None:
+            out[name] = draw(shape, t.dtype, dist, device=device)
+        else:   # a CPU generator draws on the CPU
+            out[name] = draw(shape, t.dtype, dist, generator=generator).to(device or "cpu")
+    return out

@@ -270,23 +270,15 @@ class GraphModule(nn.Module):
     def _draw_random_inputs(self, bound: dict, missing: list) -> None:
         """Random inputs not given are drawn from their distribution with torch's global
         generator, sized by the symbols the given inputs bind."""
-        from nndsl.backends.torch.inputs import draw
-        from nndsl.ir.types import evaluate_dim
-        env, device = {}, None
-        for sym, i, ax in self._symbols:
-            x = bound.get(self.input_names[i])
-            if isinstance(x, torch.Tensor) and x.dim() > ax:
-                env.setdefault(sym, int(x.shape[ax]))
-                device = device or x.device
-        for n in missing:
-            t = self._input_types[self.input_names.index(n)]
-            try:
-                shape = [evaluate_dim(d, env) for d in t.shape]
-            except Exception:
-                raise InputError(f"cannot draw the random input `{n}`: {t} has dims no given "
-                                 f"input determines", code="E1101",
-                                 hint=f"pass `{n}` explicitly") from None
-            bound[n] = draw(shape, t.dtype, self._input_dists[n], device=device)
+        from nndsl.backends.torch.inputs import draw_missing
+        types = dict(zip(self.input_names, self._input_types))
+        try:
+            bound.update(draw_missing(types, {n: self._input_dists[n] for n in missing}, bound))
+        except ValueError as e:
+            n = str(e)
+            raise InputError(f"cannot draw the random input `{n}`: {types[n]} has dims no given "
+                             f"input determines", code="E1101",
+                             hint=f"pass `{n}` explicitly") from None
 
     @staticmethod
     def _check_input(name, x, t) -> None:
