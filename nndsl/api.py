@@ -32,14 +32,25 @@ def load(source: str | Path):
 
 
 def compile(source: str | Path, *, model: str | None = None, params: dict | None = None,
-            opt: str = "O1", disable: tuple = (), after: str | None = None) -> "Compiled":
+            opt: str = "O1", disable: tuple = (), after: str | None = None,
+            quantize: str | None = None, group: int | None = None, prune: str | None = None,
+            keep: tuple = (), weights=None) -> "Compiled":
     """Compile a ``.nn`` spec (a path or the source text) to a :class:`Compiled` model.
 
     ``model`` picks one model of a file that defines several; ``params`` overrides the model's
     parameters (in a file of several models, values for the others are kept for them: a GAN's
-    recipe builds its discriminator with those it declares); ``opt`` is the optimization level (``O0``, ``O1``, ``O2``); ``disable`` names
-    passes to skip and ``after`` stops the pipeline after that pass.
+    recipe builds its discriminator with those it declares); ``opt`` is the optimization level
+    (``O0``, ``O1``, ``O2``); ``disable`` names passes to skip and ``after`` stops the pipeline
+    after that pass.
+
+    Compression: ``quantize`` is a scheme (``int8-dynamic``, ``int8-weight``, ``int4-weight``,
+    ``f16``, ``bf16``) with ``group`` columns per scale for the weight-only ones; ``prune`` is
+    ``magnitude=S``, ``2:4`` or ``channels=S``; ``keep`` lists scopes left in float.
+    ``weights`` (a state dict or ``.safetensors`` path in the spec's names) are the values
+    channel pruning ranks channels by, and the default weights of ``to_torch``/``to_onnx``.
     """
+    from nndsl.passes.compress import Compression
+    compression = Compression(quantize, group, prune, tuple(keep))
     program, file = load(source)
     models = program.models
     if not models:
@@ -54,8 +65,14 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
         raise DefinitionError(f"{file} has no model `{model}`", code="E0512",
                               hint="its models: " + ", ".join(models))
     graph = Elaborator(program).elaborate(model, program.params_for(model, params or {}) or None)
-    run = run_pipeline(graph, opt, tuple(disable), stop_after=after)
+    if weights is not None:
+        _check_weights(graph, weights)
+    run = run_pipeline(graph, opt, tuple(disable), stop_after=after,
+                       before=compression.before(lambda: _spec_arrays(graph, weights)),
+                       after=compression.after())
     c = Compiled(run.graph, file, opt, run.records, graph)
+    c.compression = compression
+    c.weights = weights
     c.source = source if file == "<string>" else file
     c.overrides = dict(params or {})
     section = program.train_section(model)
@@ -64,6 +81,22 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
         resolve(c, section)
         c.train_section = section
     return c
+
+
+def _check_weights(graph: Graph, weights) -> None:
+    from nndsl.backends.torch import read_weights
+    from nndsl.ir.weights import match_weights
+    match_weights(graph, read_weights(weights))
+
+
+def _spec_arrays(graph: Graph, weights, seed: int = 0) -> dict:
+    """The spec's weights as NumPy arrays: ``weights`` checked strictly, or the initial ones."""
+    from nndsl.backends.torch import read_weights
+    from nndsl.backends.torch.init import initial_state
+    from nndsl.ir.weights import match_weights, spec_params
+    state = initial_state(spec_params(graph), seed) if weights is None else \
+        match_weights(graph, read_weights(weights))
+    return {k: v.detach().cpu().contiguous().numpy() for k, v in state.items()}
 
 
 @dataclass
@@ -82,6 +115,8 @@ class Compiled:
     train_section = None   # the model's `train` section (an AST node), if the spec has one
     source: str | Path = ""   # the spec's path, or its text when compiled from a string
     overrides: dict = {}   # the parameter values given to compile (params=...)
+    compression = None     # the Compression asked for (quantize=, prune=, ...)
+    weights = None         # the weights given to compile: the default of to_torch/to_onnx
 
     def __init__(self, graph: Graph, file: str, opt: str, passes: list | None = None,
                  unoptimized: Graph | None = None):
@@ -114,9 +149,30 @@ class Compiled:
     # ---- counting ----
     def param_count(self) -> int:
         """Unique trainable parameters of the spec (tied weights once, buffers excluded) — the
-        same at every optimization level."""
+        same at every optimization level; after channel pruning, what is left of them."""
         from nndsl.ir.weights import spec_params
-        return sum(_numel(n.type) for n in spec_params(self.graph) if n.attr["trainable"])
+        pruned = self.graph.meta.get("pruned_channels") or {}
+        return sum(_numel(n.type.with_shape(pruned.get(n.name, n.type.shape)))
+                   for n in spec_params(self.graph) if n.attr["trainable"])
+
+    def size_bytes(self) -> int:
+        """Bytes the graph's parameters and buffers take as stored (int4: half a byte each)."""
+        from nndsl.ir.types import BITS
+        return sum((_numel(n.type) * BITS[n.type.dtype] + 7) // 8 for n in self.graph.params())
+
+    def sparsity(self) -> float:
+        """The fraction of zeros a mask-pruned graph's masks leave in its conv and linear
+        weights (0.0 when nothing is masked)."""
+        from nndsl.ir.derive import find
+        total = masked = 0
+        for n in self.graph.params():
+            mask = find(n.attr.get("derive"), ("magnitude_mask", "n_m_mask"))
+            if mask is not None:
+                d = dict(mask[2])
+                frac = d["sparsity"] if "sparsity" in d else 1 - d["n"] / d["m"]
+                masked += frac * _numel(n.type)
+                total += _numel(n.type)
+        return masked / total if total else 0.0
 
     def graph_param_count(self) -> int:
         """Trainable parameter elements of the (optimized) graph itself: folding batch norms
@@ -190,6 +246,7 @@ class Compiled:
         import torch
 
         from nndsl.backends.torch import GraphModule
+        weights = self.weights if weights is None else weights
         if not self._restructured():
             m = GraphModule(self.graph, seed=seed if weights is None else None)
             if weights is not None:
@@ -211,20 +268,21 @@ class Compiled:
         return match_weights(self.graph, read_weights(weights))
 
     def _restructured(self) -> bool:
+        from nndsl.ir.derive import has_derived
         src = self.graph.meta.get("source_params")
-        return src is not None and [n.name for n in src] != [n.name for n in self.graph.params()]
+        return has_derived(self.graph) or src is not None and \
+            [n.name for n in src] != [n.name for n in self.graph.params()]
 
     def _derived_arrays(self, weights, seed: int) -> dict:
         from nndsl.ir.derive import derive_state
-        state = self.spec_state(weights, seed)
-        arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in state.items()}
-        return derive_state(self.graph, arrays)
+        return derive_state(self.graph, _spec_arrays(self.graph, weights, seed))
 
     def to_onnx(self, weights=None, seed: int = 0):
         """An ``onnx.ModelProto`` carrying ``weights`` (a state dict or a ``.safetensors`` path;
         the default initial weights when none are given), for inference."""
         from nndsl import __version__
         from nndsl.backends.onnx import to_onnx
+        weights = self.weights if weights is None else weights
         return to_onnx(self.graph, self._derived_arrays(weights, seed),
                        producer_version=__version__)
 

@@ -485,6 +485,9 @@ def test_ops_in_the_small_specs_cover_the_table():
         ops |= {n.op for n in nndsl.compile(textwrap.dedent(text), opt="O0").graph}
     for spec in ("specs/transformers/gpt_mini.nn", "specs/vision/resnet18.nn"):
         ops |= {n.op for n in nndsl.compile(ROOT / spec, opt="O2").graph}
+    for scheme in ("int8-dynamic", "int4-weight"):
+        ops |= {n.op for n in nndsl.compile(ROOT / "specs/fundamentals/mlp.nn",
+                                            quantize=scheme).graph}
     assert ops >= set(TORCH_CODEGEN)
 
 

@@ -1,10 +1,17 @@
 """Parameters computed from other parameters (the O2 passes restructure weights).
 
 A ``param`` node with a ``derive`` attribute ``(fn, sources, options)`` holds
-``DERIVATIONS[fn](*source arrays, **options)``, where ``sources`` are parameter names of the
-unoptimized graph (``graph.meta["source_params"]``). Weights are always given in the spec's
-names; :func:`derive_state` turns them into the optimized graph's parameters. NumPy only, so both
+``DERIVATIONS[fn](*source values, **options)``. A source is a parameter name of the unoptimized
+graph (``graph.meta["source_params"]``), ``None`` for an absent one, or itself a derivation
+``(fn, sources, options)``: passes compose (a pruned, folded, then quantized weight is
+``quantize(take(fold_bn_weight(W, γ, σ²)))``). Weights are always given in the spec's names;
+:func:`derive_state` turns them into the optimized graph's parameters. NumPy only, so both
 backends use the same arithmetic.
+
+Quantization is symmetric: ``q = clamp(round(w / s), -qmax, qmax)`` with ``s = max|w| / qmax``
+per output channel (``qmax`` 127 for int8, 7 for int4) or per group of ``group`` input
+columns; ``w ≈ q · s``. Int4 values are packed two a byte along the last dim, the even element in
+the low nibble (ONNX's INT4 layout).
 """
 
 from __future__ import annotations
@@ -43,20 +50,145 @@ def concat(*arrays, axis: int = 0):
     return np.concatenate(arrays, axis=axis)
 
 
-DERIVATIONS = {"fold_bn_weight": fold_bn_weight, "fold_bn_bias": fold_bn_bias, "concat": concat}
+QMAX = {"i8": 127, "i4": 7}
+
+
+def _grouped(w, group: int | None):
+    """``w`` as ``[rows, groups, group]`` (a group is a run of ``group`` input columns; ``None``:
+    one group per row, i.e. per output channel)."""
+    rows = w.reshape(w.shape[0], -1).astype(np.float64)
+    g = rows.shape[1] if group is None else group
+    return rows.reshape(rows.shape[0], rows.shape[1] // g, g)
+
+
+def quant_scale(w, *, to: str, group: int | None = None):
+    """``s = max|w| / qmax`` per output channel, or per group: shape ``[out]`` or
+    ``[out, in/group]``. An all-zero row gets scale 1 (any scale represents it exactly)."""
+    amax = np.abs(_grouped(w, group)).max(axis=2)
+    s = np.where(amax > 0, amax / QMAX[to], 1.0).astype(np.float32)
+    return s[:, 0] if group is None else s
+
+
+def quantize_weight(w, *, to: str, group: int | None = None):
+    """``q = clamp(round(w / s), -qmax, qmax)`` with :func:`quant_scale`'s ``s``; int4 packed."""
+    s = quant_scale(w, to=to, group=group).astype(np.float64)
+    s = s.reshape(s.shape[0], -1, 1)
+    q = np.clip(np.rint(_grouped(w, group) / s), -QMAX[to], QMAX[to]).astype(np.int8)
+    q = q.reshape(w.shape)
+    return pack_int4(q) if to == "i4" else q
+
+
+def pack_int4(q):
+    """Signed 4-bit values (int8 in [-8, 7]) packed two a byte along the last dim."""
+    if q.shape[-1] % 2:
+        q = np.concatenate([q, np.zeros(q.shape[:-1] + (1,), np.int8)], axis=-1)
+    nib = (q.astype(np.int16) & 0xF).astype(np.uint8)
+    return (nib[..., 0::2] | (nib[..., 1::2] << 4)).astype(np.uint8)
+
+
+def unpack_int4(p, n: int):
+    """The ``n`` signed 4-bit values per row of packed ``p``."""
+    lo = (p & 0xF).astype(np.int8)
+    hi = (p >> 4).astype(np.int8)
+    out = np.stack([lo, hi], axis=-1).reshape(p.shape[:-1] + (-1,))[..., :n]
+    return np.where(out > 7, out - 16, out).astype(np.int8)
+
+
+def cast(w, *, to: str):
+    """The same values in another float type. NumPy has no bfloat16: ``bf16`` values are
+    rounded to bfloat16 (round to nearest even) and held in float32, which the backends store
+    in bf16 without further rounding."""
+    if to == "bf16":
+        bits = np.ascontiguousarray(w, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.astype(np.uint32).view(np.float32)
+    return w.astype({"f16": np.float16, "f32": np.float32, "f64": np.float64}[to])
+
+
+def magnitude_mask(w, *, sparsity: float):
+    """``w`` with its ``round(sparsity · numel)`` smallest-magnitude entries zeroed (ties broken
+    by position, so the count is exact)."""
+    flat = w.reshape(-1)
+    k = int(round(sparsity * flat.size))
+    out = flat.copy()
+    if k:
+        out[np.argsort(np.abs(flat), kind="stable")[:k]] = 0
+    return out.reshape(w.shape)
+
+
+def n_m_mask(w, *, n: int, m: int):
+    """N:M sparsity: in every run of ``m`` consecutive input weights of a row, only the ``n``
+    largest in magnitude are kept (2:4 keeps two of every four)."""
+    rows = w.reshape(w.shape[0], -1, m)
+    drop = np.argsort(np.abs(rows), axis=2, kind="stable")[:, :, : m - n]
+    out = rows.copy()
+    np.put_along_axis(out, drop, 0, axis=2)
+    return out.reshape(w.shape)
+
+
+def take(w, *, axis: int, index: tuple):
+    """The slices ``index`` of ``w`` along ``axis`` (channels kept by structured pruning)."""
+    return np.take(w, np.asarray(index, dtype=np.int64), axis=axis)
+
+
+DERIVATIONS = {"fold_bn_weight": fold_bn_weight, "fold_bn_bias": fold_bn_bias, "concat": concat,
+               "quant_scale": quant_scale, "quantize_weight": quantize_weight, "cast": cast,
+               "magnitude_mask": magnitude_mask, "n_m_mask": n_m_mask, "take": take}
+
+
+def evaluate(expr, source: Mapping[str, np.ndarray]):
+    """The value of a derivation expression: a spec name, ``None``, or ``(fn, sources, opts)``."""
+    if expr is None:
+        return None
+    if isinstance(expr, str):
+        return source[expr]
+    fn, sources, options = expr
+    return DERIVATIONS[fn](*[evaluate(s, source) for s in sources], **dict(options))
+
+
+def expression(node) -> object:
+    """What a ``param`` node holds, as an expression over the spec's parameters."""
+    return node.attr.get("derive") or node.name
+
+
+def sources(expr) -> set[str]:
+    """The spec parameters an expression reads."""
+    if expr is None:
+        return set()
+    if isinstance(expr, str):
+        return {expr}
+    return set().union(*(sources(s) for s in expr[1])) if expr[1] else set()
+
+
+def functions(expr) -> list[str]:
+    """The derivations an expression applies, outermost first."""
+    if not isinstance(expr, tuple):
+        return []
+    return [expr[0]] + [f for s in expr[1] for f in functions(s)]
+
+
+def find(expr, fns: tuple):
+    """The outermost sub-expression of ``expr`` that applies one of ``fns``, or ``None``."""
+    if not isinstance(expr, tuple):
+        return None
+    if expr[0] in fns:
+        return expr
+    for s in expr[1]:
+        hit = find(s, fns)
+        if hit is not None:
+            return hit
+    return None
 
 
 def derive_state(graph: Graph, source: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The optimized graph's parameter values from the spec-named ``source`` values."""
+    cache: dict = {}
     out = {}
     for node in graph.params():
-        d = node.attr.get("derive")
-        if d is None:
-            out[node.name] = source[node.name]
-            continue
-        fn, names, options = d
-        args = [None if n is None else source[n] for n in names]
-        out[node.name] = DERIVATIONS[fn](*args, **dict(options))
+        expr = expression(node)
+        if expr not in cache:
+            cache[expr] = evaluate(expr, source)
+        out[node.name] = cache[expr]
     return out
 
 

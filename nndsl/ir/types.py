@@ -12,9 +12,21 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Union
 
-DTYPES = ("f32", "f16", "bf16", "f64", "i64", "i32", "i8", "u8", "bool")
+DTYPES = ("f32", "f16", "bf16", "f64", "i64", "i32", "i8", "u8", "i4", "bool")
 FLOAT_DTYPES = ("f32", "f16", "bf16", "f64")
 INT_DTYPES = ("i64", "i32", "i8", "u8")
+QUANT_DTYPES = ("i8", "u8", "i4")   # what quantized weights and activations are stored as
+BITS = {"f32": 32, "f16": 16, "bf16": 16, "f64": 64, "i64": 64, "i32": 32, "i8": 8, "u8": 8,
+        "i4": 4, "bool": 8}
+
+
+def storage_shape(dtype: str, shape: tuple) -> tuple:
+    """The shape a tensor of ``dtype`` is stored in: ``i4`` packs two values a byte along the
+    last dim (the low nibble holds the even element, as ONNX's INT4 does), everything else is
+    stored as it is."""
+    if dtype != "i4" or not shape:
+        return tuple(shape)
+    return tuple(shape[:-1]) + ((shape[-1] + 1) // 2,)
 
 
 class SymDim:

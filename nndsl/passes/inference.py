@@ -7,8 +7,9 @@ along with the graph.
 
 from __future__ import annotations
 
+from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
-from nndsl.passes.rewrite import Rewriter, Rule, apply_rules, sweep_dead
+from nndsl.passes.rewrite import Rewriter, Rule, apply_rules, derived_param, sweep_dead
 
 FOLDABLE = ("conv1d", "conv2d", "conv3d", "linear")
 
@@ -29,18 +30,18 @@ def _readers(graph: Graph) -> dict[str, list[Node]]:
     return out
 
 
-def _plain_param(graph: Graph, v: Value | None) -> str | None:
-    """The spec name of a parameter operand that is not itself derived."""
+def _plain_param(graph: Graph, v: Value | None):
+    """What a parameter operand holds, as an expression over the spec's parameters (its name,
+    or its derivation when an earlier pass derived it); ``None`` when the operand is computed."""
     if v is None:
         return None
     p = graph.node(v.node)
-    return p.name if p.op == "param" and not p.attr.get("derive") else None
+    return expression(p) if p.op == "param" else None
 
 
-def _derived_param(rw: Rewriter, name: str, like: Node, shape, fn: str, sources, **options):
-    attrs = {"name": name, "shape": tuple(shape), "dtype": "f32", "init": None,
-             "trainable": True, "derive": (fn, tuple(sources), tuple(sorted(options.items())))}
-    return rw.emit("param", [], attrs, like=like, name=name)
+def _source(graph: Graph, v: Value | None):
+    """:func:`_plain_param` of an operand known to be a parameter (or absent)."""
+    return None if v is None else expression(graph.node(v.node))
 
 
 def fold_batch_norm(graph: Graph) -> tuple[Graph, bool]:
@@ -78,14 +79,13 @@ def fold_batch_norm(graph: Graph) -> tuple[Graph, bool]:
         if node.name in plan:
             bn = plan[node.name]
             eps = bn.attr.get("eps", 1e-5)
-            names = [None if v is None else v.node for v in bn.inputs[1:5]]
-            gamma, beta, mean, var = names
-            w_name = node.inputs[1].node
-            b_name = None if node.inputs[2] is None else node.inputs[2].node
-            w_t = graph.node(w_name).type
-            w = _derived_param(rw, f"{node.name}.folded_weight", node, w_t.shape,
+            gamma, beta, mean, var = (_source(graph, v) for v in bn.inputs[1:5])
+            w_name = _source(graph, node.inputs[1])
+            b_name = _source(graph, node.inputs[2])
+            w_t = graph.node(node.inputs[1].node).type
+            w = derived_param(rw, f"{node.name}.folded_weight", node, w_t.shape,
                                "fold_bn_weight", (w_name, gamma, var), eps=eps)
-            b = _derived_param(rw, f"{node.name}.folded_bias", node, (w_t.shape[0],),
+            b = derived_param(rw, f"{node.name}.folded_bias", node, (w_t.shape[0],),
                                "fold_bn_bias", (b_name, gamma, beta, mean, var), eps=eps)
             rw.add(n.with_(inputs=(n.inputs[0], w.out(), b.out())))
         elif node.name in folded:
@@ -119,15 +119,15 @@ def merge_parallel_linears(graph: Graph) -> tuple[Graph, bool]:
         if node.name in first_of:
             g = first_of[node.name]
             name = "+".join(m.name for m in g)
-            ws = [m.inputs[1].node for m in g]
-            rows = [graph.node(w).type.shape[0] for w in ws]
-            fin = graph.node(ws[0]).type.shape[1]
-            w = _derived_param(rw, f"{name}.weight", node, (sum(rows), fin), "concat", ws,
+            ws = [_source(graph, m.inputs[1]) for m in g]
+            rows = [graph.type_of(m.inputs[1]).shape[0] for m in g]
+            fin = graph.type_of(g[0].inputs[1]).shape[1]
+            w = derived_param(rw, f"{name}.weight", node, (sum(rows), fin), "concat", ws,
                                axis=0)
             b = None
             if node.inputs[2] is not None:
-                b = _derived_param(rw, f"{name}.bias", node, (sum(rows),), "concat",
-                                   [m.inputs[2].node for m in g], axis=0).out()
+                b = derived_param(rw, f"{name}.bias", node, (sum(rows),), "concat",
+                                   [_source(graph, m.inputs[2]) for m in g], axis=0).out()
             merged = rw.emit("linear", [n.inputs[0], w.out(), b], {}, like=node, name=name)
             parts = rw.emit("split", [merged.out()], {"dim": -1, "sizes": tuple(rows)},
                             like=node, name=f"{name}.split")

@@ -127,33 +127,36 @@ class PipelineRun:
 
 
 def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_after: str | None = None,
-                 on_pass: Callable[[PassRecord], None] | None = None) -> PipelineRun:
+                 on_pass: Callable[[PassRecord], None] | None = None,
+                 before: list = (), after: list = ()) -> PipelineRun:
     """Run the passes of ``level`` in order, verifying after each. ``stop_after`` ends the run
-    after the first pass of that name; ``on_pass`` sees every pass's result."""
+    after the first pass of that name; ``on_pass`` sees every pass's result. ``before`` and
+    ``after`` are ``(name, fn)`` passes run before and after the level's own (compression:
+    :mod:`nndsl.passes.compress`); passes named in ``after`` hold for inference only."""
     if level not in PIPELINES:
         raise ArgumentError(f"unknown optimization level `{level}`", code="E0225",
                             hint="use one of " + ", ".join(PIPELINES))
+    extra = [n for n, _ in list(before) + list(after)]
     for name in tuple(disable) + ((stop_after,) if stop_after else ()):
-        if name not in PASSES:
+        if name not in PASSES and name not in extra:
             raise ArgumentError(f"unknown pass `{name}`", code="E0229",
-                                hint="passes: " + ", ".join(PASSES))
-    if stop_after and stop_after not in PIPELINES[level]:
+                                hint="passes: " + ", ".join(list(PASSES) + extra))
+    if stop_after and stop_after not in PIPELINES[level] and stop_after not in extra:
         raise ArgumentError(f"pass `{stop_after}` is not in the {level} pipeline", code="E0229",
                             hint=f"{level} runs: " + (", ".join(PIPELINES[level]) or "nothing"))
     verify(graph)
     graph = graph.copy()
     graph.meta.setdefault("source_params", tuple(graph.params()))
-    if any(PASSES[n].inference_only for n in PIPELINES[level]):
+    if any(PASSES[n].inference_only for n in PIPELINES[level]) or after:
         graph.meta["inference_only"] = True
     run = PipelineRun(graph)
     ran: list[str] = []
-    for name in PIPELINES[level]:
-        if name in disable:
-            continue
-        p = PASSES[name]
+    steps = list(before) + [(n, PASSES[n].fn) for n in PIPELINES[level] if n not in disable] + \
+        list(after)
+    for name, fn in steps:
         t0 = time.perf_counter()
         try:
-            out, changed = run_pass(p.fn, graph)
+            out, changed = run_pass(fn, graph)
             if changed or out is not graph:
                 verify(out)
         except NndslError as e:

@@ -157,3 +157,12 @@ def apply_rules(graph: Graph, rules: list[Rule], max_rounds: int = 8) -> tuple[G
         graph = out
         changed_any = True
     return graph, changed_any
+
+
+def derived_param(rw: Rewriter, name: str, like: Node, shape, fn: str, sources,
+                  dtype: str = "f32", trainable: bool = True, **options):
+    """A new ``param`` node holding ``fn(*sources, **options)`` (see :mod:`nndsl.ir.derive`)."""
+    attrs = {"name": name, "shape": tuple(shape), "dtype": dtype, "init": None,
+             "trainable": trainable,
+             "derive": (fn, tuple(sources), tuple(sorted(options.items())))}
+    return rw.emit("param", [], attrs, like=like, name=name)

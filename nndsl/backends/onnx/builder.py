@@ -14,7 +14,7 @@ IR_VERSION = 10     # the IR version of opset 21; onnxruntime 1.17+ loads it
 ONNX_DTYPES = {"f32": TensorProto.FLOAT, "f16": TensorProto.FLOAT16,
                "bf16": TensorProto.BFLOAT16, "f64": TensorProto.DOUBLE,
                "i64": TensorProto.INT64, "i32": TensorProto.INT32, "i8": TensorProto.INT8,
-               "u8": TensorProto.UINT8, "bool": TensorProto.BOOL}
+               "u8": TensorProto.UINT8, "i4": TensorProto.INT4, "bool": TensorProto.BOOL}
 NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "i64": np.int64,
                 "i32": np.int32, "i8": np.int8, "u8": np.uint8, "bool": np.bool_}
 INT64_MAX = 2**63 - 1

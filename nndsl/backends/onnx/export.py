@@ -17,7 +17,7 @@ from nndsl.backends.onnx.lowering import lower_graph
 from nndsl.errors import LoweringError
 from nndsl.ir.graph import Graph
 from nndsl.ir.symbols import batch_symbols, bind_symbols, range_to_json
-from nndsl.ir.types import SymDim
+from nndsl.ir.types import SymDim, storage_shape
 
 EXTERNAL_DATA_THRESHOLD = 1 << 30   # bytes of weights above which the model is saved with external data
 
@@ -61,6 +61,7 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
             b.op1("Identity", [src], out=out_name)
         outputs.append(value_info(out_name, graph.type_of(v)))
     used = _read_names(b.nodes)
+    packed: dict[str, tuple] = {}
     for node in graph.params():
         if node.name not in used:
             continue
@@ -68,10 +69,12 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
             raise LoweringError(f"no value for parameter `{node.name}`", code="E0908")
         arr = np.asarray(weights[node.name])
         arr = np.ascontiguousarray(arr) if arr.ndim else arr.copy()   # (it makes 0-d arrays 1-d)
-        if tuple(arr.shape) != tuple(node.type.shape):
+        if tuple(arr.shape) != storage_shape(node.type.dtype, node.type.shape):
             raise LoweringError(f"parameter `{node.name}` has shape {list(arr.shape)}, the spec "
                                 f"says {node.type}", code="E0908")
         b.initializer(node.name, arr)
+        if node.type.dtype == "i4":      # stored packed, as ONNX's INT4 is
+            packed[node.name] = tuple(node.type.shape)
     # Build the protos in place: make_graph/make_model would copy every weight twice.
     model = onnx.ModelProto()
     model.ir_version = IR_VERSION
@@ -86,8 +89,12 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
     for name, arr in b.initializers:
         t = g.initializer.add()
         t.name = name
-        t.data_type = helper.np_dtype_to_tensor_dtype(arr.dtype)
-        t.dims.extend(arr.shape)
+        if name in packed:
+            t.data_type = onnx.TensorProto.INT4
+            t.dims.extend(packed[name])
+        else:
+            t.data_type = helper.np_dtype_to_tensor_dtype(arr.dtype)
+            t.dims.extend(arr.shape)
         t.raw_data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
     dims = {k: v for k, v in bind_symbols(graph, 1).items() if k not in batch_symbols(graph)}
     helper.set_model_props(model, {

@@ -179,6 +179,48 @@ def _linear(b, a, ins, n):
         b.op1("Identity", [y], out=n.out)
 
 
+def _dequantize(b, a, ins, n):
+    """DequantizeLinear with a zero zero-point: per axis 0 (one scale a row) or blocked along
+    the last axis (opset 21's ``block_size``: one scale per row and group)."""
+    q, s = ins
+    qt, st = n.in_types
+    zp_dtype = "i8"
+    if a["group"] is None:
+        zp = b.const([0] * qt.shape[0], zp_dtype) if qt.dtype == "i8" else None
+        b.op1("DequantizeLinear", [q, s] + ([zp] if zp else []), out=n.out, axis=0)
+        return
+    attrs = {"axis": qt.rank - 1, "block_size": a["group"]}
+    if qt.dtype == "i8":
+        zp = b.const([[0] * st.shape[1]] * st.shape[0], zp_dtype)
+        b.op1("DequantizeLinear", [q, s, zp], out=n.out, **attrs)
+    else:
+        b.op1("DequantizeLinear", [q, s], out=n.out, **attrs)
+
+
+def _linear_int8(b, a, ins, n):
+    """Dynamic int8: ``(xq, sx, zx) = DynamicQuantizeLinear(x)``, then
+    ``y = float(MatMulInteger(xq, Wᵀ, zx, 0)) · (sx · s_w) + b`` (onnxruntime fuses the chain
+    into one int8 kernel)."""
+    x, w, s, bias = ins
+    xt = n.in_types[0]
+    if xt.dtype != "f32":
+        x = b.op1("Cast", [x], to=TensorProto.FLOAT)
+    xq, sx, zx = b.op("DynamicQuantizeLinear", [x], 3)
+    # The weight goes in as uint8 with zero point 128 (constant-folded when the model loads):
+    # onnxruntime's u8·s8 kernels saturate 16-bit pair sums on CPUs without VNNI; u8·u8 do not.
+    wt = b.op1("Transpose", [w], perm=[1, 0])
+    wt = b.op1("Cast", [b.op1("Add", [b.op1("Cast", [wt], to=TensorProto.INT32),
+                                      b.const(128, "i32")])], to=TensorProto.UINT8)
+    zw = b.const([128] * n.in_types[1].shape[0], "u8")
+    acc = b.op1("MatMulInteger", [xq, wt, zx, zw])
+    y = b.op1("Mul", [b.op1("Cast", [acc], to=TensorProto.FLOAT), b.op1("Mul", [sx, s])])
+    if bias:
+        y = b.op1("Add", [y, bias])
+    if n.out_types[0].dtype != "f32":
+        y = b.op1("Cast", [y], to=ONNX_DTYPES[n.out_types[0].dtype])
+    b.op1("Identity", [y], out=n.out)
+
+
 def _pads(p, k, d) -> list:
     if p == "same":
         total = [di * (ki - 1) for ki, di in zip(k, d)]
@@ -610,6 +652,7 @@ ONNX_LOWERINGS = {
     "logical_or": _simple("Or"),
     "where": _simple("Where"), "masked_fill": _masked_fill, "tril": _tri(0), "triu": _tri(1),
     "matmul": _simple("MatMul"), "linear": _act(_linear),
+    "linear_int8": _act(_linear_int8), "dequantize": _dequantize,
     "conv1d": _act(_conv), "conv2d": _act(_conv), "conv3d": _act(_conv),
     "conv_transpose2d": _act(_conv_t),
     "attention": _attention, "memory_format": _identity,

@@ -9,6 +9,7 @@ module binds itself.
 from __future__ import annotations
 
 import operator
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from nndsl.ir.ops import SIGNATURES
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
           "f64": torch.float64, "i64": torch.int64, "i32": torch.int32, "i8": torch.int8,
-          "u8": torch.uint8, "bool": torch.bool}
+          "u8": torch.uint8, "i4": torch.uint8, "bool": torch.bool}   # i4: packed, 2 a byte
 
 
 def _u(fn):
@@ -99,6 +100,54 @@ def _attention(rt, a, ins):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                           dropout_p=a["dropout"] if rt.training else 0.0,
                                           is_causal=a["causal"], scale=a["scale"])
+
+
+def unpack_int4(p: torch.Tensor) -> torch.Tensor:
+    """Signed 4-bit values packed two a byte (the even element in the low nibble) as int8."""
+    lo = (p & 0xF).to(torch.int8)
+    hi = (p >> 4).to(torch.int8)
+    q = torch.stack([lo, hi], dim=-1).reshape(*p.shape[:-1], -1)
+    return torch.where(q > 7, q - 16, q)
+
+
+def _dequantize(rt, a, ins):
+    q, s = ins
+    if q.dtype == torch.uint8:
+        q = unpack_int4(q)
+    if a["group"] is None:
+        return q.to(s.dtype) * s.reshape(-1, *([1] * (q.dim() - 1)))
+    rows, cols = q.shape
+    w = q.to(s.dtype).reshape(rows, cols // a["group"], a["group"]) * s.unsqueeze(-1)
+    return w.reshape(rows, cols)
+
+
+# Packed int8 weights for the quantized engine, made once per weight (and again if its value,
+# its scales or the bias change): packing costs more than the product itself.
+_PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def packed_int8(w: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+    """``w`` (int8 ``[out, in]``) with its per-row scales, prepacked for ``linear_dynamic``."""
+    key = (w._version, scale._version, id(bias), None if bias is None else bias._version)
+    hit = _PACKED.get(w)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    qw = torch._make_per_channel_quantized_tensor(
+        w.detach(), scale.detach().double(), torch.zeros(w.shape[0], dtype=torch.long), 0)
+    packed = torch.ops.quantized.linear_prepack(
+        qw, None if bias is None else bias.detach().float())
+    _PACKED[w] = (key, packed)
+    return packed
+
+
+def linear_int8(x, w, scale, bias):
+    """Dynamic int8 linear: ``x`` quantized per call (per tensor, 8 bits), ``w`` per row."""
+    if x.device.type != "cpu":
+        from nndsl.errors import InputError
+        raise InputError("int8 kernels run on the CPU only; move the model with .to('cpu') "
+                         "or compile without --quantize int8-dynamic", code="E1109")
+    y = torch.ops.quantized.linear_dynamic(x.float(), packed_int8(w, scale, bias), True)
+    return y.to(x.dtype)
 
 
 def _memory_format(rt, a, ins):
@@ -327,6 +376,8 @@ TORCH_LOWERINGS = {
     "triu": lambda rt, a, ins: torch.triu(ins[0], a["k"]),
     "matmul": _b(torch.matmul),
     "linear": _act(lambda rt, a, ins: F.linear(*ins)),
+    "linear_int8": _act(lambda rt, a, ins: linear_int8(*ins)),
+    "dequantize": _dequantize,
     "attention": _attention, "memory_format": _memory_format,
     "conv1d": _conv(F.conv1d), "conv2d": _conv(F.conv2d), "conv3d": _conv(F.conv3d),
     "conv_transpose2d": _conv_t,

@@ -20,7 +20,7 @@ from nndsl.backends.torch.lowering import DTYPES, TORCH_LOWERINGS
 from nndsl.errors import InputError, LoweringError, WeightsError
 from nndsl.ir.graph import Graph
 from nndsl.ir.ops import SIGNATURES
-from nndsl.ir.types import SymDim
+from nndsl.ir.types import SymDim, storage_shape
 
 
 class _Runtime:
@@ -89,7 +89,8 @@ class GraphModule(nn.Module):
                 raise LoweringError(f"the name `{leaf}` is reserved in PyTorch", span=node.span,
                                     code="E0902", hint="rename the parameter")
             if gen is None:   # weights will be loaded: skip drawing random values
-                value = torch.zeros(node.type.shape, dtype=DTYPES[a["dtype"]])
+                value = torch.zeros(storage_shape(a["dtype"], node.type.shape),
+                                    dtype=DTYPES[a["dtype"]])
             else:
                 value = initial_value(a["init"], node.type.shape, DTYPES[a["dtype"]], gen)
             if graph.meta.get("channels_last") and value.dim() == 4 and value.is_floating_point():
@@ -332,7 +333,7 @@ class GraphModule(nn.Module):
 def _check_names(params, sd) -> None:
     """The module's own parameters, strictly (derived ones included)."""
     from nndsl.ir.weights import mismatch_error
-    err = mismatch_error({n.name: tuple(n.type.shape) for n in params}, sd)
+    err = mismatch_error({n.name: storage_shape(n.type.dtype, n.type.shape) for n in params}, sd)
     if err is not None:
         raise err
 

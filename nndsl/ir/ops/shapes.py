@@ -726,6 +726,40 @@ def _scan(ins, a):
     return tuple(outs[:n_state]) + tuple(stacked)
 
 
+def _scales(q: TensorType, s: TensorType, group, op: str) -> None:
+    """``s`` holds one scale per row of ``q`` (``[rows]``), or per row and group of ``group``
+    columns (``[rows, cols / group]``)."""
+    if q.dtype not in ("i8", "i4") or q.rank < 1:
+        raise ShapeError(f"{op} needs an i8 or i4 weight, got {q}", code="E0304")
+    if s.dtype != "f32":
+        raise ShapeError(f"{op} scales must be f32, got {s}", code="E0304")
+    if group is None:
+        want = (q.shape[0],)
+    else:
+        cols = q.shape[-1]
+        if q.rank != 2 or not isinstance(cols, int) or group <= 0 or cols % group:
+            raise ShapeError(f"{op}: group {group} does not divide the rows of {q}",
+                             code="E0309")
+        want = (q.shape[0], cols // group)
+    if tuple(s.shape) != want:
+        raise ShapeError(f"{op} scales {s} do not fit the weight {q} (group {group})",
+                         code="E0309")
+
+
+def _dequantize(ins, a):
+    q, s = ins
+    _scales(q, s, a["group"], "dequantize")
+    return (_T("f32", q.shape),)
+
+
+def _linear_int8(ins, a):
+    x, w, s, b = ins
+    if w.dtype != "i8" or w.rank != 2:
+        raise ShapeError(f"linear_int8 needs an i8 [out, in] weight, got {w}", code="E0304")
+    _scales(w, s, None, "linear_int8")
+    return _linear([x, w.with_dtype("f32"), b], a)
+
+
 def _input(ins, a):
     return (_T(a["dtype"], a["shape"]),)
 
@@ -757,6 +791,7 @@ SHAPE_RULES: dict[str, Callable] = {
     "embedding": _embedding,
     "lstm": _recurrent(4, True), "gru": _recurrent(3, False), "rnn": _recurrent(1, False),
     "attention": _attention, "memory_format": _unary,
+    "dequantize": _dequantize, "linear_int8": _linear_int8,
     "flatten": _flatten, "reshape": _reshape, "transpose": _transpose, "permute": _permute,
     "squeeze": _squeeze, "unsqueeze": _unsqueeze, "expand": _expand, "concat": _concat,
     "split": _split, "slice": _slice,

@@ -88,6 +88,12 @@ SIGNATURES: dict[str, OpSignature] = {
     "attention": _s("q k v mask?", "softmax(q kᵀ · scale + mask) v (fused)", scale=None,
                     causal=False, dropout=0.0),
     "memory_format": _s("x", "the same tensor in another memory layout", format="contiguous"),
+    # quantized weights and kernels (the compression passes emit them)
+    "dequantize": _s("q scale", "q · s: integer weights (i8, i4) back to float, with one scale "
+                                "per row, or per row and group of `group` columns", group=None),
+    "linear_int8": _s("x weight scale bias?", "act(x Wᵀ + b) with int8 W (one scale per output "
+                                              "feature) and x quantized to 8 bits per call "
+                                              "(dynamic quantization)", act=None),
     # shape manipulation
     "flatten": _s("x", "merge dims start..end", start=1, end=-1),
     "reshape": _s("x", "same elements, new shape", shape=None),

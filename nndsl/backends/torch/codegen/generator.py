@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from nndsl.backends.torch.codegen.layers import _find_layers, _static
+from nndsl.backends.torch.codegen.ops import HELPERS as OP_HELPERS
 from nndsl.backends.torch.codegen.ops import _OUTPUT_SUFFIXES, TORCH_CODEGEN, Emitted, OpSource
 from nndsl.backends.torch.codegen.regions import (
     _build_tree, _children, _effective_parent, _parse_regions, _Region, _settle, _step, _TNode,
@@ -28,7 +29,7 @@ from nndsl.backends.torch.codegen.source import (
 from nndsl.errors import LoweringError
 from nndsl.fsutil import atomic_write_bytes, atomic_write_text
 from nndsl.ir.graph import Graph, Node, Value
-from nndsl.ir.types import SymDim, TensorType
+from nndsl.ir.types import SymDim, TensorType, storage_shape
 
 
 # ---- one forward ----
@@ -371,7 +372,7 @@ def _scope(members):
 def _init_expr(node: Node) -> str:
     """A tensor expression for a parameter's initial value, after its ``init`` attribute."""
     a = node.attr
-    shape = tuple(node.type.shape)
+    shape = storage_shape(node.type.dtype, node.type.shape)
     sh = ", ".join(str(d) for d in shape) if shape else "()"
     dt = "" if a.get("dtype", "f32") == "f32" else f", dtype={TORCH_DTYPES[a['dtype']]}"
     init = tuple(a.get("init") or ("zeros",))
@@ -417,6 +418,7 @@ class _Generator:
         self.block_sources: list[str] = []
         self.calls: dict = {}  # region idx (None: the model) -> the block calls in its forward
         self.uses_scope = False
+        self.helpers: set[str] = set()   # op helpers (ops.HELPERS) the file needs
 
     # ---- whole file ----
     def source(self) -> str:
@@ -440,6 +442,7 @@ class _Generator:
         self.class_info = {}
         self.block_sources = []
         self.uses_scope = False
+        self.helpers = set()
         by_text: dict[tuple, str] = {}
         counts: dict[str, int] = {}
         for r in self.regions:
@@ -682,6 +685,7 @@ class _Generator:
         imports = ("import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n"
                    f"_SPEC = {_str_lit(self.spec)}\n")
         parts = [_HELPERS] + ([_SCOPE_HELPER] if self.uses_scope else [])
+        parts += [OP_HELPERS[h] for h in sorted(self.helpers)]
         parts += self.block_sources + [model]
         return header + "\n" + imports + "".join(
             "\n\n" + p.strip("\n") + "\n" for p in parts)

@@ -48,6 +48,11 @@ class OpSource:
         self.module = module
         self._args = [fn.expr(v) if v is not None else None for v in node.inputs]
 
+    def helper(self, name: str) -> str:
+        """Ask for the generated file to define helper ``name`` (see :data:`HELPERS`)."""
+        self.fn.gen.helpers.add(name)
+        return name
+
     def x(self, i: int = 0) -> str:
         """Operand ``i`` as an expression (``None`` for an absent optional operand)."""
         return "None" if self._args[i] is None else self._args[i]
@@ -185,6 +190,50 @@ def _with_act(emit):
         expr = emit(e)
         return expr if act is None else f"{_ACT_SOURCE[act]}({expr})"
     return wrapped
+
+
+# Functions an op's line calls, written once at the top of the files that use them.
+HELPERS = {
+    "_dequantize": '''
+def _dequantize(q, scale, group=None):
+    """Integer weights back to float: one scale a row, or per row and group of columns.
+    A uint8 weight holds two signed 4-bit values a byte, the even one in the low nibble."""
+    if q.dtype == torch.uint8:
+        lo, hi = (q & 0xF).to(torch.int8), (q >> 4).to(torch.int8)
+        q = torch.stack([lo, hi], dim=-1).reshape(*q.shape[:-1], -1)
+        q = torch.where(q > 7, q - 16, q)
+    if group is None:
+        return q.to(scale.dtype) * scale.reshape(-1, *([1] * (q.dim() - 1)))
+    rows, cols = q.shape
+    return (q.to(scale.dtype).reshape(rows, cols // group, group)
+            * scale.unsqueeze(-1)).reshape(rows, cols)
+''',
+    "_linear_int8": '''
+_PACKED = {}
+
+
+def _linear_int8(x, weight, scale, bias=None):
+    """Dynamic int8 linear: x is quantized per call, the int8 weight has one scale a row.
+    The weight is packed for the quantized engine once (again if it changes)."""
+    key = (weight.data_ptr(), weight._version, scale._version,
+           None if bias is None else (bias.data_ptr(), bias._version))
+    packed = _PACKED.get(id(weight))
+    if packed is None or packed[0] != key:
+        qw = torch._make_per_channel_quantized_tensor(
+            weight, scale.double(), torch.zeros(weight.shape[0], dtype=torch.long), 0)
+        packed = _PACKED[id(weight)] = (key, torch.ops.quantized.linear_prepack(qw, bias))
+    return torch.ops.quantized.linear_dynamic(x, packed[1], True)
+''',
+}
+
+
+def _dequantize(e):
+    g = e.a["group"]
+    return f"{e.helper('_dequantize')}({e.x(0)}, {e.x(1)}" + (f", {g})" if g else ")")
+
+
+def _linear_int8(e):
+    return _call(e.helper("_linear_int8"), e.x(0), e.x(1), e.x(2), e.x(3) if e.has(3) else None)
 
 
 def _attention(e):
@@ -472,6 +521,7 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "tril": _tri("torch.tril"), "triu": _tri("torch.triu"),
     "matmul": _binop("@"),
     "linear": _with_act(_linear),
+    "linear_int8": _with_act(_linear_int8), "dequantize": _dequantize,
     "conv1d": _with_act(_conv(1)), "conv2d": _with_act(_conv(2)),
     "conv3d": _with_act(_conv(3)), "conv_transpose2d": _with_act(_conv_transpose),
     "attention": _attention,

@@ -20,7 +20,8 @@ from nndsl.ir.types import TensorType
 
 TORCH_DTYPES = {"f32": "torch.float32", "f16": "torch.float16", "bf16": "torch.bfloat16",
                 "f64": "torch.float64", "i64": "torch.int64", "i32": "torch.int32",
-                "i8": "torch.int8", "u8": "torch.uint8", "bool": "torch.bool"}
+                "i8": "torch.int8", "u8": "torch.uint8", "i4": "torch.uint8",
+                "bool": "torch.bool"}
 
 # Names the generated code itself uses; no variable, argument or symbol may take them.
 _HARD_RESERVED = frozenset(keyword.kwlist) | {

@@ -1,0 +1,261 @@
+"""Quantization passes: weights (and, for dynamic int8, activations) in fewer bits.
+
+Each scheme is a pass factory ``scheme(options) -> fn(graph) -> (graph, changed)`` over the
+optimized graph. The new weights are *derived* parameters (:mod:`nndsl.ir.derive`): the spec's
+weights go in by their names and are quantized as they load, so every backend stores and runs
+the same integers.
+
+- ``int8-dynamic``: ``linear(x, W, b) ⇒ linear_int8(x, q, s, b)`` with ``q = round(W / s)``,
+  ``s = max|W_row| / 127`` per output feature; ``x`` is quantized to 8 bits on every call.
+- ``int8-weight`` / ``int4-weight``: ``linear(x, W, b) ⇒ linear(x, dequantize(q, s), b)`` and
+  ``embedding(i, W) ⇒ embedding(i, dequantize(q, s))``: weights stored in 8 or 4 bits (one scale
+  per row, or per row and group of ``group`` columns), computed in float.
+- ``f16`` / ``bf16``: every op in half precision except those that lose accuracy there (norms,
+  softmax, reductions, recurrences), which read f32 operands and hand back half; inputs and
+  outputs keep their declared f32 type.
+
+A layer is left in float when its scope is listed in ``keep`` or its weight is not a parameter
+(a weight computed at run time); :func:`skipped` says which and why, for ``inspect``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nndsl.errors import ArgumentError
+from nndsl.ir.derive import expression
+from nndsl.ir.graph import Graph, Node, Value
+from nndsl.ir.types import FLOAT_DTYPES
+from nndsl.passes.rewrite import Rewriter, derived_param
+
+# Ops computed in f32 under f16/bf16: their accuracy suffers most in half precision.
+KEEP_F32 = frozenset({"batch_norm", "layer_norm", "group_norm", "softmax", "log_softmax",
+                      "sum", "mean", "prod", "cumsum", "segment_sum", "segment_mean",
+                      "segment_softmax", "lstm", "gru", "rnn", "scan"})
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    scheme: str
+    group: int | None = None           # columns per scale (weight-only schemes)
+    keep: tuple = ()                   # scopes left in float
+    notes: list = field(default_factory=list, compare=False, hash=False)
+
+
+def _kept(node: Node, keep: tuple) -> bool:
+    return any(node.scope == k or node.scope.startswith(k + ".") or node.name == k or
+               node.name.startswith(k + ".") for k in keep)
+
+
+def _weight(graph: Graph, v: Value | None) -> Node | None:
+    """The ``param`` node an operand reads, if it is one."""
+    if v is None:
+        return None
+    p = graph.node(v.node)
+    return p if p.op == "param" else None
+
+
+def quantizable(graph: Graph, node: Node, scheme: str) -> str | None:
+    """``None`` when ``scheme`` can take ``node``'s weight; otherwise why not."""
+    weight_slot = {"linear": 1, "embedding": 1}.get(node.op)
+    if weight_slot is None:
+        return None if node.op != "param" else "not a layer"
+    w = _weight(graph, node.inputs[weight_slot])
+    if w is None:
+        return "its weight is computed, not a parameter"
+    if w.type.dtype != "f32":
+        return f"its weight is {w.type.dtype}"
+    if scheme == "int8-dynamic" and node.op == "embedding":
+        return "int8-dynamic quantizes linear layers (embeddings: int8-weight or int4-weight)"
+    if scheme == "int8-dynamic" and graph.type_of(node.inputs[0]).dtype != "f32":
+        return "its input is not f32"
+    if scheme == "int4-weight" and w.type.shape[-1] % 2:
+        return f"an odd width ({w.type.shape[-1]}) cannot pack two 4-bit values a byte"
+    return None
+
+
+def layer_group(cols: int, options: QuantOptions) -> int | None:
+    """The group size for a weight of ``cols`` columns: the one asked for (it must divide), or
+    for int4 the default 32 where it divides and one scale per row elsewhere."""
+    if options.group is not None:
+        return options.group
+    if options.scheme == "int4-weight" and cols % 32 == 0 and cols > 32:
+        return 32
+    return None
+
+
+def _quantized_weight(rw: Rewriter, w: Node, like: Node, dtype: str, group: int | None):
+    """The derived integer weight and its scales for parameter ``w``."""
+    src = expression(w)
+    rows = w.type.shape[0]
+    cols = w.type.shape[-1]
+    q = derived_param(rw, f"{w.name}_q", like, w.type.shape, "quantize_weight", [src],
+                      dtype=dtype, trainable=False, to=dtype, group=group)
+    s_shape = (rows,) if group is None else (rows, cols // group)
+    s = derived_param(rw, f"{w.name}_scale", like, s_shape, "quant_scale", [src],
+                      trainable=False, to=dtype, group=group)
+    return q, s
+
+
+def weight_quantize(options: QuantOptions):
+    """int8-weight / int4-weight / int8-dynamic as a pass."""
+    dtype = "i4" if options.scheme == "int4-weight" else "i8"
+
+    def run(graph: Graph) -> tuple[Graph, bool]:
+        _check_groups(graph, options)
+        rw = Rewriter(graph)
+        done: dict[str, tuple] = {}   # weight name -> (q, s) (a tied weight is quantized once)
+        for node in graph:
+            n = rw.remapped(node)
+            if node.op not in ("linear", "embedding") or _kept(node, options.keep) or \
+                    quantizable(graph, node, options.scheme) is not None:
+                rw.add(n)
+                continue
+            w = graph.node(node.inputs[1].node)
+            group = layer_group(w.type.shape[-1], options)
+            if w.name not in done:
+                done[w.name] = _quantized_weight(rw, w, node, dtype, group)
+            q, s = done[w.name]
+            if options.scheme == "int8-dynamic":
+                new = rw.emit("linear_int8", [n.inputs[0], q.out(), s.out(), n.inputs[2]],
+                              {"act": node.attr.get("act")}, like=node, name=node.name + ".int8")
+            else:
+                dq = rw.emit("dequantize", [q.out(), s.out()], {"group": group}, like=node,
+                             name=f"{w.name}_dq")
+                ins = list(n.inputs)
+                ins[1] = dq.out()
+                new = rw.emit(node.op, ins, node.attr, like=node, name=node.name + ".wq")
+            rw.replace(node, [new.out()])
+        return rw.finish(keep_params=False), bool(done)
+    return run
+
+
+def _check_groups(graph: Graph, options: QuantOptions) -> None:
+    """A group asked for must divide the width of every weight it applies to: all offenders in
+    one error."""
+    if options.group is None:
+        return
+    bad = []
+    for node in graph:
+        if node.op in ("linear", "embedding") and not _kept(node, options.keep) and \
+                quantizable(graph, node, options.scheme) is None:
+            cols = graph.type_of(node.inputs[1]).shape[-1]
+            if cols % options.group:
+                bad.append(f"{node.scope or node.name} ({node.op}, {cols} columns)")
+    if bad:
+        raise ArgumentError(f"--group {options.group} does not divide the width of "
+                            f"{len(bad)} layer(s): " + ", ".join(bad), code="E0231",
+                            hint="pick a group that divides every width (e.g. a power of two "
+                                 "that divides them), or keep those layers in float")
+
+
+def half_precision(options: QuantOptions):
+    """f16 / bf16 as a pass: see the module docstring."""
+    half = options.scheme
+
+    def run(graph: Graph) -> tuple[Graph, bool]:
+        if graph.meta.get("half") == half:
+            return graph, False
+        readers: dict[str, list[Node]] = {}
+        for node in graph:
+            for v in node.inputs:
+                if v is not None:
+                    readers.setdefault(v.node, []).append(node)
+        rw = Rewriter(graph)
+
+        def cast(v: Value, dtype: str, like: Node) -> Value:
+            if rw.type_of(v).dtype == dtype or rw.type_of(v).dtype not in FLOAT_DTYPES:
+                return v
+            return rw.emit("cast", [v], {"dtype": dtype}, like=like,
+                           name=f"{v.node}.{dtype}").out()
+
+        for node in graph:
+            n = rw.remapped(node)
+            if node.op == "input":
+                rw.add(n)
+                if n.type.dtype == "f32":
+                    rw.map[node.out()] = cast(n.out(), half, n)
+                continue
+            if node.op == "param":
+                users = readers.get(node.name, [])
+                if n.type.dtype == "f32" and any(u.op not in KEEP_F32 and not
+                                                 _kept(u, options.keep) for u in users):
+                    p = derived_param(rw, node.name, node, n.type.shape, "cast",
+                                      [expression(node)], dtype=half,
+                                      trainable=node.attr["trainable"], to=half)
+                    rw.map[node.out()] = p.out()
+                    rw.changed = True
+                else:
+                    rw.add(n)
+                continue
+            keep32 = node.op in KEEP_F32 or _kept(node, options.keep)
+            want = "f32" if keep32 else half
+            ins = [None if v is None else cast(v, want, node) for v in n.inputs]
+            if node.op in ("full", "arange", "scalar"):
+                new = rw.add(n)
+            elif ins == list(n.inputs) and all(
+                    t.dtype not in FLOAT_DTYPES or t.dtype == want for t in n.types):
+                new = rw.add(n)
+            else:
+                new = rw.emit(node.op, ins, node.attr, like=node, name=node.name)
+                rw.changed = True
+            for i in range(len(node.types)):
+                rw.map[node.out(i)] = new.out(i)
+        outs = []
+        for name, v in graph.outputs:
+            v2 = rw.value(v)
+            want = graph.type_of(v).dtype
+            outs.append((name, cast(v2, want, rw.producer(v2)) if want in FLOAT_DTYPES else v2))
+        out = rw.finish(sweep=False)
+        out.outputs = outs
+        from nndsl.passes.rewrite import sweep_dead
+        out = sweep_dead(out, keep_params=False)
+        out.meta["half"] = half
+        return out, True
+    return run
+
+
+SCHEMES = {
+    "int8-dynamic": weight_quantize,
+    "int8-weight": weight_quantize,
+    "int4-weight": weight_quantize,
+    "f16": half_precision,
+    "bf16": half_precision,
+}
+
+
+def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str]]:
+    """The layers with weights that ``scheme`` leaves in float, each with the reason."""
+    if scheme in ("f16", "bf16"):
+        return [(n, f"{n.op} runs in f32") for n in graph if n.op in KEEP_F32]
+    out = []
+    for node in graph:
+        if node.op in ("input", "param", "scalar", "linear_int8", "dequantize"):
+            continue
+        has_weight = any(v is not None and graph.node(v.node).op == "param" and
+                         graph.node(v.node).type.dtype in FLOAT_DTYPES and
+                         graph.node(v.node).type.rank >= 2 for v in node.inputs)
+        if not has_weight:
+            continue
+        if _kept(node, keep):
+            out.append((node, "kept in float (keep)"))
+            continue
+        why = quantizable(graph, node, scheme) if node.op in ("linear", "embedding") else \
+            f"{scheme} does not quantize {node.op}"
+        if why is not None:
+            out.append((node, why))
+    return out
+
+
+def check_options(scheme: str, group) -> None:
+    if scheme not in SCHEMES:
+        from nndsl.errors import suggest
+        raise ArgumentError(f"unknown quantization scheme `{scheme}`", code="E0230",
+                            hint=suggest(scheme, SCHEMES) + "schemes: " + ", ".join(SCHEMES))
+    if group is not None:
+        if scheme not in ("int8-weight", "int4-weight"):
+            raise ArgumentError(f"--group applies to int8-weight and int4-weight, not {scheme}",
+                                code="E0230")
+        if not isinstance(group, int) or isinstance(group, bool) or group < 2 or group % 2:
+            raise ArgumentError(f"--group must be an even int of at least 2, got {group!r}",
+                                code="E0230", hint="for example --group 64")
