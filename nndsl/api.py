@@ -195,7 +195,10 @@ class Compiled:
                 if v is None:
                     continue
                 p = g.node(v.node)
-                if p.op == "param" and p.attr["trainable"] and p.name not in counted:
+                if p.op == "dequantize":     # a quantized weight counts where it is used
+                    p = g.node(p.inputs[0].node)
+                if p.op == "param" and (p.attr["trainable"] or _quantized(p)) and \
+                        p.name not in counted:
                     counted.add(p.name)
                     own += _numel(p.type)
             in_types = [g.type_of(v) if v is not None else None for v in node.inputs]
@@ -236,6 +239,11 @@ class Compiled:
                 "flops": r.flops} for r in rows],
             "parameters": [{"name": n.name, "shape": list(n.type.shape), "dtype": n.type.dtype,
                             "trainable": n.attr["trainable"]} for n in self.graph.params()],
+            "size_bytes": self.size_bytes(),
+            "compression": None if self.compression is None or self.compression.empty else {
+                "quantize": self.compression.quantize, "group": self.compression.group,
+                "prune": self.compression.prune, "keep": list(self.compression.keep),
+                "sparsity": self.sparsity()},
         }
 
     # ---- backends ----
@@ -307,6 +315,11 @@ class Compiled:
     def random_inputs(self) -> dict:
         """The random inputs (``input eps: ... ~ normal()``): name -> distribution."""
         return dict(self.graph.meta.get("input_dists", {}))
+
+
+def _quantized(p) -> bool:
+    d = p.attr.get("derive")
+    return bool(d) and d[0] == "quantize_weight"
 
 
 def _numel(t: TensorType) -> int:

@@ -60,7 +60,9 @@ def _compile(args, opt: str | None = None):
     import nndsl
     c = nndsl.compile(args.spec, model=args.model, params=_params(args.param),
                       opt=opt or args.opt, disable=tuple(getattr(args, "disable_pass", None) or ()),
-                      after=getattr(args, "after", None))
+                      after=getattr(args, "after", None), quantize=args.quantize,
+                      group=args.group, prune=args.prune, keep=tuple(args.keep or ()),
+                      weights=args.weights)
     which = getattr(args, "print_after", None)
     if which and opt is None:
         for record in c.passes:
@@ -229,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip a pass of the pipeline (repeatable; see `nndsl passes`)")
         p.add_argument("--print-after", metavar="NAME|all",
                        help="print the IR after that pass (or after every pass)")
+        p.add_argument("--weights", help="a .safetensors file of weights in the spec's names")
+        c = p.add_argument_group("compression")
+        c.add_argument("--quantize", metavar="SCHEME",
+                       help="int8-dynamic, int8-weight, int4-weight, f16 or bf16")
+        c.add_argument("--group", type=int, metavar="COLS",
+                       help="int8/int4-weight: columns per scale (default: per row; int4: 32)")
+        c.add_argument("--prune", metavar="KIND",
+                       help="magnitude=S, 2:4 or channels=S (S in (0, 1)); channels are ranked "
+                            "by the norms of --weights")
+        c.add_argument("--keep", action="append", metavar="SCOPE",
+                       help="leave this scope in float when quantizing (repeatable)")
         p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
         return p
 
@@ -248,14 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = spec_cmd("compile", "compile to a backend")
     p.add_argument("--to", default="torch", choices=["torch", "onnx"], help="backend")
     p.add_argument("-o", "--output", help="output directory (torch) or .onnx file")
-    p.add_argument("--weights", help="a .safetensors file of weights in the spec's names")
     p.add_argument("--external-data-threshold", type=int, default=None, metavar="BYTES",
                    help="ONNX: weights larger than this go to FILE.onnx.data (default 1 GiB)")
     p.set_defaults(fn=cmd_compile)
     p = spec_cmd("run", "run a spec (torch) or an .onnx file (onnxruntime) on inputs")
     p.add_argument("--input", action="append", metavar="NAME=FILE.npy|FILE.npz",
                    help="input arrays (default: random example inputs)")
-    p.add_argument("--weights", help="a .safetensors file of weights (specs only)")
     p.add_argument("--batch", type=int, default=2, help="batch size of example inputs")
     p.add_argument("--seed", type=int, default=0, help="seed of example inputs")
     p.add_argument("--save", metavar="OUT.npz", help="write every output to an .npz file")

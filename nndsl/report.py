@@ -24,7 +24,40 @@ def summary_table(compiled, batch: int = 1, **dims) -> str:
     note = ("inputs: " + ", ".join(f"{n}: {t}" for n, t in compiled.input_types.items())
             + "\noutputs: " + ", ".join(f"{n}: {t}" for n, t in compiled.output_types.items())
             + f"\nFLOPs at batch {batch}; buffers: {compiled.buffer_count():,} elements")
-    return buf.getvalue() + note
+    return buf.getvalue() + note + compression_note(compiled)
+
+
+def _bytes(n: int) -> str:
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= k:
+            return f"{n / k:.2f} {unit}"
+    return f"{n} B"
+
+
+def compression_note(compiled) -> str:
+    """What compression did: the weights' size against the float model's, the parameters left
+    after pruning, the masks' sparsity, the layers left in float and why."""
+    comp = getattr(compiled, "compression", None)
+    if comp is None or comp.empty:
+        return ""
+    from nndsl.api import Compiled
+    base = Compiled(compiled.unoptimized, compiled.file, "O0")
+    size, full = compiled.size_bytes(), base.size_bytes()
+    lines = [f"\ncompression: {comp.describe()}",
+             f"  weights: {_bytes(size)} ({size / full:.1%} of the float model's {_bytes(full)})"]
+    if compiled.graph.meta.get("pruned_channels"):
+        lines.append(f"  parameters: {compiled.param_count():,} of {base.param_count():,} "
+                     f"({len(compiled.graph.meta['pruned_channels'])} tensors pruned)")
+    if compiled.sparsity():
+        lines.append(f"  masked weights: {compiled.sparsity():.1%} zeros")
+    if comp.quantize:
+        from nndsl.passes.quantize import skipped
+        left = skipped(compiled.graph, comp.quantize, comp.keep)
+        for node, why in left[:12]:
+            lines.append(f"  float: {node.scope or node.name} ({node.op}): {why}")
+        if len(left) > 12:
+            lines.append(f"  ... and {len(left) - 12} more in float")
+    return "\n".join(lines)
 
 
 def _where(node) -> str:

@@ -25,6 +25,16 @@ def fmt_attr(v) -> str:
     return str(v)
 
 
+def fmt_derive(expr) -> str:
+    """A derivation as a call: ``quantize_weight(fc.weight, to=i8)``."""
+    if not isinstance(expr, tuple):
+        return fmt_attr(expr)
+    fn, sources, options = expr
+    args = [fmt_derive(s) for s in sources] + [f"{k}={fmt_attr(v) if not isinstance(v, tuple) or len(v) <= 8 else f'[{len(v)} values]'}"
+                                               for k, v in options if v is not None]
+    return f"{fn}({', '.join(args)})"
+
+
 def format_node(node: Node) -> str:
     outs = ", ".join(f"%{node.name}" + (f"#{i}" if i else "") for i in range(len(node.types)))
     types = ", ".join(str(t) for t in node.types)
@@ -36,7 +46,8 @@ def format_node(node: Node) -> str:
     if node.op in ("param", "input"):
         attrs = [(k, v) for k, v in attrs if k not in ("name",)]
     attrs = [(k, v) for k, v in attrs if not isinstance(v, Body)]   # printed below the node
-    attr_s = (" {" + ", ".join(f"{k}={fmt_attr(v)}" for k, v in attrs) + "}") if attrs else ""
+    attr_s = (" {" + ", ".join(f"{k}={fmt_derive(v) if k == 'derive' else fmt_attr(v)}"
+                               for k, v in attrs) + "}") if attrs else ""
     where = f"  # {os.path.basename(node.span.file)}:{node.span.line}:{node.span.col}" \
         if node.span else ""
     if len(node.types) > 1:

@@ -194,7 +194,7 @@ class _Analysis:
         g = self.graph
         a = {**SIGNATURES[r.op].attrs, **r.attr}
         t = g.type_of(r.inputs[slots[0]])
-        if slots != [0] and r.op not in _ELEMENTWISE:
+        if slots != [0] and r.op not in _ELEMENTWISE and r.op != "concat":
             self.block(view, f"read by {r.op} as a weight")
             return
         if r.op in _THROUGH:

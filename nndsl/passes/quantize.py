@@ -7,6 +7,7 @@ the same integers.
 
 - ``int8-dynamic``: ``linear(x, W, b) ⇒ linear_int8(x, q, s, b)`` with ``q = round(W / s)``,
   ``s = max|W_row| / 127`` per output feature; ``x`` is quantized to 8 bits on every call.
+  Embeddings (a lookup has no activation to quantize) store int8 rows, as ``int8-weight``.
 - ``int8-weight`` / ``int4-weight``: ``linear(x, W, b) ⇒ linear(x, dequantize(q, s), b)`` and
   ``embedding(i, W) ⇒ embedding(i, dequantize(q, s))``: weights stored in 8 or 4 bits (one scale
   per row, or per row and group of ``group`` columns), computed in float.
@@ -65,9 +66,8 @@ def quantizable(graph: Graph, node: Node, scheme: str) -> str | None:
         return "its weight is computed, not a parameter"
     if w.type.dtype != "f32":
         return f"its weight is {w.type.dtype}"
-    if scheme == "int8-dynamic" and node.op == "embedding":
-        return "int8-dynamic quantizes linear layers (embeddings: int8-weight or int4-weight)"
-    if scheme == "int8-dynamic" and graph.type_of(node.inputs[0]).dtype != "f32":
+    if scheme == "int8-dynamic" and node.op == "linear" and \
+            graph.type_of(node.inputs[0]).dtype != "f32":
         return "its input is not f32"
     if scheme == "int4-weight" and w.type.shape[-1] % 2:
         return f"an odd width ({w.type.shape[-1]}) cannot pack two 4-bit values a byte"
@@ -102,6 +102,7 @@ def weight_quantize(options: QuantOptions):
     dtype = "i4" if options.scheme == "int4-weight" else "i8"
 
     def run(graph: Graph) -> tuple[Graph, bool]:
+        check_scopes(graph, options.keep, "--keep")
         _check_groups(graph, options)
         rw = Rewriter(graph)
         done: dict[str, tuple] = {}   # weight name -> (q, s) (a tied weight is quantized once)
@@ -115,19 +116,38 @@ def weight_quantize(options: QuantOptions):
             group = layer_group(w.type.shape[-1], options)
             if w.name not in done:
                 done[w.name] = _quantized_weight(rw, w, node, dtype, group)
-            q, s = done[w.name]
-            if options.scheme == "int8-dynamic":
+            q, s = done[w.name][:2]
+            if options.scheme == "int8-dynamic" and node.op == "linear":
                 new = rw.emit("linear_int8", [n.inputs[0], q.out(), s.out(), n.inputs[2]],
                               {"act": node.attr.get("act")}, like=node, name=node.name + ".int8")
             else:
-                dq = rw.emit("dequantize", [q.out(), s.out()], {"group": group}, like=node,
-                             name=f"{w.name}_dq")
+                if len(done[w.name]) == 2:      # a tied weight is dequantized once
+                    done[w.name] += (rw.emit("dequantize", [q.out(), s.out()], {"group": group},
+                                             like=node, name=f"{w.name}_dq"),)
+                dq = done[w.name][2]
                 ins = list(n.inputs)
                 ins[1] = dq.out()
                 new = rw.emit(node.op, ins, node.attr, like=node, name=node.name + ".wq")
             rw.replace(node, [new.out()])
         return rw.finish(keep_params=False), bool(done)
     return run
+
+
+def check_scopes(graph: Graph, scopes, what: str) -> None:
+    """Every scope named in an option must exist: all unknown ones in one error."""
+    names = {n.scope for n in graph} | {n.name for n in graph}
+    prefixes = {p for s in names for p in _prefixes(s)}
+    unknown = [k for k in scopes if k not in prefixes]
+    if unknown:
+        raise ArgumentError(f"{what}: no scope " + ", ".join(f"`{k}`" for k in unknown) +
+                            " in the model", code="E0233",
+                            hint="scopes are the names `nndsl inspect` shows (e.g. "
+                                 "`layers.0.fc`)")
+
+
+def _prefixes(scope: str):
+    parts = scope.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _check_groups(graph: Graph, options: QuantOptions) -> None:
@@ -156,6 +176,7 @@ def half_precision(options: QuantOptions):
     def run(graph: Graph) -> tuple[Graph, bool]:
         if graph.meta.get("half") == half:
             return graph, False
+        check_scopes(graph, options.keep, "--keep")
         readers: dict[str, list[Node]] = {}
         for node in graph:
             for v in node.inputs:
@@ -249,9 +270,11 @@ def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str
 
 def check_options(scheme: str, group) -> None:
     if scheme not in SCHEMES:
-        from nndsl.errors import suggest
+        import difflib
+        close = difflib.get_close_matches(str(scheme), SCHEMES, n=1)
         raise ArgumentError(f"unknown quantization scheme `{scheme}`", code="E0230",
-                            hint=suggest(scheme, SCHEMES) + "schemes: " + ", ".join(SCHEMES))
+                            hint=(f"did you mean `{close[0]}`? " if close else "") +
+                            "schemes: " + ", ".join(SCHEMES))
     if group is not None:
         if scheme not in ("int8-weight", "int4-weight"):
             raise ArgumentError(f"--group applies to int8-weight and int4-weight, not {scheme}",

@@ -46,6 +46,11 @@ def _read_names(nodes) -> set:
 
 def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: str = "") -> onnx.ModelProto:
     """Lower ``graph`` to ONNX with the given parameter values (numpy arrays by spec name)."""
+    half = next((n for n in graph if any(t.dtype == "bf16" for t in n.types)), None)
+    if half is not None:
+        raise LoweringError("bf16 graphs run on the torch backend only: onnxruntime has no "
+                            "bf16 kernels on the CPU", span=half.span, code="E0905",
+                            hint="quantize with f16 for ONNX, or export the float model")
     b = Builder(_symbol_sources(graph))
     names: dict = {}
     for n in graph.inputs:

@@ -9,6 +9,7 @@ module binds itself.
 from __future__ import annotations
 
 import operator
+import warnings
 import weakref
 
 import torch
@@ -132,8 +133,10 @@ def packed_int8(w: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None)
     hit = _PACKED.get(w)
     if hit is not None and hit[0] == key:
         return hit[1]
-    qw = torch._make_per_channel_quantized_tensor(
-        w.detach(), scale.detach().double(), torch.zeros(w.shape[0], dtype=torch.long), 0)
+    with warnings.catch_warnings():   # torch marks its quantized tensors as deprecated
+        warnings.simplefilter("ignore", UserWarning)
+        qw = torch._make_per_channel_quantized_tensor(
+            w.detach(), scale.detach().double(), torch.zeros(w.shape[0], dtype=torch.long), 0)
     packed = torch.ops.quantized.linear_prepack(
         qw, None if bias is None else bias.detach().float())
     _PACKED[w] = (key, packed)

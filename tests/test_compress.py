@@ -1,0 +1,379 @@
+"""Compression: quantization and pruning passes, checked against independent computations.
+
+- derivations (quantize, pack, masks) against plain NumPy and torch;
+- every scheme close to the float model within its stated bound, torch and onnxruntime agreeing
+  within it, checker-clean ONNX, a generated ``model.py`` that loads the quantized weights;
+- weight-only quantization equal to the float model run with the dequantized weights;
+- channel pruning equal to the dense model with the removed channels zeroed where they leave
+  their layer; masks equal to the dense model with the masked weights zeroed;
+- every pass idempotent; bad options rejected with a located error and nothing written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import nndsl
+from nndsl.cli import main
+from nndsl.ir import derive
+from nndsl.ir.verify import verify
+from nndsl.passes.compress import Compression
+from nndsl.passes.pipeline import run_pass
+
+ROOT = Path(__file__).resolve().parents[1]
+MLP = ROOT / "specs/fundamentals/mlp.nn"
+CNN = ROOT / "specs/vision/mnist_cnn.nn"
+GPT = ROOT / "specs/transformers/gpt_mini.nn"
+GPT_SMALL = {"layers": 2, "vocab": 512, "ctx": 64}
+RESNET = ROOT / "specs/vision/resnet18.nn"
+RESNET_SMALL = {"width": 8, "classes": 10}
+
+# Largest |quantized - float| allowed, as a fraction of max |float output|.
+BOUND = {"int8-dynamic": 0.03, "int8-weight": 0.02, "int4-weight": 0.2, "f16": 0.005,
+         "bf16": 0.04}
+
+
+def _run(c, xs, weights=None):
+    with torch.no_grad():
+        return c.to_torch(weights=weights).eval()(**xs).float().numpy()
+
+
+def _ort(model, xs):
+    onnx.checker.check_model(model, full_check=True)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {k: v.numpy() for k, v in xs.items()})[0]
+
+
+# ---- derivations ----
+
+def test_quantize_weight_is_the_nearest_multiple_of_the_row_scale():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(6, 10)).astype(np.float32)
+    w[3] = 0.0
+    q = derive.quantize_weight(w, to="i8")
+    s = derive.quant_scale(w, to="i8")
+    assert q.dtype == np.int8 and s.shape == (6,)
+    np.testing.assert_allclose(s[[0, 1]], np.abs(w[[0, 1]]).max(axis=1) / 127, rtol=1e-6)
+    assert np.abs(q).max() == 127 and (q[3] == 0).all() and s[3] == 1.0
+    err = np.abs(q * s[:, None] - w)
+    assert (err <= s[:, None] / 2 + 1e-7).all()
+
+
+def test_int4_groups_pack_two_values_a_byte():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(4, 16)).astype(np.float32)
+    p = derive.quantize_weight(w, to="i4", group=8)
+    s = derive.quant_scale(w, to="i4", group=8)
+    assert p.dtype == np.uint8 and p.shape == (4, 8) and s.shape == (4, 2)
+    q = derive.unpack_int4(p, 16)
+    assert q.min() >= -7 and q.max() <= 7
+    for g in range(2):
+        cols = slice(8 * g, 8 * g + 8)
+        np.testing.assert_allclose(s[:, g], np.abs(w[:, cols]).max(axis=1) / 7, rtol=1e-6)
+        assert (np.abs(q[:, cols] * s[:, g:g + 1] - w[:, cols]) <= s[:, g:g + 1] / 2 + 1e-6).all()
+    # low nibble first, two's complement: [-1, 2] -> 0x2F
+    assert derive.pack_int4(np.array([[-1, 2]], np.int8))[0, 0] == 0x2F
+    # the torch unpacking agrees
+    from nndsl.backends.torch.lowering import unpack_int4
+    assert (unpack_int4(torch.from_numpy(p)).numpy() == q).all()
+
+
+def test_masks_zero_exactly_what_they_say():
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(8, 12)).astype(np.float32)
+    m = derive.magnitude_mask(w, sparsity=0.75)
+    assert (m == 0).sum() == 72
+    kept = np.abs(w[m != 0])
+    assert kept.min() >= np.abs(w[m == 0]).max()
+    nm = derive.n_m_mask(w, n=2, m=4)
+    groups = nm.reshape(8, 3, 4)
+    assert ((groups != 0).sum(axis=2) == 2).all()
+    # the two kept are the two largest of each group
+    wg = np.abs(w.reshape(8, 3, 4))
+    assert (np.sort(wg, axis=2)[:, :, 2:] == np.sort(np.abs(groups), axis=2)[:, :, 2:]).all()
+
+
+def test_bf16_rounding_matches_torch():
+    x = np.random.default_rng(3).normal(size=1000).astype(np.float32) * 100
+    ours = derive.cast(x, to="bf16")
+    theirs = torch.from_numpy(x).to(torch.bfloat16).float().numpy()
+    assert (ours == theirs).all()
+
+
+# ---- quantization schemes on zoo specs ----
+
+CASES = [(MLP, {}), (CNN, {}), (GPT, GPT_SMALL)]
+
+
+@pytest.mark.parametrize("scheme", list(BOUND))
+@pytest.mark.parametrize("spec,params", CASES, ids=["mlp", "mnist_cnn", "gpt_mini"])
+def test_scheme_close_to_float_and_onnx_agrees(spec, params, scheme):
+    f = nndsl.compile(spec, params=params)
+    xs = f.example_inputs(batch=3)
+    ref = _run(f, xs)
+    c = nndsl.compile(spec, params=params, quantize=scheme)
+    verify(c.graph)
+    y = _run(c, xs)
+    assert y.shape == ref.shape
+    scale = np.abs(ref).max()
+    assert np.abs(y - ref).max() <= BOUND[scheme] * scale
+    assert c.param_count() == f.param_count()
+    if scheme == "bf16":
+        with pytest.raises(nndsl.errors.NndslError, match="bf16"):
+            c.to_onnx()
+        return
+    o = _ort(c.to_onnx(), xs)
+    assert np.abs(o - y).max() <= BOUND[scheme] * scale
+
+
+@pytest.mark.parametrize("scheme,group", [("int8-weight", None), ("int4-weight", 16)])
+def test_weight_only_equals_float_with_dequantized_weights(scheme, group):
+    """Computed independently: the float model run with every linear weight replaced by
+    ``q · s`` (NumPy)."""
+    f = nndsl.compile(MLP, opt="O0")
+    c = nndsl.compile(MLP, opt="O0", quantize=scheme, group=group)
+    sd = {k: v.numpy() for k, v in f.to_torch().state_dict().items()}
+    bits = 7 if scheme == "int4-weight" else 127
+    deq = {}
+    for k, w in sd.items():
+        if k.endswith("fc.weight") or k == "head.weight" or (w.ndim == 2 and "fc" in k):
+            rows = w.reshape(w.shape[0], -1, group or w.shape[1]).astype(np.float64)
+            s = np.abs(rows).max(axis=2, keepdims=True) / bits
+            deq[k] = (np.clip(np.rint(rows / s), -bits, bits) * s).reshape(w.shape)
+    assert deq, "the mlp has linear weights"
+    weights = {k: torch.from_numpy(deq.get(k, v).astype(v.dtype)) for k, v in sd.items()}
+    xs = f.example_inputs(batch=4)
+    want = _run(f, xs, weights=weights)
+    got = _run(c, xs, weights={k: torch.from_numpy(v) for k, v in sd.items()})
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_int8_dynamic_uses_int8_kernels_and_keeps_what_it_cannot_take():
+    c = nndsl.compile(GPT, params=GPT_SMALL, quantize="int8-dynamic", opt="O2")
+    ops = [n.op for n in c.graph]
+    # merged QKV, out projection, the two MLP linears per layer, the tied head
+    assert ops.count("linear_int8") == 2 * 4 + 1
+    assert "linear" not in ops
+    dtypes = {n.name: n.type.dtype for n in c.graph.params()}
+    assert dtypes["wte.weight_q"] == "i8" and "wte.weight" not in dtypes   # tied: quantized once
+    text = c.summary()
+    assert "compression: quantize int8-dynamic" in text and "of the float model" in text
+
+
+def test_weights_files_shrink(tmp_path):
+    from nndsl.backends.torch.codegen import write_package
+    sizes = {}
+    for scheme in (None, "int8-dynamic", "int8-weight", "int4-weight"):
+        c = nndsl.compile(GPT, params={"layers": 2}, quantize=scheme,
+                          group=64 if scheme == "int4-weight" else None)
+        _, w = write_package(c, tmp_path / str(scheme))
+        sizes[scheme] = w.stat().st_size
+    assert sizes["int8-dynamic"] <= 0.30 * sizes[None]
+    assert sizes["int8-weight"] <= 0.30 * sizes[None]
+    assert sizes["int4-weight"] <= 0.18 * sizes[None]
+
+
+@pytest.mark.parametrize("scheme", ["int8-dynamic", "int4-weight", "f16"])
+def test_generated_source_runs_the_quantized_model(scheme, tmp_path):
+    from safetensors.torch import load_file
+
+    from nndsl.backends.torch.codegen import write_package
+    c = nndsl.compile(MLP, quantize=scheme, opt="O2")
+    model_py, weights = write_package(c, tmp_path)
+    spec = importlib.util.spec_from_file_location(f"generated_{scheme.replace('-', '_')}",
+                                                  model_py)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert "import nndsl" not in model_py.read_text() and "from nndsl" not in \
+        model_py.read_text()
+    model = mod.Mlp()
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    xs = c.example_inputs(batch=3)
+    with torch.no_grad():
+        got = model(**xs).float().numpy()
+    np.testing.assert_allclose(got, _run(c, xs), rtol=1e-5, atol=1e-5)
+
+
+def test_half_precision_keeps_norms_and_softmax_in_f32():
+    c = nndsl.compile(GPT, params=GPT_SMALL, quantize="f16")
+    by_op = {}
+    for n in c.graph:
+        by_op.setdefault(n.op, set()).add(n.type.dtype)
+    assert by_op["layer_norm"] == {"f32"}
+    assert by_op["linear"] == {"f16"}
+    assert c.output_types["logits"].dtype == "f32"
+    assert all(p.type.dtype == "f16" for p in c.graph.params() if p.type.rank == 2)
+
+
+# ---- pruning ----
+
+def _zero_removed(c, sd: dict) -> dict:
+    """The dense weights with every removed channel zeroed where it leaves its layer: the
+    producing weight rows and biases, and the batch-norm shift and mean that follow them (so
+    the norm gives 0 there)."""
+    out = {k: v.clone() for k, v in sd.items()}
+    for p in c.graph.params():
+        expr = p.attr.get("derive")
+        take = derive.find(expr, ("take",))
+        while take is not None:
+            opts = dict(take[2])
+            name = take[1][0] if isinstance(take[1][0], str) else None
+            if opts["axis"] == 0 and name is not None:
+                n = out[name].shape[0]
+                removed = [i for i in range(n) if i not in set(opts["index"])]
+                if name.endswith(("weight", "bias", "running_mean")) and \
+                        not name.endswith("running_var"):
+                    if not (name.endswith(".weight") and _is_bn(c, name)):
+                        out[name][removed] = 0
+            take = derive.find(take[1][0], ("take",)) if isinstance(take[1][0], tuple) else None
+    return out
+
+
+def _is_bn(c, name: str) -> bool:
+    scope = name.rsplit(".", 1)[0]
+    return any(n.op == "batch_norm" and n.name == scope for n in c.unoptimized)
+
+
+PRUNE_CASES = [
+    (CNN, {}),
+    (MLP, {}),
+    (RESNET, RESNET_SMALL),
+    ("""
+    model mix() {
+        input x: f32[N, 3, 8, 8]
+        a = x |> conv2d(8, 3, padding=1) as c1 |> batch_norm as bn1 |> relu
+        d = a |> conv2d(8, 3, padding=1, groups=8) as dw |> batch_norm as bn2 |> relu
+        e = x |> conv2d(8, 1) as c2 |> relu
+        s = d + e
+        t = concat([s, a], 1) |> conv2d(6, 3, padding=1) as c3 |> relu
+        output y = t |> flatten |> linear(16) as fc1 |> relu |> linear(3) as fc2
+    }""", {}),
+]
+
+
+@pytest.mark.parametrize("opt", ["O1", "O2"])
+@pytest.mark.parametrize("spec,params", PRUNE_CASES, ids=["mnist_cnn", "mlp", "resnet", "mix"])
+def test_channel_pruning_equals_dense_with_channels_zeroed(spec, params, opt):
+    if isinstance(spec, str):
+        spec = textwrap.dedent(spec)
+    dense = nndsl.compile(spec, params=params, opt="O0")
+    sd = dense.to_torch(seed=3).state_dict()
+    c = nndsl.compile(spec, params=params, opt=opt, prune="channels=0.5", weights=sd)
+    verify(c.graph)
+    assert c.param_count() < 0.75 * dense.param_count()
+    assert c.flops() < 0.75 * dense.flops()
+    xs = dense.example_inputs(batch=2)
+    zeroed = _zero_removed(c, sd)
+    want = _run(dense, xs, weights=zeroed)
+    got = _run(c, xs)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
+    o = _ort(c.to_onnx(), xs)
+    np.testing.assert_allclose(o, got, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(got).max()))
+
+
+def test_channel_groups_follow_residuals_and_depthwise():
+    c = nndsl.compile(textwrap.dedent(PRUNE_CASES[3][0]), prune="channels=0.5", opt="O0")
+    shapes = {p.name: tuple(p.type.shape) for p in c.graph.params()}
+    # c1 feeds the residual-free concat and the depthwise conv; dw and c2 are joined by `+`
+    assert shapes["c1.weight"] == (4, 3, 3, 3)
+    assert shapes["dw.weight"] == (4, 1, 3, 3) and shapes["bn2.weight"] == (4,)
+    assert shapes["c2.weight"] == (4, 3, 1, 1)
+    assert shapes["c3.weight"] == (3, 8, 3, 3)           # concat of 4 + 4 channels
+    assert shapes["fc1.weight"] == (8, 3 * 64)           # flatten: 3 channels × 8 × 8
+    assert shapes["fc2.weight"] == (3, 8)                # the output layer stays whole
+    dw = next(n for n in c.graph if n.name == "dw")
+    assert dw.attr["groups"] == 4
+
+
+def test_resnet_residual_channels_pruned_together():
+    c = nndsl.compile(RESNET, params=RESNET_SMALL, prune="channels=0.5", opt="O0")
+    shapes = {p.name: tuple(p.type.shape) for p in c.graph.params()}
+    stem = [k for k in shapes if k.startswith("stem") and k.endswith("weight") and
+            len(shapes[k]) == 4][0]
+    # the stem's channels run through the first stage's residual adds: one group
+    assert shapes[stem][0] == shapes["layers.0.b0.conv2.weight"][0] == 4
+    assert shapes["fc.weight"] == (10, 32)
+
+
+@pytest.mark.parametrize("prune", ["magnitude=0.8", "2:4"])
+def test_masks_equal_dense_with_weights_zeroed(prune):
+    dense = nndsl.compile(CNN, opt="O0")
+    sd = dense.to_torch(seed=1).state_dict()
+    c = nndsl.compile(CNN, prune=prune)
+    state = c.to_torch(weights=sd).state_dict()
+    zeroed = {}
+    for k, v in sd.items():
+        w = v.numpy()
+        if k.endswith("weight") and w.ndim >= 2 and (prune != "2:4" or w.ndim == 2):
+            w = derive.magnitude_mask(w, sparsity=0.8) if prune.startswith("m") else \
+                derive.n_m_mask(w, n=2, m=4)
+            assert (state[k].numpy() == w).all()
+        zeroed[k] = torch.from_numpy(np.ascontiguousarray(w))
+    xs = dense.example_inputs(batch=2)
+    np.testing.assert_allclose(_run(c, xs, weights=sd), _run(dense, xs, weights=zeroed),
+                               rtol=1e-5, atol=1e-6)
+    assert c.sparsity() == pytest.approx(0.8 if prune.startswith("m") else 0.5, abs=0.01)
+
+
+COMPRESSIONS = [Compression(quantize=s) for s in BOUND] + [
+    Compression(quantize="int4-weight", group=16), Compression(prune="magnitude=0.5"),
+    Compression(prune="2:4"), Compression(prune="channels=0.5")]
+
+
+@pytest.mark.parametrize("comp", COMPRESSIONS, ids=lambda c: c.describe())
+def test_every_compression_pass_is_idempotent(comp):
+    c = nndsl.compile(MLP, quantize=comp.quantize, group=comp.group, prune=comp.prune)
+    weights = nndsl.api._spec_arrays(c.graph, None)
+    for name, fn in comp.before(lambda: weights) + comp.after():
+        again, changed = run_pass(fn, c.graph)
+        assert not changed, name
+        verify(again)
+
+
+def test_compression_shows_in_inspect_and_diff(capsys):
+    assert main(["inspect", str(MLP), "--quantize", "int4-weight", "--group", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "dequantize" in out and "compression: quantize int4-weight (group 16)" in out
+    assert main(["inspect", str(MLP), "--quantize", "int8-dynamic", "--ir"]) == 0
+    assert "i8[256, 784] = param() {derive=quantize_weight(layers.0.fc.weight" in \
+        capsys.readouterr().out
+    assert main(["inspect", str(CNN), "--prune", "channels=0.5", "--diff", "O0", "O1"]) == 0
+    out = capsys.readouterr().out
+    assert "prune_channels:" in out
+
+
+# ---- bad options ----
+
+@pytest.mark.parametrize("argv,code", [
+    (["--quantize", "int3"], "E0230"),
+    (["--quantize", "int8-dynamic", "--group", "64"], "E0230"),
+    (["--group", "64"], "E0230"),
+    (["--quantize", "int4-weight", "--group", "48"], "E0231"),
+    (["--prune", "magnitude=1.5"], "E0232"),
+    (["--prune", "channels=0"], "E0232"),
+    (["--prune", "4:2"], "E0232"),
+    (["--prune", "heads=0.5"], "E0232"),
+    (["--quantize", "int8-weight", "--keep", "nowhere"], "E0233"),
+])
+def test_bad_options_are_located_errors_and_write_nothing(argv, code, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    rc = main(["compile", str(MLP), "--to", "onnx", "-o", str(out)] + argv)
+    err = capsys.readouterr().err
+    assert rc == 1 and f"error[{code}]" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_quantized_module_is_for_inference():
+    m = nndsl.compile(MLP, quantize="int8-dynamic").to_torch()
+    assert not m.training
+    with pytest.raises(nndsl.errors.NndslError, match="inference"):
+        m.train()
