@@ -34,7 +34,8 @@ def load(source: str | Path):
 def compile(source: str | Path, *, model: str | None = None, params: dict | None = None,
             opt: str = "O1", disable: tuple = (), after: str | None = None,
             quantize: str | None = None, group: int | None = None, prune: str | None = None,
-            keep: tuple = (), weights=None) -> "Compiled":
+            keep: tuple = (), prune_scopes: tuple | None = None, prune_exclude: tuple = (),
+            weights=None) -> "Compiled":
     """Compile a ``.nn`` spec (a path or the source text) to a :class:`Compiled` model.
 
     ``model`` picks one model of a file that defines several; ``params`` overrides the model's
@@ -45,12 +46,12 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
 
     Compression: ``quantize`` is a scheme (``int8-dynamic``, ``int8-weight``, ``int4-weight``,
     ``f16``, ``bf16``) with ``group`` columns per scale for the weight-only ones; ``prune`` is
-    ``magnitude=S``, ``2:4`` or ``channels=S``; ``keep`` lists scopes left in float.
+    ``magnitude=S``, ``2:4`` or ``channels=S``; ``keep`` lists scopes left in float;
+    ``prune_scopes`` limits pruning to some scopes and ``prune_exclude`` spares some. The
+    spec's ``optimize`` section gives the defaults of these options.
     ``weights`` (a state dict or ``.safetensors`` path in the spec's names) are the values
     channel pruning ranks channels by, and the default weights of ``to_torch``/``to_onnx``.
     """
-    from nndsl.passes.compress import Compression
-    compression = Compression(quantize, group, prune, tuple(keep))
     program, file = load(source)
     models = program.models
     if not models:
@@ -64,7 +65,15 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
     elif model not in models:
         raise DefinitionError(f"{file} has no model `{model}`", code="E0512",
                               hint="its models: " + ", ".join(models))
+    for o in program.main.optimizes:
+        if o.model not in models:
+            raise DefinitionError(f"`optimize {o.model}`: the file has no model `{o.model}`",
+                                  span=o.name_span or o.span, code="E0512",
+                                  hint="its models: " + ", ".join(models))
     graph = Elaborator(program).elaborate(model, program.params_for(model, params or {}) or None)
+    given = {"quantize": quantize, "group": group, "prune": prune, "keep": tuple(keep),
+             "prune_scopes": prune_scopes, "prune_exclude": tuple(prune_exclude)}
+    compression = _compression(program.optimize_section(model), given, graph)
     if weights is not None:
         _check_weights(graph, weights)
     run = run_pipeline(graph, opt, tuple(disable), stop_after=after,
@@ -81,6 +90,38 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
         resolve(c, section)
         c.train_section = section
     return c
+
+
+def _compression(section, given: dict, graph: Graph):
+    """The compression asked for: the ``optimize`` section's entries, overridden by the options
+    given. A mistake in an entry is reported at the entry."""
+    from nndsl.errors import NndslError
+    from nndsl.passes.compress import Compression
+    from nndsl.passes.quantize import check_scopes
+    options, spans = {}, {}
+    if section is not None:
+        from nndsl.elab.optimize import section_options
+        options, spans = section_options(section)
+    for k, v in given.items():
+        if v not in (None, ()):
+            options[k] = v
+            spans.pop(k, None)
+    key = None
+    try:
+        for key, what in (("keep", "keep"), ("prune_scopes", "prune_only"),
+                          ("prune_exclude", "prune_exclude")):
+            if key in spans:
+                check_scopes(graph, options[key], what)
+        fields: dict = {}
+        for key in ("quantize", "group", "prune", "keep", "prune_scopes", "prune_exclude"):
+            if key in options:
+                fields[key] = options[key]
+                Compression(**fields)    # an invalid entry fails here, at its own span
+    except NndslError as e:
+        if e.span is None and key in spans:
+            e.span = spans[key]
+        raise
+    return Compression(**{k: v for k, v in options.items()})
 
 
 def _check_weights(graph: Graph, weights) -> None:

@@ -214,7 +214,9 @@ def test_gpt_eval_outputs_match_attention_written_out():
     m.eval(), ref.eval()
     with torch.no_grad():
         got, want = _call(m, ref, xs)
-    torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL)
+    # the two attention forms round differently: the bound scales with the logits' size
+    torch.testing.assert_close(got, want, rtol=RTOL,
+                               atol=ATOL * max(1.0, float(want.abs().max())))
 
 
 # ---- (d) one SGD step in train mode ----

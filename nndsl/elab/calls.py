@@ -18,7 +18,7 @@ from nndsl.elab.context import BuildCtx, Frame, _join, _Return
 from nndsl.elab.values import (REQUIRED, Builtin, DType, Instance, ParamSpec, Partial, Surface,
                                TensorVal)
 from nndsl.errors import ArgumentError, DefinitionError, LimitError, NndslError, ShapeError, Span
-from nndsl.ir.types import SymDim
+from nndsl.ir.types import FLOAT_DTYPES, SymDim
 from nndsl.syntax import ast
 
 MAX_CALL_DEPTH = 64
@@ -266,6 +266,13 @@ class CallMixin:
 
     def _build(self, surface: Surface, ctx: BuildCtx, args: dict):
         """Run a surface function; a shape error it raises says where its tensors came from."""
+        for v in args.values():     # a layer's parameters take its float input's dtype
+            for t in (v if isinstance(v, tuple) else (v,)):
+                if isinstance(t, TensorVal) and t.type.dtype in FLOAT_DTYPES:
+                    ctx.float_dtype = t.type.dtype
+                    break
+            if ctx.float_dtype != "f32":
+                break
         try:
             return surface.build(ctx, args)
         except ShapeError as e:

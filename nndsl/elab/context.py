@@ -61,6 +61,7 @@ class BuildCtx:
                  inst: Instance | None, reuse: bool = False):
         self.el, self.frame, self.span, self.scope, self.inst = el, frame, span, scope, inst
         self.reuse = reuse
+        self.float_dtype = "f32"   # the dtype of the layer's float input: its parameters' dtype
 
     @property
     def graph(self) -> Graph:
@@ -69,8 +70,9 @@ class BuildCtx:
     def error(self, message: str, code: str = "E0300", hint: str | None = None):
         raise ShapeError(message, span=self.span, code=code, hint=hint)
 
-    def param(self, local: str, shape: tuple, init: tuple, dtype: str = "f32",
+    def param(self, local: str, shape: tuple, init: tuple, dtype: str | None = None,
               trainable: bool = True) -> TensorVal:
+        dtype = dtype or self.float_dtype
         g = self.el.root   # parameters live in the model's graph, even when a scan body uses them
         qual = _join(self.scope, local)
         t = TensorType(dtype, tuple(shape))

@@ -52,6 +52,13 @@ class Program:
                                     + "parameters: " + ", ".join(sorted(known)))
         return {k: v for k, v in given.items() if k in declared.get(model, ())}
 
+    def optimize_section(self, model: str):
+        """The main file's `optimize` section for ``model``, if it has one."""
+        for o in self.main.optimizes:
+            if o.model == model:
+                return o
+        return None
+
     def train_section(self, model: str):
         """The `train` section for ``model``: the main file's, else the first imported one."""
         for t in self.trains:

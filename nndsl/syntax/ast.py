@@ -237,6 +237,15 @@ class TrainDef(Node):
 
 
 @dataclass(frozen=True)
+class OptimizeDef(Node):
+    """``optimize MODEL { ... }``: how to compress a model (quantization, pruning)."""
+
+    model: str
+    entries: tuple  # of TrainEntry (``NAME = value``), in written order
+    name_span: Span = field(compare=False, repr=False, default=None)
+
+
+@dataclass(frozen=True)
 class Import(Node):
     target: str
     is_file: bool
@@ -248,3 +257,4 @@ class Module(Node):
     imports: tuple
     definitions: tuple
     trains: tuple = ()  # of TrainDef
+    optimizes: tuple = ()  # of OptimizeDef

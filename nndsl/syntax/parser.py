@@ -222,7 +222,9 @@ class _ToAst(Transformer_NonRecursive):
         imports = tuple(i for i in items if isinstance(i, ast.Import))
         defs = tuple(i for i in items if isinstance(i, ast.Definition))
         trains = tuple(i for i in items if isinstance(i, ast.TrainDef))
-        return ast.Module(Span(self.file, 1, 1, 1, 1), self.file, imports, defs, trains)
+        optimizes = tuple(i for i in items if isinstance(i, ast.OptimizeDef))
+        return ast.Module(Span(self.file, 1, 1, 1, 1), self.file, imports, defs, trains,
+                          optimizes)
 
     def import_file(self, meta, ch):
         return ast.Import(self._s(meta), _unquote(ch[0]), True)
@@ -250,6 +252,11 @@ class _ToAst(Transformer_NonRecursive):
         sets = tuple(e for e in entries if isinstance(e, ast.TrainEntry))
         return ast.TrainDef(self._s(meta), str(name), targets, sets,
                             name_span=_tok_span(self.file, name))
+
+    def optimize_def(self, meta, ch):
+        name, *entries = ch
+        return ast.OptimizeDef(self._s(meta), str(name), tuple(entries),
+                               name_span=_tok_span(self.file, name))
 
     def train_target(self, meta, ch):
         kw, name, type_ = ch

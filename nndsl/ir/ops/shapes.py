@@ -143,9 +143,18 @@ def _matmul(ins, a):
     return (_T(promote(x, y), shape),)
 
 
+def _same_dtype(x: TensorType, params, op: str) -> None:
+    """A layer computes in its input's dtype: its weights must have it too."""
+    for t in params:
+        if t is not None and t.dtype != x.dtype:
+            raise ShapeError(f"{op} input is {x.dtype} but a weight is {t}", code="E0304",
+                             hint=f"cast the input with cast(x, {t.dtype}), or the weight")
+
+
 def _linear(ins, a):
     x, w, b = ins
     _float(x, "linear")
+    _same_dtype(x, (w, b), "linear")
     if x.rank < 1 or not _same(x.shape[-1], w.shape[1]):
         raise ShapeError(f"linear expects input features {w.shape[1]} (weight {w}) "
                          f"but the input is {x}", code="E0306",
@@ -182,6 +191,7 @@ def _conv(nd: int):
         x, w, b = ins
         op = f"conv{nd}d"
         _float(x, op)
+        _same_dtype(x, (w, b), op)
         if x.rank != nd + 2:
             raise ShapeError(f"{op} expects a rank-{nd + 2} input [N, C, {'spatial dims'}], got {x}",
                              code="E0308")
