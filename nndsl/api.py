@@ -35,7 +35,7 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
             opt: str = "O1", disable: tuple = (), after: str | None = None,
             quantize: str | None = None, group: int | None = None, prune: str | None = None,
             keep: tuple = (), prune_scopes: tuple | None = None, prune_exclude: tuple = (),
-            weights=None) -> "Compiled":
+            qat: str | None = None, weights=None) -> "Compiled":
     """Compile a ``.nn`` spec (a path or the source text) to a :class:`Compiled` model.
 
     ``model`` picks one model of a file that defines several; ``params`` overrides the model's
@@ -48,7 +48,8 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
     ``f16``, ``bf16``) with ``group`` columns per scale for the weight-only ones; ``prune`` is
     ``magnitude=S``, ``2:4`` or ``channels=S``; ``keep`` lists scopes left in float;
     ``prune_scopes`` limits pruning to some scopes and ``prune_exclude`` spares some. The
-    spec's ``optimize`` section gives the defaults of these options.
+    spec's ``optimize`` section gives the defaults of these options. ``qat`` (``int8``,
+    ``int4``) adds quantization noise to the weights for quantization-aware training.
     ``weights`` (a state dict or ``.safetensors`` path in the spec's names) are the values
     channel pruning ranks channels by, and the default weights of ``to_torch``/``to_onnx``.
     """
@@ -72,7 +73,7 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
                                   hint="its models: " + ", ".join(models))
     graph = Elaborator(program).elaborate(model, program.params_for(model, params or {}) or None)
     given = {"quantize": quantize, "group": group, "prune": prune, "keep": tuple(keep),
-             "prune_scopes": prune_scopes, "prune_exclude": tuple(prune_exclude)}
+             "prune_scopes": prune_scopes, "prune_exclude": tuple(prune_exclude), "qat": qat}
     compression = _compression(program.optimize_section(model), given, graph)
     if weights is not None:
         _check_weights(graph, weights)
@@ -113,7 +114,8 @@ def _compression(section, given: dict, graph: Graph):
             if key in spans:
                 check_scopes(graph, options[key], what)
         fields: dict = {}
-        for key in ("quantize", "group", "prune", "keep", "prune_scopes", "prune_exclude"):
+        for key in ("qat", "quantize", "group", "prune", "keep", "prune_scopes",
+                    "prune_exclude"):
             if key in options:
                 fields[key] = options[key]
                 Compression(**fields)    # an invalid entry fails here, at its own span

@@ -162,7 +162,7 @@ def cmd_train(args) -> int:
     result = run_training(args.spec, model=args.model, params=_params(args.param),
                           overrides=overrides, out=args.out, resume=args.resume,
                           ddp="fsdp" if args.fsdp else args.ddp,
-                          quiet=args.quiet)
+                          quiet=args.quiet, prune=args.prune, qat=args.qat, group=args.group)
     return 130 if result.interrupted else 0
 
 
@@ -295,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel under torchrun (gloo on CPU, NCCL on CUDA)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--prune", metavar="KIND",
+                   help="prune while training: magnitude=S (gradually, to sparsity S) or 2:4")
+    p.add_argument("--qat", metavar="BITS", help="quantization-aware training: int8 or int4")
+    p.add_argument("--group", type=int, metavar="COLS", help="--qat int4: columns per scale")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("sample", help="draw samples from a trained vae, gan or ddpm run")

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from nndsl.errors import ArgumentError
 from nndsl.passes import prune as prune_passes
 from nndsl.passes import quantize as quant_passes
+from nndsl.passes.pipeline import Pass
+
+# QAT: the training form of a precision, (bits, default group); the trained weights convert with
+# the scheme that has the same weights (int8-weight's q · s is what int8 QAT rounds to).
+QAT = {"int8": (8, None), "int4": (4, 32)}
 
 
 @dataclass(frozen=True)
@@ -24,11 +29,22 @@ class Compression:
     keep: tuple = ()                     # scopes left in float by quantization
     prune_scopes: tuple | None = None    # scopes pruned (None: all)
     prune_exclude: tuple = ()            # scopes never pruned
+    qat: str | None = None               # quantization-aware training: int8 | int4
 
     def __post_init__(self):
+        if self.qat is not None:
+            if self.qat not in QAT:
+                raise ArgumentError(f"--qat {self.qat} has no training form", code="E0235",
+                                    hint="quantization-aware training takes int8 or int4 (f16 "
+                                         "and bf16 train with --amp)")
+            if self.quantize is not None:
+                raise ArgumentError("--qat trains with quantization noise; quantize the trained "
+                                    "weights afterwards, not in the same compile",
+                                    code="E0235", hint="train with --qat, then nndsl compile "
+                                    "--quantize ... --weights the run's best.safetensors")
         if self.quantize is not None:
             quant_passes.check_options(self.quantize, self.group)
-        elif self.group is not None:
+        elif self.group is not None and self.qat is None:
             raise ArgumentError("--group needs --quantize int8-weight or int4-weight",
                                 code="E0230")
         if self.prune is not None:
@@ -36,31 +52,41 @@ class Compression:
 
     @property
     def empty(self) -> bool:
-        return self.quantize is None and self.prune is None
+        return self.quantize is None and self.prune is None and self.qat is None
 
     @property
     def prune_kind(self):
         return None if self.prune is None else prune_passes.parse_prune(self.prune)
 
-    def before(self, weights_fn) -> list[tuple[str, object]]:
-        """``(name, pass)`` to run before the level's pipeline. ``weights_fn()`` gives the
-        weight values channel pruning ranks channels by."""
+    def before(self, weights_fn) -> list[Pass]:
+        """Passes to run before the level's pipeline. ``weights_fn()`` gives the weight values
+        channel pruning ranks channels by."""
         if self.prune is None:
             return []
         kind, value = self.prune_kind
         if kind == "channels":
-            return [("prune_channels", prune_passes.prune_channels(
-                value, weights_fn(), self.prune_scopes, self.prune_exclude))]
-        return [(f"prune_{kind}", prune_passes.mask_weights(kind, value, self.prune_scopes,
-                                                             self.prune_exclude))]
+            return [Pass("prune_channels", prune_passes.prune_channels(
+                value, weights_fn(), self.prune_scopes, self.prune_exclude), "compress",
+                f"remove {value:.0%} of the channels")]
+        return [Pass(f"prune_{kind}", prune_passes.mask_weights(
+            kind, value, self.prune_scopes, self.prune_exclude), "compress",
+            f"mask weights ({self.prune})")]
 
-    def after(self) -> list[tuple[str, object]]:
-        """``(name, pass)`` to run after the level's pipeline."""
-        if self.quantize is None:
-            return []
-        opts = quant_passes.QuantOptions(self.quantize, self.group, tuple(self.keep))
-        return [(f"quantize_{self.quantize.replace('-', '_')}",
-                 quant_passes.SCHEMES[self.quantize](opts))]
+    def after(self) -> list[Pass]:
+        """Passes to run after the level's pipeline (quantization holds for inference only;
+        QAT's noise is for training)."""
+        out = []
+        if self.quantize is not None:
+            opts = quant_passes.QuantOptions(self.quantize, self.group, tuple(self.keep))
+            out.append(Pass(f"quantize_{self.quantize.replace('-', '_')}",
+                            quant_passes.SCHEMES[self.quantize](opts), "compress",
+                            f"quantize {self.quantize}", inference_only=True))
+        if self.qat is not None:
+            bits, group = QAT[self.qat]
+            out.append(Pass(f"qat_{self.qat}", quant_passes.fake_quantize_weights(
+                bits, self.group or group, tuple(self.keep)), "compress",
+                f"{self.qat} quantization noise on the weights (QAT)"))
+        return out
 
     def describe(self) -> str:
         parts = []
@@ -69,4 +95,6 @@ class Compression:
         if self.quantize:
             parts.append(f"quantize {self.quantize}" + (f" (group {self.group})"
                                                        if self.group else ""))
+        if self.qat:
+            parts.append(f"qat {self.qat}")
         return ", ".join(parts)

@@ -131,12 +131,12 @@ def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_afte
                  before: list = (), after: list = ()) -> PipelineRun:
     """Run the passes of ``level`` in order, verifying after each. ``stop_after`` ends the run
     after the first pass of that name; ``on_pass`` sees every pass's result. ``before`` and
-    ``after`` are ``(name, fn)`` passes run before and after the level's own (compression:
-    :mod:`nndsl.passes.compress`); passes named in ``after`` hold for inference only."""
+    ``after`` are :class:`Pass` es run before and after the level's own (compression:
+    :mod:`nndsl.passes.compress`)."""
     if level not in PIPELINES:
         raise ArgumentError(f"unknown optimization level `{level}`", code="E0225",
                             hint="use one of " + ", ".join(PIPELINES))
-    extra = [n for n, _ in list(before) + list(after)]
+    extra = [p.name for p in list(before) + list(after)]
     for name in tuple(disable) + ((stop_after,) if stop_after else ()):
         if name not in PASSES and name not in extra:
             raise ArgumentError(f"unknown pass `{name}`", code="E0229",
@@ -147,13 +147,15 @@ def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_afte
     verify(graph)
     graph = graph.copy()
     graph.meta.setdefault("source_params", tuple(graph.params()))
-    if any(PASSES[n].inference_only for n in PIPELINES[level]) or after:
+    if any(PASSES[n].inference_only for n in PIPELINES[level]) or \
+            any(p.inference_only for p in list(before) + list(after)):
         graph.meta["inference_only"] = True
     run = PipelineRun(graph)
     ran: list[str] = []
-    steps = list(before) + [(n, PASSES[n].fn) for n in PIPELINES[level] if n not in disable] + \
+    steps = list(before) + [PASSES[n] for n in PIPELINES[level] if n not in disable] + \
         list(after)
-    for name, fn in steps:
+    for p in steps:
+        name, fn = p.name, p.fn
         t0 = time.perf_counter()
         try:
             out, changed = run_pass(fn, graph)

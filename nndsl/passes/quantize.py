@@ -150,6 +150,36 @@ def _prefixes(scope: str):
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
+def fake_quantize_weights(bits: int, group: int | None, keep: tuple = ()):
+    """QAT as a pass: ``layer(x, W) ⇒ layer(x, fake_quantize(W))`` for linear, conv and
+    embedding weights. Training-safe: the parameters stay the spec's, the forward sees the
+    quantized weights and the gradient passes straight through to the float ones."""
+    def run(graph: Graph) -> tuple[Graph, bool]:
+        check_scopes(graph, keep, "--keep")
+        rw = Rewriter(graph)
+        noisy: dict[str, Value] = {}
+        for node in graph:
+            n = rw.remapped(node)
+            w = _weight(graph, node.inputs[1]) if node.op in ("linear", "embedding") or \
+                node.op.startswith("conv") else None
+            if w is None or _kept(node, keep) or w.type.dtype not in FLOAT_DTYPES:
+                rw.add(n)
+                continue
+            g = group
+            cols = w.type.shape[-1]
+            if g is not None and (node.op != "linear" and node.op != "embedding" or cols % g):
+                g = None
+            if w.name not in noisy:
+                noisy[w.name] = rw.emit("fake_quantize", [n.inputs[1]], {"bits": bits,
+                                                                         "group": g},
+                                        like=node, name=f"{w.name}.qat").out()
+            ins = list(n.inputs)
+            ins[1] = noisy[w.name]
+            rw.add(n.with_(inputs=tuple(ins)))
+        return rw.finish(), bool(noisy)
+    return run
+
+
 def _check_groups(graph: Graph, options: QuantOptions) -> None:
     """A group asked for must divide the width of every weight it applies to: all offenders in
     one error."""

@@ -35,8 +35,13 @@ def _trained_model(spec) -> str | None:
 
 def run_training(spec, *, model: str | None = None, params: dict | None = None,
                  overrides: dict | None = None, out=None, resume=None, ddp: bool = False,
-                 quiet: bool = False, hooks=()):
-    """Train the model of ``spec`` (a path or source text); returns a ``RunResult``."""
+                 quiet: bool = False, hooks=(), prune: str | None = None,
+                 qat: str | None = None, group: int | None = None):
+    """Train the model of ``spec`` (a path or source text); returns a ``RunResult``.
+
+    ``prune`` (``magnitude=S`` gradually, or ``N:M``) keeps masks applied while training;
+    ``qat`` (``int8``, ``int4``, with ``group`` for int4) trains with quantization noise on the
+    weights (see :mod:`nndsl.train.sparsity` and :mod:`nndsl.passes.quantize`)."""
     import nndsl
     from nndsl.train.config import resolve
     from nndsl.train.loop import train
@@ -55,13 +60,27 @@ def run_training(spec, *, model: str | None = None, params: dict | None = None,
         except (OSError, json.JSONDecodeError) as e:
             raise TrainError(f"cannot read {conf}: {e}", code="E1218") from None
         cli = {**saved.get("cli", {}), **cli}
+        prune = prune or cli.get("prune")
+        qat = qat or cli.get("qat")
+        group = group or cli.get("group")
         if out is not None and Path(out).resolve() != rdir.resolve():
             raise TrainError("--resume continues a run in its own folder; leave out --out",
                              code="E1218")
         out = rdir
     if model is None:
         model = _trained_model(spec)
-    c = nndsl.compile(spec, model=model, params=cli.get("params"), opt="O1")
+    for key, value in (("prune", prune), ("qat", qat), ("group", group)):
+        if value is not None:
+            cli[key] = value
+    if ddp == "fsdp" and prune:
+        raise TrainError("--prune needs whole weights; it does not combine with --fsdp",
+                         code="E1230", hint="use --ddp, or train on one process")
+    c = nndsl.compile(spec, model=model, params=cli.get("params"), opt="O1", qat=qat,
+                      group=group if qat else None)
+    hooks = list(hooks)
+    if prune is not None:
+        from nndsl.train.sparsity import PruneDuringTraining
+        hooks.append(PruneDuringTraining(c, prune))
     if resume is not None and saved is not None and saved.get("model") != c.name:
         raise TrainError(f"{out} is a run of `{saved.get('model')}`, not `{c.name}`",
                          code="E1218", hint="pick the model with --model")
@@ -81,5 +100,16 @@ def run_training(spec, *, model: str | None = None, params: dict | None = None,
     if not quiet:
         for n in result_notes:
             print(f"note: {n}")
-    return train(c, cfg, Path(out), resume=resume is not None, ddp=ddp, quiet=quiet,
-                 hooks=hooks, extra_config={"cli": cli})
+    result = train(c, cfg, Path(out), resume=resume is not None, ddp=ddp, quiet=quiet,
+                   hooks=hooks, extra_config={"cli": cli})
+    if (prune or qat) and not quiet and not result.interrupted:
+        how = []
+        if prune:
+            how.append(f"--prune {prune}")
+        if qat:
+            how.append("--quantize " + ("int4-weight" if qat == "int4" else "int8-weight") +
+                       (f" --group {group}" if group and qat == "int4" else ""))
+        spec_name = spec if isinstance(spec, (str, Path)) and "\n" not in str(spec) else "SPEC"
+        print(f"to compile the compressed model: nndsl compile {spec_name} {' '.join(how)} "
+              f"--weights {Path(out) / 'checkpoints' / 'best.safetensors'}")
+    return result

@@ -197,6 +197,23 @@ def _dequantize(b, a, ins, n):
         b.op1("DequantizeLinear", [q, s], out=n.out, **attrs)
 
 
+def _fake_quantize(b, a, ins, n):
+    """``clip(round(w / s), -q, q) · s`` with ``s = max|row| / q`` (1 for an all-zero row)."""
+    t = n.in_types[0]
+    qmax = 2 ** (a["bits"] - 1) - 1
+    cols = 1
+    for d in t.shape[1:]:
+        cols *= d
+    g = cols if a["group"] is None else a["group"]
+    rows = b.op1("Reshape", [ins[0], b.const([t.shape[0], cols // g, g])])
+    amax = b.op1("ReduceMax", [b.op1("Abs", [rows]), b.const([-1])], keepdims=1)
+    zero = b.op1("Equal", [amax, b.const(0.0, t.dtype)])
+    s = b.op1("Where", [zero, b.const(1.0, t.dtype), b.op1("Div", [amax, b.const(float(qmax), t.dtype)])])
+    q = b.op1("Clip", [b.op1("Round", [b.op1("Div", [rows, s])]), b.const(float(-qmax), t.dtype),
+                       b.const(float(qmax), t.dtype)])
+    b.op1("Reshape", [b.op1("Mul", [q, s]), b.const(list(t.shape))], out=n.out)
+
+
 def _linear_int8(b, a, ins, n):
     """Dynamic int8: ``(xq, sx, zx) = DynamicQuantizeLinear(x)``, then
     ``y = float(MatMulInteger(xq, Wᵀ, zx, 0)) · (sx · s_w) + b`` (onnxruntime fuses the chain
@@ -653,6 +670,7 @@ ONNX_LOWERINGS = {
     "where": _simple("Where"), "masked_fill": _masked_fill, "tril": _tri(0), "triu": _tri(1),
     "matmul": _simple("MatMul"), "linear": _act(_linear),
     "linear_int8": _act(_linear_int8), "dequantize": _dequantize,
+    "fake_quantize": _fake_quantize,
     "conv1d": _act(_conv), "conv2d": _act(_conv), "conv3d": _act(_conv),
     "conv_transpose2d": _act(_conv_t),
     "attention": _attention, "memory_format": _identity,

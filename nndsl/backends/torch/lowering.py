@@ -122,6 +122,18 @@ def _dequantize(rt, a, ins):
     return w.reshape(rows, cols)
 
 
+def fake_quantize(w: torch.Tensor, bits: int, group: int | None) -> torch.Tensor:
+    """``w`` rounded to ``bits``-bit multiples of its per-row (or per-group) scale, with the
+    straight-through gradient: the forward sees the quantized weight, the backward the
+    identity. The scale is the one :mod:`nndsl.ir.derive` quantizes with."""
+    qmax = 2 ** (bits - 1) - 1
+    rows = w.reshape(w.shape[0], -1, w[0].numel() if group is None else group)
+    amax = rows.detach().abs().amax(dim=-1, keepdim=True)
+    s = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    q = torch.clamp(torch.round(rows / s), -qmax, qmax) * s
+    return (rows + (q - rows).detach()).reshape(w.shape)
+
+
 # Packed int8 weights for the quantized engine, made once per weight (and again if its value,
 # its scales or the bias change): packing costs more than the product itself.
 _PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -381,6 +393,7 @@ TORCH_LOWERINGS = {
     "linear": _act(lambda rt, a, ins: F.linear(*ins)),
     "linear_int8": _act(lambda rt, a, ins: linear_int8(*ins)),
     "dequantize": _dequantize,
+    "fake_quantize": lambda rt, a, ins: fake_quantize(ins[0], a["bits"], a["group"]),
     "attention": _attention, "memory_format": _memory_format,
     "conv1d": _conv(F.conv1d), "conv2d": _conv(F.conv2d), "conv3d": _conv(F.conv3d),
     "conv_transpose2d": _conv_t,

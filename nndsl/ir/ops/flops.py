@@ -143,7 +143,7 @@ FLOP_RULES: dict[str, Callable] = {
     "where": _per_out(), "masked_fill": _per_out(), "tril": _zero, "triu": _zero,
     "matmul": _matmul, "linear": _with_act(_linear),
     "linear_int8": _with_act(lambda ins, outs, a: _linear(ins[:2] + ins[3:], outs, a)),
-    "dequantize": _per_out(),
+    "dequantize": _per_out(), "fake_quantize": _per_out(4),
     "conv1d": _with_act(_conv), "conv2d": _with_act(_conv), "conv3d": _with_act(_conv),
     "conv_transpose2d": _with_act(_conv_t), "attention": _attention, "memory_format": _zero,
     "max_pool1d": _pool, "max_pool2d": _pool, "avg_pool1d": _pool, "avg_pool2d": _pool,

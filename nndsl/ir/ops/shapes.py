@@ -762,6 +762,16 @@ def _dequantize(ins, a):
     return (_T("f32", q.shape),)
 
 
+def _fake_quantize(ins, a):
+    x = ins[0]
+    _float(x, "fake_quantize")
+    g = a["group"]
+    if x.rank < 1 or (g is not None and (not isinstance(x.shape[-1], int) or x.shape[-1] % g)):
+        raise ShapeError(f"fake_quantize: group {g} does not divide the rows of {x}",
+                         code="E0309")
+    return (x,)
+
+
 def _linear_int8(ins, a):
     x, w, s, b = ins
     if w.dtype != "i8" or w.rank != 2:
@@ -801,7 +811,7 @@ SHAPE_RULES: dict[str, Callable] = {
     "embedding": _embedding,
     "lstm": _recurrent(4, True), "gru": _recurrent(3, False), "rnn": _recurrent(1, False),
     "attention": _attention, "memory_format": _unary,
-    "dequantize": _dequantize, "linear_int8": _linear_int8,
+    "dequantize": _dequantize, "linear_int8": _linear_int8, "fake_quantize": _fake_quantize,
     "flatten": _flatten, "reshape": _reshape, "transpose": _transpose, "permute": _permute,
     "squeeze": _squeeze, "unsqueeze": _unsqueeze, "expand": _expand, "concat": _concat,
     "split": _split, "slice": _slice,

@@ -91,6 +91,10 @@ SIGNATURES: dict[str, OpSignature] = {
     # quantized weights and kernels (the compression passes emit them)
     "dequantize": _s("q scale", "q · s: integer weights (i8, i4) back to float, with one scale "
                                 "per row, or per row and group of `group` columns", group=None),
+    "fake_quantize": _s("x", "quantization noise for training (QAT): x rounded to `bits`-bit "
+                             "multiples of max|row| / (2^(bits-1) - 1), per row or group of "
+                             "columns; the gradient passes straight through", bits=8,
+                        group=None),
     "linear_int8": _s("x weight scale bias?", "act(x Wᵀ + b) with int8 W (one scale per output "
                                               "feature) and x quantized to 8 bits per call "
                                               "(dynamic quantization)", act=None),

@@ -208,6 +208,17 @@ def _dequantize(q, scale, group=None):
     return (q.to(scale.dtype).reshape(rows, cols // group, group)
             * scale.unsqueeze(-1)).reshape(rows, cols)
 ''',
+    "_fake_quantize": '''
+def _fake_quantize(w, bits, group=None):
+    """Quantization noise for training: w rounded to bits-bit multiples of its per-row (or
+    per-group) scale; the gradient passes straight through."""
+    qmax = 2 ** (bits - 1) - 1
+    rows = w.reshape(w.shape[0], -1, w[0].numel() if group is None else group)
+    amax = rows.detach().abs().amax(dim=-1, keepdim=True)
+    s = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    q = torch.clamp(torch.round(rows / s), -qmax, qmax) * s
+    return (rows + (q - rows).detach()).reshape(w.shape)
+''',
     "_linear_int8": '''
 _PACKED = {}
 
@@ -230,6 +241,11 @@ def _linear_int8(x, weight, scale, bias=None):
 def _dequantize(e):
     g = e.a["group"]
     return f"{e.helper('_dequantize')}({e.x(0)}, {e.x(1)}" + (f", {g})" if g else ")")
+
+
+def _fake_quantize(e):
+    g = e.a["group"]
+    return f"{e.helper('_fake_quantize')}({e.x(0)}, {e.a['bits']}" + (f", {g})" if g else ")")
 
 
 def _linear_int8(e):
@@ -522,6 +538,7 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "matmul": _binop("@"),
     "linear": _with_act(_linear),
     "linear_int8": _with_act(_linear_int8), "dequantize": _dequantize,
+    "fake_quantize": _fake_quantize,
     "conv1d": _with_act(_conv(1)), "conv2d": _with_act(_conv(2)),
     "conv3d": _with_act(_conv(3)), "conv_transpose2d": _with_act(_conv_transpose),
     "attention": _attention,

@@ -1,0 +1,106 @@
+"""Pruning while training: ``nndsl train --prune magnitude=S`` (gradual) or ``--prune N:M``.
+
+Gradual magnitude pruning (Zhu & Gupta, 2017): after optimizer step ``t`` of ``T``, every conv
+and linear weight holds its ``s_t`` fraction of smallest-magnitude entries at zero, with
+
+    s_t = S · (1 − (1 − t / (f·T))³)    for t < f·T,   S afterwards   (f = 0.75)
+
+so sparsity rises quickly at first, then slowly, and the last quarter of training fine-tunes at
+the final sparsity. ``N:M`` holds the N largest of every M consecutive input weights of each
+linear layer from the first step on. Masks are recomputed from the weights' magnitudes at every
+step; pruned weights stay at zero (their gradient is masked too), so the checkpoint already is
+the pruned model, and ``nndsl compile --prune magnitude=S --weights best.safetensors`` gives the
+same masks (the zeros are the smallest entries).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nndsl.errors import TrainError
+from nndsl.passes.prune import PRUNABLE, parse_prune
+
+END_FRACTION = 0.75
+
+
+def target_sparsity(final: float, step: int, total: int) -> float:
+    """``s_t`` of the cubic schedule above."""
+    ramp = max(1, int(END_FRACTION * total))
+    if step >= ramp:
+        return final
+    return final * (1.0 - (1.0 - step / ramp) ** 3)
+
+
+def prunable_weights(compiled) -> list[str]:
+    """Names of the conv and linear weights a training-time pruning applies to."""
+    g = compiled.graph
+    out = []
+    for node in g:
+        if node.op in PRUNABLE and node.inputs[1] is not None:
+            p = g.node(node.inputs[1].node)
+            if p.op == "param" and p.attr["trainable"] and p.name not in out:
+                out.append(p.name)
+    return out
+
+
+def _magnitude_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
+    k = int(round(sparsity * w.numel()))
+    mask = torch.ones(w.numel(), dtype=torch.bool, device=w.device)
+    if k:
+        order = torch.argsort(w.detach().abs().reshape(-1), stable=True)
+        mask[order[:k]] = False
+    return mask.reshape(w.shape)
+
+
+def _n_m_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    rows = w.detach().abs().reshape(w.shape[0], -1, m)
+    order = torch.argsort(rows, dim=-1, stable=True)
+    mask = torch.ones_like(rows, dtype=torch.bool)
+    mask.scatter_(-1, order[..., : m - n], False)
+    return mask.reshape(w.shape)
+
+
+class PruneDuringTraining:
+    """A training hook (``hook(run, epoch, batch)``) that keeps the masks applied."""
+
+    def __init__(self, compiled, prune: str):
+        kind, value = parse_prune(prune)
+        if kind == "channels":
+            raise TrainError("channel pruning changes the model's shapes: prune the trained "
+                             "model with `nndsl compile --prune channels=S --weights ...`",
+                             code="E1230", hint="while training, use --prune magnitude=S or "
+                                                "--prune 2:4")
+        self.kind, self.value = kind, value
+        self.names = prunable_weights(compiled)
+        if kind == "n_m":
+            g = compiled.graph
+            self.names = [n for n in self.names if g.node(n).type.rank == 2 and
+                          g.node(n).type.shape[-1] % value[1] == 0]
+        if not self.names:
+            raise TrainError(f"--prune {prune}: the model has no weight it applies to",
+                             code="E1230")
+        self.total = None
+        self.sparsity = 0.0
+
+    def __call__(self, run, epoch: int, batch: int) -> None:
+        if self.total is None:
+            per_epoch = math.ceil(len(run.splits.train) / run.cfg.batch / run.cfg.accumulate)
+            self.total = max(1, per_epoch * run.cfg.epochs)
+        params = dict(run.model.named_parameters())
+        with torch.no_grad():
+            if self.kind == "magnitude":
+                self.sparsity = target_sparsity(self.value, run.step, self.total)
+            else:
+                self.sparsity = 1.0 - self.value[0] / self.value[1]
+            for name in self.names:
+                w = params[name]
+                mask = _magnitude_mask(w, self.sparsity) if self.kind == "magnitude" else \
+                    _n_m_mask(w, *self.value)
+                w.mul_(mask)
+                state = run.optimizer.state.get(w)
+                if state:     # momentum would grow pruned weights back: mask it too
+                    for v in state.values():
+                        if isinstance(v, torch.Tensor) and v.shape == w.shape:
+                            v.mul_(mask)
