@@ -35,7 +35,8 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
             opt: str = "O1", disable: tuple = (), after: str | None = None,
             quantize: str | None = None, group: int | None = None, prune: str | None = None,
             keep: tuple = (), prune_scopes: tuple | None = None, prune_exclude: tuple = (),
-            qat: str | None = None, weights=None) -> "Compiled":
+            qat: str | None = None, calibrate=None, observer: str | None = None,
+            calibrate_samples: int = 256, weights=None) -> "Compiled":
     """Compile a ``.nn`` spec (a path or the source text) to a :class:`Compiled` model.
 
     ``model`` picks one model of a file that defines several; ``params`` overrides the model's
@@ -50,6 +51,9 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
     ``prune_scopes`` limits pruning to some scopes and ``prune_exclude`` spares some. The
     spec's ``optimize`` section gives the defaults of these options. ``qat`` (``int8``,
     ``int4``) adds quantization noise to the weights for quantization-aware training.
+    ``int8-static`` calibrates on ``calibrate`` (a built-in data set such as ``"digits"``, or a
+    data path as ``train`` takes), ``calibrate_samples`` samples of it, reading ranges with
+    ``observer`` (``minmax``, ``moving_average``, ``percentile``).
     ``weights`` (a state dict or ``.safetensors`` path in the spec's names) are the values
     channel pruning ranks channels by, and the default weights of ``to_torch``/``to_onnx``.
     """
@@ -73,13 +77,20 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
                                   hint="its models: " + ", ".join(models))
     graph = Elaborator(program).elaborate(model, program.params_for(model, params or {}) or None)
     given = {"quantize": quantize, "group": group, "prune": prune, "keep": tuple(keep),
-             "prune_scopes": prune_scopes, "prune_exclude": tuple(prune_exclude), "qat": qat}
+             "prune_scopes": prune_scopes, "prune_exclude": tuple(prune_exclude), "qat": qat,
+             "calibrate": calibrate, "observer": observer}
     compression = _compression(program.optimize_section(model), given, graph)
     if weights is not None:
         _check_weights(graph, weights)
     run = run_pipeline(graph, opt, tuple(disable), stop_after=after,
                        before=compression.before(lambda: _spec_arrays(graph, weights)),
                        after=compression.after())
+    if compression.calibrate is not None:
+        stats = _calibrate(run.graph, weights, compression, calibrate_samples,
+                           Path(file).parent if file != "<string>" else Path("."))
+        static = run_pipeline(run.graph, "O0", after=compression.static(stats))
+        run.records += static.records
+        run.graph = static.graph
     c = Compiled(run.graph, file, opt, run.records, graph)
     c.compression = compression
     c.weights = weights
@@ -113,17 +124,45 @@ def _compression(section, given: dict, graph: Graph):
                           ("prune_exclude", "prune_exclude")):
             if key in spans:
                 check_scopes(graph, options[key], what)
-        fields: dict = {}
-        for key in ("qat", "quantize", "group", "prune", "keep", "prune_scopes",
-                    "prune_exclude"):
-            if key in options:
-                fields[key] = options[key]
-                Compression(**fields)    # an invalid entry fails here, at its own span
+        for key in ("quantize", "prune", "qat"):
+            Compression.check_entry(key, options.get(key))
+        key = "observer"
+        if options.get("observer") is not None:
+            from nndsl.backends.torch.calibrate import OBSERVERS
+            if options["observer"] not in OBSERVERS:
+                raise ArgumentError(f"unknown observer `{options['observer']}`", code="E0237",
+                                    hint="observers: " + ", ".join(OBSERVERS))
+        key = next((k for k in ("calibrate", "group", "quantize", "qat") if k in spans), None)
+        return Compression(**options)
     except NndslError as e:
         if e.span is None and key in spans:
             e.span = spans[key]
         raise
-    return Compression(**{k: v for k, v in options.items()})
+
+
+def _calibrate(graph: Graph, weights, compression, samples: int, base: Path) -> dict:
+    """Calibration ranges of ``graph``'s values on the data ``compression.calibrate`` names."""
+    import torch
+
+    from nndsl.backends.torch.calibrate import calibrate
+    from nndsl.ir.derive import derive_state
+    from nndsl.train import data as data_mod
+    name = compression.calibrate
+    spec = {"path": str(name)} if any(c in str(name) for c in "/\\.") else {"name": str(name)}
+    inputs = {n: graph.node(n).type for n in graph.inputs}
+    data = data_mod.load(spec, inputs, {}, 0, None, base=base,
+                         ranges=dict(graph.meta.get("input_ranges", {})))
+    idx = torch.arange(data.n)
+    data_mod.standardize(data, idx)
+    if not isinstance(samples, int) or samples < 1:
+        raise ArgumentError(f"calibrate_samples must be a positive int, got {samples!r}",
+                            code="E0237")
+    take = idx[torch.linspace(0, data.n - 1, min(samples, data.n)).long()]
+    batches = [{k: data.arrays[k][take[i:i + 32]] for k in inputs}
+               for i in range(0, len(take), 32)]
+    state = {k: torch.from_numpy(v) for k, v in
+             derive_state(graph, _spec_arrays(graph, weights)).items()}
+    return calibrate(graph, state, batches, compression.observer)
 
 
 def _check_weights(graph: Graph, weights) -> None:

@@ -62,7 +62,7 @@ def _compile(args, opt: str | None = None):
                       opt=opt or args.opt, disable=tuple(getattr(args, "disable_pass", None) or ()),
                       after=getattr(args, "after", None), quantize=args.quantize,
                       group=args.group, prune=args.prune, keep=tuple(args.keep or ()),
-                      weights=args.weights)
+                      calibrate=args.calibrate, observer=args.observer, weights=args.weights)
     which = getattr(args, "print_after", None)
     if which and opt is None:
         for record in c.passes:
@@ -234,7 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", help="a .safetensors file of weights in the spec's names")
         c = p.add_argument_group("compression")
         c.add_argument("--quantize", metavar="SCHEME",
-                       help="int8-dynamic, int8-weight, int4-weight, f16 or bf16")
+                       help="int8-dynamic, int8-static, int8-weight, int4-weight, f16 or bf16")
+        c.add_argument("--calibrate", metavar="NAME|PATH",
+                       help="int8-static: calibration data (a built-in set such as digits, or "
+                            "a data path as `train` takes)")
+        c.add_argument("--observer", choices=["minmax", "moving_average", "percentile"],
+                       help="int8-static: how calibration reads ranges (default minmax)")
         c.add_argument("--group", type=int, metavar="COLS",
                        help="int8/int4-weight: columns per scale (default: per row; int4: 32)")
         c.add_argument("--prune", metavar="KIND",

@@ -488,6 +488,11 @@ def test_ops_in_the_small_specs_cover_the_table():
     for scheme in ("int8-dynamic", "int4-weight"):
         ops |= {n.op for n in nndsl.compile(ROOT / "specs/fundamentals/mlp.nn",
                                             quantize=scheme).graph}
+    ops |= {n.op for n in nndsl.compile(ROOT / "specs/fundamentals/mlp.nn", qat="int8").graph}
+    ops |= {n.op for n in nndsl.compile(ROOT / "specs/vision/resnet18.nn", opt="O2",
+                                        params={"width": 8, "classes": 10},
+                                        quantize="int8-static", calibrate="digits",
+                                        calibrate_samples=4).graph}
     assert ops >= set(TORCH_CODEGEN)
 
 

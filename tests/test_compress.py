@@ -324,19 +324,28 @@ def test_masks_equal_dense_with_weights_zeroed(prune):
     assert c.sparsity() == pytest.approx(0.8 if prune.startswith("m") else 0.5, abs=0.01)
 
 
-COMPRESSIONS = [Compression(quantize=s) for s in BOUND] + [
+COMPRESSIONS = [Compression(quantize=s) for s in BOUND] + [Compression(qat="int8"),
     Compression(quantize="int4-weight", group=16), Compression(prune="magnitude=0.5"),
     Compression(prune="2:4"), Compression(prune="channels=0.5")]
 
 
 @pytest.mark.parametrize("comp", COMPRESSIONS, ids=lambda c: c.describe())
 def test_every_compression_pass_is_idempotent(comp):
-    c = nndsl.compile(MLP, quantize=comp.quantize, group=comp.group, prune=comp.prune)
+    c = nndsl.compile(MLP, quantize=comp.quantize, group=comp.group, prune=comp.prune,
+                      qat=comp.qat)
     weights = nndsl.api._spec_arrays(c.graph, None)
-    for name, fn in comp.before(lambda: weights) + comp.after():
-        again, changed = run_pass(fn, c.graph)
-        assert not changed, name
+    for p in comp.before(lambda: weights) + comp.after():
+        again, changed = run_pass(p.fn, c.graph)
+        assert not changed, p.name
         verify(again)
+
+
+def test_int8_static_pass_is_idempotent():
+    c = nndsl.compile(CNN, opt="O2", quantize="int8-static", calibrate="digits",
+                      calibrate_samples=8)
+    p, = c.compression.static({})
+    again, changed = run_pass(p.fn, c.graph)
+    assert not changed and again is c.graph
 
 
 def test_compression_shows_in_inspect_and_diff(capsys):
@@ -377,3 +386,174 @@ def test_quantized_module_is_for_inference():
     assert not m.training
     with pytest.raises(nndsl.errors.NndslError, match="inference"):
         m.train()
+
+
+# ---- static int8 ----
+
+def _digits(c, rows=slice(0, 16)):
+    from nndsl.train import data as data_mod
+    data = data_mod.load({"name": "digits"}, c.input_types, {}, 0, None)
+    data_mod.standardize(data, torch.arange(data.n))
+    return {k: data.arrays[k][rows] for k in c.input_types}
+
+
+@pytest.mark.parametrize("observer", ["minmax", "moving_average", "percentile"])
+@pytest.mark.parametrize("spec,params", [(CNN, {}), (RESNET, RESNET_SMALL)],
+                         ids=["mnist_cnn", "resnet"])
+def test_int8_static_close_to_float_on_data_like_its_calibration(spec, params, observer):
+    f = nndsl.compile(spec, params=params, opt="O2")
+    c = nndsl.compile(spec, params=params, opt="O2", quantize="int8-static",
+                      calibrate="digits", calibrate_samples=64, observer=observer)
+    ops = {n.op for n in c.graph}
+    assert {"quantize", "qconv2d", "qlinear", "dequantize_act"} <= ops
+    assert "conv2d" not in ops and "linear" not in ops
+    if spec == RESNET:
+        assert "qadd" in ops and "relu" not in ops     # residual adds with their ReLU
+    xs = _digits(f, slice(1000, 1032))
+    ref = _run(f, xs)
+    y = _run(c, xs)
+    scale = np.abs(ref).max()
+    assert np.abs(y - ref).max() <= 0.05 * scale
+    o = _ort(c.to_onnx(), xs)
+    assert np.abs(o - y).max() <= 0.05 * scale
+
+
+def test_int8_static_calibration_ranges_are_what_the_data_held():
+    from nndsl.backends.torch.calibrate import calibrate
+    from nndsl.passes.quantize_static import qparams
+    f = nndsl.compile(CNN, opt="O0")
+    xs = _digits(f, slice(0, 40))
+    state = f.to_torch().state_dict()
+    batches = [{"image": xs["image"][:20]}, {"image": xs["image"][20:]}]
+    r = calibrate(f.graph, state, batches, "minmax")
+    img = xs["image"]
+    assert r[("image", 0)] == pytest.approx((float(img.min()), float(img.max())))
+    s, z = qparams(-1.0, 3.0)
+    assert s == pytest.approx(4.0 / 127) and z == round(127 / 4)
+    assert qparams(0.5, 2.0)[1] == 0          # the range always holds zero
+
+
+def test_int8_static_generated_source(tmp_path):
+    from safetensors.torch import load_file
+
+    from nndsl.backends.torch.codegen import write_package
+    c = nndsl.compile(RESNET, params=RESNET_SMALL, opt="O2", quantize="int8-static",
+                      calibrate="digits", calibrate_samples=16)
+    model_py, weights = write_package(c, tmp_path)
+    spec = importlib.util.spec_from_file_location("generated_static", model_py)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.Resnet18()
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    xs = _digits(c, slice(0, 4))
+    with torch.no_grad():
+        got = model(**xs).numpy()
+    np.testing.assert_allclose(got, _run(c, xs), rtol=1e-5, atol=1e-5)
+
+
+# ---- the optimize section ----
+
+OPT_SPEC = """
+model m() {
+    input x: f32[N, 16]
+    h = x |> linear(32) as fc1 |> relu
+    output y = h |> linear(4) as head
+}
+
+optimize m {
+    quantize = "int8-dynamic"
+    keep = ["head"]
+}
+"""
+
+
+def test_optimize_section_sets_defaults_and_options_override_it():
+    c = nndsl.compile(OPT_SPEC)
+    ops = {n.name: n.op for n in c.graph}
+    assert ops["fc1.int8"] == "linear_int8" and ops["head"] == "linear"
+    c2 = nndsl.compile(OPT_SPEC, quantize="int8-weight")
+    assert "dequantize" in {n.op for n in c2.graph} and "head" in {n.name for n in c2.graph}
+
+
+@pytest.mark.parametrize("entry,code,col", [
+    ('quantize = "int9"', "E0230", 5), ('quantise = "int8-dynamic"', "E0234", 5),
+    ('keep = "head"\n    quantize = 3', "E0234", 16), ('keep = ["nowhere"]', "E0233", 5)])
+def test_optimize_section_errors_point_at_the_entry(entry, code, col, tmp_path):
+    path = tmp_path / "m.nn"
+    path.write_text(OPT_SPEC.split("optimize")[0] + "optimize m {\n    " + entry + "\n}\n")
+    with pytest.raises(nndsl.errors.NndslError) as e:
+        nndsl.compile(str(path))
+    assert e.value.code == code and e.value.span is not None
+    assert e.value.span.col == col and e.value.span.file == str(path)
+
+
+# ---- training: QAT and pruning while training ----
+
+TRAIN_SPEC = """
+model tiny() {
+    input x: f32[N, 4]
+    h = x |> linear(32) as fc1 |> relu
+    output logits = h |> linear(3) as fc2
+}
+
+train tiny {
+    target label: i64[N]
+    data = iris
+    loss = cross_entropy(logits, label)
+    optimizer = adam(lr=1e-2)
+    metrics = [accuracy]
+    epochs = 6
+    batch = 16
+    seed = 0
+}
+"""
+
+
+def test_qat_trains_and_converts_to_int8_weight_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    from nndsl.train.run import run_training
+    spec = tmp_path / "tiny.nn"
+    spec.write_text(TRAIN_SPEC)
+    res = run_training(str(spec), out=tmp_path / "run", quiet=True, qat="int8")
+    assert res.best is not None and res.best["val_accuracy"] >= 0.8
+    sd = load_file(str(tmp_path / "run/checkpoints/best.safetensors"))
+    assert set(sd) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}  # the spec's names
+    qat = nndsl.compile(str(spec), qat="int8").to_torch(weights=sd).eval()
+    real = nndsl.compile(str(spec), quantize="int8-weight").to_torch(weights=sd)
+    x = torch.randn(8, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(real(x=x), qat(x=x), rtol=0, atol=1e-6)
+
+
+def test_gradual_magnitude_pruning_reaches_its_sparsity(tmp_path):
+    from safetensors.torch import load_file
+
+    from nndsl.train.run import run_training
+    from nndsl.train.sparsity import target_sparsity
+    spec = tmp_path / "tiny.nn"
+    spec.write_text(TRAIN_SPEC)
+    res = run_training(str(spec), out=tmp_path / "run", quiet=True, prune="magnitude=0.75")
+    assert res.best is not None
+    sd = load_file(str(tmp_path / "run/checkpoints/last.safetensors"))
+    for k in ("fc1.weight", "fc2.weight"):
+        assert float((sd[k] == 0).float().mean()) == pytest.approx(0.75, abs=0.02)
+    assert float((sd["fc1.bias"] == 0).float().mean()) < 0.5      # biases are not pruned
+    # the cubic schedule: 0 at the start, S from 3/4 of training on, rising fastest early
+    assert target_sparsity(0.8, 0, 100) == 0.0
+    assert target_sparsity(0.8, 75, 100) == 0.8 == target_sparsity(0.8, 99, 100)
+    assert target_sparsity(0.8, 25, 100) > 0.8 * 0.5
+    # compiling the checkpoint with the same pruning keeps exactly its zeros
+    c = nndsl.compile(str(spec), prune="magnitude=0.75", weights=sd)
+    assert torch.equal(c.to_torch().state_dict()["fc1.weight"], sd["fc1.weight"])
+
+
+def test_training_options_are_checked(tmp_path, capsys):
+    spec = tmp_path / "tiny.nn"
+    spec.write_text(TRAIN_SPEC)
+    for argv, code in ((["--qat", "f16"], "E0235"), (["--prune", "channels=0.5"], "E1230"),
+                       (["--prune", "magnitude=2"], "E0232")):
+        rc = main(["train", str(spec), "--out", str(tmp_path / "r"), "--quiet"] + argv)
+        assert rc == 1 and f"error[{code}]" in capsys.readouterr().err
+        assert not (tmp_path / "r").exists()

@@ -8,6 +8,9 @@
         prune_exclude = ["stem"]        # ... but never these
     }
 
+(``quantize = "int8-static"`` takes ``calibrate = "digits"`` (or a data path) and
+``observer = "minmax" | "moving_average" | "percentile"``.)
+
 Values are literals (strings, numbers, lists of strings); nothing is evaluated. Options given
 to ``nndsl.compile`` or on the command line override the section's, entry by entry.
 """
@@ -27,6 +30,8 @@ ENTRIES = {
     "prune": ("prune", "string"),
     "prune_only": ("prune_scopes", "scopes"),
     "prune_exclude": ("prune_exclude", "scopes"),
+    "calibrate": ("calibrate", "string"),
+    "observer": ("observer", "string"),
 }
 
 

@@ -78,6 +78,12 @@ def quantize_weight(w, *, to: str, group: int | None = None):
     return pack_int4(q) if to == "i4" else q
 
 
+def quantize_bias(b, w, *, x_scale: float):
+    """A layer's bias in int32 at the scale of its products, ``s_x · s_w`` per output."""
+    s = quant_scale(w, to="i8").astype(np.float64) * x_scale
+    return np.rint(b.astype(np.float64) / s).clip(-2**31, 2**31 - 1).astype(np.int32)
+
+
 def pack_int4(q):
     """Signed 4-bit values (int8 in [-8, 7]) packed two a byte along the last dim."""
     if q.shape[-1] % 2:
@@ -133,6 +139,7 @@ def take(w, *, axis: int, index: tuple):
 
 DERIVATIONS = {"fold_bn_weight": fold_bn_weight, "fold_bn_bias": fold_bn_bias, "concat": concat,
                "quant_scale": quant_scale, "quantize_weight": quantize_weight, "cast": cast,
+               "quantize_bias": quantize_bias,
                "magnitude_mask": magnitude_mask, "n_m_mask": n_m_mask, "take": take}
 
 

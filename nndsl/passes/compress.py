@@ -30,25 +30,40 @@ class Compression:
     prune_scopes: tuple | None = None    # scopes pruned (None: all)
     prune_exclude: tuple = ()            # scopes never pruned
     qat: str | None = None               # quantization-aware training: int8 | int4
+    calibrate: object = None             # int8-static: a built-in data set name or a path
+    observer: str = "minmax"             # int8-static: how calibration ranges are read
 
     def __post_init__(self):
-        if self.qat is not None:
-            if self.qat not in QAT:
-                raise ArgumentError(f"--qat {self.qat} has no training form", code="E0235",
-                                    hint="quantization-aware training takes int8 or int4 (f16 "
-                                         "and bf16 train with --amp)")
-            if self.quantize is not None:
-                raise ArgumentError("--qat trains with quantization noise; quantize the trained "
-                                    "weights afterwards, not in the same compile",
-                                    code="E0235", hint="train with --qat, then nndsl compile "
-                                    "--quantize ... --weights the run's best.safetensors")
+        for key in ("quantize", "prune", "qat"):
+            self.check_entry(key, getattr(self, key))
         if self.quantize is not None:
             quant_passes.check_options(self.quantize, self.group)
         elif self.group is not None and self.qat is None:
             raise ArgumentError("--group needs --quantize int8-weight or int4-weight",
                                 code="E0230")
-        if self.prune is not None:
-            prune_passes.parse_prune(self.prune)
+        if (self.quantize == "int8-static") != (self.calibrate is not None):
+            raise ArgumentError("int8-static needs calibration data (--calibrate NAME|PATH), "
+                                "and --calibrate is for int8-static only", code="E0237",
+                                hint="e.g. --quantize int8-static --calibrate digits")
+        if self.qat is not None and self.quantize is not None:
+            raise ArgumentError("--qat trains with quantization noise; quantize the trained "
+                                "weights afterwards, not in the same compile", code="E0235",
+                                hint="train with --qat, then nndsl compile --quantize ... "
+                                     "--weights the run's best.safetensors")
+
+    @staticmethod
+    def check_entry(key: str, value) -> None:
+        """The checks of one option on its own (the others are checked together)."""
+        if value is None:
+            return
+        if key == "quantize":
+            quant_passes.check_options(value, None)
+        elif key == "prune":
+            prune_passes.parse_prune(value)
+        elif key == "qat" and value not in QAT:
+            raise ArgumentError(f"--qat {value} has no training form", code="E0235",
+                                hint="quantization-aware training takes int8 or int4 (f16 and "
+                                     "bf16 train with --amp)")
 
     @property
     def empty(self) -> bool:
@@ -76,7 +91,7 @@ class Compression:
         """Passes to run after the level's pipeline (quantization holds for inference only;
         QAT's noise is for training)."""
         out = []
-        if self.quantize is not None:
+        if self.quantize is not None and self.quantize != "int8-static":
             opts = quant_passes.QuantOptions(self.quantize, self.group, tuple(self.keep))
             out.append(Pass(f"quantize_{self.quantize.replace('-', '_')}",
                             quant_passes.SCHEMES[self.quantize](opts), "compress",
@@ -88,13 +103,21 @@ class Compression:
                 f"{self.qat} quantization noise on the weights (QAT)"))
         return out
 
+    def static(self, stats: dict) -> list[Pass]:
+        """The int8-static pass, once calibration has given ``stats``."""
+        from nndsl.passes.quantize_static import static_quantize
+        return [Pass("quantize_int8_static", static_quantize(stats, tuple(self.keep)), "compress",
+                     "quantize int8-static", inference_only=True)]
+
     def describe(self) -> str:
         parts = []
         if self.prune:
             parts.append(f"prune {self.prune}")
         if self.quantize:
             parts.append(f"quantize {self.quantize}" + (f" (group {self.group})"
-                                                       if self.group else ""))
+                                                       if self.group else "") +
+                         (f" (calibrated on {self.calibrate}, {self.observer})"
+                          if self.calibrate is not None else ""))
         if self.qat:
             parts.append(f"qat {self.qat}")
         return ", ".join(parts)

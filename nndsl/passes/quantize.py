@@ -272,6 +272,7 @@ SCHEMES = {
     "int4-weight": weight_quantize,
     "f16": half_precision,
     "bf16": half_precision,
+    "int8-static": None,      # needs calibration first: see nndsl.passes.quantize_static
 }
 
 
@@ -279,6 +280,12 @@ def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str
     """The layers with weights that ``scheme`` leaves in float, each with the reason."""
     if scheme in ("f16", "bf16"):
         return [(n, f"{n.op} runs in f32") for n in graph if n.op in KEEP_F32]
+    if scheme == "int8-static":
+        return [(n, "reads f32 (dequantized)") for n in graph if n.op not in
+                ("input", "param", "scalar", "quantize", "dequantize_act", "qconv2d",
+                 "qlinear", "qadd", "max_pool2d", "flatten", "reshape", "memory_format") and
+                any(v is not None and graph.node(v.node).op == "dequantize_act"
+                    for v in n.inputs)]
     out = []
     for node in graph:
         if node.op in ("input", "param", "scalar", "linear_int8", "dequantize"):

@@ -197,6 +197,59 @@ def _dequantize(b, a, ins, n):
         b.op1("DequantizeLinear", [q, s], out=n.out, **attrs)
 
 
+def _qparams(b, scale: float, zp: int):
+    return b.const(float(scale), "f32"), b.const(int(zp), "u8")
+
+
+def _quantize(b, a, ins, n):
+    s, z = _qparams(b, a["scale"], a["zero_point"])
+    b.op1("QuantizeLinear", [ins[0], s, z], out=n.out)
+
+
+def _dequantize_act(b, a, ins, n):
+    s, z = _qparams(b, a["scale"], a["zero_point"])
+    b.op1("DequantizeLinear", [ins[0], s, z], out=n.out)
+
+
+def _qlayer(float_lowering):
+    """QDQ form, which onnxruntime fuses into its int8 kernels (QLinearConv, QLinearMatMul):
+    ``Q(act(layer(DQ(x), DQ(W), DQ(b))))``, the int32 bias at scale ``x_scale · w_scale``."""
+    def low(b, a, ins, n):
+        x, w, ws, bias = ins
+        xt, wt = n.in_types[0], n.in_types[1]
+        xs, xz = _qparams(b, a["x_scale"], a["x_zp"])
+        xf = b.op1("DequantizeLinear", [x, xs, xz])
+        zw = b.const([0] * wt.shape[0], "i8")
+        wf = b.op1("DequantizeLinear", [w, ws, zw], axis=0)
+        bf = None
+        if bias:
+            bs = b.op1("Mul", [ws, b.const(float(a["x_scale"]), "f32")])
+            bf = b.op1("DequantizeLinear", [bias, bs, b.const([0] * wt.shape[0], "i32")],
+                       axis=0)
+        y = b.fresh(f"{n.out}/float")
+        f32 = [t.with_dtype("f32") if t is not None else None for t in n.in_types]
+        site = Site([f32[0], f32[1], f32[3]], tuple(t.with_dtype("f32") for t in n.out_types),
+                    [y])
+        float_lowering(b, {**a, "act": None}, [xf, wf, bf], site)
+        if a["act"] == "relu":
+            y = b.op1("Relu", [y])
+        os_, oz = _qparams(b, a["out_scale"], a["out_zp"])
+        b.op1("QuantizeLinear", [y, os_, oz], out=n.out)
+    return low
+
+
+def _qadd(b, a, ins, n):
+    fs = []
+    for v, k in zip(ins, "ab"):
+        s, z = _qparams(b, a[f"{k}_scale"], a[f"{k}_zp"])
+        fs.append(b.op1("DequantizeLinear", [v, s, z]))
+    y = b.op1("Add", fs)
+    if a["act"] == "relu":
+        y = b.op1("Relu", [y])
+    s, z = _qparams(b, a["out_scale"], a["out_zp"])
+    b.op1("QuantizeLinear", [y, s, z], out=n.out)
+
+
 def _fake_quantize(b, a, ins, n):
     """``clip(round(w / s), -q, q) · s`` with ``s = max|row| / q`` (1 for an all-zero row)."""
     t = n.in_types[0]
@@ -671,6 +724,8 @@ ONNX_LOWERINGS = {
     "matmul": _simple("MatMul"), "linear": _act(_linear),
     "linear_int8": _act(_linear_int8), "dequantize": _dequantize,
     "fake_quantize": _fake_quantize,
+    "quantize": _quantize, "dequantize_act": _dequantize_act, "qconv2d": _qlayer(_conv),
+    "qlinear": _qlayer(_linear), "qadd": _qadd,
     "conv1d": _act(_conv), "conv2d": _act(_conv), "conv3d": _act(_conv),
     "conv_transpose2d": _act(_conv_t),
     "attention": _attention, "memory_format": _identity,

@@ -135,23 +135,35 @@ def fake_quantize(w: torch.Tensor, bits: int, group: int | None) -> torch.Tensor
 
 
 # Packed int8 weights for the quantized engine, made once per weight (and again if its value,
-# its scales or the bias change): packing costs more than the product itself.
-_PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# its scales or the bias change): packing costs more than the product itself. Keyed by the
+# weight's id while the weight lives (tensors compare elementwise, so they cannot be keys).
+_PACKED: dict = {}
+
+
+def _cached(w: torch.Tensor, key):
+    hit = _PACKED.get(id(w))
+    return hit[2] if hit is not None and hit[0]() is w and hit[1] == key else None
+
+
+def _cache(w: torch.Tensor, key, packed) -> None:
+    if id(w) not in _PACKED:
+        weakref.finalize(w, _PACKED.pop, id(w), None)
+    _PACKED[id(w)] = (weakref.ref(w), key, packed)
 
 
 def packed_int8(w: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
     """``w`` (int8 ``[out, in]``) with its per-row scales, prepacked for ``linear_dynamic``."""
     key = (w._version, scale._version, id(bias), None if bias is None else bias._version)
-    hit = _PACKED.get(w)
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    hit = _cached(w, key)
+    if hit is not None:
+        return hit
     with warnings.catch_warnings():   # torch marks its quantized tensors as deprecated
         warnings.simplefilter("ignore", UserWarning)
         qw = torch._make_per_channel_quantized_tensor(
             w.detach(), scale.detach().double(), torch.zeros(w.shape[0], dtype=torch.long), 0)
     packed = torch.ops.quantized.linear_prepack(
         qw, None if bias is None else bias.detach().float())
-    _PACKED[w] = (key, packed)
+    _cache(w, key, packed)
     return packed
 
 
@@ -163,6 +175,75 @@ def linear_int8(x, w, scale, bias):
                          "or compile without --quantize int8-dynamic", code="E1109")
     y = torch.ops.quantized.linear_dynamic(x.float(), packed_int8(w, scale, bias), True)
     return y.to(x.dtype)
+
+
+# ---- static int8: u8 activations are torch's quint8 tensors (scale and zero point attached) ----
+
+def quantize_act(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.quantize_per_tensor(x.float(), scale, zero_point, torch.quint8)
+
+
+def _per_channel(w: torch.Tensor, scale: torch.Tensor):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch._make_per_channel_quantized_tensor(
+            w.detach(), scale.detach().double(), torch.zeros(w.shape[0], dtype=torch.long), 0)
+
+
+def _float_bias(bias, x_scale: float, scale: torch.Tensor):
+    """The int32 bias as the float the quantized engine takes (it requantizes it exactly)."""
+    return None if bias is None else bias.double().mul(scale.double() * x_scale).float()
+
+
+def _packed(kind: str, w, scale, bias, x_scale, conv=None):
+    key = (kind, w._version, scale._version, None if bias is None else bias._version, x_scale,
+           conv)
+    hit = _cached(w, key)
+    if hit is not None:
+        return hit
+    qw, b = _per_channel(w, scale), _float_bias(bias, x_scale, scale)
+    if kind == "conv":
+        stride, padding, dilation, groups = conv
+        packed = torch.ops.quantized.conv2d_prepack(qw, b, stride, padding, dilation, groups)
+    else:
+        packed = torch.ops.quantized.linear_prepack(qw, b)
+    _cache(w, key, packed)
+    return packed
+
+
+def _cpu_only(x):
+    if x.device.type != "cpu":
+        from nndsl.errors import InputError
+        raise InputError("int8 kernels run on the CPU only; move the model with .to('cpu') "
+                         "or compile without --quantize int8-static", code="E1109")
+
+
+def _qconv2d(rt, a, ins):
+    x, w, s, b = ins
+    _cpu_only(x)
+    conv = tuple(tuple(_pair(a[k])) for k in ("stride", "padding", "dilation")) + (a["groups"],)
+    packed = _packed("conv", w, s, b, a["x_scale"], conv)
+    op = torch.ops.quantized.conv2d_relu if a["act"] == "relu" else torch.ops.quantized.conv2d
+    return op(x, packed, a["out_scale"], a["out_zp"])
+
+
+def _qlinear(rt, a, ins):
+    x, w, s, b = ins
+    _cpu_only(x)
+    packed = _packed("linear", w, s, b, a["x_scale"])
+    op = torch.ops.quantized.linear_relu if a["act"] == "relu" else torch.ops.quantized.linear
+    return op(x, packed, a["out_scale"], a["out_zp"])
+
+
+def _qadd(rt, a, ins):
+    op = torch.ops.quantized.add_relu if a["act"] == "relu" else torch.ops.quantized.add
+    return op(ins[0], ins[1], a["out_scale"], a["out_zp"])
+
+
+def _pair(v):
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
 
 
 def _memory_format(rt, a, ins):
@@ -393,6 +474,9 @@ TORCH_LOWERINGS = {
     "linear": _act(lambda rt, a, ins: F.linear(*ins)),
     "linear_int8": _act(lambda rt, a, ins: linear_int8(*ins)),
     "dequantize": _dequantize,
+    "quantize": lambda rt, a, ins: quantize_act(ins[0], a["scale"], a["zero_point"]),
+    "dequantize_act": lambda rt, a, ins: ins[0].dequantize(),
+    "qconv2d": _qconv2d, "qlinear": _qlinear, "qadd": _qadd,
     "fake_quantize": lambda rt, a, ins: fake_quantize(ins[0], a["bits"], a["group"]),
     "attention": _attention, "memory_format": _memory_format,
     "conv1d": _conv(F.conv1d), "conv2d": _conv(F.conv2d), "conv3d": _conv(F.conv3d),

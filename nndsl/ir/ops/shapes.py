@@ -762,6 +762,45 @@ def _dequantize(ins, a):
     return (_T("f32", q.shape),)
 
 
+def _u8(t: TensorType, op: str) -> None:
+    if t.dtype != "u8":
+        raise ShapeError(f"{op} needs u8 (quantized) activations, got {t}", code="E0304")
+
+
+def _quantize(ins, a):
+    _float(ins[0], "quantize")
+    return (_T("u8", ins[0].shape),)
+
+
+def _dequantize_act(ins, a):
+    _u8(ins[0], "dequantize_act")
+    return (_T("f32", ins[0].shape),)
+
+
+def _qlayer(op: str, base):
+    def rule(ins, a):
+        x, w, s, b = ins
+        _u8(x, op)
+        if w.dtype != "i8":
+            raise ShapeError(f"{op} needs an i8 weight, got {w}", code="E0304")
+        _scales(w, s, None, op)
+        if b is not None and (b.dtype != "i32" or tuple(b.shape) != (w.shape[0],)):
+            raise ShapeError(f"{op} needs an i32 bias of {w.shape[0]}, got {b}", code="E0304")
+        f32 = [x.with_dtype("f32"), w.with_dtype("f32"), None if b is None else
+               b.with_dtype("f32")]
+        return (base(f32, a)[0].with_dtype("u8"),)
+    return rule
+
+
+def _qadd(ins, a):
+    x, y = ins
+    _u8(x, "qadd")
+    _u8(y, "qadd")
+    if tuple(x.shape) != tuple(y.shape):
+        raise ShapeError(f"qadd needs operands of one shape, got {x} and {y}", code="E0303")
+    return (x,)
+
+
 def _fake_quantize(ins, a):
     x = ins[0]
     _float(x, "fake_quantize")
@@ -812,6 +851,8 @@ SHAPE_RULES: dict[str, Callable] = {
     "lstm": _recurrent(4, True), "gru": _recurrent(3, False), "rnn": _recurrent(1, False),
     "attention": _attention, "memory_format": _unary,
     "dequantize": _dequantize, "linear_int8": _linear_int8, "fake_quantize": _fake_quantize,
+    "quantize": _quantize, "dequantize_act": _dequantize_act, "qconv2d": _qlayer("qconv2d", _conv(2)),
+    "qlinear": _qlayer("qlinear", _linear), "qadd": _qadd,
     "flatten": _flatten, "reshape": _reshape, "transpose": _transpose, "permute": _permute,
     "squeeze": _squeeze, "unsqueeze": _unsqueeze, "expand": _expand, "concat": _concat,
     "split": _split, "slice": _slice,

@@ -91,6 +91,21 @@ SIGNATURES: dict[str, OpSignature] = {
     # quantized weights and kernels (the compression passes emit them)
     "dequantize": _s("q scale", "q · s: integer weights (i8, i4) back to float, with one scale "
                                 "per row, or per row and group of `group` columns", group=None),
+    # static int8: activations are u8 with a scale and zero point fixed by calibration
+    "quantize": _s("x", "u8 activations: clamp(round(x / scale) + zero_point, 0, qmax)",
+                   scale=None, zero_point=0, qmax=255),
+    "dequantize_act": _s("q", "(q - zero_point) · scale: u8 activations back to f32", scale=None,
+                         zero_point=0),
+    "qconv2d": _s("x weight scale bias?", "2-d convolution of u8 activations (scale x_scale, "
+                                          "zero point x_zp) with int8 weights (one scale per "
+                                          "filter) and an int32 bias, requantized to u8",
+                  stride=1, padding=0, dilation=1, groups=1, act=None, x_scale=None, x_zp=0,
+                  out_scale=None, out_zp=0, qmax=255),
+    "qlinear": _s("x weight scale bias?", "linear layer of u8 activations with int8 weights and "
+                                          "an int32 bias, requantized to u8", act=None,
+                  x_scale=None, x_zp=0, out_scale=None, out_zp=0, qmax=255),
+    "qadd": _s("a b", "a + b of u8 activations, requantized to u8", act=None, a_scale=None,
+               a_zp=0, b_scale=None, b_zp=0, out_scale=None, out_zp=0, qmax=255),
     "fake_quantize": _s("x", "quantization noise for training (QAT): x rounded to `bits`-bit "
                              "multiples of max|row| / (2^(bits-1) - 1), per row or group of "
                              "columns; the gradient passes straight through", bits=8,

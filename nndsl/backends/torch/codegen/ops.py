@@ -219,6 +219,42 @@ def _fake_quantize(w, bits, group=None):
     q = torch.clamp(torch.round(rows / s), -qmax, qmax) * s
     return (rows + (q - rows).detach()).reshape(w.shape)
 ''',
+    "_qlayer": '''
+_QPACKED = {}
+
+
+def _qpack(kind, weight, scale, bias, x_scale, conv=None):
+    """Int8 weights (one scale a row) and the int32 bias packed for the quantized engine,
+    once (again if they change)."""
+    key = (kind, weight.data_ptr(), weight._version, scale._version, x_scale, conv,
+           None if bias is None else (bias.data_ptr(), bias._version))
+    hit = _QPACKED.get(id(weight))
+    if hit is None or hit[0] != key:
+        qw = torch._make_per_channel_quantized_tensor(
+            weight, scale.double(), torch.zeros(weight.shape[0], dtype=torch.long), 0)
+        b = None if bias is None else bias.double().mul(scale.double() * x_scale).float()
+        if kind == "conv":
+            packed = torch.ops.quantized.conv2d_prepack(qw, b, *conv)
+        else:
+            packed = torch.ops.quantized.linear_prepack(qw, b)
+        hit = _QPACKED[id(weight)] = (key, packed)
+    return hit[1]
+
+
+def _qconv2d(x, weight, scale, bias, x_scale, out_scale, out_zp, stride, padding, dilation,
+             groups, relu=False):
+    """Convolution of quint8 activations with int8 weights, requantized to quint8."""
+    packed = _qpack("conv", weight, scale, bias, x_scale, (stride, padding, dilation, groups))
+    op = torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d
+    return op(x, packed, out_scale, out_zp)
+
+
+def _qlinear(x, weight, scale, bias, x_scale, out_scale, out_zp, relu=False):
+    """Linear layer of quint8 activations with int8 weights, requantized to quint8."""
+    packed = _qpack("linear", weight, scale, bias, x_scale)
+    op = torch.ops.quantized.linear_relu if relu else torch.ops.quantized.linear
+    return op(x, packed, out_scale, out_zp)
+''',
     "_linear_int8": '''
 _PACKED = {}
 
@@ -246,6 +282,32 @@ def _dequantize(e):
 def _fake_quantize(e):
     g = e.a["group"]
     return f"{e.helper('_fake_quantize')}({e.x(0)}, {e.a['bits']}" + (f", {g})" if g else ")")
+
+
+def _qconv2d(e):
+    a = e.a
+
+    def pair(v):
+        return py_literal(list(v) if isinstance(v, (tuple, list)) else [v, v])
+    e.helper("_qlayer")
+    return _call("_qconv2d", e.x(0), e.x(1), e.x(2), e.x(3),
+                 py_literal(a["x_scale"]), py_literal(a["out_scale"]), str(a["out_zp"]),
+                 pair(a["stride"]), pair(a["padding"]), pair(a["dilation"]), str(a["groups"]),
+                 relu="True" if a["act"] == "relu" else None)
+
+
+def _qlinear(e):
+    a = e.a
+    e.helper("_qlayer")
+    return _call("_qlinear", e.x(0), e.x(1), e.x(2), e.x(3),
+                 py_literal(a["x_scale"]), py_literal(a["out_scale"]), str(a["out_zp"]),
+                 relu="True" if a["act"] == "relu" else None)
+
+
+def _qadd(e):
+    a = e.a
+    op = "torch.ops.quantized.add_relu" if a["act"] == "relu" else "torch.ops.quantized.add"
+    return f"{op}({e.x(0)}, {e.x(1)}, {py_literal(a['out_scale'])}, {a['out_zp']})"
 
 
 def _linear_int8(e):
@@ -539,6 +601,10 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "linear": _with_act(_linear),
     "linear_int8": _with_act(_linear_int8), "dequantize": _dequantize,
     "fake_quantize": _fake_quantize,
+    "quantize": lambda e: f"torch.quantize_per_tensor({e.x(0)}, {py_literal(e.a['scale'])}, "
+                          f"{e.a['zero_point']}, torch.quint8)",
+    "dequantize_act": lambda e: f"{e.x(0)}.dequantize()",
+    "qconv2d": _qconv2d, "qlinear": _qlinear, "qadd": _qadd,
     "conv1d": _with_act(_conv(1)), "conv2d": _with_act(_conv(2)),
     "conv3d": _with_act(_conv(3)), "conv_transpose2d": _with_act(_conv_transpose),
     "attention": _attention,

@@ -1,0 +1,162 @@
+"""Static int8 quantization (``int8-static``): activations in u8, scales fixed by calibration.
+
+A calibrated value ``x`` with observed range ``[lo, hi]`` (widened to hold 0) is stored as
+``q = clamp(round(x / s) + z, 0, 255)``, ``s = (hi − lo) / 127``, ``z = round(−lo / s)``: 7 bits
+of range, as PyTorch's x86 engine uses, so the u8·s8 products of CPUs without VNNI cannot
+saturate. Weights are int8 with one scale per filter (:mod:`nndsl.ir.derive`), biases int32 at
+scale ``s_x · s_w``.
+
+The rewrite, in graph order:
+
+- ``conv2d(x, W, b) ⇒ qconv2d(quantize(x), q_W, s_W, q_b)`` and ``linear`` likewise
+  (``qlinear``), with a fused ReLU kept fused; the result stays u8;
+- ``relu(add(a, b)) ⇒ qadd(a, b) {act=relu}`` when both operands are u8 (residual adds);
+- ``max_pool2d``, ``flatten``, ``reshape`` and memory-layout changes pass u8 through (they are
+  exact on integers);
+- everything else — softmax, norms, average pooling, activations other than ReLU — reads f32:
+  ``dequantize_act`` is inserted where a u8 value meets such a reader, and graph outputs are
+  f32. ``inspect`` lists these ops as kept in float.
+"""
+
+from __future__ import annotations
+
+from nndsl.errors import ArgumentError
+from nndsl.ir.derive import expression
+from nndsl.ir.graph import Graph, Node, Value
+from nndsl.passes.quantize import _kept, _weight, check_scopes
+from nndsl.passes.rewrite import Rewriter, derived_param
+
+QMAX = 127
+INTEGER_EXACT = frozenset({"max_pool2d", "flatten", "reshape", "memory_format"})
+
+
+def qparams(lo: float, hi: float) -> tuple[float, int]:
+    """``(scale, zero_point)`` for the range ``[lo, hi]`` (widened to hold 0)."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = (hi - lo) / QMAX if hi > lo else 1.0
+    zp = int(min(QMAX, max(0, round(-lo / scale))))
+    return float(scale), zp
+
+
+def static_quantize(stats: dict, keep: tuple = ()):
+    """The ``int8-static`` pass; ``stats`` maps ``(node, output index)`` of the float graph to
+    its calibrated ``(lo, hi)``."""
+    def run(graph: Graph) -> tuple[Graph, bool]:
+        if any(n.op in ("qconv2d", "qlinear", "quantize") for n in graph):
+            return graph, False
+        check_scopes(graph, keep, "--keep")
+        readers: dict[str, list[Node]] = {}
+        for node in graph:
+            for v in node.inputs:
+                if v is not None:
+                    readers.setdefault(v.node, []).append(node)
+        outputs = {v for _, v in graph.outputs}
+        rw = Rewriter(graph)
+        quant: dict[Value, tuple] = {}     # old value -> (new u8 value, scale, zero point)
+        floats: dict[Value, Value] = {}    # old value -> its dequantized new value
+        weights: dict[str, tuple] = {}
+        fused_relu: dict[str, Value] = {}  # relu node -> the qadd that absorbed it
+
+        def rng(v: Value):
+            key = (v.node, v.index)
+            if key not in stats:
+                raise ArgumentError(f"no calibration range for `{v.node}`", code="E0236",
+                                    hint="calibrate on the graph that is quantized")
+            return qparams(*stats[key])
+
+        def as_u8(v: Value, like: Node) -> tuple:
+            if v in quant:
+                return quant[v]
+            s, z = rng(v)
+            q = rw.emit("quantize", [rw.value(v)], {"scale": s, "zero_point": z},
+                        like=like, name=f"{v.node}.q")
+            quant[v] = (q.out(), s, z)
+            return quant[v]
+
+        def as_f32(v: Value | None, like: Node):
+            if v is None or v not in quant:
+                return rw.value(v)
+            if v not in floats:
+                q, s, z = quant[v]
+                floats[v] = rw.emit("dequantize_act", [q], {"scale": s, "zero_point": z},
+                                    like=rw.producer(q), name=f"{v.node}.dq").out()
+            return floats[v]
+
+        def qweight(w: Node, like: Node):
+            if w.name not in weights:
+                src = expression(w)
+                q = derived_param(rw, f"{w.name}_q", like, w.type.shape, "quantize_weight",
+                                  [src], dtype="i8", trainable=False, to="i8", group=None)
+                s = derived_param(rw, f"{w.name}_scale", like, (w.type.shape[0],),
+                                  "quant_scale", [src], trainable=False, to="i8", group=None)
+                weights[w.name] = (q, s, src)
+            return weights[w.name]
+
+        for node in graph:
+            if node.name in fused_relu:
+                continue
+            if node.op in ("input", "param", "scalar", "full", "arange"):
+                rw.keep(node)
+                continue
+            w = _weight(graph, node.inputs[1]) if node.op in ("conv2d", "linear") else None
+            layer_ok = w is not None and not _kept(node, keep) and \
+                graph.type_of(node.inputs[0]).dtype == "f32" and \
+                node.attr.get("act") in (None, "relu") and \
+                (node.op == "conv2d" or graph.type_of(node.inputs[0]).rank == 2) and \
+                node.attr.get("padding") != "same"
+            if layer_ok:
+                x, xs, xz = as_u8(node.inputs[0], node)
+                q, s, src = qweight(w, node)
+                bias = None
+                if node.inputs[2] is not None:
+                    b = graph.node(node.inputs[2].node)
+                    if b.op != "param":
+                        layer_ok = False
+                    else:
+                        bias = derived_param(rw, f"{node.name}.bias_q", node, b.type.shape,
+                                             "quantize_bias", [expression(b), src],
+                                             dtype="i32", trainable=False, x_scale=xs).out()
+            if layer_ok:
+                os_, oz = rng(node.out())
+                attrs = {k: v for k, v in node.attr.items()}
+                attrs.update(x_scale=xs, x_zp=xz, out_scale=os_, out_zp=oz)
+                op = "qconv2d" if node.op == "conv2d" else "qlinear"
+                new = rw.emit(op, [x, q.out(), s.out(), bias], attrs, like=node,
+                              name=node.name + ".int8")
+                quant[node.out()] = (new.out(), os_, oz)
+                rw.changed = True
+                continue
+            if node.op == "add" and all(v in quant for v in node.inputs) and \
+                    graph.type_of(node.inputs[0]) == graph.type_of(node.inputs[1]) == node.type:
+                users = readers.get(node.name, [])
+                relu = users[0] if len(users) == 1 and users[0].op == "relu" and \
+                    node.out() not in outputs else None
+                last = relu.out() if relu is not None else node.out()
+                (a, as_, az), (b, bs, bz) = quant[node.inputs[0]], quant[node.inputs[1]]
+                os_, oz = rng(last)
+                new = rw.emit("qadd", [a, b], {"act": "relu" if relu else None, "a_scale": as_,
+                                               "a_zp": az, "b_scale": bs, "b_zp": bz,
+                                               "out_scale": os_, "out_zp": oz},
+                              like=node, name=node.name + ".int8")
+                quant[last] = (new.out(), os_, oz)
+                if relu is not None:
+                    fused_relu[relu.name] = new.out()
+                rw.changed = True
+                continue
+            if node.op in INTEGER_EXACT and node.inputs[0] in quant:
+                q, s, z = quant[node.inputs[0]]
+                new = rw.emit(node.op, [q], node.attr, like=node, name=node.name)
+                quant[node.out()] = (new.out(), s, z)
+                continue
+            ins = [as_f32(v, node) for v in node.inputs]
+            rw.add(node.with_(inputs=tuple(ins)))
+        outs = []
+        for name, v in graph.outputs:
+            outs.append((name, as_f32(v, graph.node(v.node)) if v in quant else rw.value(v)))
+        for old, (new, _, _) in quant.items():
+            rw.map.setdefault(old, new)
+        out = rw.finish(sweep=False)
+        out.outputs = outs
+        from nndsl.passes.rewrite import sweep_dead
+        return sweep_dead(out, keep_params=False), rw.changed
+    return run
