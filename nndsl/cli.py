@@ -193,7 +193,24 @@ def cmd_passes(args) -> int:
     for p in PASSES.values():
         note = "  [inference only]" if p.inference_only else ""
         print(f"{p.name:24s} {p.level}  {p.doc}{note}")
+    print("\ncompression (--prune runs before the level's passes, --quantize and --qat after):")
+    for name, doc in COMPRESSION_HELP:
+        print(f"  {name:25s} {doc}")
     return 0
+
+
+COMPRESSION_HELP = [
+    ("--prune magnitude=S", "zero the fraction S of smallest weights of each conv/linear"),
+    ("--prune 2:4", "keep the 2 largest of every 4 input weights of each linear"),
+    ("--prune channels=S", "remove the fraction S of channels (groups joined by residuals)"),
+    ("--quantize int8-dynamic", "int8 weights, activations quantized per call (linear)"),
+    ("--quantize int8-static", "int8 weights, u8 activations calibrated (--calibrate)"),
+    ("--quantize int8-weight", "int8 weights of linears and embeddings, float compute"),
+    ("--quantize int4-weight", "int4 weights in groups (--group, default 32)"),
+    ("--quantize f16 | bf16", "half precision; norms, softmax and reductions in f32"),
+    ("train --qat int8|int4", "quantization noise on the weights while training"),
+    ("train --prune ...", "magnitude (gradual) or N:M masks kept while training"),
+]
 
 
 def cmd_graph(args) -> int:
