@@ -122,7 +122,7 @@ def _compression(section, given: dict, graph: Graph):
     try:
         for key, what in (("keep", "keep"), ("prune_scopes", "prune_only"),
                           ("prune_exclude", "prune_exclude")):
-            if key in spans:
+            if options.get(key):
                 check_scopes(graph, options[key], what)
         for key in ("quantize", "prune", "qat"):
             Compression.check_entry(key, options.get(key))

@@ -112,6 +112,11 @@ class Node:
     def out(self, i: int = 0) -> Value:
         return Value(self.name, i)
 
+    def under(self, scope: str) -> bool:
+        """Whether the node is in ``scope`` (``stages`` holds ``stages.0.conv1``) or is the
+        layer ``scope`` itself."""
+        return any(x == scope or x.startswith(scope + ".") for x in (self.scope, self.name))
+
     def with_(self, **changes) -> "Node":
         if "attrs" in changes and isinstance(changes["attrs"], dict):
             changes["attrs"] = tuple(sorted((k, freeze(v)) for k, v in changes["attrs"].items()))

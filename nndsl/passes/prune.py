@@ -41,12 +41,9 @@ _ELEMENTWISE = frozenset({"add", "sub", "mul", "div", "maximum", "minimum"})
 
 
 def _in_scopes(node: Node, scopes: tuple | None, exclude: tuple) -> bool:
-    def under(k):
-        return node.scope == k or node.scope.startswith(k + ".") or node.name == k or \
-            node.name.startswith(k + ".")
-    if any(under(k) for k in exclude):
+    if any(node.under(k) for k in exclude):
         return False
-    return scopes is None or any(under(k) for k in scopes)
+    return scopes is None or any(node.under(k) for k in scopes)
 
 
 def _weight(graph: Graph, node: Node) -> Node | None:

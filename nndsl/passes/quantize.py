@@ -43,12 +43,12 @@ class QuantOptions:
     notes: list = field(default_factory=list, compare=False, hash=False)
 
 
-def _kept(node: Node, keep: tuple) -> bool:
-    return any(node.scope == k or node.scope.startswith(k + ".") or node.name == k or
-               node.name.startswith(k + ".") for k in keep)
+def kept(node: Node, keep: tuple) -> bool:
+    """Whether ``node`` is in one of the scopes left in float."""
+    return any(node.under(k) for k in keep)
 
 
-def _weight(graph: Graph, v: Value | None) -> Node | None:
+def weight_param(graph: Graph, v: Value | None) -> Node | None:
     """The ``param`` node an operand reads, if it is one."""
     if v is None:
         return None
@@ -61,7 +61,7 @@ def quantizable(graph: Graph, node: Node, scheme: str) -> str | None:
     weight_slot = {"linear": 1, "embedding": 1}.get(node.op)
     if weight_slot is None:
         return None if node.op != "param" else "not a layer"
-    w = _weight(graph, node.inputs[weight_slot])
+    w = weight_param(graph, node.inputs[weight_slot])
     if w is None:
         return "its weight is computed, not a parameter"
     if w.type.dtype != "f32":
@@ -108,7 +108,7 @@ def weight_quantize(options: QuantOptions):
         done: dict[str, tuple] = {}   # weight name -> (q, s) (a tied weight is quantized once)
         for node in graph:
             n = rw.remapped(node)
-            if node.op not in ("linear", "embedding") or _kept(node, options.keep) or \
+            if node.op not in ("linear", "embedding") or kept(node, options.keep) or \
                     quantizable(graph, node, options.scheme) is not None:
                 rw.add(n)
                 continue
@@ -160,9 +160,9 @@ def fake_quantize_weights(bits: int, group: int | None, keep: tuple = ()):
         noisy: dict[str, Value] = {}
         for node in graph:
             n = rw.remapped(node)
-            w = _weight(graph, node.inputs[1]) if node.op in ("linear", "embedding") or \
+            w = weight_param(graph, node.inputs[1]) if node.op in ("linear", "embedding") or \
                 node.op.startswith("conv") else None
-            if w is None or _kept(node, keep) or w.type.dtype not in FLOAT_DTYPES:
+            if w is None or kept(node, keep) or w.type.dtype not in FLOAT_DTYPES:
                 rw.add(n)
                 continue
             g = group
@@ -187,7 +187,7 @@ def _check_groups(graph: Graph, options: QuantOptions) -> None:
         return
     bad = []
     for node in graph:
-        if node.op in ("linear", "embedding") and not _kept(node, options.keep) and \
+        if node.op in ("linear", "embedding") and not kept(node, options.keep) and \
                 quantizable(graph, node, options.scheme) is None:
             cols = graph.type_of(node.inputs[1]).shape[-1]
             if cols % options.group:
@@ -230,7 +230,7 @@ def half_precision(options: QuantOptions):
             if node.op == "param":
                 users = readers.get(node.name, [])
                 if n.type.dtype == "f32" and any(u.op not in KEEP_F32 and not
-                                                 _kept(u, options.keep) for u in users):
+                                                 kept(u, options.keep) for u in users):
                     p = derived_param(rw, node.name, node, n.type.shape, "cast",
                                       [expression(node)], dtype=half,
                                       trainable=node.attr["trainable"], to=half)
@@ -239,7 +239,7 @@ def half_precision(options: QuantOptions):
                 else:
                     rw.add(n)
                 continue
-            keep32 = node.op in KEEP_F32 or _kept(node, options.keep)
+            keep32 = node.op in KEEP_F32 or kept(node, options.keep)
             want = "f32" if keep32 else half
             ins = [None if v is None else cast(v, want, node) for v in n.inputs]
             if node.op in ("full", "arange", "scalar"):
@@ -295,7 +295,7 @@ def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str
                          graph.node(v.node).type.rank >= 2 for v in node.inputs)
         if not has_weight:
             continue
-        if _kept(node, keep):
+        if kept(node, keep):
             out.append((node, "kept in float (keep)"))
             continue
         why = quantizable(graph, node, scheme) if node.op in ("linear", "embedding") else \

@@ -23,7 +23,7 @@ from __future__ import annotations
 from nndsl.errors import ArgumentError
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
-from nndsl.passes.quantize import _kept, _weight, check_scopes
+from nndsl.passes.quantize import check_scopes, kept, weight_param
 from nndsl.passes.rewrite import Rewriter, derived_param
 
 QMAX = 127
@@ -98,8 +98,8 @@ def static_quantize(stats: dict, keep: tuple = ()):
             if node.op in ("input", "param", "scalar", "full", "arange"):
                 rw.keep(node)
                 continue
-            w = _weight(graph, node.inputs[1]) if node.op in ("conv2d", "linear") else None
-            layer_ok = w is not None and not _kept(node, keep) and \
+            w = weight_param(graph, node.inputs[1]) if node.op in ("conv2d", "linear") else None
+            layer_ok = w is not None and not kept(node, keep) and \
                 graph.type_of(node.inputs[0]).dtype == "f32" and \
                 node.attr.get("act") in (None, "relu") and \
                 (node.op == "conv2d" or graph.type_of(node.inputs[0]).rank == 2) and \

@@ -125,7 +125,7 @@ def _dequantize(rt, a, ins):
 def fake_quantize(w: torch.Tensor, bits: int, group: int | None) -> torch.Tensor:
     """``w`` rounded to ``bits``-bit multiples of its per-row (or per-group) scale, with the
     straight-through gradient: the forward sees the quantized weight, the backward the
-    identity. The scale is the one :mod:`nndsl.ir.derive` quantizes with."""
+    identity. The scale is the one the int8/int4 weight quantization uses."""
     qmax = 2 ** (bits - 1) - 1
     rows = w.reshape(w.shape[0], -1, w[0].numel() if group is None else group)
     amax = rows.detach().abs().amax(dim=-1, keepdim=True)

@@ -10,11 +10,13 @@ functionally (``F.conv2d(...)``) otherwise; arguments left at PyTorch's defaults
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable
 
 from nndsl.backends.torch.codegen.source import TORCH_DTYPES, _collapse, _uniform, py_literal
+from nndsl.backends.torch.lowering import fake_quantize
 from nndsl.ir.graph import Node
 from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.types import TensorType
@@ -193,7 +195,7 @@ def _with_act(emit):
 
 
 # Functions an op's line calls, written once at the top of the files that use them.
-HELPERS = {
+HELPERS: dict[str, str] = {
     "_dequantize": '''
 def _dequantize(q, scale, group=None):
     """Integer weights back to float: one scale a row, or per row and group of columns.
@@ -207,17 +209,6 @@ def _dequantize(q, scale, group=None):
     rows, cols = q.shape
     return (q.to(scale.dtype).reshape(rows, cols // group, group)
             * scale.unsqueeze(-1)).reshape(rows, cols)
-''',
-    "_fake_quantize": '''
-def _fake_quantize(w, bits, group=None):
-    """Quantization noise for training: w rounded to bits-bit multiples of its per-row (or
-    per-group) scale; the gradient passes straight through."""
-    qmax = 2 ** (bits - 1) - 1
-    rows = w.reshape(w.shape[0], -1, w[0].numel() if group is None else group)
-    amax = rows.detach().abs().amax(dim=-1, keepdim=True)
-    s = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
-    q = torch.clamp(torch.round(rows / s), -qmax, qmax) * s
-    return (rows + (q - rows).detach()).reshape(w.shape)
 ''',
     "_qlayer": '''
 _QPACKED = {}
@@ -272,6 +263,11 @@ def _linear_int8(x, weight, scale, bias=None):
     return torch.ops.quantized.linear_dynamic(x, packed[1], True)
 ''',
 }
+
+
+# the runtime's own function, so the generated file computes exactly what the module does
+HELPERS["_fake_quantize"] = "\n" + inspect.getsource(fake_quantize).replace(
+    "def fake_quantize(", "def _fake_quantize(", 1)
 
 
 def _dequantize(e):
