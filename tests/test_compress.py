@@ -372,6 +372,10 @@ def test_compression_shows_in_inspect_and_diff(capsys):
     (["--prune", "4:2"], "E0232"),
     (["--prune", "heads=0.5"], "E0232"),
     (["--quantize", "int8-weight", "--keep", "nowhere"], "E0233"),
+    (["--quantize", "int8-dynamic", "--keep", "layers", "--keep", "head"], "E0238"),
+    (["--quantize", "int8-static"], "E0237"),
+    (["--quantize", "int8-weight", "--calibrate", "digits"], "E0237"),
+    (["--quantize", "int8-static", "--calibrate", "nosuch"], "E1214"),
 ])
 def test_bad_options_are_located_errors_and_write_nothing(argv, code, tmp_path, capsys):
     out = tmp_path / "m.onnx"
@@ -557,3 +561,15 @@ def test_training_options_are_checked(tmp_path, capsys):
         rc = main(["train", str(spec), "--out", str(tmp_path / "r"), "--quiet"] + argv)
         assert rc == 1 and f"error[{code}]" in capsys.readouterr().err
         assert not (tmp_path / "r").exists()
+
+
+def test_nothing_to_do_is_an_error_that_says_why_per_layer():
+    with pytest.raises(nndsl.errors.NndslError) as e:
+        nndsl.compile(CNN, quantize="int8-dynamic", keep=("fc1", "fc2"))
+    msg = e.value.message
+    assert e.value.code == "E0238"
+    assert "conv1 (conv2d): int8-dynamic does not quantize conv2d" in msg
+    assert "fc1 (linear): kept in float (keep)" in msg
+    with pytest.raises(nndsl.errors.NndslError) as e:
+        nndsl.compile(CNN, prune="channels=0.5", prune_scopes=("fc2",))
+    assert e.value.code == "E0239" and "outside the pruned scopes" in e.value.message

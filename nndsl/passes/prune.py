@@ -69,7 +69,12 @@ def mask_weights(kind: str, value, scopes: tuple | None = None, exclude: tuple =
                 continue      # masked already: the pass is idempotent
             targets[w.name] = w
         if not targets:
-            return graph, False
+            if any(f in ("magnitude_mask", "n_m_mask") for n in graph.params()
+                   for f in _fns(n)):
+                return graph, False          # masked already
+            raise ArgumentError("nothing to prune: no " + (
+                "linear weight with a width N:M divides" if kind == "n_m" else
+                "conv or linear weight") + " in the pruned scopes", code="E0239")
         rw = Rewriter(graph)
         for node in graph:
             if node.name in targets:
@@ -315,7 +320,13 @@ def prune_channels(sparsity: float, weights: dict, scopes: tuple | None = None,
             order = np.argsort(-_norms(an, r, values), kind="stable")
             kept[r] = tuple(sorted(int(i) for i in order[:n_keep]))
         if not kept:
-            return graph, False
+            reasons = sorted({an.groups[r].blocked for r in roots if an.groups[r].blocked})
+            raise ArgumentError("channels=S finds no channels it can remove" +
+                                (": every group is kept whole (" + "; ".join(reasons[:6]) + ")"
+                                 if reasons else ""), code="E0239",
+                                hint="a group is kept whole when its channels reach a model "
+                                     "output or an op the analysis does not follow; a smaller S "
+                                     "may also round to no channel at all")
         takes: dict[str, list] = {}     # param -> [(axis, index)]
         for (pname, axis), segs in sorted(an.segments.items()):
             length = graph.node(pname).type.shape[axis]

@@ -103,6 +103,8 @@ def weight_quantize(options: QuantOptions):
 
     def run(graph: Graph) -> tuple[Graph, bool]:
         check_scopes(graph, options.keep, "--keep")
+        if any(n.op in ("linear_int8", "dequantize") for n in graph):
+            return graph, False          # quantized already
         _check_groups(graph, options)
         rw = Rewriter(graph)
         done: dict[str, tuple] = {}   # weight name -> (q, s) (a tied weight is quantized once)
@@ -129,8 +131,22 @@ def weight_quantize(options: QuantOptions):
                 ins[1] = dq.out()
                 new = rw.emit(node.op, ins, node.attr, like=node, name=node.name + ".wq")
             rw.replace(node, [new.out()])
-        return rw.finish(keep_params=False), bool(done)
+        if not done:
+            nothing_to_do(graph, options.scheme, options.keep)
+        return rw.finish(keep_params=False), True
     return run
+
+
+def nothing_to_do(graph: Graph, scheme: str, keep: tuple) -> None:
+    """A scheme that finds no layer it can take is a mistake, not a no-op: say why, for every
+    layer with weights, in one error."""
+    left = skipped(graph, scheme, keep)
+    why = "; ".join(f"{n.scope or n.name} ({n.op}): {r}" for n, r in left[:8])
+    more = f"; and {len(left) - 8} more" if len(left) > 8 else ""
+    raise ArgumentError(f"{scheme} finds nothing to quantize in this model" +
+                        (f": {why}{more}" if left else " (it has no layers with weights)"),
+                        code="E0238", hint="int8-dynamic takes linear layers, int8-static "
+                        "conv2d and linear, int8-weight and int4-weight linear and embedding")
 
 
 def check_scopes(graph: Graph, scopes, what: str) -> None:
@@ -281,19 +297,20 @@ def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str
     if scheme in ("f16", "bf16"):
         return [(n, f"{n.op} runs in f32") for n in graph if n.op in KEEP_F32]
     if scheme == "int8-static":
-        return [(n, "reads f32 (dequantized)") for n in graph if n.op not in
-                ("input", "param", "scalar", "quantize", "dequantize_act", "qconv2d",
-                 "qlinear", "qadd", "max_pool2d", "flatten", "reshape", "memory_format") and
-                any(v is not None and graph.node(v.node).op == "dequantize_act"
-                    for v in n.inputs)]
+        from nndsl.passes.quantize_static import why_float
+        out = []
+        for n in graph:
+            if any(v is not None and graph.node(v.node).op == "dequantize_act"
+                   for v in n.inputs):
+                out.append((n, "reads f32 (dequantized)"))
+            elif _has_weight(graph, n) and n.op not in ("qconv2d", "qlinear"):
+                out.append((n, why_float(graph, n, keep) or "left in float"))
+        return out
     out = []
     for node in graph:
         if node.op in ("input", "param", "scalar", "linear_int8", "dequantize"):
             continue
-        has_weight = any(v is not None and graph.node(v.node).op == "param" and
-                         graph.node(v.node).type.dtype in FLOAT_DTYPES and
-                         graph.node(v.node).type.rank >= 2 for v in node.inputs)
-        if not has_weight:
+        if not _has_weight(graph, node):
             continue
         if kept(node, keep):
             out.append((node, "kept in float (keep)"))
@@ -303,6 +320,14 @@ def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str
         if why is not None:
             out.append((node, why))
     return out
+
+
+def _has_weight(graph: Graph, node: Node) -> bool:
+    """Whether ``node`` reads a float parameter of rank >= 2 (a layer's weight)."""
+    return node.op not in ("input", "param") and any(
+        v is not None and graph.node(v.node).op == "param" and
+        graph.node(v.node).type.dtype in FLOAT_DTYPES and graph.node(v.node).type.rank >= 2
+        for v in node.inputs)
 
 
 def check_options(scheme: str, group) -> None:

@@ -38,6 +38,23 @@ def qparams(lo: float, hi: float) -> tuple[float, int]:
     return float(scale), zp
 
 
+def why_float(graph: Graph, node: Node, keep: tuple) -> str | None:
+    """Why int8-static leaves a layer with weights in float (``None``: it does not)."""
+    if node.op not in ("conv2d", "linear"):
+        return f"int8-static does not quantize {node.op}"
+    if kept(node, keep):
+        return "kept in float (keep)"
+    if weight_param(graph, node.inputs[1]) is None:
+        return "its weight is computed, not a parameter"
+    if graph.type_of(node.inputs[0]).dtype != "f32":
+        return "its input is not f32"
+    if node.attr.get("act") not in (None, "relu"):
+        return f"its fused {node.attr['act']} has no int8 kernel"
+    if node.attr.get("padding") == "same":
+        return "padding=\"same\" has no int8 kernel"
+    return None
+
+
 def static_quantize(stats: dict, keep: tuple = ()):
     """The ``int8-static`` pass; ``stats`` maps ``(node, output index)`` of the float graph to
     its calibrated ``(lo, hi)``."""
@@ -99,11 +116,7 @@ def static_quantize(stats: dict, keep: tuple = ()):
                 rw.keep(node)
                 continue
             w = weight_param(graph, node.inputs[1]) if node.op in ("conv2d", "linear") else None
-            layer_ok = w is not None and not kept(node, keep) and \
-                graph.type_of(node.inputs[0]).dtype == "f32" and \
-                node.attr.get("act") in (None, "relu") and \
-                (node.op == "conv2d" or graph.type_of(node.inputs[0]).rank == 2) and \
-                node.attr.get("padding") != "same"
+            layer_ok = w is not None and why_float(graph, node, keep) is None
             if layer_ok:
                 x, xs, xz = as_u8(node.inputs[0], node)
                 q, s, src = qweight(w, node)
@@ -155,8 +168,11 @@ def static_quantize(stats: dict, keep: tuple = ()):
             outs.append((name, as_f32(v, graph.node(v.node)) if v in quant else rw.value(v)))
         for old, (new, _, _) in quant.items():
             rw.map.setdefault(old, new)
+        if not any(n.op in ("qconv2d", "qlinear") for n in rw.out):
+            from nndsl.passes.quantize import nothing_to_do
+            nothing_to_do(graph, "int8-static", keep)     # says why, layer by layer
         out = rw.finish(sweep=False)
         out.outputs = outs
         from nndsl.passes.rewrite import sweep_dead
-        return sweep_dead(out, keep_params=False), rw.changed
+        return sweep_dead(out, keep_params=False), True
     return run
