@@ -573,3 +573,30 @@ def test_nothing_to_do_is_an_error_that_says_why_per_layer():
     with pytest.raises(nndsl.errors.NndslError) as e:
         nndsl.compile(CNN, prune="channels=0.5", prune_scopes=("fc2",))
     assert e.value.code == "E0239" and "outside the pruned scopes" in e.value.message
+
+
+# ---- golden IR of compressed graphs (refresh with NNDSL_UPDATE_GOLDEN=1) ----
+
+GOLDEN = Path(__file__).parent / "golden" / "compress"
+GOLDEN_CASES = {
+    "mlp.int8-dynamic.O2": (MLP, {"opt": "O2", "quantize": "int8-dynamic"}),
+    "mlp.int4-weight": (MLP, {"quantize": "int4-weight", "group": 16}),
+    "mlp.f16": (MLP, {"quantize": "f16"}),
+    "mlp.qat-int8": (MLP, {"qat": "int8"}),
+    "mnist_cnn.2-4": (CNN, {"prune": "2:4"}),
+    "mix.channels": (textwrap.dedent(PRUNE_CASES[3][0]), {"prune": "channels=0.5",
+                                                          "opt": "O0"}),
+}
+
+
+@pytest.mark.parametrize("key", list(GOLDEN_CASES))
+def test_golden_compressed_ir(key):
+    import os
+    spec, options = GOLDEN_CASES[key]
+    text = nndsl.compile(spec, **options).ir() + "\n"
+    path = GOLDEN / f"{key}.ir"
+    if os.environ.get("NNDSL_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path}; run with NNDSL_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"the IR changed; new text:\n{text}"
