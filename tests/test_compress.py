@@ -600,3 +600,33 @@ def test_golden_compressed_ir(key):
         path.write_text(text)
     assert path.exists(), f"no golden file {path}; run with NNDSL_UPDATE_GOLDEN=1"
     assert text == path.read_text(), f"the IR changed; new text:\n{text}"
+
+
+def test_global_magnitude_ranks_all_weights_together():
+    dense = nndsl.compile(CNN, opt="O0")
+    sd = dense.to_torch(seed=2).state_dict()
+    c = nndsl.compile(CNN, prune="global=0.7", weights=sd)
+    state = c.to_torch().state_dict()
+    names = [k for k, v in sd.items() if k.endswith("weight") and v.dim() >= 2]
+    flat = np.concatenate([np.abs(sd[k].numpy()).reshape(-1) for k in names])
+    thr = np.sort(flat)[int(round(0.7 * flat.size))]
+    for k in names:
+        kept = state[k].numpy() != 0
+        np.testing.assert_array_equal(kept, np.abs(sd[k].numpy()) >= thr)
+    assert c.sparsity() == pytest.approx(0.7, abs=1e-3)
+    # layers keep different fractions: the ranking is global
+    fracs = {k: float((state[k] == 0).float().mean()) for k in names}
+    assert max(fracs.values()) - min(fracs.values()) > 0.2
+
+
+def test_gradual_global_pruning_while_training(tmp_path):
+    from safetensors.torch import load_file
+
+    from nndsl.train.run import run_training
+    spec = tmp_path / "tiny.nn"
+    spec.write_text(TRAIN_SPEC)
+    run_training(str(spec), out=tmp_path / "run", quiet=True, prune="global=0.6")
+    sd = load_file(str(tmp_path / "run/checkpoints/last.safetensors"))
+    ws = [sd["fc1.weight"], sd["fc2.weight"]]
+    zeros = sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
+    assert zeros == pytest.approx(0.6, abs=0.01)

@@ -84,7 +84,8 @@ class Compression:
                 value, weights_fn(), self.prune_scopes, self.prune_exclude), "compress",
                 f"remove {value:.0%} of the channels")]
         return [Pass(f"prune_{kind}", prune_passes.mask_weights(
-            kind, value, self.prune_scopes, self.prune_exclude), "compress",
+            kind, value, self.prune_scopes, self.prune_exclude,
+            weights_fn() if kind == "global" else None), "compress",
             f"mask weights ({self.prune})")]
 
     def after(self) -> list[Pass]:

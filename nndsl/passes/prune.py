@@ -2,6 +2,8 @@
 
 - ``magnitude=S``: in every conv and linear weight the fraction ``S`` of entries smallest in
   magnitude is zeroed: ``W' = W · [|W| > τ]``, ``τ`` the layer's ``S``-quantile of ``|W|``.
+- ``global=S``: the same with one threshold for all those weights together, so layers whose
+  weights matter more (small first convolutions, classifiers) keep more of them.
 - ``2:4``: in every run of four consecutive input weights of a linear layer, the two smallest
   in magnitude are zeroed (N:M semi-structured sparsity).
 - ``channels=S``: the fraction ``S`` of output channels of convolutions and hidden features of
@@ -55,8 +57,21 @@ def _weight(graph: Graph, node: Node) -> Node | None:
 
 # ---- masks ----
 
-def mask_weights(kind: str, value, scopes: tuple | None = None, exclude: tuple = ()):
-    """``magnitude`` (value: the sparsity) or ``n_m`` (value: ``(n, m)``) as a pass."""
+def global_sparsities(values: dict, sparsity: float) -> dict:
+    """Per-weight sparsities that zero the fraction ``sparsity`` of all ``values`` together,
+    smallest magnitude first (ties broken by position, as each layer's mask breaks them)."""
+    names = list(values)
+    flat = np.concatenate([np.abs(values[n]).reshape(-1) for n in names])
+    owner = np.concatenate([np.full(values[n].size, i) for i, n in enumerate(names)])
+    k = int(round(sparsity * flat.size))
+    dropped = np.bincount(owner[np.argsort(flat, kind="stable")[:k]], minlength=len(names))
+    return {n: float(dropped[i]) / values[n].size for i, n in enumerate(names)}
+
+
+def mask_weights(kind: str, value, scopes: tuple | None = None, exclude: tuple = (),
+                 weights: dict | None = None):
+    """``magnitude`` or ``global`` (value: the sparsity; ``global`` ranks ``weights``, the
+    spec's values) or ``n_m`` (value: ``(n, m)``) as a pass."""
     def run(graph: Graph) -> tuple[Graph, bool]:
         targets: dict[str, Node] = {}
         for node in graph:
@@ -75,13 +90,17 @@ def mask_weights(kind: str, value, scopes: tuple | None = None, exclude: tuple =
             raise ArgumentError("nothing to prune: no " + (
                 "linear weight with a width N:M divides" if kind == "n_m" else
                 "conv or linear weight") + " in the pruned scopes", code="E0239")
+        per_layer = {n: float(value) for n in targets} if kind == "magnitude" else None
+        if kind == "global":
+            per_layer = global_sparsities(
+                {n: evaluate(expression(w), weights) for n, w in targets.items()}, value)
         rw = Rewriter(graph)
         for node in graph:
             if node.name in targets:
-                if kind == "magnitude":
+                if per_layer is not None:
                     p = derived_param(rw, node.name, node, node.type.shape, "magnitude_mask",
                                       [expression(node)], trainable=node.attr["trainable"],
-                                      sparsity=float(value))
+                                      sparsity=per_layer[node.name])
                 else:
                     p = derived_param(rw, node.name, node, node.type.shape, "n_m_mask",
                                       [expression(node)], trainable=node.attr["trainable"],
@@ -384,9 +403,9 @@ def parse_prune(text: str) -> tuple[str, object]:
                                 code="E0232")
         return "n_m", (n_, m_)
     kind, _, value = t.partition("=")
-    if kind not in ("magnitude", "channels"):
+    if kind not in ("magnitude", "global", "channels"):
         raise ArgumentError(f"unknown pruning `{t}`", code="E0232",
-                            hint="use magnitude=S, channels=S (S in (0, 1)) or 2:4")
+                            hint="use magnitude=S, global=S, channels=S (S in (0, 1)) or 2:4")
     try:
         s = float(value)
     except ValueError:

@@ -1,4 +1,5 @@
-"""Pruning while training: ``nndsl train --prune magnitude=S`` (gradual) or ``--prune N:M``.
+"""Pruning while training: ``nndsl train --prune magnitude=S`` or ``global=S`` (gradual), or
+``--prune N:M``.
 
 Gradual magnitude pruning (Zhu & Gupta, 2017): after optimizer step ``t`` of ``T``, every conv
 and linear weight holds its ``s_t`` fraction of smallest-magnitude entries at zero, with
@@ -6,7 +7,7 @@ and linear weight holds its ``s_t`` fraction of smallest-magnitude entries at ze
     s_t = S · (1 − (1 − t / (f·T))³)    for t < f·T,   S afterwards   (f = 0.75)
 
 so sparsity rises quickly at first, then slowly, and the last quarter of training fine-tunes at
-the final sparsity. ``N:M`` holds the N largest of every M consecutive input weights of each
+the final sparsity (``global=S``: one threshold over all those weights together). ``N:M`` holds the N largest of every M consecutive input weights of each
 linear layer from the first step on. Masks are recomputed from the weights' magnitudes at every
 step; pruned weights stay at zero (their gradient is masked too), so the checkpoint already is
 the pruned model, and ``nndsl compile --prune magnitude=S --weights best.safetensors`` gives the
@@ -62,45 +63,85 @@ def _n_m_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return mask.reshape(w.shape)
 
 
-class PruneDuringTraining:
-    """A training hook (``hook(run, epoch, batch)``) that keeps the masks applied."""
+class MaskKeeper:
+    """Keeps pruning masks applied to ``params`` (name -> tensor) of any module: call
+    :meth:`apply` after every optimizer step with the step number and the optimizer."""
 
-    def __init__(self, compiled, prune: str):
-        kind, value = parse_prune(prune)
-        if kind == "channels":
-            raise TrainError("channel pruning changes the model's shapes: prune the trained "
-                             "model with `nndsl compile --prune channels=S --weights ...`",
-                             code="E1230", hint="while training, use --prune magnitude=S or "
-                                                "--prune 2:4")
-        self.kind, self.value = kind, value
-        self.names = prunable_weights(compiled)
-        if kind == "n_m":
-            g = compiled.graph
-            self.names = [n for n in self.names if g.node(n).type.rank == 2 and
-                          g.node(n).type.shape[-1] % value[1] == 0]
-        if not self.names:
-            raise TrainError(f"--prune {prune}: the model has no weight it applies to",
-                             code="E1230")
-        self.total = None
+    def __init__(self, kind: str, value, params: dict, total_steps: int):
+        self.kind, self.value, self.params = kind, value, params
+        self.total = max(1, total_steps)
         self.sparsity = 0.0
 
-    def __call__(self, run, epoch: int, batch: int) -> None:
-        if self.total is None:
-            per_epoch = math.ceil(len(run.splits.train) / run.cfg.batch / run.cfg.accumulate)
-            self.total = max(1, per_epoch * run.cfg.epochs)
-        params = dict(run.model.named_parameters())
+    def apply(self, step: int, optimizer=None) -> None:
         with torch.no_grad():
-            if self.kind == "magnitude":
-                self.sparsity = target_sparsity(self.value, run.step, self.total)
-            else:
+            if self.kind == "n_m":
                 self.sparsity = 1.0 - self.value[0] / self.value[1]
-            for name in self.names:
-                w = params[name]
-                mask = _magnitude_mask(w, self.sparsity) if self.kind == "magnitude" else \
-                    _n_m_mask(w, *self.value)
+                masks = {n: _n_m_mask(w, *self.value) for n, w in self.params.items()}
+            else:
+                self.sparsity = target_sparsity(self.value, step, self.total)
+                masks = self._magnitude_masks()
+            for name, w in self.params.items():
+                mask = masks[name]
                 w.mul_(mask)
-                state = run.optimizer.state.get(w)
+                state = optimizer.state.get(w) if optimizer is not None else None
                 if state:     # momentum would grow pruned weights back: mask it too
                     for v in state.values():
                         if isinstance(v, torch.Tensor) and v.shape == w.shape:
                             v.mul_(mask)
+
+    def _magnitude_masks(self) -> dict:
+        if self.kind == "magnitude":
+            return {n: _magnitude_mask(w, self.sparsity) for n, w in self.params.items()}
+        # global: one ranking over every weight (position breaks ties, as each mask does)
+        names = list(self.params)
+        flat = torch.cat([self.params[n].detach().abs().reshape(-1) for n in names])
+        k = int(round(self.sparsity * flat.numel()))
+        keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
+        if k:
+            keep[torch.argsort(flat, stable=True)[:k]] = False
+        out, start = {}, 0
+        for n in names:
+            size = self.params[n].numel()
+            out[n] = keep[start:start + size].reshape(self.params[n].shape)
+            start += size
+        return out
+
+
+def training_targets(compiled, prune: str) -> tuple[str, object, list[str]]:
+    """``(kind, value, weight names)`` for pruning ``compiled`` while training it."""
+    kind, value = parse_prune(prune)
+    if kind == "channels":
+        raise TrainError("channel pruning changes the model's shapes: prune the trained "
+                         "model with `nndsl compile --prune channels=S --weights ...`",
+                         code="E1230", hint="while training, use --prune magnitude=S, "
+                                            "global=S or 2:4")
+    names = prunable_weights(compiled)
+    if kind == "n_m":
+        g = compiled.graph
+        names = [n for n in names if g.node(n).type.rank == 2 and
+                 g.node(n).type.shape[-1] % value[1] == 0]
+    if not names:
+        raise TrainError(f"--prune {prune}: the model has no weight it applies to",
+                         code="E1230")
+    return kind, value, names
+
+
+class PruneDuringTraining:
+    """The trainer's hook (``hook(run, epoch, batch)``) around a :class:`MaskKeeper`."""
+
+    def __init__(self, compiled, prune: str):
+        self.kind, self.value, self.names = training_targets(compiled, prune)
+        self.keeper = None
+
+    @property
+    def sparsity(self) -> float:
+        return 0.0 if self.keeper is None else self.keeper.sparsity
+
+    def __call__(self, run, epoch: int, batch: int) -> None:
+        if self.keeper is None:
+            per_epoch = math.ceil(len(run.splits.train) / run.cfg.batch / run.cfg.accumulate)
+            params = dict(run.model.named_parameters())
+            self.keeper = MaskKeeper(self.kind, self.value,
+                                     {n: params[n] for n in self.names},
+                                     per_epoch * run.cfg.epochs)
+        self.keeper.apply(run.step, run.optimizer)
