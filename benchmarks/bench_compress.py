@@ -2,7 +2,7 @@
 PyTorch user would reach for.
 
     python benchmarks/bench_compress.py            # full run
-    python benchmarks/bench_compress.py --quick    # a smoke test: fewer epochs, runs, a smaller batch
+    python benchmarks/bench_compress.py --quick    # smoke test: fewer epochs and runs
     python benchmarks/bench_compress.py --only gpt # one part: accuracy, gpt, resnet
 
 Three measurements, each printed as a table with its target next to it (a missed target is
@@ -12,14 +12,20 @@ marked ``missed``; the script never fails on one):
    helpers, a seeded held-out split): ``mnist_cnn`` and ``mlp`` trained by a plain PyTorch loop,
    then the held-out accuracy of the float model and of every quantization scheme
    (``int8-dynamic``, ``int8-weight``, ``int4-weight``, ``f16``, ``bf16``), 50% channel pruning
-   and 80% magnitude pruning, each pruning before and after a short fine-tune. Targets: the int8
-   schemes, channels=0.5 + fine-tune and magnitude=0.8 + fine-tune lose at most 1 point.
+   and 80% magnitude pruning, each pruning before and after a short fine-tune, and 80% gradual
+   magnitude pruning (per layer and global) during training. Targets: the int8 schemes,
+   channels=0.5 + fine-tune and 80% gradual pruning lose at most 1 point.
 2. ``gpt_mini`` forward (eval, ``torch.no_grad()``): nndsl f32 against nndsl int8-dynamic on the
    torch backend and in onnxruntime (nndsl's own exports), beside the hand-written GPT of
    ``tests/reference_models.py`` with the same weights quantized by
    ``torch.ao.quantization.quantize_dynamic`` and by onnxruntime's ``quantize_dynamic`` of a
-   ``torch.onnx.export``. Target: nndsl's int8 speedup at least the best anchor's.
-3. ``resnet18`` forward: dense against ``prune="channels=0.5"`` on the torch backend (O1, O2)
+   ``torch.onnx.export`` (its defaults, per-channel scales, and uint8 weights). Target: nndsl's
+   int8 speedup at least the best anchor's.
+4. ``resnet18`` forward, f32 against ``int8-static`` calibrated on digits, on the torch backend
+   and in onnxruntime, beside onnxruntime's ``quantize_static`` (QDQ, per-channel, MinMax) of a
+   ``torch.onnx.export`` of the hand-written ResNet-18 calibrated on the same batches. Target:
+   nndsl's int8 speedup at least the anchor's.
+3. ``resnet18`` forward (224x224, which the spec fixes): dense against ``prune="channels=0.5"`` on the torch backend (O1, O2)
    and in onnxruntime — parameters, FLOPs, time — beside Torch-Pruning's ``MagnitudePruner`` at
    ratio 0.5 on the hand-written ResNet-18 with the same weights. Target: >= 1.7x faster.
 
@@ -43,7 +49,6 @@ import statistics
 import sys
 import tempfile
 import warnings
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +70,11 @@ from benchmarks.timing import once  # noqa: E402
 from nndsl.backends.onnx import save  # noqa: E402
 from nndsl.ir.types import TensorType  # noqa: E402
 from nndsl.train import data as data_mod  # noqa: E402
+from nndsl.train.sparsity import MaskKeeper, training_targets  # noqa: E402
 
 SPECS = ROOT / "specs"
 
-MAX_ACCURACY_LOSS = 1.0     # points, for int8, channels=0.5 + fine-tune, magnitude=0.8 + fine-tune
+MAX_ACCURACY_LOSS = 1.0     # points, for int8, channels=0.5 + fine-tune, 80% gradual pruning
 PRUNE_SPEEDUP_TARGET = 1.7  # resnet18, channels=0.5 against dense
 TEST_FRACTION = 0.25        # of the 1,797 digits, held out for the accuracy table
 SEED = 0
@@ -110,16 +116,63 @@ def interleaved(fns: list, warmup: int, runs: int) -> list[list[float]]:
     return times
 
 
+class OtherLoad:
+    """How many cores other processes kept busy while the block ran (Linux: ``/proc/stat``
+    less this process's own CPU time; None elsewhere). With torch using every core, one busy
+    neighbour stalls each parallel region on its descheduled thread: small models suffer most,
+    and even interleaved ratios drift, so the tables print this next to them."""
+
+    def __enter__(self):
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        self.cores = None
+        if self._start is not None and end is not None:
+            (b0, own0, t0), (b1, own1, t1) = self._start, end
+            self.cores = max(0.0, ((b1 - b0) - (own1 - own0)) / (t1 - t0))
+        return False
+
+    @staticmethod
+    def _sample():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)   # less idle
+        t = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system, t.elapsed
+
+    def describe(self) -> str:
+        if self.cores is None:
+            return ""
+        text = (f"\nother processes kept {self.cores:.1f} of {os.cpu_count()} cores busy "
+                f"during the timing")
+        if self.cores >= 0.5 and torch.get_num_threads() > 1:
+            text += ": [yellow]the torch rows are distorted; compare with --threads 1[/yellow]"
+        return text
+
+
 def speedup(base: list[float], other: list[float]) -> float:
     """The median of the per-repetition ratios ``base / other`` (above 1: ``other`` is faster)."""
     return statistics.median(a / b for a, b in zip(base, other))
 
 
 def ort_session(path: Path) -> ort.InferenceSession:
+    """A CPU session with torch's thread count. Its threads do not spin-wait after a run: the
+    torch models run in between, and spinning threads would take their cores."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = torch.get_num_threads()
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def session_runner(session: ort.InferenceSession, feed: dict):
+    """A no-argument call of ``session`` on ``feed``, for the timing loop."""
+    return lambda: session.run(None, feed)
 
 
 @contextlib.contextmanager
@@ -135,50 +188,6 @@ def quiet():
                 yield
             finally:
                 root.setLevel(level)
-
-
-# ---- a workaround for an nndsl bug, only while the bug is there ----
-
-class _IdentityCache:
-    """What ``nndsl.backends.torch.lowering._PACKED`` means to be: values by tensor identity,
-    an entry dropped when its tensor goes. (The ``WeakKeyDictionary`` there compares two live
-    keys with ``Tensor.__eq__`` on a hash match, so the second lookup of a weight raises.)"""
-
-    def __init__(self):
-        self._entries: dict[int, tuple] = {}
-
-    def get(self, t, default=None):
-        entry = self._entries.get(id(t))
-        return entry[1] if entry is not None and entry[0]() is t else default
-
-    def __setitem__(self, t, value) -> None:
-        key = id(t)
-        self._entries[key] = (weakref.ref(t, lambda _, k=key: self._entries.pop(k, None)), value)
-
-
-def int8_second_call_shim() -> str | None:
-    """Probe whether a torch int8-dynamic module survives a second forward call; when it does
-    not (the prepacked-weight cache's lookup raises), install :class:`_IdentityCache` in its
-    place for this process and say so. Returns the note to print, or None."""
-    from nndsl.backends.torch import lowering
-    c = nndsl.compile(SPECS / "fundamentals/mlp.nn", quantize="int8-dynamic")
-    m = c.to_torch().eval()
-    x = c.example_inputs(batch=2)
-    with torch.no_grad():
-        m(**x)
-        try:
-            m(**x)
-            return None
-        except RuntimeError as e:
-            if "ambiguous" not in str(e) or not hasattr(lowering, "_PACKED"):
-                raise
-    lowering._PACKED = _IdentityCache()
-    with torch.no_grad():
-        m(**x)
-    return ("[yellow]note:[/yellow] nndsl bug: a torch int8-dynamic module raises on its second "
-            "forward call (lowering._PACKED, a WeakKeyDictionary keyed by tensors); this run "
-            "replaces that cache by an identity-keyed one (benchmark-side, in this process "
-            "only) so that the int8 rows can be measured")
 
 
 # ---- 1. accuracy on digits ----
@@ -208,10 +217,18 @@ def digits_for(c) -> Digits:
 
 
 def fit(model: nn.Module, d: Digits, epochs: int, lr: float, weight_decay: float, batch: int,
-        after_step=None) -> nn.Module:
-    """A plain PyTorch training loop (AdamW, cross-entropy) over seeded shuffles of the training
-    split; ``after_step()`` runs after every optimizer step."""
+        schedule: str = "one_cycle", after_step=None) -> nn.Module:
+    """A plain PyTorch training loop over seeded shuffles of the training split: AdamW on
+    cross-entropy, the rate following ``schedule`` (``one_cycle``: warm up over the first
+    quarter to ``lr``, then anneal, as the specs' train sections do; ``cosine``: from ``lr``
+    down to zero, for fine-tunes). ``after_step(optimizer)`` runs after every optimizer step."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(d.y_train) / batch)
+    if schedule == "one_cycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                    pct_start=0.25)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     gen = torch.Generator().manual_seed(SEED)
     model.train()
     for _ in range(epochs):
@@ -222,8 +239,9 @@ def fit(model: nn.Module, d: Digits, epochs: int, lr: float, weight_decay: float
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             if after_step is not None:
-                after_step()
+                after_step(opt)
     return model.eval()
 
 
@@ -242,8 +260,7 @@ def zero_fraction(state: dict) -> float:
     return sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
 
 
-# spec -> (its `params`, training hyper-parameters from its train section: lr, weight decay,
-# batch)
+# name -> (spec, and from its train section: peak learning rate, weight decay, batch size)
 ACCURACY_MODELS = {
     "mnist_cnn": ("vision/mnist_cnn.nn", 2e-3, 0.01, 32),
     "mlp": ("fundamentals/mlp.nn", 1e-3, 0.05, 64),
@@ -257,46 +274,50 @@ def bench_accuracy(epochs: int, tune_epochs: int) -> Table:
                   caption="float: the trained weights; each scheme is compiled with "
                           "weights=<trained>, so it derives its weights from them\n"
                           "size: Compiled.size_bytes() (parameters and buffers as stored); "
-                          "zeros: fraction of zero conv/linear weights in the module run\n"
-                          "fine-tunes: AdamW at half the training rate; magnitude: masked weights "
+                          "zeros: fraction of zero conv/linear weights in the float modules "
+                          "run\ntraining: AdamW, one-cycle schedule; fine-tunes: AdamW from the "
+                          "peak rate, cosine-annealed to zero; magnitude: masked weights "
                           "re-zeroed after every step, then recompiled with the tuned weights")
     for col, just in (("model", "left"), ("variant", "left"), ("params", "right"),
                       ("size", "right"), ("zeros", "right"), ("accuracy", "right"),
                       ("Δ points", "right"), ("target", "right"), ("", "center")):
         table.add_column(col, justify=just)
 
-    for name, (spec, lr, wd, batch) in ACCURACY_MODELS.items():
+    for k, (name, (spec, lr, wd, batch)) in enumerate(ACCURACY_MODELS.items()):
+        if k:
+            table.add_section()
         path = SPECS / spec
         torch.manual_seed(SEED)
         c = nndsl.compile(path)
         d = digits_for(c)
         trained = fit(c.to_torch(seed=SEED), d, epochs, lr, wd, batch)
-        sd = {k: v.detach().clone() for k, v in trained.state_dict().items()}
+        sd = {key: v.detach().clone() for key, v in trained.state_dict().items()}
         base = accuracy(trained, d)
-        first = [True]
 
-        def row(variant, comp, module, acc, target=None):
-            loss = base - acc
-            table.add_row(name if first[0] else "", variant, f"{comp.param_count():,}",
-                          kib(comp.size_bytes()), f"{zero_fraction(module.state_dict()):.3f}",
-                          f"{acc:.2f}%", "" if comp is c else f"{-loss:+.2f}",
-                          "" if target is None else f"loss <= {MAX_ACCURACY_LOSS:g}",
-                          "" if target is None else verdict(loss <= MAX_ACCURACY_LOSS))
-            first[0] = False
+        def row(variant: str, comp, module: nn.Module, acc: float, target: bool = False):
+            """One table row; ``target``: the accuracy-loss target applies to it."""
+            quantized = comp.compression is not None and comp.compression.quantize is not None
+            delta = round(acc - base, 2) + 0.0      # no "-0.00"
+            table.add_row(name if variant == "float (f32)" else "", variant,
+                          f"{comp.param_count():,}", kib(comp.size_bytes()),
+                          "-" if quantized else f"{zero_fraction(module.state_dict()):.3f}",
+                          f"{acc:.2f}%", "" if comp is c else f"{delta:+.2f}",
+                          f"loss <= {MAX_ACCURACY_LOSS:g}" if target else "",
+                          verdict(base - acc <= MAX_ACCURACY_LOSS) if target else "")
 
         row("float (f32)", c, trained, base)
         for scheme in QUANT_SCHEMES:
             cq = nndsl.compile(path, quantize=scheme, weights=sd)
             mq = cq.to_torch().eval()
-            row(scheme, cq, mq, accuracy(mq, d), scheme.startswith("int8") or None)
+            row(scheme, cq, mq, accuracy(mq, d), target=scheme.startswith("int8"))
 
         # 50% of the channels, ranked by the trained weights' L2 norms; the result is a smaller
         # dense model whose weights train like any module's
         cc = nndsl.compile(path, prune="channels=0.5", weights=sd)
         mc = cc.to_torch().eval()
         row("channels=0.5", cc, mc, accuracy(mc, d))
-        fit(mc, d, tune_epochs, lr / 2, wd, batch)
-        row("channels=0.5 + fine-tune", cc, mc, accuracy(mc, d), True)
+        fit(mc, d, tune_epochs, lr, wd, batch, "cosine")
+        row("channels=0.5 + fine-tune", cc, mc, accuracy(mc, d), target=True)
 
         # 80% of every conv/linear weight zeroed; the fine-tune keeps the zeros where they are
         cm = nndsl.compile(path, prune="magnitude=0.8", weights=sd)
@@ -304,16 +325,36 @@ def bench_accuracy(epochs: int, tune_epochs: int) -> Table:
         row("magnitude=0.8", cm, mm, accuracy(mm, d))
         masks = [(p, p.detach() == 0) for p in mm.parameters() if p.dim() >= 2]
 
-        def reapply():
+        def reapply(opt):
             with torch.no_grad():
                 for p, zero in masks:
                     p.masked_fill_(zero, 0.0)
-        fit(mm, d, tune_epochs, lr / 2, wd, batch, after_step=reapply)
+        fit(mm, d, tune_epochs, lr, wd, batch, "cosine", after_step=reapply)
         tuned = {k: v.detach().clone() for k, v in mm.state_dict().items()}
         cm2 = nndsl.compile(path, prune="magnitude=0.8", weights=tuned)
         mm2 = cm2.to_torch().eval()
-        row("magnitude=0.8 + fine-tune", cm2, mm2, accuracy(mm2, d), True)
-        table.add_section()
+        row("magnitude=0.8 + fine-tune", cm2, mm2, accuracy(mm2, d))
+
+        # gradual pruning while training (Zhu & Gupta's cubic schedule), from the same start as
+        # the float model: what `nndsl train --prune magnitude=0.8` (or global=0.8) does
+        for prune in ("magnitude=0.8", "global=0.8"):
+            torch.manual_seed(SEED)
+            cg = nndsl.compile(path)
+            mg = cg.to_torch(seed=SEED)
+            kind, value, names = training_targets(cg, prune)
+            params = dict(mg.named_parameters())
+            keeper = MaskKeeper(kind, value, {n: params[n] for n in names},
+                                epochs * math.ceil(len(d.y_train) / batch))
+            steps = [0]
+
+            def prune_step(opt, keeper=keeper, steps=steps):
+                steps[0] += 1
+                keeper.apply(steps[0], opt)
+            fit(mg, d, epochs, lr, wd, batch, after_step=prune_step)
+            tuned = {k: v.detach().clone() for k, v in mg.state_dict().items()}
+            cg2 = nndsl.compile(path, prune=prune, weights=tuned)
+            mg2 = cg2.to_torch().eval()
+            row(f"{prune}, gradual in training", cg2, mg2, accuracy(mg2, d), target=True)
     return table
 
 
@@ -347,7 +388,7 @@ def bench_gpt(batch: int, tokens: int, warmup: int, runs: int, tmp: Path) -> Tab
     x = c.example_inputs(batch=batch, T=tokens, seed=SEED)["tokens"]
     feed = {"tokens": x.numpy()}
 
-    ref = R.GPT(flash=False).eval()
+    ref = R.GPT().eval()
     ref.load_state_dict(R.to_reference(ref, sd))
     with quiet():
         ref_int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(ref), {nn.Linear},
@@ -356,14 +397,14 @@ def bench_gpt(batch: int, tokens: int, warmup: int, runs: int, tmp: Path) -> Tab
     save(cq.to_onnx(), tmp / "gpt_int8.onnx")
     ours_f32, ours_int8 = ort_session(tmp / "gpt_f32.onnx"), ort_session(tmp / "gpt_int8.onnx")
 
-    # name, family (the float model its speedup is against), callable; None: could not be built
+    # (name, family: the group whose first row is the float model its speedup is against, call)
     variants: list[tuple[str, str, object]] = [
         ("nndsl f32", "nndsl torch", lambda: f32(x)),
         ("nndsl int8-dynamic", "nndsl torch", lambda: int8(x)),
         ("hand-written f32", "hand torch", lambda: ref(x)),
         ("hand-written + torch.ao quantize_dynamic", "hand torch", lambda: ref_int8(x)),
-        ("nndsl f32 export", "nndsl ort", lambda: ours_f32.run(None, feed)),
-        ("nndsl int8-dynamic export", "nndsl ort", lambda: ours_int8.run(None, feed)),
+        ("nndsl f32 export", "nndsl ort", session_runner(ours_f32, feed)),
+        ("nndsl int8-dynamic export", "nndsl ort", session_runner(ours_int8, feed)),
     ]
     try:
         exporter = export_reference(ref, x, tmp / "ref_f32.onnx")
@@ -371,27 +412,28 @@ def bench_gpt(batch: int, tokens: int, warmup: int, runs: int, tmp: Path) -> Tab
         exporter, export_error = None, str(e)
     if exporter is not None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        sessions = {"f32": ort_session(tmp / "ref_f32.onnx")}
-        for label, per_channel in (("int8", False), ("int8 per-channel", True)):
-            out = tmp / f"ref_{label.replace(' ', '_')}.onnx"
+        # onnxruntime's defaults (int8 weights: u8·s8 kernels), per-channel scales like
+        # nndsl's, and uint8 weights (u8·u8 kernels, which nndsl's export uses)
+        quantized = {"  + ort quantize_dynamic": {},
+                     "  + ort quantize_dynamic(per_channel=True)": {"per_channel": True},
+                     "  + ort quantize_dynamic(per_channel=True, QUInt8)":
+                         {"per_channel": True, "weight_type": QuantType.QUInt8}}
+        variants.append((f"hand-written, {exporter}", "hand ort",
+                         session_runner(ort_session(tmp / "ref_f32.onnx"), feed)))
+        for k, (label, kw) in enumerate(quantized.items()):
+            out = tmp / f"ref_int8_{k}.onnx"
             with quiet():
-                quantize_dynamic(tmp / "ref_f32.onnx", out, weight_type=QuantType.QInt8,
-                                 per_channel=per_channel)
-            sessions[label] = ort_session(out)
-        variants += [
-            (f"hand-written, {exporter}", "hand ort",
-             lambda: sessions["f32"].run(None, feed)),
-            ("  + ort quantize_dynamic", "hand ort", lambda: sessions["int8"].run(None, feed)),
-            ("  + ort quantize_dynamic(per_channel=True)", "hand ort",
-             lambda: sessions["int8 per-channel"].run(None, feed)),
-        ]
+                quantize_dynamic(tmp / "ref_f32.onnx", out,
+                                 **{"weight_type": QuantType.QInt8, **kw})
+            variants.append((label, "hand ort", session_runner(ort_session(out), feed)))
 
     def as_array(out):
         return out[0] if isinstance(out, list) else out.numpy()
 
     with torch.no_grad():
         outputs = [as_array(fn()) for _, _, fn in variants]
-        times = interleaved([fn for _, _, fn in variants], warmup, runs)
+        with OtherLoad() as other:
+            times = interleaved([fn for _, _, fn in variants], warmup, runs)
     truth = outputs[0]
 
     # a family's float model is its first row; speedups are against it
@@ -409,10 +451,13 @@ def bench_gpt(batch: int, tokens: int, warmup: int, runs: int, tmp: Path) -> Tab
                   caption="speedup: median of per-repetition ratios against the float model of "
                           "the same group (first row of each)\nmax |diff|: largest absolute "
                           "difference of the logits from nndsl f32 (largest |logit|: "
-                          f"{np.abs(truth).max():.1f}); hand-written: tests/reference_models.GPT"
-                          "(flash=False), the spec's attention\ntarget: nndsl int8 speedup >= "
-                          "the best anchor's"
-                          + (f" ({best:.2f}x, {best_name})" if best else ""))
+                          f"{np.abs(truth).max():.1f}); hand-written: tests/reference_models.GPT()"
+                          " (nanoGPT, SDPA: what O1 fuses the spec's attention into)\n"
+                          "onnxruntime: int8 weights run u8·s8 kernels (16-bit saturation without "
+                          "VNNI); QUInt8 and nndsl's export run u8·u8\n"
+                          "target: nndsl int8 speedup >= the best anchor's"
+                          + (f" ({best:.2f}x, {best_name})" if best else "")
+                          + other.describe())
     for col, just in (("backend", "left"), ("model", "left"), ("time", "right"),
                       ("speedup", "right"), ("max |diff|", "right"), ("target", "right"),
                       ("", "center")):
@@ -489,11 +534,12 @@ def bench_resnet(batch: int, warmup: int, runs: int, tmp: Path) -> Table:
         add(f"torch {opt}", "nndsl channels=0.5", pruned[opt], lambda m=mp: m(x), i)
     save(dense["O1"].to_onnx(weights=sd), tmp / "resnet_dense.onnx")
     save(pruned["O1"].to_onnx(), tmp / "resnet_pruned.onnx")
-    s_dense, s_pruned = ort_session(tmp / "resnet_dense.onnx"), ort_session(tmp / "resnet_pruned.onnx")
+    s_dense = ort_session(tmp / "resnet_dense.onnx")
+    s_pruned = ort_session(tmp / "resnet_pruned.onnx")
     i = add("onnxruntime", "nndsl dense (O1 export)", dense["O1"],
-            lambda: s_dense.run(None, feed))
+            session_runner(s_dense, feed))
     add("onnxruntime", "nndsl channels=0.5 (O1 export)", pruned["O1"],
-        lambda: s_pruned.run(None, feed), i)
+        session_runner(s_pruned, feed), i)
 
     ref = R.ResNet18(classes=10).eval()
     ref.load_state_dict(R.to_reference(ref, sd))
@@ -504,7 +550,7 @@ def bench_resnet(batch: int, warmup: int, runs: int, tmp: Path) -> Table:
         add("torch", "Torch-Pruning MagnitudePruner 0.5", tp_flops_params(tp_model, one),
             lambda: tp_model(x), i)
 
-    with torch.no_grad():
+    with torch.no_grad(), OtherLoad() as other:
         times = interleaved([r[3] for r in rows], warmup, runs)
 
     table = Table(title=f"3. resnet18 (classes=10) forward, batch {batch} at {size}, eval, "
@@ -514,8 +560,9 @@ def bench_resnet(batch: int, warmup: int, runs: int, tmp: Path) -> Table:
                           "Compiled.param_count() / flops() for nndsl; for the hand-written "
                           "rows torch_pruning.utils.count_ops_and_params, 2 FLOPs per MAC\n"
                           "speedup: median of per-repetition ratios dense / pruned, same "
-                          "backend" + ("" if tp_model is not None else
-                                       f"\nTorch-Pruning is not installed: {TP_INSTALL}"))
+                          "backend" + other.describe()
+                          + ("" if tp_model is not None else
+                             f"\nTorch-Pruning is not installed: {TP_INSTALL}"))
     for col, just in (("backend", "left"), ("model", "left"), ("params", "right"),
                       ("FLOPs", "right"), ("time", "right"), ("speedup", "right"),
                       ("target", "right"), ("", "center")):
@@ -541,34 +588,155 @@ def bench_resnet(batch: int, warmup: int, runs: int, tmp: Path) -> Table:
     return table
 
 
+# ---- 4. resnet18, static int8 ----
+
+STATIC_SPEEDUP_NOTE = "nndsl's int8 speedup >= the anchor's (onnxruntime quantize_static)"
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol over a list of input batches."""
+
+    def __init__(self, name: str, batches: list):
+        self.items = iter([{name: b.numpy()} for b in batches])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def calibration_batches(c, samples: int) -> list:
+    """The digits shaped for ``c``'s image input (``nndsl compile --calibrate digits`` uses the
+    same preparation and the same evenly spaced ``samples``), in batches of 32."""
+    data = data_mod.load({"name": "digits"}, c.input_types, {}, 0, None)
+    idx = torch.arange(data.n)
+    data_mod.standardize(data, idx)
+    take = idx[torch.linspace(0, data.n - 1, min(samples, data.n)).long()]
+    (name,) = c.input_names
+    return [data.arrays[name][take[i:i + 32]] for i in range(0, len(take), 32)]
+
+
+def bench_static(batch: int, samples: int, warmup: int, runs: int, tmp: Path) -> Table:
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    path = SPECS / "vision/resnet18.nn"
+    params = {"classes": 10}
+    f32 = nndsl.compile(path, params=params, opt="O2")
+    sd = nndsl.compile(path, params=params).to_torch(seed=SEED).state_dict()
+    q8 = nndsl.compile(path, params=params, opt="O2", quantize="int8-static",
+                       calibrate="digits", calibrate_samples=samples, weights=sd)
+    batches = calibration_batches(f32, samples)
+    (name,) = f32.input_names
+    x = torch.cat(batches)[:batch]          # timed on calibration-like images
+    feed = {name: x.numpy()}
+    m32, m8 = f32.to_torch(weights=sd).eval(), q8.to_torch().eval()
+    save(f32.to_onnx(weights=sd), tmp / "rn_f32.onnx")
+    save(q8.to_onnx(), tmp / "rn_int8.onnx")
+    s32, s8 = ort_session(tmp / "rn_f32.onnx"), ort_session(tmp / "rn_int8.onnx")
+
+    ref = R.ResNet18(classes=10).eval()
+    ref.load_state_dict(R.to_reference(ref, sd))
+    anchor_label = "hand-written, torch.onnx.export"
+    try:
+        with quiet():
+            torch.onnx.export(ref, (x[:1],), str(tmp / "ref.onnx"), input_names=[name],
+                              output_names=["logits"], dynamo=False, opset_version=17,
+                              dynamic_axes={name: {0: "N"}})
+            quantize_static(str(tmp / "ref.onnx"), str(tmp / "ref_int8.onnx"),
+                            _Batches(name, batches), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=True, calibrate_method=CalibrationMethod.MinMax)
+        a32, a8 = ort_session(tmp / "ref.onnx"), ort_session(tmp / "ref_int8.onnx")
+    except Exception as e:       # an exporter or quantizer failure: said in the table
+        a32 = a8 = None
+        anchor_label = f"anchor failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
+
+    rows = [("torch", "nndsl f32 (O2)", lambda: m32(x), None),
+            ("", "nndsl int8-static", lambda: m8(x), 0),
+            ("onnxruntime", "nndsl f32 export", session_runner(s32, feed), None),
+            ("", "nndsl int8-static export", session_runner(s8, feed), 2)]
+    if a32 is not None:
+        rows += [("onnxruntime", anchor_label, session_runner(a32, feed), None),
+                 ("", "  + ort quantize_static (QDQ, per-channel, MinMax)",
+                  session_runner(a8, feed), 4)]
+    with torch.no_grad(), OtherLoad() as other:
+        times = interleaved([r[2] for r in rows], warmup, runs)
+        ref_out = m32(x).numpy()
+        outs = [m32(x).numpy(), m8(x).numpy(), s32.run(None, feed)[0], s8.run(None, feed)[0]]
+        if a32 is not None:
+            outs += [a32.run(None, feed)[0], a8.run(None, feed)[0]]
+    ups = [None if base is None else speedup(times[base], times[k])
+           for k, (_, _, _, base) in enumerate(rows)]
+    best_anchor = ups[5] if a32 is not None else None
+    table = Table(title=f"4. resnet18 (classes=10) forward, batch {batch} at 3x224x224 digits, "
+                        f"eval, no_grad: f32 against int8-static calibrated on {samples} "
+                        f"digits (minmax); {warmup} warm-up, median of {runs}, interleaved",
+                  caption="speedup: median of per-repetition ratios against the f32 row above "
+                          "it\nmax |diff|: largest difference of the logits from nndsl f32, "
+                          f"as a fraction of the largest |logit| ({np.abs(ref_out).max():.3g})"
+                          f"\ntarget: {STATIC_SPEEDUP_NOTE}" + other.describe())
+    for col, just in (("backend", "left"), ("model", "left"), ("weights", "right"),
+                      ("time", "right"), ("speedup", "right"), ("max |diff|", "right"),
+                      ("target", "right"), ("", "center")):
+        table.add_column(col, justify=just)
+    sizes = [f32.size_bytes(), q8.size_bytes(), f32.size_bytes(), q8.size_bytes()]
+    if a32 is not None:
+        sizes += [os.path.getsize(tmp / "ref.onnx"), os.path.getsize(tmp / "ref_int8.onnx")]
+    for k, (backend, label, _, base) in enumerate(rows):
+        ours = label.startswith("nndsl int8")
+        if k and base is None:
+            table.add_section()
+        diff = np.abs(outs[k] - ref_out).max() / np.abs(ref_out).max()
+        table.add_row(backend, label, kib(sizes[k]), ms(statistics.median(times[k])),
+                      "1.00x" if ups[k] is None else f"{ups[k]:.2f}x", f"{diff:.2%}",
+                      f">= {best_anchor:.2f}x" if ours and best_anchor else "",
+                      verdict(ups[k] >= best_anchor) if ours and best_anchor else "")
+    return table
+
+
 # ---- main ----
+
+def cpu_description() -> str:
+    """The CPU's name and the vector extensions that decide which int8 kernels run (VNNI: 8-bit
+    dot products without 16-bit saturation; without it onnxruntime's u8·s8 kernels saturate)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        return name
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    vnni = "" if {"avx512_vnni", "avx_vnni"} & flags else ", no VNNI"
+    return f"{name} ({', '.join(isa) or 'no AVX2'}{vnni})"
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help="a smoke test: fewer epochs and runs, smaller inputs")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    ap.add_argument("--only", choices=("accuracy", "gpt", "resnet"), action="append",
+    ap.add_argument("--only", choices=("accuracy", "gpt", "resnet", "static"), action="append",
                     help="run only this part (repeatable)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    parts = args.only or ["accuracy", "gpt", "resnet"]
+    parts = args.only or ["accuracy", "gpt", "resnet", "static"]
     if args.quick:
         epochs, tune, gpt_shape, rn_batch, warmup, runs = 3, 1, (2, 128), 2, 1, 3
     else:
-        epochs, tune, gpt_shape, rn_batch, warmup, runs = 10, 2, (4, 512), 8, 2, 10
+        epochs, tune, gpt_shape, rn_batch, warmup, runs = 10, 3, (4, 512), 8, 2, 10
 
     console = Console() if sys.stdout.isatty() else Console(width=140)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     console.print(f"nndsl compression benchmarks{' (quick)' if args.quick else ''} — torch "
                   f"{torch.__version__}, onnxruntime {ort.__version__}, python "
                   f"{platform.python_version()}")
-    console.print(f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load "
-                  f"average (1, 5, 15 min) {load}")
-    note = int8_second_call_shim()
-    if note:
-        console.print(note)
+    console.print(f"{cpu_description()}; {os.cpu_count()} CPUs, {torch.get_num_threads()} torch "
+                  f"threads, load average (1, 5, 15 min) {load}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "accuracy" in parts:
@@ -579,6 +747,9 @@ def main(argv=None) -> int:
         if "resnet" in parts:
             gc.collect()
             console.print(bench_resnet(rn_batch, warmup, runs, tmp))
+        if "static" in parts:
+            gc.collect()
+            console.print(bench_static(rn_batch, 32 if args.quick else 128, warmup, runs, tmp))
     return 0
 
 
