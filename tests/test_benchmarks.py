@@ -1,0 +1,25 @@
+"""The compression benchmark runs end to end (its quick mode): a smoke test, not a timing.
+
+It keeps ``benchmarks/bench_compress.py`` working as the compiler changes, and needs its
+anchors installed (Torch-Pruning, onnxruntime's quantization tools). Its numbers are read by
+people, never asserted: speed is measured in ``benchmarks/``, not in tests.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compression_benchmark_quick_run():
+    import torch_pruning  # noqa: F401  (an anchor the benchmark compares against)
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_compress.py"), "--quick",
+                          "--threads", "1"], capture_output=True, text=True, timeout=900,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for title in ("1. Held-out accuracy", "2. gpt_mini forward", "3. resnet18",
+                  "4. resnet18"):
+        assert title in out.stdout
+    assert "Torch-Pruning MagnitudePruner" in out.stdout
+    assert "ort quantize_static" in out.stdout and "anchor failed" not in out.stdout
