@@ -36,7 +36,8 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
             quantize: str | None = None, group: int | None = None, prune: str | None = None,
             keep: tuple = (), prune_scopes: tuple | None = None, prune_exclude: tuple = (),
             qat: str | None = None, calibrate=None, observer: str | None = None,
-            calibrate_samples: int = 256, weights=None) -> "Compiled":
+            calibrate_samples: int = 256, weights=None,
+            optimize_section: bool = True) -> "Compiled":
     """Compile a ``.nn`` spec (a path or the source text) to a :class:`Compiled` model.
 
     ``model`` picks one model of a file that defines several; ``params`` overrides the model's
@@ -47,9 +48,10 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
 
     Compression: ``quantize`` is a scheme (``int8-dynamic``, ``int8-weight``, ``int4-weight``,
     ``f16``, ``bf16``) with ``group`` columns per scale for the weight-only ones; ``prune`` is
-    ``magnitude=S``, ``2:4`` or ``channels=S``; ``keep`` lists scopes left in float;
+    ``magnitude=S``, ``global=S``, ``2:4`` or ``channels=S``; ``keep`` lists scopes left in float;
     ``prune_scopes`` limits pruning to some scopes and ``prune_exclude`` spares some. The
-    spec's ``optimize`` section gives the defaults of these options. ``qat`` (``int8``,
+    spec's ``optimize`` section gives the defaults of these options (``optimize_section=False``
+    ignores it, as ``nndsl train`` does). ``qat`` (``int8``,
     ``int4``) adds quantization noise to the weights for quantization-aware training.
     ``int8-static`` calibrates on ``calibrate`` (a built-in data set such as ``"digits"``, or a
     data path as ``train`` takes), ``calibrate_samples`` samples of it, reading ranges with
@@ -70,7 +72,13 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
     elif model not in models:
         raise DefinitionError(f"{file} has no model `{model}`", code="E0512",
                               hint="its models: " + ", ".join(models))
+    seen_sections: dict = {}
     for o in program.main.optimizes:
+        if o.model in seen_sections:
+            raise DefinitionError(f"`optimize {o.model}` is written twice", span=o.span,
+                                  code="E0513", notes=[("first here", seen_sections[o.model])],
+                                  hint="put every option of a model in one optimize section")
+        seen_sections[o.model] = o.span
         if o.model not in models:
             raise DefinitionError(f"`optimize {o.model}`: the file has no model `{o.model}`",
                                   span=o.name_span or o.span, code="E0512",
@@ -79,7 +87,8 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
     given = {"quantize": quantize, "group": group, "prune": prune, "keep": tuple(keep),
              "prune_scopes": prune_scopes, "prune_exclude": tuple(prune_exclude), "qat": qat,
              "calibrate": calibrate, "observer": observer}
-    compression = _compression(program.optimize_section(model), given, graph)
+    section = program.optimize_section(model) if optimize_section else None
+    compression = _compression(section, given, graph)
     if weights is not None:
         _check_weights(graph, weights)
     run = run_pipeline(graph, opt, tuple(disable), stop_after=after,

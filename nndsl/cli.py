@@ -62,6 +62,8 @@ def _compile(args, opt: str | None = None):
                       opt=opt or args.opt, disable=tuple(getattr(args, "disable_pass", None) or ()),
                       after=getattr(args, "after", None), quantize=args.quantize,
                       group=args.group, prune=args.prune, keep=tuple(args.keep or ()),
+                      prune_scopes=tuple(args.prune_only) if args.prune_only else None,
+                      prune_exclude=tuple(args.prune_exclude or ()),
                       calibrate=args.calibrate, observer=args.observer, weights=args.weights)
     which = getattr(args, "print_after", None)
     if which and opt is None:
@@ -201,6 +203,7 @@ def cmd_passes(args) -> int:
 
 COMPRESSION_HELP = [
     ("--prune magnitude=S", "zero the fraction S of smallest weights of each conv/linear"),
+    ("--prune global=S", "the same with one threshold over all those weights"),
     ("--prune 2:4", "keep the 2 largest of every 4 input weights of each linear"),
     ("--prune channels=S", "remove the fraction S of channels (groups joined by residuals)"),
     ("--quantize int8-dynamic", "int8 weights, activations quantized per call (linear)"),
@@ -260,8 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--group", type=int, metavar="COLS",
                        help="int8/int4-weight: columns per scale (default: per row; int4: 32)")
         c.add_argument("--prune", metavar="KIND",
-                       help="magnitude=S, 2:4 or channels=S (S in (0, 1)); channels are ranked "
-                            "by the norms of --weights")
+                       help="magnitude=S, global=S, 2:4 or channels=S (S in (0, 1)); channels "
+                            "and global magnitudes are ranked on --weights")
+        c.add_argument("--prune-only", action="append", metavar="SCOPE",
+                       help="prune only these scopes (repeatable)")
+        c.add_argument("--prune-exclude", action="append", metavar="SCOPE",
+                       help="never prune these scopes (repeatable)")
         c.add_argument("--keep", action="append", metavar="SCOPE",
                        help="leave this scope in float when quantizing (repeatable)")
         p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -318,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-parallel under torchrun (gloo on CPU, NCCL on CUDA)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--prune", metavar="KIND",
-                   help="prune while training: magnitude=S (gradually, to sparsity S) or 2:4")
+                   help="prune while training: magnitude=S or global=S (gradually, to "
+                        "sparsity S), or 2:4")
     p.add_argument("--qat", metavar="BITS", help="quantization-aware training: int8 or int4")
     p.add_argument("--group", type=int, metavar="COLS", help="--qat int4: columns per scale")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)

@@ -16,9 +16,9 @@ from nndsl.passes import prune as prune_passes
 from nndsl.passes import quantize as quant_passes
 from nndsl.passes.pipeline import Pass
 
-# QAT: the training form of a precision, (bits, default group); the trained weights convert with
-# the scheme that has the same weights (int8-weight's q · s is what int8 QAT rounds to).
-QAT = {"int8": (8, None), "int4": (4, 32)}
+# QAT: the training form of a precision, by its bits; the trained weights convert with the
+# weight-only scheme of the same bits (int8-weight's q · s is what int8 QAT rounds to).
+QAT = {"int8": 8, "int4": 4}
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,11 @@ class Compression:
         if kind == "channels":
             return [Pass("prune_channels", prune_passes.prune_channels(
                 value, weights_fn(), self.prune_scopes, self.prune_exclude), "compress",
-                f"remove {value:.0%} of the channels")]
+                f"remove {value:.0%} of the channels", bodies=False)]
         return [Pass(f"prune_{kind}", prune_passes.mask_weights(
             kind, value, self.prune_scopes, self.prune_exclude,
             weights_fn() if kind == "global" else None), "compress",
-            f"mask weights ({self.prune})")]
+            f"mask weights ({self.prune})", bodies=False)]
 
     def after(self) -> list[Pass]:
         """Passes to run after the level's pipeline (quantization holds for inference only;
@@ -96,19 +96,18 @@ class Compression:
             opts = quant_passes.QuantOptions(self.quantize, self.group, tuple(self.keep))
             out.append(Pass(f"quantize_{self.quantize.replace('-', '_')}",
                             quant_passes.SCHEMES[self.quantize](opts), "compress",
-                            f"quantize {self.quantize}", inference_only=True))
+                            f"quantize {self.quantize}", inference_only=True, bodies=False))
         if self.qat is not None:
-            bits, group = QAT[self.qat]
             out.append(Pass(f"qat_{self.qat}", quant_passes.fake_quantize_weights(
-                bits, self.group or group, tuple(self.keep)), "compress",
-                f"{self.qat} quantization noise on the weights (QAT)"))
+                QAT[self.qat], self.group, tuple(self.keep)), "compress",
+                f"{self.qat} quantization noise on the weights (QAT)", bodies=False))
         return out
 
     def static(self, stats: dict) -> list[Pass]:
         """The int8-static pass, once calibration has given ``stats``."""
         from nndsl.passes.quantize_static import static_quantize
         return [Pass("quantize_int8_static", static_quantize(stats, tuple(self.keep)), "compress",
-                     "quantize int8-static", inference_only=True)]
+                     "quantize int8-static", inference_only=True, bodies=False)]
 
     def describe(self) -> str:
         parts = []

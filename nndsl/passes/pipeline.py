@@ -25,6 +25,7 @@ class Pass:
     level: str        # the lowest pipeline that runs it
     doc: str          # one line for `nndsl passes`
     inference_only: bool = False
+    bodies: bool = True   # also run on the bodies of `scan` nodes (compression: the model only)
 
 
 def _p(name, fn, level, doc, inference_only=False) -> Pass:
@@ -152,13 +153,13 @@ def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_afte
         graph.meta["inference_only"] = True
     run = PipelineRun(graph)
     ran: list[str] = []
-    steps = list(before) + [PASSES[n] for n in PIPELINES[level] if n not in disable] + \
-        list(after)
+    steps = [p for p in list(before) + [PASSES[n] for n in PIPELINES[level]] + list(after)
+             if p.name not in disable]
     for p in steps:
         name, fn = p.name, p.fn
         t0 = time.perf_counter()
         try:
-            out, changed = run_pass(fn, graph)
+            out, changed = run_pass(fn, graph) if p.bodies else fn(graph)
             if changed or out is not graph:
                 verify(out)
         except NndslError as e:

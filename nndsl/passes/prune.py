@@ -35,10 +35,12 @@ from nndsl.ir.ops.signatures import UNARY
 from nndsl.passes.rewrite import Rewriter, derived_param
 
 PRUNABLE = ("conv1d", "conv2d", "conv3d", "linear")
-# Ops whose output carries the channels of their first operand unchanged, on the same axis.
+# Ops whose output carries the channels of their first operand unchanged, on the same axis;
+# pooling does so for the channel axis (1) only: it mixes the positions of the others.
 _THROUGH = frozenset(UNARY) | {"leaky_relu", "gelu", "elu", "softplus", "dropout",
-                               "memory_format", "max_pool1d", "max_pool2d", "avg_pool1d",
-                               "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d"}
+                               "memory_format"}
+_POOLS = frozenset({"max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+                    "adaptive_avg_pool1d", "adaptive_avg_pool2d"})
 _ELEMENTWISE = frozenset({"add", "sub", "mul", "div", "maximum", "minimum"})
 
 
@@ -155,6 +157,7 @@ class _Analysis:
         self.segments: dict[tuple, set] = {}
         self.seen: set = set()
         self.meets: dict[str, list] = {}   # elementwise node -> [(slots, view)]
+        first: dict[str, int] = {}    # weight -> the group of its first application
         for node in graph:
             w = _weight(graph, node)
             if w is None or node.attr.get("groups", 1) != 1:
@@ -162,6 +165,9 @@ class _Analysis:
             gid = len(self.groups)
             self.groups.append(_Group(w.type.shape[0]))
             self.parent.append(gid)
+            if w.name in first:      # a layer applied twice: one weight, one set of channels
+                self.union(first[w.name], gid)
+            first.setdefault(w.name, gid)
             if not _in_scopes(node, scopes, exclude):
                 self.groups[gid].blocked = "outside the pruned scopes"
             self.groups[gid].producers.append(w.name)
@@ -218,7 +224,7 @@ class _Analysis:
         if slots != [0] and r.op not in _ELEMENTWISE and r.op != "concat":
             self.block(view, f"read by {r.op} as a weight")
             return
-        if r.op in _THROUGH:
+        if r.op in _THROUGH or (r.op in _POOLS and view.axis == 1):
             self.follow(r.out(), view)
         elif r.op == "batch_norm" and view.axis == 1 and view.repeat == 1:
             for i in range(1, 5):
@@ -377,7 +383,8 @@ def prune_channels(sparsity: float, weights: dict, scopes: tuple | None = None,
                 new = rw.add(n)
             else:
                 attrs = node.attr
-                if node.op in PRUNABLE and attrs.get("groups", 1) > 1:   # depthwise
+                if node.op in PRUNABLE and attrs.get("groups", 1) > 1 and \
+                        attrs["groups"] == graph.type_of(node.inputs[0]).shape[1]:  # depthwise
                     attrs = {**attrs, "groups": rw.type_of(n.inputs[0]).shape[1]}
                 new = rw.emit(node.op, list(n.inputs), attrs, like=node, name=node.name)
             for i in range(len(node.types)):
@@ -390,7 +397,8 @@ def prune_channels(sparsity: float, weights: dict, scopes: tuple | None = None,
 
 
 def parse_prune(text: str) -> tuple[str, object]:
-    """``magnitude=S`` | ``2:4`` (any ``N:M``) | ``channels=S`` as ``(kind, value)``."""
+    """``magnitude=S`` | ``global=S`` | ``2:4`` (any ``N:M``) | ``channels=S`` as
+    ``(kind, value)``."""
     t = str(text).strip()
     if ":" in t and "=" not in t:
         n, _, m = t.partition(":")

@@ -21,7 +21,7 @@ A layer is left in float when its scope is listed in ``keep`` or its weight is n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nndsl.errors import ArgumentError
 from nndsl.ir.derive import expression
@@ -40,7 +40,6 @@ class QuantOptions:
     scheme: str
     group: int | None = None           # columns per scale (weight-only schemes)
     keep: tuple = ()                   # scopes left in float
-    notes: list = field(default_factory=list, compare=False, hash=False)
 
 
 def kept(node: Node, keep: tuple) -> bool:
@@ -169,9 +168,17 @@ def _prefixes(scope: str):
 def fake_quantize_weights(bits: int, group: int | None, keep: tuple = ()):
     """QAT as a pass: ``layer(x, W) ⇒ layer(x, fake_quantize(W))`` for linear, conv and
     embedding weights. Training-safe: the parameters stay the spec's, the forward sees the
-    quantized weights and the gradient passes straight through to the float ones."""
+    quantized weights and the gradient passes straight through to the float ones. Linears and
+    embeddings take the groups the weight-only scheme of the same bits would (``group``, else
+    for 4 bits 32 columns where that divides), so the trained weights convert exactly."""
+    scheme = "int4-weight" if bits == 4 else "int8-weight"
+    options = QuantOptions(scheme, group, keep)
+
     def run(graph: Graph) -> tuple[Graph, bool]:
         check_scopes(graph, keep, "--keep")
+        if any(n.op == "fake_quantize" for n in graph):
+            return graph, False
+        _check_groups(graph, options)
         rw = Rewriter(graph)
         noisy: dict[str, Value] = {}
         for node in graph:
@@ -181,10 +188,8 @@ def fake_quantize_weights(bits: int, group: int | None, keep: tuple = ()):
             if w is None or kept(node, keep) or w.type.dtype not in FLOAT_DTYPES:
                 rw.add(n)
                 continue
-            g = group
-            cols = w.type.shape[-1]
-            if g is not None and (node.op != "linear" and node.op != "embedding" or cols % g):
-                g = None
+            g = layer_group(w.type.shape[-1], options) if node.op in ("linear", "embedding") \
+                else None
             if w.name not in noisy:
                 noisy[w.name] = rw.emit("fake_quantize", [n.inputs[1]], {"bits": bits,
                                                                          "group": g},
@@ -229,12 +234,22 @@ def half_precision(options: QuantOptions):
                 if v is not None:
                     readers.setdefault(v.node, []).append(node)
         rw = Rewriter(graph)
+        casts: dict = {}     # (value, dtype) -> the value in that dtype, made once
 
         def cast(v: Value, dtype: str, like: Node) -> Value:
-            if rw.type_of(v).dtype == dtype or rw.type_of(v).dtype not in FLOAT_DTYPES:
+            t = rw.type_of(v)
+            if t.dtype == dtype or t.dtype not in FLOAT_DTYPES:
                 return v
-            return rw.emit("cast", [v], {"dtype": dtype}, like=like,
-                           name=f"{v.node}.{dtype}").out()
+            if (v, dtype) not in casts:
+                p = rw.producer(v)
+                if p.op == "scalar":     # a number: the same number in the reader's dtype
+                    new = rw.emit("scalar", [], {**p.attr, "dtype": dtype}, like=p,
+                                  name=f"{v.node}.{dtype}")
+                else:
+                    new = rw.emit("cast", [v], {"dtype": dtype}, like=like,
+                                  name=f"{v.node}.{dtype}")
+                casts[(v, dtype)] = new.out()
+            return casts[(v, dtype)]
 
         for node in graph:
             n = rw.remapped(node)
@@ -293,7 +308,9 @@ SCHEMES = {
 
 
 def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str]]:
-    """The layers with weights that ``scheme`` leaves in float, each with the reason."""
+    """What ``scheme`` leaves in float, each with the reason: the layers with weights it does
+    not take (f16/bf16: the ops it computes in f32; int8-static: also the ops that read
+    dequantized values)."""
     if scheme in ("f16", "bf16"):
         return [(n, f"{n.op} runs in f32") for n in graph if n.op in KEEP_F32]
     if scheme == "int8-static":

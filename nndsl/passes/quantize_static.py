@@ -81,6 +81,8 @@ def static_quantize(stats: dict, keep: tuple = ()):
                                     hint="calibrate on the graph that is quantized")
             return qparams(*stats[key])
 
+        made_float: set = set()            # values computed in f32 (their u8 is a copy)
+
         def as_u8(v: Value, like: Node) -> tuple:
             if v in quant:
                 return quant[v]
@@ -88,10 +90,11 @@ def static_quantize(stats: dict, keep: tuple = ()):
             q = rw.emit("quantize", [rw.value(v)], {"scale": s, "zero_point": z},
                         like=like, name=f"{v.node}.q")
             quant[v] = (q.out(), s, z)
+            made_float.add(v)
             return quant[v]
 
         def as_f32(v: Value | None, like: Node):
-            if v is None or v not in quant:
+            if v is None or v not in quant or v in made_float:
                 return rw.value(v)
             if v not in floats:
                 q, s, z = quant[v]
@@ -165,9 +168,10 @@ def static_quantize(stats: dict, keep: tuple = ()):
             rw.add(node.with_(inputs=tuple(ins)))
         outs = []
         for name, v in graph.outputs:
-            outs.append((name, as_f32(v, graph.node(v.node)) if v in quant else rw.value(v)))
+            outs.append((name, as_f32(v, graph.node(v.node))))
         for old, (new, _, _) in quant.items():
-            rw.map.setdefault(old, new)
+            if old not in made_float:
+                rw.map.setdefault(old, new)
         if not any(n.op in ("qconv2d", "qlinear") for n in rw.out):
             from nndsl.passes.quantize import nothing_to_do
             nothing_to_do(graph, "int8-static", keep)     # says why, layer by layer

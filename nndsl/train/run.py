@@ -76,7 +76,7 @@ def run_training(spec, *, model: str | None = None, params: dict | None = None,
         raise TrainError("--prune needs whole weights; it does not combine with --fsdp",
                          code="E1230", hint="use --ddp, or train on one process")
     c = nndsl.compile(spec, model=model, params=cli.get("params"), opt="O1", qat=qat,
-                      group=group if qat else None)
+                      group=group if qat else None, optimize_section=False)
     hooks = list(hooks)
     if prune is not None:
         from nndsl.train.sparsity import PruneDuringTraining
@@ -108,7 +108,7 @@ def run_training(spec, *, model: str | None = None, params: dict | None = None,
             how.append(f"--prune {prune}")
         if qat:
             how.append("--quantize " + ("int4-weight" if qat == "int4" else "int8-weight") +
-                       (f" --group {group}" if group and qat == "int4" else ""))
+                       (f" --group {group}" if group else ""))
         spec_name = spec if isinstance(spec, (str, Path)) and "\n" not in str(spec) else "SPEC"
         print(f"to compile the compressed model: nndsl compile {spec_name} {' '.join(how)} "
               f"--weights {Path(out) / 'checkpoints' / 'best.safetensors'}")

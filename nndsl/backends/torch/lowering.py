@@ -198,8 +198,8 @@ def _float_bias(bias, x_scale: float, scale: torch.Tensor):
 
 
 def _packed(kind: str, w, scale, bias, x_scale, conv=None):
-    key = (kind, w._version, scale._version, None if bias is None else bias._version, x_scale,
-           conv)
+    key = (kind, w._version, scale._version, id(bias), None if bias is None else bias._version,
+           x_scale, conv)
     hit = _cached(w, key)
     if hit is not None:
         return hit

@@ -312,9 +312,10 @@ class GraphModule(nn.Module):
 
     def train(self, mode: bool = True):
         if mode and getattr(self, "_inference_only", False):
-            raise InputError(f"{self.graph_name} was compiled at O2, for inference only: it "
-                             f"cannot be put in training mode", code="E1108",
-                             hint="compile with opt=\"O1\" (CLI: -O1) to train")
+            raise InputError(f"{self.graph_name} was compiled for inference only (at O2, or "
+                             f"quantized): it cannot be put in training mode", code="E1108",
+                             hint="compile with opt=\"O1\" (CLI: -O1) and without --quantize "
+                                  "to train (--qat trains with quantization noise)")
         return super().train(mode)
 
     def load_weights(self, weights) -> None:
