@@ -680,3 +680,36 @@ def test_compression_leaves_scan_bodies_alone():
 def test_disabled_compression_pass_is_skipped():
     c = nndsl.compile(MLP, quantize="int8-dynamic", disable=("quantize_int8_dynamic",))
     assert "linear_int8" not in {n.op for n in c.graph}
+
+
+@pytest.mark.parametrize("scheme", ["int8-dynamic", "int8-weight"])
+@pytest.mark.parametrize("spec,params", [("specs/sequence/lstm_sentiment.nn", {"vocab": 500}),
+                                         ("specs/sequence/gru_tagger.nn", {})],
+                         ids=["lstm", "gru"])
+def test_recurrent_weights_in_int8(spec, params, scheme, tmp_path):
+    from safetensors.torch import load_file
+
+    from nndsl.backends.torch.codegen import write_package
+    f = nndsl.compile(ROOT / spec, params=params)
+    c = nndsl.compile(ROOT / spec, params=params, quantize=scheme)
+    rec = [n for n in c.graph if n.op in ("lstm", "gru")]
+    assert rec and all(c.graph.node(v.node).op == "dequantize" for n in rec
+                       for v in n.inputs[3 if n.op == "lstm" else 2:]
+                       if v is not None and c.graph.type_of(v).rank == 2)
+    assert c.size_bytes() <= 0.3 * f.size_bytes()
+    xs = f.example_inputs(batch=2)
+    ref, y = _run(f, xs), _run(c, xs)
+    scale = np.abs(ref).max()
+    assert np.abs(y - ref).max() <= BOUND[scheme] * scale
+    assert np.abs(_ort(c.to_onnx(), xs) - y).max() <= BOUND[scheme] * scale
+    model_py, weights = write_package(c, tmp_path)
+    mspec = importlib.util.spec_from_file_location(f"generated_rec_{scheme[5:]}", model_py)
+    mod = importlib.util.module_from_spec(mspec)
+    mspec.loader.exec_module(mod)
+    cls = next(v for k, v in vars(mod).items() if isinstance(v, type) and
+               issubclass(v, torch.nn.Module) and k.lower() == c.name.replace("_", ""))
+    model = cls()
+    model.load_state_dict(load_file(str(weights)))
+    with torch.no_grad():
+        got = model.eval()(**xs)
+    np.testing.assert_allclose(got.numpy(), y, rtol=1e-5, atol=1e-5)

@@ -11,6 +11,9 @@ the same integers.
 - ``int8-weight`` / ``int4-weight``: ``linear(x, W, b) ⇒ linear(x, dequantize(q, s), b)`` and
   ``embedding(i, W) ⇒ embedding(i, dequantize(q, s))``: weights stored in 8 or 4 bits (one scale
   per row, or per row and group of ``group`` columns), computed in float.
+- LSTM, GRU and RNN layers (int8-dynamic, int8-weight): their weight matrices stored in int8 and
+  read through ``dequantize``; the recurrence runs in float (no int8 recurrent kernel is
+  portable to ONNX's standard operators).
 - ``f16`` / ``bf16``: every op in half precision except those that lose accuracy there (norms,
   softmax, reductions, recurrences), which read f32 operands and hand back half; inputs and
   outputs keep their declared f32 type.
@@ -109,6 +112,12 @@ def weight_quantize(options: QuantOptions):
         done: dict[str, tuple] = {}   # weight name -> (q, s) (a tied weight is quantized once)
         for node in graph:
             n = rw.remapped(node)
+            if node.op in RECURRENT and options.scheme != "int4-weight" and \
+                    not kept(node, options.keep):
+                new = _recurrent_weights(rw, graph, node, n, done)
+                if new is not None:
+                    rw.replace(node, [new.out(i) for i in range(len(node.types))])
+                    continue
             if node.op not in ("linear", "embedding") or kept(node, options.keep) or \
                     quantizable(graph, node, options.scheme) is not None:
                 rw.add(n)
@@ -134,6 +143,30 @@ def weight_quantize(options: QuantOptions):
             nothing_to_do(graph, options.scheme, options.keep)
         return rw.finish(keep_params=False), True
     return run
+
+
+RECURRENT = ("lstm", "gru", "rnn")
+
+
+def _recurrent_weights(rw: Rewriter, graph: Graph, node: Node, n: Node, done: dict):
+    """A recurrent layer's weight matrices stored in int8 (one scale per gate row), read through
+    ``dequantize``; its biases and its arithmetic stay float. ``None`` when a weight is not a
+    parameter."""
+    first = 3 if node.op == "lstm" else 2
+    ins = list(n.inputs)
+    for i in range(first, len(node.inputs)):
+        w = weight_param(graph, node.inputs[i])
+        if w is None:
+            return None
+        if w.type.rank != 2 or w.type.dtype != "f32":
+            continue                                   # a bias
+        if w.name not in done:
+            q, s = _quantized_weight(rw, w, node, "i8", None)
+            dq = rw.emit("dequantize", [q.out(), s.out()], {"group": None}, like=node,
+                         name=f"{w.name}_dq")
+            done[w.name] = (q, s, dq)
+        ins[i] = done[w.name][2].out()
+    return rw.emit(node.op, ins, node.attr, like=node, name=node.name + ".wq")
 
 
 def nothing_to_do(graph: Graph, scheme: str, keep: tuple) -> None:
@@ -333,7 +366,8 @@ def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str
             out.append((node, "kept in float (keep)"))
             continue
         why = quantizable(graph, node, scheme) if node.op in ("linear", "embedding") else \
-            f"{scheme} does not quantize {node.op}"
+            ("int4 packs no recurrent weights" if scheme == "int4-weight" else None) \
+            if node.op in RECURRENT else f"{scheme} does not quantize {node.op}"
         if why is not None:
             out.append((node, why))
     return out
