@@ -51,8 +51,10 @@ def compression_note(compiled) -> str:
     if compiled.sparsity():
         lines.append(f"  masked weights: {compiled.sparsity():.1%} zeros")
     if comp.quantize:
-        from nndsl.passes.quantize import skipped
-        left = skipped(compiled.graph, comp.quantize, comp.keep)
+        from nndsl.passes import quantize, quantize_static
+        left = quantize_static.skipped(compiled.graph, comp.keep) \
+            if comp.quantize == "int8-static" else \
+            quantize.skipped(compiled.graph, comp.quantize, comp.keep)
         for node, why in left[:12]:
             lines.append(f"  float: {node.scope or node.name} ({node.op}): {why}")
         if len(left) > 12:

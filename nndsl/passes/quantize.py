@@ -140,7 +140,7 @@ def weight_quantize(options: QuantOptions):
                 new = rw.emit(node.op, ins, node.attr, like=node, name=node.name + ".wq")
             rw.replace(node, [new.out()])
         if not done:
-            nothing_to_do(graph, options.scheme, options.keep)
+            nothing_to_do(options.scheme, skipped(graph, options.scheme, options.keep))
         return rw.finish(keep_params=False), True
     return run
 
@@ -169,10 +169,9 @@ def _recurrent_weights(rw: Rewriter, graph: Graph, node: Node, n: Node, done: di
     return rw.emit(node.op, ins, node.attr, like=node, name=node.name + ".wq")
 
 
-def nothing_to_do(graph: Graph, scheme: str, keep: tuple) -> None:
+def nothing_to_do(scheme: str, left: list) -> None:
     """A scheme that finds no layer it can take is a mistake, not a no-op: say why, for every
-    layer with weights, in one error."""
-    left = skipped(graph, scheme, keep)
+    layer with weights (``left``: what :func:`skipped` says), in one error."""
     why = "; ".join(f"{n.scope or n.name} ({n.op}): {r}" for n, r in left[:8])
     more = f"; and {len(left) - 8} more" if len(left) > 8 else ""
     raise ArgumentError(f"{scheme} finds nothing to quantize in this model" +
@@ -342,25 +341,15 @@ SCHEMES = {
 
 def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str]]:
     """What ``scheme`` leaves in float, each with the reason: the layers with weights it does
-    not take (f16/bf16: the ops it computes in f32; int8-static: also the ops that read
-    dequantized values)."""
+    not take (f16/bf16: the ops it computes in f32). int8-static:
+    :func:`nndsl.passes.quantize_static.skipped`."""
     if scheme in ("f16", "bf16"):
         return [(n, f"{n.op} runs in f32") for n in graph if n.op in KEEP_F32]
-    if scheme == "int8-static":
-        from nndsl.passes.quantize_static import why_float
-        out = []
-        for n in graph:
-            if any(v is not None and graph.node(v.node).op == "dequantize_act"
-                   for v in n.inputs):
-                out.append((n, "reads f32 (dequantized)"))
-            elif _has_weight(graph, n) and n.op not in ("qconv2d", "qlinear"):
-                out.append((n, why_float(graph, n, keep) or "left in float"))
-        return out
     out = []
     for node in graph:
         if node.op in ("input", "param", "scalar", "linear_int8", "dequantize"):
             continue
-        if not _has_weight(graph, node):
+        if not has_weight(graph, node):
             continue
         if kept(node, keep):
             out.append((node, "kept in float (keep)"))
@@ -373,7 +362,7 @@ def skipped(graph: Graph, scheme: str, keep: tuple = ()) -> list[tuple[Node, str
     return out
 
 
-def _has_weight(graph: Graph, node: Node) -> bool:
+def has_weight(graph: Graph, node: Node) -> bool:
     """Whether ``node`` reads a float parameter of rank >= 2 (a layer's weight)."""
     return node.op not in ("input", "param") and any(
         v is not None and graph.node(v.node).op == "param" and

@@ -23,7 +23,7 @@ from __future__ import annotations
 from nndsl.errors import ArgumentError
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
-from nndsl.passes.quantize import check_scopes, kept, weight_param
+from nndsl.passes.quantize import check_scopes, has_weight, kept, nothing_to_do, weight_param
 from nndsl.passes.rewrite import Rewriter, derived_param
 
 QMAX = 127
@@ -53,6 +53,18 @@ def why_float(graph: Graph, node: Node, keep: tuple) -> str | None:
     if node.attr.get("padding") == "same":
         return "padding=\"same\" has no int8 kernel"
     return None
+
+
+def skipped(graph: Graph, keep: tuple = ()) -> list[tuple[Node, str]]:
+    """What int8-static leaves in float, each with the reason: the layers with weights it does
+    not take, and the ops that read dequantized values."""
+    out = []
+    for n in graph:
+        if any(v is not None and graph.node(v.node).op == "dequantize_act" for v in n.inputs):
+            out.append((n, "reads f32 (dequantized)"))
+        elif has_weight(graph, n) and n.op not in ("qconv2d", "qlinear"):
+            out.append((n, why_float(graph, n, keep) or "left in float"))
+    return out
 
 
 def static_quantize(stats: dict, keep: tuple = ()):
@@ -173,8 +185,7 @@ def static_quantize(stats: dict, keep: tuple = ()):
             if old not in made_float:
                 rw.map.setdefault(old, new)
         if not any(n.op in ("qconv2d", "qlinear") for n in rw.out):
-            from nndsl.passes.quantize import nothing_to_do
-            nothing_to_do(graph, "int8-static", keep)     # says why, layer by layer
+            nothing_to_do("int8-static", skipped(graph, keep))     # says why, layer by layer
         out = rw.finish(sweep=False)
         out.outputs = outs
         from nndsl.passes.rewrite import sweep_dead
