@@ -77,6 +77,7 @@ SPECS = ROOT / "specs"
 MAX_ACCURACY_LOSS = 1.0     # points, for int8, channels=0.5 + fine-tune, 80% gradual pruning
 PRUNE_SPEEDUP_TARGET = 1.7  # resnet18, channels=0.5 against dense
 TEST_FRACTION = 0.25        # of the 1,797 digits, held out for the accuracy table
+TUNE_RATE = 0.5             # fine-tunes start from this fraction of the training's peak rate
 SEED = 0
 
 QUANT_SCHEMES = ("int8-dynamic", "int8-weight", "int4-weight", "f16", "bf16")
@@ -275,7 +276,7 @@ def bench_accuracy(epochs: int, tune_epochs: int) -> Table:
                           "weights=<trained>, so it derives its weights from them\n"
                           "size: Compiled.size_bytes() (parameters and buffers as stored); "
                           "zeros: fraction of zero conv/linear weights in the float modules "
-                          "run\ntraining: AdamW, one-cycle schedule; fine-tunes: AdamW from the "
+                          "run\ntraining: AdamW, one-cycle schedule; fine-tunes: AdamW from half the "
                           "peak rate, cosine-annealed to zero; magnitude: masked weights "
                           "re-zeroed after every step, then recompiled with the tuned weights")
     for col, just in (("model", "left"), ("variant", "left"), ("params", "right"),
@@ -316,7 +317,7 @@ def bench_accuracy(epochs: int, tune_epochs: int) -> Table:
         cc = nndsl.compile(path, prune="channels=0.5", weights=sd)
         mc = cc.to_torch().eval()
         row("channels=0.5", cc, mc, accuracy(mc, d))
-        fit(mc, d, tune_epochs, lr, wd, batch, "cosine")
+        fit(mc, d, tune_epochs, lr * TUNE_RATE, wd, batch, "cosine")
         row("channels=0.5 + fine-tune", cc, mc, accuracy(mc, d), target=True)
 
         # 80% of every conv/linear weight zeroed; the fine-tune keeps the zeros where they are
@@ -329,7 +330,7 @@ def bench_accuracy(epochs: int, tune_epochs: int) -> Table:
             with torch.no_grad():
                 for p, zero in masks:
                     p.masked_fill_(zero, 0.0)
-        fit(mm, d, tune_epochs, lr, wd, batch, "cosine", after_step=reapply)
+        fit(mm, d, tune_epochs, lr * TUNE_RATE, wd, batch, "cosine", after_step=reapply)
         tuned = {k: v.detach().clone() for k, v in mm.state_dict().items()}
         cm2 = nndsl.compile(path, prune="magnitude=0.8", weights=tuned)
         mm2 = cm2.to_torch().eval()

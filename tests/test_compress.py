@@ -560,13 +560,17 @@ def test_gradual_magnitude_pruning_reaches_its_sparsity(tmp_path):
     res = run_training(str(spec), out=tmp_path / "run", quiet=True, prune="magnitude=0.75")
     assert res.best is not None
     sd = load_file(str(tmp_path / "run/checkpoints/last.safetensors"))
+    best = load_file(str(tmp_path / "run/checkpoints/best.safetensors"))
     for k in ("fc1.weight", "fc2.weight"):
         assert float((sd[k] == 0).float().mean()) == pytest.approx(0.75, abs=0.02)
+        # the best checkpoint is picked among the pruned epochs only
+        assert float((best[k] == 0).float().mean()) == pytest.approx(0.75, abs=0.02)
     assert float((sd["fc1.bias"] == 0).float().mean()) < 0.5      # biases are not pruned
-    # the cubic schedule: 0 at the start, S from 3/4 of training on, rising fastest early
-    assert target_sparsity(0.8, 0, 100) == 0.0
-    assert target_sparsity(0.8, 75, 100) == 0.8 == target_sparsity(0.8, 99, 100)
-    assert target_sparsity(0.8, 25, 100) > 0.8 * 0.5
+    # the cubic schedule: dense for the first 30%, S from 70% on, rising fastest early
+    assert target_sparsity(0.8, 0, 100) == 0.0 == target_sparsity(0.8, 29, 100)
+    assert target_sparsity(0.8, 70, 100) == 0.8 == target_sparsity(0.8, 99, 100)
+    assert target_sparsity(0.8, 40, 100) == pytest.approx(0.8 * (1 - 0.75 ** 3))
+    assert target_sparsity(0.8, 40, 100) > 0.8 * 0.5
     # compiling the checkpoint with the same pruning keeps exactly its zeros
     c = nndsl.compile(str(spec), prune="magnitude=0.75", weights=sd)
     assert torch.equal(c.to_torch().state_dict()["fc1.weight"], sd["fc1.weight"])

@@ -463,6 +463,8 @@ class _Run:
     def _update_best(self, record: dict) -> bool:
         key = self.cfg.monitor
         v = record.get(key)
+        if not all(getattr(h, "final", True) for h in self.hooks):
+            return False     # pruning still on its way: the best model is a pruned one
         if v is None or (isinstance(v, float) and math.isnan(v)):
             self.bad_epochs += 1
             return False

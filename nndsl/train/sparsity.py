@@ -4,10 +4,15 @@
 Gradual magnitude pruning (Zhu & Gupta, 2017): after optimizer step ``t`` of ``T``, every conv
 and linear weight holds its ``s_t`` fraction of smallest-magnitude entries at zero, with
 
-    s_t = S · (1 − (1 − t / (f·T))³)    for t < f·T,   S afterwards   (f = 0.75)
+    s_t = 0                                    for t < a·T
+    s_t = S · (1 − (1 − (t − a·T) / ((b − a)·T))³)   for a·T <= t < b·T
+    s_t = S                                    afterwards          (a = 0.3, b = 0.7)
 
-so sparsity rises quickly at first, then slowly, and the last quarter of training fine-tunes at
-the final sparsity (``global=S``: one threshold over all those weights together). ``N:M`` holds the N largest of every M consecutive input weights of each
+so the model first trains dense (pruning a network that has not learned yet removes weights at
+random), sparsity then rises quickly at first and slowly later, and the last 30% of training
+fine-tunes at the final sparsity (``global=S``: one threshold over all those weights together).
+(On digits, mnist_cnn at 80%: starting at 0 and ending at 3/4 lost 1.8 points; this 0.9.)
+``N:M`` holds the N largest of every M consecutive input weights of each
 linear layer from the first step on. Masks are recomputed from the weights' magnitudes at every
 step; pruned weights stay at zero (their gradient is masked too), so the checkpoint already is
 the pruned model, and ``nndsl compile --prune magnitude=S --weights best.safetensors`` gives the
@@ -23,15 +28,17 @@ import torch
 from nndsl.errors import TrainError
 from nndsl.passes.prune import PRUNABLE, parse_prune
 
-END_FRACTION = 0.75
+START_FRACTION, END_FRACTION = 0.3, 0.7
 
 
 def target_sparsity(final: float, step: int, total: int) -> float:
     """``s_t`` of the cubic schedule above."""
-    ramp = max(1, int(END_FRACTION * total))
-    if step >= ramp:
+    start, end = int(START_FRACTION * total), max(1, int(END_FRACTION * total))
+    if step < start:
+        return 0.0
+    if step >= end:
         return final
-    return final * (1.0 - (1.0 - step / ramp) ** 3)
+    return final * (1.0 - (1.0 - (step - start) / (end - start)) ** 3)
 
 
 def prunable_weights(compiled) -> list[str]:
@@ -136,6 +143,14 @@ class PruneDuringTraining:
     @property
     def sparsity(self) -> float:
         return 0.0 if self.keeper is None else self.keeper.sparsity
+
+    @property
+    def final(self) -> bool:
+        """Whether the masks have reached their final sparsity (the trainer picks its best
+        checkpoint, and counts epochs for early stopping, only from then on)."""
+        if self.kind == "n_m":
+            return True
+        return self.keeper is not None and self.keeper.sparsity >= self.value
 
     def __call__(self, run, epoch: int, batch: int) -> None:
         if self.keeper is None:
