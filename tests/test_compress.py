@@ -106,6 +106,7 @@ def test_bf16_rounding_matches_torch():
     ours = derive.cast(x, to="bf16")
     theirs = torch.from_numpy(x).to(torch.bfloat16).float().numpy()
     assert (ours == theirs).all()
+    assert derive.cast(np.float32(3.3), to="bf16").shape == ()     # scalars stay scalars
 
 
 # ---- quantization schemes on zoo specs ----
@@ -717,3 +718,46 @@ def test_recurrent_weights_in_int8(spec, params, scheme, tmp_path):
     with torch.no_grad():
         got = model.eval()(**xs)
     np.testing.assert_allclose(got.numpy(), y, rtol=1e-5, atol=1e-5)
+
+
+# ---- every scheme on every zoo model it applies to ----
+
+# Largest |quantized - float| / max |float| over the zoo (reduced sizes, untrained weights, so
+# int4's groups of random values are the worst case), and torch against onnxruntime.
+ZOO_BOUND = {"int8-dynamic": 0.05, "int8-weight": 0.02, "int4-weight": 0.35, "f16": 0.005,
+             "bf16": 0.04}
+ZOO_ORT_BOUND = {"int8-dynamic": 0.06, "int8-weight": 0.02, "int4-weight": 1e-4, "f16": 0.03}
+
+
+@pytest.mark.parametrize("scheme", list(ZOO_BOUND))
+def test_scheme_on_the_zoo(scheme):
+    from zoo import _entries
+    applied = 0
+    for z in _entries():
+        base = z.compile()
+        xs = base.example_inputs(batch=2)
+        try:
+            c = z.compile(quantize=scheme)
+        except nndsl.errors.NndslError as e:
+            assert e.code == "E0238", (z.key, e.message)     # nothing it applies to
+            continue
+        applied += 1
+        with torch.no_grad():
+            want = base.to_torch().eval()(**xs)
+            got = c.to_torch()(**xs)
+        want = want if isinstance(want, tuple) else (want,)
+        got = got if isinstance(got, tuple) else (got,)
+        outs = None
+        if scheme != "bf16":
+            sess = ort.InferenceSession(c.to_onnx().SerializeToString(),
+                                        providers=["CPUExecutionProvider"])
+            outs = sess.run(None, {i.name: xs[i.name].numpy() for i in sess.get_inputs()})
+        for i, (a, b) in enumerate(zip(want, got)):
+            if not a.is_floating_point():
+                continue
+            a, b = a.float().numpy(), b.float().numpy()
+            scale = max(float(np.abs(a).max()), 1e-12)
+            assert np.abs(b - a).max() <= ZOO_BOUND[scheme] * scale, (z.key, i)
+            if outs is not None:
+                assert np.abs(outs[i] - b).max() <= ZOO_ORT_BOUND[scheme] * scale, (z.key, i)
+    assert applied >= 45         # of the 63 zoo models

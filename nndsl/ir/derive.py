@@ -105,9 +105,9 @@ def cast(w, *, to: str):
     rounded to bfloat16 (round to nearest even) and held in float32, which the backends store
     in bf16 without further rounding."""
     if to == "bf16":
-        bits = np.ascontiguousarray(w, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        bits = np.array(w, dtype=np.float32).reshape(-1).view(np.uint32).astype(np.uint64)
         bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        return bits.astype(np.uint32).view(np.float32)
+        return bits.astype(np.uint32).view(np.float32).reshape(np.shape(w))
     return w.astype({"f16": np.float16, "f32": np.float32, "f64": np.float64}[to])
 
 
