@@ -724,9 +724,12 @@ def test_recurrent_weights_in_int8(spec, params, scheme, tmp_path):
 
 # Largest |quantized - float| / max |float| over the zoo (reduced sizes, untrained weights, so
 # int4's groups of random values are the worst case), and torch against onnxruntime.
-ZOO_BOUND = {"int8-dynamic": 0.05, "int8-weight": 0.02, "int4-weight": 0.35, "f16": 0.005,
-             "bf16": 0.04}
-ZOO_ORT_BOUND = {"int8-dynamic": 0.06, "int8-weight": 0.02, "int4-weight": 1e-4, "f16": 0.03}
+# Measured worst cases on an AVX2 CPU: 3.4%, 1.3%, 32%, 0.4%, 3.3% against float; 4.6%, 1.2%,
+# 1e-6, 2.3% against onnxruntime. The bounds leave room for other CPUs' kernels (AVX-512,
+# VNNI) and still catch a wrong scale, packing or layout (errors of order 100%).
+ZOO_BOUND = {"int8-dynamic": 0.06, "int8-weight": 0.03, "int4-weight": 0.5, "f16": 0.01,
+             "bf16": 0.06}
+ZOO_ORT_BOUND = {"int8-dynamic": 0.08, "int8-weight": 0.03, "int4-weight": 1e-3, "f16": 0.04}
 
 
 @pytest.mark.parametrize("scheme", list(ZOO_BOUND))
