@@ -48,7 +48,8 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
 
     Compression: ``quantize`` is a scheme (``int8-dynamic``, ``int8-weight``, ``int4-weight``,
     ``f16``, ``bf16``) with ``group`` columns per scale for the weight-only ones; ``prune`` is
-    ``magnitude=S``, ``global=S``, ``2:4`` or ``channels=S``; ``keep`` lists scopes left in float;
+    ``magnitude=S``, ``global=S``, ``2:4``, ``channels=S`` or ``heads=S``; ``keep`` lists scopes
+    left in float;
     ``prune_scopes`` limits pruning to some scopes and ``prune_exclude`` spares some. The
     spec's ``optimize`` section gives the defaults of these options (``optimize_section=False``
     ignores it, as ``nndsl train`` does). ``qat`` (``int8``,
@@ -93,7 +94,7 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
         _check_weights(graph, weights)
     run = run_pipeline(graph, opt, tuple(disable), stop_after=after,
                        before=compression.before(lambda: _spec_arrays(graph, weights)),
-                       after=compression.after())
+                       after=compression.after(lambda: _spec_arrays(graph, weights)))
     if compression.calibrate is not None:
         stats = _calibrate(run.graph, weights, compression, calibrate_samples,
                            Path(file).parent if file != "<string>" else Path("."))

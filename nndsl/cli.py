@@ -206,6 +206,7 @@ COMPRESSION_HELP = [
     ("--prune global=S", "the same with one threshold over all those weights"),
     ("--prune 2:4", "keep the 2 largest of every 4 input weights of each linear"),
     ("--prune channels=S", "remove the fraction S of channels (groups joined by residuals)"),
+    ("--prune heads=S", "remove the fraction S of attention heads (-O1 and up)"),
     ("--quantize int8-dynamic", "int8 weights, activations quantized per call (linear)"),
     ("--quantize int8-static", "int8 weights, u8 activations calibrated (--calibrate)"),
     ("--quantize int8-weight", "int8 weights of linears and embeddings, float compute"),
@@ -263,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--group", type=int, metavar="COLS",
                        help="int8/int4-weight: columns per scale (default: per row; int4: 32)")
         c.add_argument("--prune", metavar="KIND",
-                       help="magnitude=S, global=S, 2:4 or channels=S (S in (0, 1)); channels "
-                            "and global magnitudes are ranked on --weights")
+                       help="magnitude=S, global=S, 2:4, channels=S or heads=S (S in (0, 1)); "
+                            "channels, heads and global magnitudes are ranked on --weights")
         c.add_argument("--prune-only", action="append", metavar="SCOPE",
                        help="prune only these scopes (repeatable)")
         c.add_argument("--prune-exclude", action="append", metavar="SCOPE",

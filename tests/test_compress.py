@@ -354,7 +354,7 @@ def test_every_compression_pass_is_idempotent(comp):
     c = nndsl.compile(MLP, quantize=comp.quantize, group=comp.group, prune=comp.prune,
                       qat=comp.qat)
     weights = nndsl.api._spec_arrays(c.graph, None)
-    for p in comp.before(lambda: weights) + comp.after():
+    for p in comp.before(lambda: weights) + comp.after(lambda: weights):
         again, changed = run_pass(p.fn, c.graph)
         assert not changed, p.name
         verify(again)
@@ -764,3 +764,49 @@ def test_scheme_on_the_zoo(scheme):
             if outs is not None:
                 assert np.abs(outs[i] - b).max() <= ZOO_ORT_BOUND[scheme] * scale, (z.key, i)
     assert applied >= 45         # of the 63 zoo models
+
+
+
+# ---- attention heads ----
+
+def test_head_pruning_equals_dense_with_those_heads_silenced():
+    """Removing a head is the dense model with the head's value rows zeroed (its output is then
+    zero, so the output projection sees nothing from it)."""
+    dense = nndsl.compile(GPT, params=GPT_SMALL)
+    sd = dense.to_torch(seed=4).state_dict()
+    c = nndsl.compile(GPT, params=GPT_SMALL, prune="heads=0.5", weights=sd)
+    verify(c.graph)
+    att = [n for n in c.graph if n.op == "attention"]
+    assert len(att) == 2 and all(n.type.shape[1] == 4 for n in att)      # 8 heads -> 4
+    assert c.param_count() == dense.param_count() - 2 * 4 * 256 * 128 - 2 * 3 * 128
+    width = 256
+    silenced = {k: v.clone() for k, v in sd.items()}
+    for p in c.graph.params():
+        take = derive.find(p.attr.get("derive"), ("take",))
+        if take is None or not p.name.endswith("c_attn.weight"):
+            continue
+        kept = set(dict(take[2])["index"])
+        gone = [r for r in range(2 * width, 3 * width) if r not in kept]     # value rows
+        assert len(gone) == width // 2
+        base = p.name[:-len("weight")]
+        silenced[base + "weight"][gone] = 0
+        silenced[base + "bias"][gone] = 0
+    xs = dense.example_inputs(batch=2)
+    want = _run(dense, xs, weights=silenced)
+    got = _run(c, xs)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    np.testing.assert_allclose(_ort(c.to_onnx(), xs), got, rtol=1e-4,
+                               atol=1e-4 * np.abs(got).max())
+
+
+def test_head_pruning_needs_the_fused_attention_and_is_idempotent():
+    with pytest.raises(nndsl.errors.NndslError) as e:
+        nndsl.compile(GPT, params=GPT_SMALL, opt="O0", prune="heads=0.5")
+    assert e.value.code == "E0239" and "-O1" in e.value.hint
+    c = nndsl.compile(GPT, params=GPT_SMALL, prune="heads=0.25", quantize="int8-dynamic")
+    assert all(n.type.shape[1] == 6 for n in c.graph if n.op == "attention")
+    assert "linear_int8" in {n.op for n in c.graph}
+    weights = nndsl.api._spec_arrays(c.graph, None)
+    for p in Compression(prune="heads=0.25").after(lambda: weights):
+        again, changed = run_pass(p.fn, c.graph)
+        assert not changed

@@ -76,7 +76,7 @@ class Compression:
     def before(self, weights_fn) -> list[Pass]:
         """Passes to run before the level's pipeline. ``weights_fn()`` gives the weight values
         channel pruning ranks channels by."""
-        if self.prune is None:
+        if self.prune is None or self.prune_kind[0] == "heads":
             return []
         kind, value = self.prune_kind
         if kind == "channels":
@@ -88,10 +88,15 @@ class Compression:
             weights_fn() if kind == "global" else None), "compress",
             f"mask weights ({self.prune})", bodies=False)]
 
-    def after(self) -> list[Pass]:
-        """Passes to run after the level's pipeline (quantization holds for inference only;
-        QAT's noise is for training)."""
+    def after(self, weights_fn=None) -> list[Pass]:
+        """Passes to run after the level's pipeline: head pruning (it reads the fused attention
+        op), then quantization (for inference only) or QAT's noise (for training)."""
         out = []
+        if self.prune is not None and self.prune_kind[0] == "heads":
+            from nndsl.passes.prune_heads import prune_heads
+            out.append(Pass("prune_heads", prune_heads(self.prune_kind[1], weights_fn()),
+                            "compress", f"remove {self.prune_kind[1]:.0%} of the attention heads",
+                            bodies=False))
         if self.quantize is not None and self.quantize != "int8-static":
             opts = quant_passes.QuantOptions(self.quantize, self.group, tuple(self.keep))
             out.append(Pass(f"quantize_{self.quantize.replace('-', '_')}",

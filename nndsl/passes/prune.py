@@ -397,8 +397,8 @@ def prune_channels(sparsity: float, weights: dict, scopes: tuple | None = None,
 
 
 def parse_prune(text: str) -> tuple[str, object]:
-    """``magnitude=S`` | ``global=S`` | ``2:4`` (any ``N:M``) | ``channels=S`` as
-    ``(kind, value)``."""
+    """``magnitude=S`` | ``global=S`` | ``2:4`` (any ``N:M``) | ``channels=S`` | ``heads=S``
+    as ``(kind, value)``."""
     t = str(text).strip()
     if ":" in t and "=" not in t:
         n, _, m = t.partition(":")
@@ -411,9 +411,10 @@ def parse_prune(text: str) -> tuple[str, object]:
                                 code="E0232")
         return "n_m", (n_, m_)
     kind, _, value = t.partition("=")
-    if kind not in ("magnitude", "global", "channels"):
+    if kind not in ("magnitude", "global", "channels", "heads"):
         raise ArgumentError(f"unknown pruning `{t}`", code="E0232",
-                            hint="use magnitude=S, global=S, channels=S (S in (0, 1)) or 2:4")
+                            hint="use magnitude=S, global=S, channels=S, heads=S (S in (0, 1)) "
+                                 "or 2:4")
     try:
         s = float(value)
     except ValueError:
