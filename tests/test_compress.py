@@ -390,7 +390,8 @@ def test_compression_shows_in_inspect_and_diff(capsys):
     (["--prune", "magnitude=1.5"], "E0232"),
     (["--prune", "channels=0"], "E0232"),
     (["--prune", "4:2"], "E0232"),
-    (["--prune", "heads=0.5"], "E0232"),
+    (["--prune", "rows=0.5"], "E0232"),
+    (["--prune", "heads=0.5"], "E0239"),          # the mlp has no attention
     (["--quantize", "int8-weight", "--keep", "nowhere"], "E0233"),
     (["--quantize", "int8-dynamic", "--keep", "layers", "--keep", "head"], "E0238"),
     (["--quantize", "int8-static"], "E0237"),
