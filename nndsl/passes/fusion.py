@@ -10,7 +10,7 @@ import math
 
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.passes.cleanup import _scalar_value
-from nndsl.passes.rewrite import Rewriter, Rule, apply_rules
+from nndsl.passes.rewrite import Rewriter, Rule, apply_rules, reader_map
 
 
 def _scalar_operand(rw: Rewriter, n: Node):
@@ -307,11 +307,7 @@ def fuse_epilogue(graph: Graph) -> tuple[Graph, bool]:
 
     ``relu(conv2d(x, w, b))``  ⇒  ``conv2d(x, w, b) {act=relu}``
     """
-    readers: dict[str, list[Node]] = {}
-    for node in graph:
-        for v in node.inputs:
-            if v is not None:
-                readers.setdefault(v.node, []).append(node)
+    readers = reader_map(graph)
     outputs = {v.node for _, v in graph.outputs}
     fused: dict[str, str] = {}          # activation node -> layer node it is folded into
     for node in graph:

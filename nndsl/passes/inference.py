@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
-from nndsl.passes.rewrite import Rewriter, Rule, apply_rules, derived_param, sweep_dead
+from nndsl.passes.rewrite import (Rewriter, Rule, apply_rules, derived_param, reader_map,
+                                  sweep_dead)
 
 FOLDABLE = ("conv1d", "conv2d", "conv3d", "linear")
 
@@ -19,15 +20,6 @@ def remove_dropout(graph: Graph) -> tuple[Graph, bool]:
     rule = Rule("dropout", lambda rw, n: n.inputs[0] if n.op == "dropout" else None,
                 lambda rw, n, x: [x])
     return apply_rules(graph, [rule])
-
-
-def _readers(graph: Graph) -> dict[str, list[Node]]:
-    out: dict[str, list[Node]] = {}
-    for node in graph:
-        for v in node.inputs:
-            if v is not None:
-                out.setdefault(v.node, []).append(node)
-    return out
 
 
 def _plain_param(graph: Graph, v: Value | None):
@@ -52,7 +44,7 @@ def fold_batch_norm(graph: Graph) -> tuple[Graph, bool]:
     so ``bn(conv(x, W, b)) = conv(x, W', b')``. The new weights are ``{layer}.folded_weight`` and
     ``{layer}.folded_bias``, derived from the spec's parameters.
     """
-    readers = _readers(graph)
+    readers = reader_map(graph)
     outputs = {v.node for _, v in graph.outputs}
     plan: dict[str, Node] = {}     # layer name -> its batch norm
     for node in graph:

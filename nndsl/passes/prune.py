@@ -32,7 +32,7 @@ from nndsl.ir.derive import evaluate, expression
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.ops.signatures import UNARY
-from nndsl.passes.rewrite import Rewriter, derived_param
+from nndsl.passes.rewrite import Rewriter, derived_param, reader_map, resize_params
 
 PRUNABLE = ("conv1d", "conv2d", "conv3d", "linear")
 # Ops whose output carries the channels of their first operand unchanged, on the same axis;
@@ -145,11 +145,7 @@ class _Analysis:
 
     def __init__(self, graph: Graph, scopes, exclude):
         self.graph = graph
-        self.readers: dict[str, list[Node]] = {}
-        for node in graph:
-            for v in node.inputs:
-                if v is not None:
-                    self.readers.setdefault(v.node, []).append(node)
+        self.readers = reader_map(graph)
         self.outputs = {v for _, v in graph.outputs}
         self.groups: list[_Group] = []
         self.parent: list[int] = []
@@ -367,29 +363,14 @@ def prune_channels(sparsity: float, weights: dict, scopes: tuple | None = None,
             if drop:
                 takes.setdefault(pname, []).append(
                     (axis, tuple(i for i in range(length) if i not in drop)))
-        rw = Rewriter(graph)
-        rw.out.meta.setdefault("source_params", tuple(graph.params()))
-        for node in graph:
-            n = rw.remapped(node)
-            if node.op == "param" and node.name in takes:
-                expr = expression(node)
-                shape = list(node.type.shape)
-                for axis, index in takes[node.name]:
-                    expr = ("take", (expr,), (("axis", axis), ("index", index)))
-                    shape[axis] = len(index)
-                new = rw.emit("param", [], {**node.attr, "shape": tuple(shape), "derive": expr},
-                              like=node, name=node.name)
-            elif node.op in ("input", "param"):
-                new = rw.add(n)
-            else:
-                attrs = node.attr
-                if node.op in PRUNABLE and attrs.get("groups", 1) > 1 and \
-                        attrs["groups"] == graph.type_of(node.inputs[0]).shape[1]:  # depthwise
-                    attrs = {**attrs, "groups": rw.type_of(n.inputs[0]).shape[1]}
-                new = rw.emit(node.op, list(n.inputs), attrs, like=node, name=node.name)
-            for i in range(len(node.types)):
-                rw.map[node.out(i)] = new.out(i)
-        out = rw.finish(keep_params=False)
+        def depthwise_groups(node, rw, n):
+            """A depthwise conv has one group per channel: as many as it now reads."""
+            a = node.attr
+            if node.op in PRUNABLE and a.get("groups", 1) > 1 and \
+                    a["groups"] == graph.type_of(node.inputs[0]).shape[1]:
+                return {**a, "groups": rw.type_of(n.inputs[0]).shape[1]}
+            return a
+        out = resize_params(graph, takes, depthwise_groups)
         out.meta["pruned_channels"] = {
             name: tuple(out.node(name).type.shape) for name in takes}
         return out, True

@@ -22,16 +22,7 @@ import numpy as np
 from nndsl.errors import ArgumentError
 from nndsl.ir.derive import evaluate, expression
 from nndsl.ir.graph import Graph, Node, Value
-from nndsl.passes.rewrite import Rewriter
-
-
-def _readers(graph: Graph) -> dict:
-    out: dict[str, list[Node]] = {}
-    for node in graph:
-        for v in node.inputs:
-            if v is not None:
-                out.setdefault(v.node, []).append(node)
-    return out
+from nndsl.passes.rewrite import reader_map, resize_params
 
 
 def _only(readers, v: Value):
@@ -94,7 +85,7 @@ def prune_heads(sparsity: float, weights: dict):
     def run(graph: Graph) -> tuple[Graph, bool]:
         if graph.meta.get("pruned_heads"):
             return graph, False
-        readers = _readers(graph)
+        readers = reader_map(graph)
         sites = [s for s in (_site(graph, readers, n) for n in graph if n.op == "attention")
                  if s is not None]
         if not sites:
@@ -151,25 +142,8 @@ def prune_heads(sparsity: float, weights: dict):
             attrs[r_out.name] = {**r_out.attr, "shape": tuple(shape)}
         if not rows:
             return graph, False
-        rw = Rewriter(graph)
-        rw.out.meta.setdefault("source_params", tuple(graph.params()))
-        for node in graph:
-            n = rw.remapped(node)
-            if node.op == "param" and node.name in rows:
-                expr, shape = expression(node), list(node.type.shape)
-                for axis, index in rows[node.name]:
-                    expr = ("take", (expr,), (("axis", axis), ("index", index)))
-                    shape[axis] = len(index)
-                new = rw.emit("param", [], {**node.attr, "shape": tuple(shape), "derive": expr},
-                              like=node, name=node.name)
-            elif node.op in ("input", "param"):
-                new = rw.add(n)
-            else:
-                new = rw.emit(node.op, list(n.inputs), attrs.get(node.name, node.attr),
-                              like=node, name=node.name)
-            for i in range(len(node.types)):
-                rw.map[node.out(i)] = new.out(i)
-        out_graph = rw.finish(keep_params=False)
+        out_graph = resize_params(graph, rows, lambda node, rw, n: attrs.get(node.name,
+                                                                              node.attr))
         pruned = {name: tuple(out_graph.node(name).type.shape) for name in rows}
         out_graph.meta["pruned_heads"] = pruned
         out_graph.meta["pruned_channels"] = {**(graph.meta.get("pruned_channels") or {}),

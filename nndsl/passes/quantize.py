@@ -30,7 +30,7 @@ from nndsl.errors import ArgumentError
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.types import FLOAT_DTYPES
-from nndsl.passes.rewrite import Rewriter, derived_param
+from nndsl.passes.rewrite import Rewriter, derived_param, reader_map, sweep_dead
 
 # Ops computed in f32 under f16/bf16: their accuracy suffers most in half precision.
 KEEP_F32 = frozenset({"batch_norm", "layer_norm", "group_norm", "softmax", "log_softmax",
@@ -260,11 +260,7 @@ def half_precision(options: QuantOptions):
         if graph.meta.get("half") == half:
             return graph, False
         check_scopes(graph, options.keep, "--keep")
-        readers: dict[str, list[Node]] = {}
-        for node in graph:
-            for v in node.inputs:
-                if v is not None:
-                    readers.setdefault(v.node, []).append(node)
+        readers = reader_map(graph)
         rw = Rewriter(graph)
         casts: dict = {}     # (value, dtype) -> the value in that dtype, made once
 
@@ -322,7 +318,6 @@ def half_precision(options: QuantOptions):
             outs.append((name, cast(v2, want, rw.producer(v2)) if want in FLOAT_DTYPES else v2))
         out = rw.finish(sweep=False)
         out.outputs = outs
-        from nndsl.passes.rewrite import sweep_dead
         out = sweep_dead(out, keep_params=False)
         out.meta["half"] = half
         return out, True

@@ -24,7 +24,7 @@ from nndsl.errors import ArgumentError
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.passes.quantize import check_scopes, has_weight, kept, nothing_to_do, weight_param
-from nndsl.passes.rewrite import Rewriter, derived_param
+from nndsl.passes.rewrite import Rewriter, derived_param, reader_map, sweep_dead
 
 QMAX = 127
 INTEGER_EXACT = frozenset({"max_pool2d", "flatten", "reshape", "memory_format"})
@@ -74,11 +74,7 @@ def static_quantize(stats: dict, keep: tuple = ()):
         if any(n.op in ("qconv2d", "qlinear", "quantize") for n in graph):
             return graph, False
         check_scopes(graph, keep, "--keep")
-        readers: dict[str, list[Node]] = {}
-        for node in graph:
-            for v in node.inputs:
-                if v is not None:
-                    readers.setdefault(v.node, []).append(node)
+        readers = reader_map(graph)
         outputs = {v for _, v in graph.outputs}
         rw = Rewriter(graph)
         quant: dict[Value, tuple] = {}     # old value -> (new u8 value, scale, zero point)
@@ -188,6 +184,5 @@ def static_quantize(stats: dict, keep: tuple = ()):
             nothing_to_do("int8-static", skipped(graph, keep))     # says why, layer by layer
         out = rw.finish(sweep=False)
         out.outputs = outs
-        from nndsl.passes.rewrite import sweep_dead
         return sweep_dead(out, keep_params=False), True
     return run

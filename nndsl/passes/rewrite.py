@@ -20,6 +20,16 @@ from nndsl.ir.ops import SIGNATURES, infer
 from nndsl.ir.types import TensorType
 
 
+def reader_map(graph: Graph) -> dict[str, list[Node]]:
+    """Node name -> the nodes that read it, in graph order (once per reading node)."""
+    out: dict[str, list[Node]] = {}
+    for node in graph:
+        for v in node.inputs:
+            if v is not None:
+                out.setdefault(v.node, []).append(node)
+    return out
+
+
 def user_counts(graph: Graph) -> dict[str, int]:
     """How many operand slots (plus graph outputs) read each node."""
     counts: dict[str, int] = {}
@@ -45,11 +55,7 @@ class Rewriter:
     def readers(self, name: str) -> list[Node]:
         """The nodes of the source graph that read node ``name``."""
         if self._readers is None:
-            self._readers = {}
-            for node in self.src:
-                for v in node.inputs:
-                    if v is not None:
-                        self._readers.setdefault(v.node, []).append(node)
+            self._readers = reader_map(self.src)
         return self._readers.get(name, [])
 
     # values and producers in the new graph
@@ -166,3 +172,30 @@ def derived_param(rw: Rewriter, name: str, like: Node, shape, fn: str, sources,
              "trainable": trainable,
              "derive": (fn, tuple(sources), tuple(sorted(options.items())))}
     return rw.emit("param", [], attrs, like=like, name=name)
+
+
+def resize_params(graph: Graph, takes: dict, attrs=None) -> Graph:
+    """``graph`` with parameters cut down to kept slices and every other node rebuilt with the
+    types its shape rule gives for the new sizes. ``takes``: param name -> ``[(axis, kept
+    index)]`` (each a derived ``take``, so weights still load in the spec's names);
+    ``attrs(node, rw, new_node)`` gives a rebuilt node's attributes (default: its own)."""
+    from nndsl.ir.derive import expression
+    rw = Rewriter(graph)
+    rw.out.meta.setdefault("source_params", tuple(graph.params()))
+    for node in graph:
+        n = rw.remapped(node)
+        if node.op == "param" and node.name in takes:
+            expr, shape = expression(node), list(node.type.shape)
+            for axis, index in takes[node.name]:
+                expr = ("take", (expr,), (("axis", axis), ("index", index)))
+                shape[axis] = len(index)
+            new = rw.emit("param", [], {**node.attr, "shape": tuple(shape), "derive": expr},
+                          like=node, name=node.name)
+        elif node.op in ("input", "param"):
+            new = rw.add(n)
+        else:
+            new = rw.emit(node.op, list(n.inputs), node.attr if attrs is None else
+                          attrs(node, rw, n), like=node, name=node.name)
+        for i in range(len(node.types)):
+            rw.map[node.out(i)] = new.out(i)
+    return rw.finish(keep_params=False)

@@ -216,7 +216,7 @@ def _qlayer(float_lowering):
     ``Q(act(layer(DQ(x), DQ(W), DQ(b))))``, the int32 bias at scale ``x_scale · w_scale``."""
     def low(b, a, ins, n):
         x, w, ws, bias = ins
-        xt, wt = n.in_types[0], n.in_types[1]
+        wt = n.in_types[1]
         xs, xz = _qparams(b, a["x_scale"], a["x_zp"])
         xf = b.op1("DequantizeLinear", [x, xs, xz])
         zw = b.const([0] * wt.shape[0], "i8")
