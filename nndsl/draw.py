@@ -21,6 +21,7 @@ from nndsl.errors import ArgumentError, NndslError
 from nndsl.ir.graph import Graph, Node, Value, body_of
 from nndsl.ir.printer import fmt_attr
 from nndsl.ir.types import SymDim, TensorType
+from nndsl.report import op_label, symbol_values
 
 FORMATS = ("dot", "svg", "html")
 SUFFIXES = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".html": "html", ".htm": "html"}
@@ -121,7 +122,7 @@ _FILL_OF = {op: colour for colour, ops in _FILL for op in ops}
 
 
 def _op_label(node: Node, counts: _Counts | None) -> str:
-    head = f"<B>{html_text(node.op)}</B>"
+    head = f"<B>{html_text(op_label(node))}</B>"
     extra = []
     if node.op == "scalar":
         extra.append(html_text(fmt_attr(node.attr.get("value"))))
@@ -149,7 +150,7 @@ def _body_label(node: Node) -> str:
     counts: dict[str, int] = {}
     for n in body.graph:
         if n.op not in ("input", "scalar"):
-            counts[n.op] = counts.get(n.op, 0) + 1
+            counts[op_label(n)] = counts.get(op_label(n), 0) + 1
     ops = ", ".join(op + (f" ×{k}" if k > 1 else "") for op, k in counts.items())
     steps = f"over dim {a.get('dim', 1)}" if a.get("n_over") else f"{a.get('steps')} steps"
     return (f"<BR/><FONT POINT-SIZE=\"9\" COLOR=\"#4b5563\">each step ({html_text(steps)}): "
@@ -342,7 +343,6 @@ def to_html(graph, batch: int = 1) -> str:
     ``graph`` is a :class:`~nndsl.api.Compiled` or a :class:`Graph`. FLOPs are at ``batch``.
     """
     from nndsl.api import Compiled
-    from nndsl.ir.symbols import batch_symbols, bind_symbols
     compiled = graph if isinstance(graph, Compiled) else Compiled(graph, "", "")
     g = compiled.graph
     dot_text = to_dot(g)
@@ -354,9 +354,6 @@ def to_html(graph, batch: int = 1) -> str:
         notice = e.message + ". Install Graphviz (`apt-get install graphviz`) to see the " \
                              "drawing here; its DOT text follows."
     rows = compiled.layers(batch)
-    env = bind_symbols(g, batch)
-    bsyms = set(batch_symbols(g))
-    bound = ", ".join(f"{k}={v}" for k, v in env.items() if k not in bsyms)
     params, buffers = compiled.param_count(), compiled.buffer_count()
     flops = sum(r.flops for r in rows)
     ins = ", ".join(f"{n}: {t}" for n, t in compiled.input_types.items())
@@ -369,7 +366,7 @@ def to_html(graph, batch: int = 1) -> str:
         body.append(
             f'<tr data-node="{html_text(r.name)}" data-i="{i}">'
             f'<td class="name">{html_text(r.name)}</td><td class="scope">{html_text(r.scope)}</td>'
-            f'<td class="op">{html_text(r.op)}</td><td class="type">{types}</td>'
+            f'<td class="op">{html_text(op_label(g.node(r.name)))}</td><td class="type">{types}</td>'
             f'<td class="num{"" if r.params else " zero"}" data-v="{r.params}">{r.params:,}</td>'
             f'<td class="num{"" if r.flops else " zero"}" data-v="{r.flops}">{r.flops:,}</td></tr>')
     if drawing:
@@ -379,7 +376,7 @@ def to_html(graph, batch: int = 1) -> str:
                       f'{html_text(notice)}</p><pre class="dot">'
                       f'{html.escape(dot_text, quote=False)}</pre>'
                       '</div>')
-    flops_note = f"at batch {batch}" + (f", {bound}" if bound else "")
+    flops_note = "at " + symbol_values(g, batch, hint=False)
     page = _PAGE.format(
         title=html_text(g.name),
         where=html_text(where),

@@ -8,8 +8,33 @@ from rich.console import Console
 from rich.table import Table
 
 
+def op_label(node) -> str:
+    """The op as ``inspect`` and ``graph`` show it: with the activation fused into it, if any
+    (``linear+gelu``, ``conv2d+relu``, ``qadd+relu``) — what the node runs, not just its op."""
+    act = node.attr.get("act")
+    return f"{node.op}+{act}" if act else node.op
+
+
+def symbol_values(graph, batch: int = 1, hint: bool = True, **dims) -> str:
+    """The values the symbolic dims take for FLOPs, as ``layers`` binds them: batch dims at
+    ``batch``, ``dims`` as given, the rest at the first size the spec's asserts allow —
+    ``N=1, T=16 (T by default; --dim T=INT to choose)``, in the order the inputs name them
+    (without the parenthesis when ``hint`` is false)."""
+    from nndsl.ir.symbols import batch_symbols, bind_symbols, symbols
+    env = bind_symbols(graph, batch, **dims)
+    names = symbols(graph)
+    if not names:
+        return "the inputs' fixed shapes"
+    text = ", ".join(f"{s}={env[s]}" for s in names)
+    chosen = [s for s in names if s not in dims and s not in batch_symbols(graph)]
+    if chosen and hint:
+        text += f" ({', '.join(chosen)} by default; --dim {chosen[0]}=INT to choose)"
+    return text
+
+
 def summary_table(compiled, batch: int = 1, **dims) -> str:
     rows = compiled.layers(batch, **dims)
+    graph = compiled.graph
     table = Table(title=f"{compiled.name} ({compiled.opt})", show_footer=True)
     table.add_column("scope", footer="total")
     table.add_column("op")
@@ -17,13 +42,14 @@ def summary_table(compiled, batch: int = 1, **dims) -> str:
     table.add_column("params", justify="right", footer=f"{compiled.param_count():,}")
     table.add_column("FLOPs", justify="right", footer=f"{sum(r.flops for r in rows):,}")
     for r in rows:
-        table.add_row(r.name, r.op, r.shape, f"{r.params:,}" if r.params else "",
-                      f"{r.flops:,}" if r.flops else "")
+        table.add_row(r.name, op_label(graph.node(r.name)), r.shape,
+                      f"{r.params:,}" if r.params else "", f"{r.flops:,}" if r.flops else "")
     buf = io.StringIO()
     Console(file=buf, width=140, color_system=None, force_terminal=False).print(table)
     note = ("inputs: " + ", ".join(f"{n}: {t}" for n, t in compiled.input_types.items())
             + "\noutputs: " + ", ".join(f"{n}: {t}" for n, t in compiled.output_types.items())
-            + f"\nFLOPs at batch {batch}; buffers: {compiled.buffer_count():,} elements")
+            + f"\nFLOPs at {symbol_values(graph, batch, **dims)}; "
+            f"buffers: {compiled.buffer_count():,} elements")
     return buf.getvalue() + note + compression_note(compiled)
 
 
