@@ -454,6 +454,25 @@ SMALL_SPECS = {
                         + scatter_add(x, argsort(x, dim=0)[:1], x[:1], 0)
             output o8 = cumsum(edges, dim=1) + index_select(segment_sum(src, dst, N), dst)
         }""",
+    "tensor_ops": """
+        model tensor_ops() {
+            input x: f32[N, 4, 6, 6]
+            input c: i64[N, 5]
+            v, i = topk(x, 2, dim=1)
+            a, b = chunk(x, 2, dim=1)
+            h = x |> pad([1, 1, 2, 0], mode="reflect") |> upsample(2) |> pad([1, 0, 0, 1])
+            output o1 = v + cast(i, f32) + stack([a, b], dim=2)[:, :, 0]
+            output o2 = h + upsample(h, 1, mode="bilinear", align_corners=true)
+            output o3 = pixel_shuffle(x, 2) + roll(flip(pixel_shuffle(x, 2), [2]), [1, -2], [2, 3])
+            output o4 = repeat_interleave(x, 2, dim=3) |> clamp(min=-1.0, max=1.0) |> hardswish
+                        |> mish
+            output o5 = logsumexp(x, dim=[2, 3]) + var(x, dim=[2, 3]) + std(x, correction=0)
+                        + cumprod(x, dim=1)[:, :, 0, 0]
+            output o6 = einsum("nchw,ncwk->nchk", x, x) |> rms_norm |> drop_path(0.5)
+            output o7 = one_hot(c, 7) + one_hot(c, 7, f32) |> clamp(max=3)
+            output o8 = clamp(c, min=1)
+            output o9 = repeat_interleave(c, 2)
+        }""",
     "tied": """
         model tied(vocab: int = 50, d: int = 8) {
             input t: i64[N, T]

@@ -140,6 +140,16 @@ def _layer_norm(ctx, a):
     return ctx.emit("layer_norm", [x, w, b], {"normalized_shape": shape, "eps": a["eps"]})[0]
 
 
+def _rms_norm(ctx, a):
+    x = a["x"]
+    shape = a["shape"]
+    if shape is None:
+        shape = (_static_features(ctx, x, -1, "rms_norm's size"),)
+    shape = _tuple(shape, 1)
+    w = ctx.param("weight", shape, ("ones",)) if a["affine"] else None
+    return ctx.emit("rms_norm", [x, w], {"normalized_shape": shape, "eps": a["eps"]})[0]
+
+
 def _group_norm(ctx, a):
     x = a["x"]
     c = _static_features(ctx, x, 1, "group_norm's channels")
@@ -371,6 +381,11 @@ LAYERS = {
                                          P("eps", "float", 1e-5), P("affine", "bool", True),
                                          BIAS), _layer_norm, weights=True,
                           doc="layer normalization over the last dim(s)"),
+    "rms_norm": Surface("rms_norm", (X, P("shape", "ints_or_none", None),
+                                     P("eps", "float", None), P("affine", "bool", True)),
+                        _rms_norm, weights=True,
+                        doc="RMS normalization over the last dim(s): x / √(mean(x²) + eps) · γ "
+                            "(eps by default the dtype's machine epsilon, as torch.nn.RMSNorm)"),
     "group_norm": Surface("group_norm", (X, P("groups", "pos_int", R), P("eps", "float", 1e-5),
                                          P("affine", "bool", True)), _group_norm, weights=True,
                           doc="group normalization"),
@@ -520,5 +535,129 @@ FUNCTIONS["expand"] = Surface("expand", (X, P("shape", "dims", R)), _reshape_lik
 FUNCTIONS["mean"] = Surface("mean", FUNCTIONS["mean"].params, _reduce("mean"),
                             numeric=_py_reduce(lambda v: sum(v) / len(v)))
 FUNCTIONS["cat"] = FUNCTIONS["concat"]
+
+
+def _chunk(ctx, a):
+    """``torch.chunk``: pieces of ⌈size / n⌉ along dim, the last one smaller (and fewer than n
+    pieces when the size does not allow n)."""
+    x, n, dim = a["x"], a["n"], a["dim"]
+    if not -x.type.rank <= dim < x.type.rank:
+        ctx.error(f"chunk dim {dim} is out of range for {x.type}", code="E0302")
+    size = x.type.shape[dim % x.type.rank]
+    if isinstance(size, SymDim):
+        if not size.divisible_by(n):
+            ctx.error(f"cannot chunk dim {dim} of {x.type} into {n} pieces: its size {size} is "
+                      f"symbolic and not known to be a multiple of {n}", code="E0312",
+                      hint=f"assert {size} % {n} == 0, or split with explicit sizes")
+        sizes = (size // n,) * n
+    else:
+        step = -(-size // n) if size else 0
+        sizes = tuple(min(step, size - i) for i in range(0, size, step)) if step else (0,)
+    return tuple(ctx.emit("split", [x], {"dim": dim, "sizes": sizes}))
+
+
+def _topk(ctx, a):
+    return tuple(ctx.emit("topk", [a["x"]], {"k": a["k"], "dim": a["dim"],
+                                             "largest": a["largest"], "sorted": a["sorted"]}))
+
+
+def _einsum(ctx, a):
+    xs = [a[k] for k in "abcd" if a[k] is not None]
+    return ctx.emit("einsum", xs, {"equation": a["equation"].replace(" ", "")})[0]
+
+
+def _stack(ctx, a):
+    return ctx.emit("stack", list(a["xs"]), {"dim": a["dim"]})[0]
+
+
+def _pad(ctx, a):
+    return ctx.emit("pad", [a["x"]], {"widths": _tuple(a["widths"], 1), "mode": a["mode"],
+                                      "value": a["value"]})[0]
+
+
+def _roll(ctx, a):
+    return ctx.emit("roll", [a["x"]], {"shifts": _tuple(a["shifts"], 1),
+                                       "dims": _tuple(a["dims"], 1)})[0]
+
+
+def _upsample(ctx, a):
+    if a["align_corners"] and a["mode"] == "nearest":
+        ctx.error("align_corners applies to linear and bilinear upsampling, not nearest",
+                  code="E0323", hint="leave align_corners out for mode=\"nearest\"")
+    scale = a["scale"]
+    return ctx.emit("upsample", [a["x"]], {"scale": tuple(scale) if isinstance(scale, tuple)
+                                           else scale, "mode": a["mode"],
+                                           "align_corners": a["align_corners"]})[0]
+
+
+def _one_hot(ctx, a):
+    x, n = a["x"], a["n"]
+    out = ctx.emit("one_hot", [x], {"n": n, "dtype": a["dtype"].name if a["dtype"] else "i64"})[0]
+    ctx.index_range(x, n)
+    return out
+
+
+def _dims_op(op: str, key: str):
+    def build(ctx, a):
+        dims = a["dim"]
+        attrs = {"dims": None if dims is None else _tuple(dims, 1), "keepdim": a["keepdim"]}
+        if key:
+            attrs[key] = a[key]
+        return ctx.emit(op, [a["x"]], attrs)[0]
+    return build
+
+
+OPTIONAL = {k: P(k, "tensor", None) for k in "abcd"}
+FUNCTIONS.update({
+    "clamp": Surface("clamp", (X, P("min", "float", None), P("max", "float", None)),
+                     _one("clamp"), doc="min(max(x, min), max); either bound may be left out"),
+    "drop_path": Surface("drop_path", (X, P("p", "prob", R)), _one("drop_path"),
+                         doc="stochastic depth: in training, each sample (dim 0) is zeroed with "
+                             "probability p and the others scaled by 1/(1-p); the identity at "
+                             "eval"),
+    "topk": Surface("topk", (X, P("k", "int", R), P("dim", "int", -1), P("largest", "bool", True),
+                             P("sorted", "bool", True)), _topk,
+                    doc="(values, indices): the k largest (largest=false: smallest) values "
+                        "along dim, and their i64 indices"),
+    "pad": Surface("pad", (X, P("widths", "ints", R), P("mode", "str", "constant"),
+                           P("value", "float", 0.0)), _pad,
+                   doc="pad with (before, after) widths per dim, last dim first (as "
+                       "torch.nn.functional.pad); mode constant, reflect, replicate, circular"),
+    "roll": Surface("roll", (X, P("shifts", "ints", R), P("dims", "ints", R)), _roll,
+                    doc="shift elements cyclically: element i moves to i + shift along each dim"),
+    "stack": Surface("stack", (P("xs", "tensors", R), P("dim", "int", 0)), _stack,
+                     doc="join tensors of one shape along a new dim"),
+    "chunk": Surface("chunk", (X, P("n", "pos_int", R), P("dim", "int", 0)), _chunk,
+                     doc="split into n pieces along dim, as torch.chunk (⌈size/n⌉ each, the "
+                         "last smaller)"),
+    "einsum": Surface("einsum", (P("equation", "str", R),) + tuple(OPTIONAL.values()), _einsum,
+                      doc="Einstein summation over one to four tensors: "
+                          "einsum(\"bhqd,bhkd->bhqk\", q, k)"),
+    "upsample": Surface("upsample", (X, P("scale", "ints", 2), P("mode", "str", "nearest"),
+                                     P("align_corners", "bool", False)), _upsample,
+                        doc="resize [N, C, ...] by integer factors: nearest (any rank), linear "
+                            "([N, C, L]) or bilinear ([N, C, H, W])"),
+    "pixel_shuffle": Surface("pixel_shuffle", (X, P("r", "pos_int", R)), _one("pixel_shuffle"),
+                             doc="[N, C·r², H, W] → [N, C, H·r, W·r] (sub-pixel convolution)"),
+    "logsumexp": Surface("logsumexp", (X, P("dim", "ints_or_none", None),
+                                       P("keepdim", "bool", False)), _dims_op("logsumexp", ""),
+                         doc="log Σ exp(x) over dims, computed stably"),
+    **{op: Surface(op, (X, P("dim", "ints_or_none", None), P("correction", "int", 1),
+                        P("keepdim", "bool", False)), _dims_op(op, "correction"),
+                   doc=f"{what} over dims (all by default), dividing by n - correction")
+       for op, what in (("var", "variance"), ("std", "standard deviation"))},
+    "cumprod": Surface("cumprod", (X, P("dim", "int", -1)), _one("cumprod"),
+                       doc="running product along dim (integers multiply in i64)"),
+    "flip": Surface("flip", (X, P("dims", "ints", R)), lambda ctx, a: ctx.emit(
+        "flip", [a["x"]], {"dims": _tuple(a["dims"], 1)})[0], doc="reverse the order along dims"),
+    "repeat_interleave": Surface("repeat_interleave", (X, P("repeats", "pos_int", R),
+                                                       P("dim", "opt_int", None)),
+                                 _one("repeat_interleave"),
+                                 doc="each element repeated along dim (no dim: the flattened "
+                                     "tensor), as torch.repeat_interleave with an int"),
+    "one_hot": Surface("one_hot", (X, P("n", "pos_int", R), P("dtype", "dtype", None)), _one_hot,
+                       doc="class indices → one-hot vectors in a new last dim of size n (i64, "
+                           "or dtype)"),
+})
 
 SURFACE: dict[str, Surface] = {**FUNCTIONS, **LAYERS}

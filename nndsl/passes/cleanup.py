@@ -8,7 +8,7 @@ import math
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.passes.rewrite import Rewriter, Rule, apply_rules, sweep_dead
 
-RANDOM_OPS = ("dropout",)   # two dropouts of the same tensor are different draws: never merged
+RANDOM_OPS = ("dropout", "drop_path")   # two dropouts of the same tensor are different draws: never merged
 
 
 def dce(graph: Graph) -> tuple[Graph, bool]:
@@ -115,7 +115,7 @@ def _identity_match(rw: Rewriter, n: Node):
     if n.op == "permute" and tuple(d % n.type.rank for d in a["dims"]) == \
             tuple(range(n.type.rank)):
         return ins[0]
-    if n.op == "dropout" and a.get("p", 0.5) == 0.0:
+    if n.op in RANDOM_OPS and a.get("p", 0.5) == 0.0:
         return ins[0]
     p = rw.producer(ins[0]) if ins and ins[0] is not None else None
     if n.op == "transpose" and p is not None and p.op == "transpose":
@@ -153,7 +153,7 @@ def simplify(graph: Graph) -> tuple[Graph, bool]:
 
     ``x + 0 = x - 0 = x * 1 = x / 1 = x ** 1 = x``;  ``transpose(transpose(x, a, b), a, b) = x``;
     ``reshape(reshape(x, s1), s2) = reshape(x, s2)``;  a reshape, flatten, expand, cast or
-    squeeze to the type it already has, an identity permute and ``dropout(p=0)`` are ``x``;
+    squeeze to the type it already has, an identity permute, ``dropout(p=0)`` and ``drop_path(p=0)`` are ``x``;
     ``squeeze(unsqueeze(x, d), d) = x``.
     """
     return apply_rules(graph, SIMPLIFY_RULES)

@@ -16,9 +16,10 @@ FOLDABLE = ("conv1d", "conv2d", "conv3d", "linear")
 
 
 def remove_dropout(graph: Graph) -> tuple[Graph, bool]:
-    """Dropout is the identity in eval mode: ``dropout(x, p) ⇒ x``."""
-    rule = Rule("dropout", lambda rw, n: n.inputs[0] if n.op == "dropout" else None,
-                lambda rw, n, x: [x])
+    """Dropout and stochastic depth are the identity in eval mode: ``dropout(x, p) ⇒ x``,
+    ``drop_path(x, p) ⇒ x``."""
+    rule = Rule("dropout", lambda rw, n: n.inputs[0] if n.op in ("dropout", "drop_path")
+                else None, lambda rw, n, x: [x])
     return apply_rules(graph, [rule])
 
 

@@ -38,7 +38,7 @@ PRUNABLE = ("conv1d", "conv2d", "conv3d", "linear")
 # Ops whose output carries the channels of their first operand unchanged, on the same axis;
 # pooling does so for the channel axis (1) only: it mixes the positions of the others.
 _THROUGH = frozenset(UNARY) | {"leaky_relu", "gelu", "elu", "softplus", "dropout",
-                               "memory_format"}
+                               "drop_path", "clamp", "memory_format"}
 _POOLS = frozenset({"max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
                     "adaptive_avg_pool1d", "adaptive_avg_pool2d"})
 _ELEMENTWISE = frozenset({"add", "sub", "mul", "div", "maximum", "minimum"})

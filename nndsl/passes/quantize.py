@@ -34,7 +34,8 @@ from nndsl.passes.rewrite import Rewriter, derived_param, reader_map, sweep_dead
 
 # Ops computed in f32 under f16/bf16: their accuracy suffers most in half precision.
 KEEP_F32 = frozenset({"batch_norm", "layer_norm", "group_norm", "softmax", "log_softmax",
-                      "sum", "mean", "prod", "cumsum", "segment_sum", "segment_mean",
+                      "sum", "mean", "prod", "cumsum", "cumprod", "logsumexp", "var", "std",
+                      "rms_norm", "segment_sum", "segment_mean",
                       "segment_softmax", "lstm", "gru", "rnn", "scan"})
 
 

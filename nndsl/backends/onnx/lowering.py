@@ -702,6 +702,202 @@ def _scan(b, a, ins, n):
             b.op1("Transpose", [results[n_state + k]], out=n.outs[n_state + k], perm=perm)
 
 
+# ---- tensor ops: padding, stacking, reordering, resizing ----
+
+INT64_MIN = -(2 ** 63)
+EPS = {"f32": 1.1920928955078125e-07, "f64": 2.220446049250313e-16, "f16": 0.0009765625,
+       "bf16": 0.0078125}     # machine epsilon (torch.finfo(dtype).eps)
+
+
+def _clamp(b, a, ins, n):
+    t = n.in_types[0]
+
+    def bound(v):
+        if v is None:
+            return None
+        return b.const(v if t.dtype in FLOAT_DTYPES else int(v), t.dtype)
+    b.op1("Clip", [ins[0], bound(a["min"]), bound(a["max"])], out=n.out)
+
+
+def _rms_norm(b, a, ins, n):
+    """x · 1/√(mean(x²) + eps) · γ, over the normalized dims (opset 21 has no RMSNormalization)."""
+    x, w = ins
+    t = n.in_types[0]
+    axes = list(range(t.rank - len(a["normalized_shape"]), t.rank))
+    eps = a["eps"] if a["eps"] is not None else EPS[t.dtype]
+    ms = b.op1("ReduceMean", [b.op1("Mul", [x, x]), b.const(axes)], keepdims=1)
+    inv = b.op1("Reciprocal", [b.op1("Sqrt", [b.op1("Add", [ms, b.const(eps, t.dtype)])])])
+    if w is None:
+        b.op1("Mul", [x, inv], out=n.out)
+    else:
+        b.op1("Mul", [b.op1("Mul", [x, inv]), w], out=n.out)
+
+
+def _one_hot(b, a, ins, n):
+    """``index == arange(n)`` over a new last dim, as the output dtype."""
+    x = ins[0]
+    if n.in_types[0].dtype != "i64":
+        x = b.op1("Cast", [x], to=TensorProto.INT64)
+    classes = b.op1("Range", [b.const(0), b.op1("Squeeze", [b.dim(a["n"]), b.const([0])]),
+                              b.const(1)])
+    hit = b.op1("Equal", [b.op1("Unsqueeze", [x, b.const([-1])]), classes])
+    b.op1("Cast", [hit], out=n.out, to=ONNX_DTYPES[a["dtype"]])
+
+
+def _einsum(b, a, ins, n):
+    b.op1("Einsum", list(ins), out=n.out, equation=a["equation"])
+
+
+def _stack(b, a, ins, n):
+    d = a["dim"] % n.out_types[0].rank
+    parts = [b.op1("Unsqueeze", [x, b.const([d])]) for x in ins]
+    b.op1("Concat", parts, out=n.out, axis=d)
+
+
+def _flip(b, a, ins, n):
+    t = n.in_types[0]
+    axes = [d % t.rank for d in a["dims"]]
+    k = len(axes)
+    b.op1("Slice", [ins[0], b.const([-1] * k), b.const([INT64_MIN] * k), b.const(axes),
+                    b.const([-1] * k)], out=n.out)
+
+
+def _roll(b, a, ins, n):
+    """``concat(x[size - s:], x[:size - s])`` along each dim, with ``s`` the shift modulo the
+    size (computed in the graph when the size is symbolic)."""
+    t = n.in_types[0]
+    x = ins[0]
+    pairs = list(zip(a["shifts"], a["dims"]))
+    for i, (shift, d) in enumerate(pairs):
+        d %= t.rank
+        size = t.shape[d]
+        if isinstance(size, int):
+            cut = b.const([size - shift % size if size else 0])
+        else:
+            dim = b.dim(size)
+            cut = b.op1("Sub", [dim, b.op1("Mod", [b.const([shift]), dim])])
+        tail = b.op1("Slice", [x, cut, b.const([INT64_MAX]), b.const([d])])
+        head = b.op1("Slice", [x, b.const([0]), cut, b.const([d])])
+        last = i == len(pairs) - 1
+        x = b.op1("Concat", [tail, head], out=n.out if last else None, axis=d)
+    if not pairs:
+        b.op1("Identity", [x], out=n.out)
+
+
+def _repeat_interleave(b, a, ins, n):
+    """Each element repeated: unsqueeze after dim, expand that new dim to ``repeats``, merge."""
+    t = n.in_types[0]
+    x, r, d = ins[0], a["repeats"], a["dim"]
+    shape = tuple(t.shape)
+    if d is None:
+        x = b.op1("Reshape", [x, b.const([-1])])
+        shape, d = (t.numel(),), 0
+    d %= len(shape)
+    wide = shape[:d + 1] + (r,) + shape[d + 1:]
+    y = b.op1("Expand", [b.op1("Unsqueeze", [x, b.const([d + 1])]), b.shape(wide)])
+    b.op1("Reshape", [y, b.shape(n.out_types[0].shape)], out=n.out)
+
+
+PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
+             "circular": "wrap"}
+
+
+def _pad(b, a, ins, n):
+    """torch's widths (last dim first, before/after pairs) as ONNX's pads on explicit axes."""
+    t = n.in_types[0]
+    w = list(a["widths"])
+    k = len(w) // 2
+    axes = [t.rank - 1 - i for i in range(k)]
+    pads = [w[2 * i] for i in range(k)] + [w[2 * i + 1] for i in range(k)]
+    value = None
+    if a["mode"] == "constant":
+        v = a["value"]
+        value = b.const(v if t.dtype in FLOAT_DTYPES else (bool(v) if t.dtype == "bool"
+                                                             else int(v)), t.dtype)
+    b.op1("Pad", [ins[0], b.const(pads), value, b.const(axes)], out=n.out,
+          mode=PAD_MODES[a["mode"]])
+
+
+def _upsample(b, a, ins, n):
+    """Resize by the scale factors. Nearest: torch's ``floor(out · in/out)`` source index
+    (asymmetric coordinates, floor); linear: half-pixel centres, or the corners aligned."""
+    t = n.in_types[0]
+    scale = a["scale"]
+    scale = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,) * (t.rank - 2)
+    scales = b.const([1.0, 1.0] + [float(f) for f in scale], "f32")
+    if a["mode"] == "nearest":
+        b.op1("Resize", [ins[0], None, scales], out=n.out, mode="nearest",
+              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    else:
+        b.op1("Resize", [ins[0], None, scales], out=n.out, mode="linear",
+              coordinate_transformation_mode="align_corners" if a["align_corners"]
+              else "pytorch_half_pixel")
+
+
+def _cumprod(b, a, ins, n):
+    """A log-step scan (Hillis–Steele): ⌈log₂ n⌉ rounds of ``y ← y · shift(y, 2^i)``, the
+    shifted-in elements 1 (opset 21 has no CumProd)."""
+    t, out_t = n.in_types[0], n.out_types[0]
+    d = a["dim"] % t.rank
+    size = t.shape[d]
+    if not isinstance(size, int):
+        raise LoweringError(f"cumprod along the symbolic dim {size} cannot be exported to ONNX "
+                            f"(it is unrolled by the size of the dim)", code="E0906",
+                            hint="give that dim a fixed size in the input type, or use "
+                                 "exp(cumsum(log(x))) for positive x")
+    y = ins[0]
+    if t.dtype != out_t.dtype:
+        y = b.op1("Cast", [y], to=ONNX_DTYPES[out_t.dtype])
+    one = b.const(1.0 if out_t.dtype in FLOAT_DTYPES else 1, out_t.dtype)
+    shift = 1
+    while shift < size:
+        head = b.op1("Slice", [y, b.const([0]), b.const([size - shift]), b.const([d])])
+        shifted = b.op1("Pad", [head, b.const([shift, 0]), one, b.const([d])])
+        y = b.op1("Mul", [y, shifted])
+        shift *= 2
+    b.op1("Identity", [y], out=n.out)
+
+
+def _logsumexp(b, a, ins, n):
+    """``m + log Σ e^(x - m)`` with ``m`` the max over the dims (stable for large x)."""
+    t = n.in_types[0]
+    axes = b.const(list(range(t.rank)) if a["dims"] is None else [d % t.rank for d in a["dims"]])
+    m = b.op1("ReduceMax", [ins[0], axes], keepdims=1)
+    s = b.op1("ReduceSum", [b.op1("Exp", [b.op1("Sub", [ins[0], m])]), axes],
+              keepdims=int(a["keepdim"]))
+    if not a["keepdim"]:
+        m = b.op1("Squeeze", [m, axes])
+    b.op1("Add", [b.op1("Log", [s]), m], out=n.out)
+
+
+def _var(sqrt: bool):
+    def low(b, a, ins, n):
+        """``Σ (x - mean)² / (count - correction)`` over the dims (then its square root)."""
+        t = n.in_types[0]
+        dims = list(range(t.rank)) if a["dims"] is None else [d % t.rank for d in a["dims"]]
+        axes = b.const(dims)
+        x = ins[0]
+        centred = b.op1("Sub", [x, b.op1("ReduceMean", [x, axes], keepdims=1)])
+        ss = b.op1("ReduceSum", [b.op1("Mul", [centred, centred]), axes],
+                   keepdims=int(a["keepdim"]))
+        count = 1
+        for d in dims:
+            count = count * t.shape[d]
+        denom = b.op1("Sub", [b.dim(count), b.const([a["correction"]])])
+        denom = b.op1("Cast", [b.op1("Squeeze", [denom, b.const([0])])], to=ONNX_DTYPES[t.dtype])
+        if sqrt:
+            b.op1("Sqrt", [b.op1("Div", [ss, denom])], out=n.out)
+        else:
+            b.op1("Div", [ss, denom], out=n.out)
+    return low
+
+
+def _topk(b, a, ins, n):
+    t = n.in_types[0]
+    b.op("TopK", [ins[0], b.const([a["k"]])], n_out=2, out_names=list(n.outs),
+         axis=a["dim"] % t.rank, largest=int(a["largest"]), sorted=int(a["sorted"]))
+
+
 ONNX_LOWERINGS = {
     "scalar": _scalar, "full": _full, "arange": _arange,
     "relu": _simple("Relu"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
@@ -714,6 +910,8 @@ ONNX_LOWERINGS = {
                                        approximate=a["approximate"]),
     "elu": lambda b, a, ins, n: b.op1("Elu", [ins[0]], out=n.out, alpha=a["alpha"]),
     "softplus": _softplus, "dropout": _identity, "cast": _cast,
+    "drop_path": _identity, "hardswish": _simple("HardSwish"), "mish": _simple("Mish"),
+    "clamp": _clamp,
     "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
     "pow": _simple("Pow"), "maximum": _simple("Max"), "minimum": _simple("Min"),
     "floor_div": _floor_div, "mod": _mod,
@@ -733,15 +931,21 @@ ONNX_LOWERINGS = {
     "avg_pool1d": _avg_pool, "avg_pool2d": _avg_pool,
     "adaptive_avg_pool1d": _adaptive, "adaptive_avg_pool2d": _adaptive,
     "batch_norm": _batch_norm, "layer_norm": _layer_norm, "group_norm": _group_norm,
-    "embedding": _embedding,
+    "embedding": _embedding, "rms_norm": _rms_norm, "one_hot": _one_hot, "einsum": _einsum,
     "lstm": _recurrent("lstm"), "gru": _recurrent("gru"), "rnn": _recurrent("rnn"),
     "flatten": _reshape_to_output, "reshape": _reshape_to_output, "transpose": _transpose,
     "permute": _permute, "squeeze": _squeeze, "unsqueeze": _unsqueeze, "expand": _expand,
     "concat": _concat, "split": _split, "slice": _slice,
+    "stack": _stack, "flip": _flip, "roll": _roll, "repeat_interleave": _repeat_interleave,
+    "pad": _pad, "upsample": _upsample,
+    "pixel_shuffle": lambda b, a, ins, n: b.op1("DepthToSpace", [ins[0]], out=n.out,
+                                                blocksize=a["r"], mode="CRD"),
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"), "max": _reduce("ReduceMax"),
     "min": _reduce("ReduceMin"), "prod": _reduce("ReduceProd"),
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "argmax": _argmax, "argsort": _argsort, "cumsum": _cumsum,
+    "cumprod": _cumprod, "logsumexp": _logsumexp, "var": _var(False), "std": _var(True),
+    "topk": _topk,
     "gather": _gather, "index_select": _index_select, "scatter_add": _scatter_add,
     "segment_sum": _segment_sum, "segment_mean": _segment_mean, "segment_max": _segment_max,
     "segment_softmax": _segment_softmax,

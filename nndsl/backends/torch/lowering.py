@@ -134,6 +134,36 @@ def fake_quantize(w: torch.Tensor, bits: int, group: int | None) -> torch.Tensor
     return (rows + (q - rows).detach()).reshape(w.shape)
 
 
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: in training each sample (dim 0) is zeroed with probability ``p`` and
+    the others scaled by ``1 / (1 - p)``, so the expectation is ``x``; the identity at eval."""
+    if not training or p == 0.0:
+        return x
+    keep = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+    return x * keep.bernoulli_(1.0 - p) / (1.0 - p)
+
+
+def _clamp(rt, a, ins):
+    x = ins[0]
+    lo, hi = a["min"], a["max"]
+    if not x.is_floating_point():          # integer bounds keep an integer tensor's dtype
+        lo, hi = (None if v is None else int(v) for v in (lo, hi))
+    return torch.clamp(x, lo, hi)
+
+
+def _upsample(rt, a, ins):
+    x = ins[0]
+    scale = a["scale"]
+    scale = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,) * (x.dim() - 2)
+    linear = a["mode"] != "nearest"
+    return F.interpolate(x, scale_factor=tuple(float(f) for f in scale), mode=a["mode"],
+                         align_corners=a["align_corners"] if linear else None)
+
+
+def _all_dims(x: torch.Tensor, dims):
+    return tuple(range(x.dim())) if dims is None else tuple(dims)
+
+
 # Packed int8 weights for the quantized engine, made once per weight (and again if its value,
 # its scales or the bias change): packing costs more than the product itself. Keyed by the
 # weight's id while the weight lives (tensors compare elementwise, so they cannot be keys).
@@ -459,6 +489,8 @@ TORCH_LOWERINGS = {
     "elu": lambda rt, a, ins: F.elu(ins[0], a["alpha"]),
     "softplus": lambda rt, a, ins: F.softplus(ins[0], a["beta"], a["threshold"]),
     "dropout": lambda rt, a, ins: F.dropout(ins[0], a["p"], rt.training),
+    "drop_path": lambda rt, a, ins: drop_path(ins[0], a["p"], rt.training),
+    "hardswish": _u(F.hardswish), "mish": _u(F.mish), "clamp": _clamp,
     "cast": lambda rt, a, ins: ins[0].to(DTYPES[a["dtype"]]),
     "add": _b(operator.add), "sub": _b(operator.sub), "mul": _b(operator.mul),
     "div": _b(operator.truediv), "pow": _b(operator.pow), "floor_div": _b(operator.floordiv),
@@ -490,6 +522,9 @@ TORCH_LOWERINGS = {
                                                   a["eps"]),
     "group_norm": lambda rt, a, ins: F.group_norm(ins[0], a["groups"], ins[1], ins[2], a["eps"]),
     "embedding": lambda rt, a, ins: F.embedding(ins[0], ins[1], a["padding_idx"]),
+    "rms_norm": lambda rt, a, ins: F.rms_norm(ins[0], a["normalized_shape"], ins[1], a["eps"]),
+    "one_hot": lambda rt, a, ins: F.one_hot(ins[0].long(), a["n"]).to(DTYPES[a["dtype"]]),
+    "einsum": lambda rt, a, ins: torch.einsum(a["equation"], *ins),
     "lstm": _rnn(torch.lstm, True), "gru": _rnn(torch.gru, False), "rnn": _rnn_plain,
     "flatten": lambda rt, a, ins: torch.flatten(ins[0], a["start"], a["end"]),
     "reshape": lambda rt, a, ins: ins[0].reshape([rt.dim(d) for d in a["shape"]]),
@@ -503,6 +538,15 @@ TORCH_LOWERINGS = {
     "split": lambda rt, a, ins: _one_or_tuple(torch.split(ins[0], [rt.dim(d) for d in a["sizes"]],
                                                          a["dim"])),
     "slice": _slice,
+    "stack": lambda rt, a, ins: torch.stack(ins, a["dim"]),
+    "flip": lambda rt, a, ins: torch.flip(ins[0], a["dims"]),
+    "roll": lambda rt, a, ins: torch.roll(ins[0], a["shifts"], a["dims"]),
+    "repeat_interleave": lambda rt, a, ins: torch.repeat_interleave(ins[0], a["repeats"],
+                                                                    a["dim"]),
+    "pad": lambda rt, a, ins: F.pad(ins[0], a["widths"], a["mode"],
+                                    a["value"] if a["mode"] == "constant" else None),
+    "upsample": _upsample,
+    "pixel_shuffle": lambda rt, a, ins: F.pixel_shuffle(ins[0], a["r"]),
     "sum": _reduce(torch.sum), "mean": _reduce(torch.mean), "max": _reduce(torch.amax),
     "min": _reduce(torch.amin), "prod": _reduce(_prod),
     "softmax": lambda rt, a, ins: F.softmax(ins[0], a["dim"]),
@@ -511,6 +555,15 @@ TORCH_LOWERINGS = {
     "argsort": lambda rt, a, ins: torch.argsort(ins[0], dim=a["dim"], descending=a["descending"],
                                                 stable=True),
     "cumsum": lambda rt, a, ins: torch.cumsum(ins[0], a["dim"]),
+    "cumprod": lambda rt, a, ins: torch.cumprod(ins[0], a["dim"]),
+    "logsumexp": lambda rt, a, ins: torch.logsumexp(ins[0], _all_dims(ins[0], a["dims"]),
+                                                    a["keepdim"]),
+    "var": lambda rt, a, ins: torch.var(ins[0], _all_dims(ins[0], a["dims"]),
+                                        correction=a["correction"], keepdim=a["keepdim"]),
+    "std": lambda rt, a, ins: torch.std(ins[0], _all_dims(ins[0], a["dims"]),
+                                        correction=a["correction"], keepdim=a["keepdim"]),
+    "topk": lambda rt, a, ins: tuple(torch.topk(ins[0], a["k"], a["dim"], a["largest"],
+                                                a["sorted"])),
     "gather": lambda rt, a, ins: torch.gather(ins[0], a["dim"], ins[1]),
     "index_select": lambda rt, a, ins: torch.index_select(ins[0], a["dim"], ins[1]),
     "scatter_add": lambda rt, a, ins: ins[0].scatter_add(a["dim"], ins[1], ins[2]),

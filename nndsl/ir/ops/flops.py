@@ -68,8 +68,11 @@ def _attention(ins, outs, a):
 
 
 def _with_act(rule):
+    """A fused activation counts what the standalone op counts on the layer's output."""
     def counted(ins, outs, a):
-        return rule(ins, outs, a) + (outs[0].numel() if a.get("act") else 0)
+        act = a.get("act")
+        extra = FLOP_RULES[act](outs[:1], outs[:1], {}) if act else 0
+        return rule(ins, outs, a) + extra
     return counted
 
 
@@ -110,6 +113,24 @@ def _argsort(ins, outs, a):
     return per * x.numel()
 
 
+def _einsum(ins, outs, a):
+    """One multiply per operand after the first and one addition, for every combination of the
+    index values: 2 · Π(index sizes) for a product of two, Π(index sizes) to reduce one."""
+    from nndsl.ir.ops.shapes import parse_einsum
+    terms, out = parse_einsum(a["equation"], [t.rank for t in ins])
+    sizes: dict = {}
+    for term, t in zip(terms, ins):
+        for i, (c, d) in enumerate(zip(term, t.shape)):
+            sizes[c if c != "." else f".{i - term.index('.')}"] = d
+    return max(len(ins), 1) * _prod(sizes.values())
+
+
+def _topk(ins, outs, a):
+    """A partial sort: ⌈log₂ k⌉ comparisons per element along the dim (one when k <= 2)."""
+    k = a["k"]
+    return max(1, math.ceil(math.log2(k))) * ins[0].numel() if k > 1 else ins[0].numel()
+
+
 def _scatter_add(ins, outs, a):
     return ins[2].numel()                       # one addition per element of src
 
@@ -136,6 +157,7 @@ def _scan(ins, outs, a):
 FLOP_RULES: dict[str, Callable] = {
     "input": _zero, "param": _zero, "scalar": _zero, "full": _zero, "arange": _zero,
     **{op: _per_out() for op in UNARY}, "logical_not": _per_out(),
+    "hardswish": _per_out(4), "mish": _per_out(7), "clamp": _per_out(2), "drop_path": _per_out(),
     "leaky_relu": _per_out(), "gelu": _per_out(8), "elu": _per_out(3), "softplus": _per_out(3),
     "sigmoid": _per_out(4), "tanh": _per_out(5), "silu": _per_out(5), "selu": _per_out(4),
     "dropout": _per_out(), "cast": _zero,
@@ -152,13 +174,19 @@ FLOP_RULES: dict[str, Callable] = {
     "max_pool1d": _pool, "max_pool2d": _pool, "avg_pool1d": _pool, "avg_pool2d": _pool,
     "adaptive_avg_pool1d": _per_in(), "adaptive_avg_pool2d": _per_in(),
     "batch_norm": _norm(4), "layer_norm": _norm(8), "group_norm": _norm(8),
-    "embedding": _zero,
+    "embedding": _zero, "rms_norm": _norm(5), "one_hot": _zero, "einsum": _einsum,
     "lstm": _recurrent(4), "gru": _recurrent(3), "rnn": _recurrent(1),
     **{op: _zero for op in ("flatten", "reshape", "transpose", "permute", "squeeze",
-                            "unsqueeze", "expand", "concat", "split", "slice")},
+                            "unsqueeze", "expand", "concat", "split", "slice", "stack",
+                            "flip", "roll", "repeat_interleave", "pad", "pixel_shuffle")},
+    # nearest: a copy per output element; linear: 2 multiply-adds per interpolated dim
+    "upsample": lambda ins, outs, a: 0 if a["mode"] == "nearest" else
+    4 * (ins[0].rank - 2) * outs[0].numel(),
     **{op: _per_in() for op in REDUCE},
     "softmax": _per_out(5), "log_softmax": _per_out(5),
     "argmax": _per_in(), "argsort": _argsort, "cumsum": _per_in(),
+    "cumprod": _per_in(), "logsumexp": _per_in(4), "var": _per_in(3), "std": _per_in(3),
+    "topk": _topk,
     "gather": _zero, "index_select": _zero, "scatter_add": _scatter_add,
     "segment_sum": _per_in(), "segment_mean": _segment_mean, "segment_max": _per_in(),
     # the per-segment max, subtract, exponentiate, per-segment sum, divide

@@ -574,14 +574,291 @@ def _argsort(ins, a):
     return (_T("i64", x.shape),)
 
 
-def _cumsum(ins, a):
+def _cumulative(op: str):
+    def rule(ins, a):
+        x = ins[0]
+        if x.rank == 0:
+            raise ShapeError(f"{op} needs a tensor of rank >= 1, got {x}", code="E0302",
+                             hint="unsqueeze a scalar first")
+        norm_axis(a["dim"], x.rank)
+        # as torch: integer and boolean tensors accumulate in i64
+        return (_T(x.dtype if x.dtype in FLOAT_DTYPES else "i64", x.shape),)
+    return rule
+
+
+def _drop_path(ins, a):
     x = ins[0]
-    if x.rank == 0:
-        raise ShapeError(f"cumsum needs a tensor of rank >= 1, got {x}", code="E0302",
-                         hint="unsqueeze a scalar first")
-    norm_axis(a["dim"], x.rank)
-    # as torch: integer and boolean tensors are summed in i64
-    return (_T(x.dtype if x.dtype in FLOAT_DTYPES else "i64", x.shape),)
+    _float(x, "drop_path")
+    if x.rank < 1:
+        raise ShapeError(f"drop_path drops whole samples along dim 0, but {x} has no dims",
+                         code="E0302")
+    return (x,)
+
+
+def _clamp(ins, a):
+    x = ins[0]
+    lo, hi = a["min"], a["max"]
+    if lo is None and hi is None:
+        raise ShapeError("clamp needs a min or a max", code="E0324",
+                         hint="write clamp(x, min=0.0), clamp(x, max=6.0) or both")
+    if x.dtype == "bool":
+        raise ShapeError(f"clamp needs a numeric tensor, got {x}", code="E0304",
+                         hint="convert it with cast(x, i64)")
+    if x.dtype not in FLOAT_DTYPES and any(v is not None and float(v) != int(v)
+                                           for v in (lo, hi)):
+        raise ShapeError(f"clamp of the integer tensor {x} needs integer bounds, got "
+                         f"min={lo}, max={hi}", code="E0304",
+                         hint="round the bounds, or cast(x, f32) first")
+    if lo is not None and hi is not None and lo > hi:
+        raise ShapeError(f"clamp min {lo} is larger than max {hi}", code="E0324",
+                         hint="swap them")
+    return (x,)
+
+
+def _rms_norm(ins, a):
+    x, w = ins
+    _float(x, "rms_norm")
+    ns = tuple(a["normalized_shape"])
+    if len(ns) > x.rank or x.shape[len(x.shape) - len(ns):] != ns:
+        raise ShapeError(f"rms_norm over [{', '.join(map(str, ns))}] does not fit the last dims "
+                         f"of {x}", code="E0309")
+    if w is not None and w.shape != ns:
+        raise ShapeError(f"rms_norm weight {w} must have shape [{', '.join(map(str, ns))}]",
+                         code="E0309")
+    return (x,)
+
+
+def _one_hot(ins, a):
+    x = ins[0]
+    if x.dtype not in INT_DTYPES:
+        raise ShapeError(f"one_hot needs integer class indices, got {x}", code="E0304",
+                         hint="convert them with cast(x, i64)")
+    return (_T(a["dtype"], x.shape + (a["n"],)),)
+
+
+def parse_einsum(equation: str, ranks: list) -> tuple:
+    """``(operand subscripts, output subscripts)``, each a string of letters in which ``.``
+    stands for the dims an ellipsis covers (as many as the operand needs). Without ``->`` the
+    output is the ellipsis, then the letters used once, in alphabetical order (NumPy's rule)."""
+    eq = equation.replace(" ", "")
+    if not eq or any(not (c.isalpha() or c in ",.->") for c in eq):
+        raise ShapeError(f"einsum equation \"{equation}\" may hold only letters, `,`, `...` "
+                         f"and `->`", code="E0321", hint='e.g. einsum("bij,bjk->bik", a, b)')
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        raise ShapeError(f"einsum equation \"{equation}\" has {len(terms)} operand term(s) but "
+                         f"{len(ranks)} tensor(s) are given", code="E0321")
+
+    def ellipsis_ok(term):
+        return term.count("...") <= 1 and term.replace("...", "").find(".") < 0
+    for term in terms + ([rhs] if arrow else []):
+        if not ellipsis_ok(term) or "-" in term or ">" in term:
+            raise ShapeError(f"einsum term \"{term}\" is malformed", code="E0321",
+                             hint="an ellipsis is written `...`, at most once per term")
+    n_ell = 0
+    out_terms = []
+    for term, r in zip(terms, ranks):
+        letters = term.replace("...", "")
+        if "..." in term:
+            k = r - len(letters)
+            if k < 0:
+                raise ShapeError(f"einsum term \"{term}\" has more letters than its operand has "
+                                 f"dims ({r})", code="E0321")
+            n_ell = max(n_ell, k)
+            out_terms.append(term.replace("...", "." * k))
+        else:
+            if len(term) != r:
+                raise ShapeError(f"einsum term \"{term}\" names {len(term)} dims but its operand "
+                                 f"has rank {r}", code="E0321",
+                                 hint="one letter per dim, or `...` for the leading ones")
+            out_terms.append(term)
+    if arrow:
+        if len(set(rhs.replace("...", ""))) != len(rhs.replace("...", "")):
+            raise ShapeError(f"einsum output \"{rhs}\" repeats a letter", code="E0321")
+        used = set(lhs.replace(",", "").replace(".", ""))
+        for c in rhs.replace("...", ""):
+            if c not in used:
+                raise ShapeError(f"einsum output letter `{c}` is not in any operand", code="E0321")
+        if n_ell and "..." not in rhs and any("..." in t for t in terms):
+            raise ShapeError("einsum: the operands' `...` dims must appear in the output",
+                             code="E0321", hint="add `...` to the output term")
+        out = rhs.replace("...", "." * n_ell)
+    else:
+        letters = lhs.replace(",", "").replace(".", "")
+        out = "." * n_ell + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return out_terms, out
+
+
+def _einsum(ins, a):
+    if not ins:
+        raise ShapeError("einsum needs at least one tensor", code="E0321")
+    eq = a["equation"]
+    terms, out = parse_einsum(eq, [t.rank for t in ins])
+    dtype = ins[0].dtype
+    for t in ins:
+        if t.dtype != dtype or dtype not in FLOAT_DTYPES:
+            raise ShapeError(f"einsum needs floating-point tensors of one dtype, got "
+                             f"{', '.join(str(t) for t in ins)}", code="E0304",
+                             hint="convert them with cast(x, f32)")
+    sizes: dict = {}
+    ell: tuple = ()
+    for term, t in zip(terms, ins):
+        k = term.count(".")
+        if k:
+            start = term.index(".")
+            ell = broadcast_shapes(ell, t.shape[start:start + k])
+        for c, d in zip(term, t.shape):
+            if c == ".":
+                continue
+            if c in sizes and not _same(sizes[c], d):
+                raise ShapeError(f"einsum \"{eq}\": index `{c}` is {sizes[c]} in one operand "
+                                 f"and {d} in another", code="E0321",
+                                 hint="an index names one size in every operand")
+            sizes[c] = d
+    letters = [sizes[c] for c in out if c != "."]
+    i = out.find(".")
+    shape = letters if i < 0 else letters[:i] + list(ell) + letters[i:]
+    return (_T(dtype, shape),)
+
+
+def _stack(ins, a):
+    if not ins:
+        raise ShapeError("stack needs at least one tensor", code="E0312")
+    first = ins[0]
+    for t in ins:
+        if t.rank != first.rank or any(not _same(p, q) for p, q in zip(t.shape, first.shape)):
+            raise ShapeError(f"stack needs tensors of one shape: {t} vs {first}", code="E0312")
+        if t.dtype != first.dtype:
+            raise ShapeError(f"stack of {first.dtype} and {t.dtype}", code="E0304")
+    d = norm_axis(a["dim"], first.rank + 1)
+    s = list(first.shape)
+    s.insert(d, len(ins))
+    return (_T(first.dtype, s),)
+
+
+def _distinct_dims(op: str, x: TensorType, dims) -> list:
+    ds = [norm_axis(d, x.rank) for d in dims]
+    if len(set(ds)) != len(ds):
+        raise ShapeError(f"{op} dims {list(dims)} name a dim twice", code="E0302")
+    return ds
+
+
+def _flip(ins, a):
+    _distinct_dims("flip", ins[0], a["dims"])
+    return (ins[0],)
+
+
+def _roll(ins, a):
+    x = ins[0]
+    if len(a["shifts"]) != len(a["dims"]):
+        raise ShapeError(f"roll needs one shift per dim, got shifts {list(a['shifts'])} for dims "
+                         f"{list(a['dims'])}", code="E0302")
+    _distinct_dims("roll", x, a["dims"])
+    return (x,)
+
+
+def _repeat_interleave(ins, a):
+    x, r, d = ins[0], a["repeats"], a["dim"]
+    if d is None:
+        return (_T(x.dtype, (x.numel() * r,)),)
+    d = norm_axis(d, x.rank)
+    s = list(x.shape)
+    s[d] = s[d] * r
+    return (_T(x.dtype, s),)
+
+
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad(ins, a):
+    x, w, mode = ins[0], tuple(a["widths"]), a["mode"]
+    if mode not in PAD_MODES:
+        raise ShapeError(f"pad mode \"{mode}\" is not one of {', '.join(PAD_MODES)}", code="E0322")
+    if len(w) % 2 or not w or len(w) > 2 * x.rank:
+        raise ShapeError(f"pad widths {list(w)} must be (before, after) pairs for at most the "
+                         f"{x.rank} dims of {x}, last dim first", code="E0322",
+                         hint="e.g. pad(x, [1, 1, 2, 2]) pads the last dim by 1 and the one "
+                              "before it by 2")
+    k = len(w) // 2
+    if mode != "constant":
+        if k > 3 or x.rank not in (k + 1, k + 2):
+            raise ShapeError(f"{mode} padding of {k} dim(s) needs an input of rank {k + 1} or "
+                             f"{k + 2} ([C, ...] or [N, C, ...]), got {x}", code="E0322",
+                             hint="pad at most the 3 last dims; constant padding has no limit")
+        if any(v < 0 for v in w):
+            raise ShapeError(f"{mode} padding widths cannot be negative, got {list(w)}",
+                             code="E0322", hint="crop with a slice instead")
+    s = list(x.shape)
+    for i in range(k):
+        d = x.rank - 1 - i
+        before, after = w[2 * i], w[2 * i + 1]
+        size = s[d]
+        if isinstance(size, int):
+            limit = {"reflect": size - 1, "circular": size}.get(mode)
+            if limit is not None and max(before, after) > limit:
+                raise ShapeError(f"{mode} padding of {max(before, after)} on dim {d} of {x} is "
+                                 f"more than its size allows ({limit})", code="E0322")
+        s[d] = size + before + after
+    return (_T(x.dtype, s),)
+
+
+UPSAMPLE_MODES = {"nearest": (3, 4, 5), "linear": (3,), "bilinear": (4,)}
+
+
+def _upsample(ins, a):
+    x, mode, scale = ins[0], a["mode"], a["scale"]
+    if mode not in UPSAMPLE_MODES:
+        raise ShapeError(f"upsample mode \"{mode}\" is not one of nearest, linear, bilinear",
+                         code="E0323")
+    if x.rank not in UPSAMPLE_MODES[mode]:
+        want = {3: "[N, C, L]", 4: "[N, C, H, W]", 5: "[N, C, D, H, W]"}
+        raise ShapeError(f"upsample mode \"{mode}\" needs an input "
+                         f"{' or '.join(want[r] for r in UPSAMPLE_MODES[mode])}, got {x}",
+                         code="E0323", hint="linear is for [N, C, L], bilinear for [N, C, H, W]")
+    if mode != "nearest":
+        _float(x, f"{mode} upsampling")
+    nd = x.rank - 2
+    scale = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,) * nd
+    if len(scale) != nd or any(not isinstance(f, int) or f < 1 for f in scale):
+        raise ShapeError(f"upsample scale must be a positive int or one per spatial dim ({nd}), "
+                         f"got {a['scale']}", code="E0323")
+    return (_T(x.dtype, tuple(x.shape[:2]) + tuple(d * f for d, f in zip(x.shape[2:], scale))),)
+
+
+def _pixel_shuffle(ins, a):
+    x, r = ins[0], a["r"]
+    if x.rank != 4:
+        raise ShapeError(f"pixel_shuffle needs [N, C·r², H, W], got {x}", code="E0323")
+    c = x.shape[1]
+    if isinstance(c, int) and c % (r * r) or isinstance(c, SymDim) and not c.divisible_by(r * r):
+        raise ShapeError(f"pixel_shuffle({r}) needs channels divisible by {r * r}, got {c}",
+                         code="E0323")
+    return (_T(x.dtype, (x.shape[0], c // (r * r), x.shape[2] * r, x.shape[3] * r)),)
+
+
+def _float_reduce(op: str):
+    def rule(ins, a):
+        _float(ins[0], op)
+        if a.get("correction", 0) < 0:
+            raise ShapeError(f"{op} correction cannot be negative", code="E0324")
+        return _reduce(ins, {"dims": a["dims"], "keepdim": a["keepdim"]})
+    return rule
+
+
+def _topk(ins, a):
+    x, k = ins[0], a["k"]
+    if x.rank == 0 or x.dtype == "bool":
+        raise ShapeError(f"topk needs a numeric tensor of rank >= 1, got {x}", code="E0304",
+                         hint="convert booleans with cast(x, i64)")
+    d = norm_axis(a["dim"], x.rank)
+    n = x.shape[d]
+    if k < 0 or isinstance(n, int) and k > n:
+        raise ShapeError(f"topk k={k} is more than the {n} values along dim {a['dim']} of {x}",
+                         code="E0324", hint=f"use k in [0, {n}]")
+    s = list(x.shape)
+    s[d] = k
+    return (_T(x.dtype, s), _T("i64", s))
 
 
 def _index_operand(op: str, t: TensorType, what: str = "index") -> None:
@@ -835,9 +1112,10 @@ SHAPE_RULES: dict[str, Callable] = {
     "input": _input, "param": _input, "scalar": _scalar, "full": _full, "arange": _arange,
     **{op: _unary for op in UNARY},
     **{op: _float_unary(op) for op in ("sigmoid", "tanh", "silu", "selu", "exp", "log", "sqrt",
-                                       "rsqrt", "erf", "sin", "cos")},
+                                       "rsqrt", "erf", "sin", "cos", "hardswish", "mish")},
     "leaky_relu": _unary, "gelu": _float_unary("gelu"), "elu": _float_unary("elu"),
     "softplus": _float_unary("softplus"), "dropout": _unary, "cast": _cast,
+    "drop_path": _drop_path, "clamp": _clamp,
     **{op: _binary for op in BINARY}, **{op: _compare for op in COMPARE},
     "where": _where, "masked_fill": _masked_fill, "tril": _tri, "triu": _tri,
     "matmul": _matmul, "linear": _linear,
@@ -847,7 +1125,7 @@ SHAPE_RULES: dict[str, Callable] = {
     "avg_pool1d": _pool(1, "avg"), "avg_pool2d": _pool(2, "avg"),
     "adaptive_avg_pool1d": _adaptive(1), "adaptive_avg_pool2d": _adaptive(2),
     "batch_norm": _batch_norm, "layer_norm": _layer_norm, "group_norm": _group_norm,
-    "embedding": _embedding,
+    "embedding": _embedding, "rms_norm": _rms_norm, "one_hot": _one_hot, "einsum": _einsum,
     "lstm": _recurrent(4, True), "gru": _recurrent(3, False), "rnn": _recurrent(1, False),
     "attention": _attention, "memory_format": _unary,
     "dequantize": _dequantize, "linear_int8": _linear_int8, "fake_quantize": _fake_quantize,
@@ -855,10 +1133,14 @@ SHAPE_RULES: dict[str, Callable] = {
     "qlinear": _qlayer("qlinear", _linear), "qadd": _qadd,
     "flatten": _flatten, "reshape": _reshape, "transpose": _transpose, "permute": _permute,
     "squeeze": _squeeze, "unsqueeze": _unsqueeze, "expand": _expand, "concat": _concat,
-    "split": _split, "slice": _slice,
+    "split": _split, "slice": _slice, "stack": _stack, "flip": _flip, "roll": _roll,
+    "repeat_interleave": _repeat_interleave, "pad": _pad, "upsample": _upsample,
+    "pixel_shuffle": _pixel_shuffle,
     **{op: _reduce for op in REDUCE},
     "softmax": _softmax, "log_softmax": _softmax,
-    "argmax": _argmax, "argsort": _argsort, "cumsum": _cumsum,
+    "argmax": _argmax, "argsort": _argsort, "cumsum": _cumulative("cumsum"),
+    "cumprod": _cumulative("cumprod"), "logsumexp": _float_reduce("logsumexp"),
+    "var": _float_reduce("var"), "std": _float_reduce("std"), "topk": _topk,
     "gather": _gather, "index_select": _index_select, "scatter_add": _scatter_add,
     **{op: _segment(op) for op in SEGMENT}, "segment_softmax": _segment_softmax,
     "scan": _scan,

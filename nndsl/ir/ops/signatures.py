@@ -26,6 +26,7 @@ UNARY = {
     "selu": "scale * elu(x, alpha) (fixed constants)", "exp": "e^x", "log": "ln x",
     "sqrt": "√x", "rsqrt": "1/√x", "abs": "|x|", "neg": "-x", "erf": "erf(x)", "sin": "sin x",
     "cos": "cos x", "logical_not": "not x",
+    "hardswish": "x * relu6(x + 3) / 6", "mish": "x * tanh(softplus(x))",
 }
 BINARY = {
     "add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "pow": "a ^ b",
@@ -51,6 +52,9 @@ SIGNATURES: dict[str, OpSignature] = {
     "elu": _s("x", "x if x > 0 else alpha*(e^x - 1)", alpha=1.0),
     "softplus": _s("x", "log(1 + e^(beta*x)) / beta", beta=1.0, threshold=20.0),
     "dropout": _s("x", "zero elements with probability p during training", p=0.5),
+    "drop_path": _s("x", "stochastic depth: zero whole samples (dim 0) with probability p "
+                         "during training, the others scaled by 1 / (1 - p)", p=0.0),
+    "clamp": _s("x", "min(max(x, min), max); a bound of None is left open", min=None, max=None),
     "cast": _s("x", "convert dtype", dtype=None),
     **{op: _s("a b", doc) for op, doc in BINARY.items()},
     **{op: _s("a b", doc) for op, doc in COMPARE.items()},
@@ -76,7 +80,13 @@ SIGNATURES: dict[str, OpSignature] = {
     "layer_norm": _s("x weight? bias?", "(x - μ) / √(σ² + eps) · γ + β over the last dims",
                      normalized_shape=None, eps=1e-5),
     "group_norm": _s("x weight? bias?", "normalize over groups of channels", groups=None, eps=1e-5),
+    "rms_norm": _s("x weight?", "x / √(mean(x²) + eps) · γ over the last dims (eps None: the "
+                                "dtype's machine epsilon)", normalized_shape=None, eps=None),
     "embedding": _s("indices weight", "rows of weight", padding_idx=None),
+    "one_hot": _s("indices", "1 at each index's position in a new last dim of size n",
+                  n=None, dtype="i64"),
+    "einsum": _s("*xs", "Σ over the indices not in the output of the product of the operands "
+                        "(Einstein summation)", equation=None),
     "lstm": _s("x h0? c0? *weights", "long short-term memory (PyTorch gate order i, f, g, o)",
                hidden=None, layers=1, bidirectional=False, batch_first=True, dropout=0.0,
                bias=True),
@@ -125,6 +135,17 @@ SIGNATURES: dict[str, OpSignature] = {
     "split": _s("x", "cut into pieces along a dim", dim=0, sizes=None),
     "slice": _s("x", "x[start:end:step] on some axes", axes=None, starts=None, ends=None,
                 steps=None),
+    "stack": _s("*xs", "join along a new dim", dim=0),
+    "flip": _s("x", "reverse the order along dims", dims=None),
+    "roll": _s("x", "shift elements cyclically along dims", shifts=None, dims=None),
+    "repeat_interleave": _s("x", "each element repeated `repeats` times along dim (None: of "
+                                 "the flattened tensor)", repeats=None, dim=None),
+    "pad": _s("x", "widths (before, after) per dim, last dim first (as torch.nn.functional.pad); "
+                   "mode constant, reflect, replicate or circular", widths=None,
+              mode="constant", value=0.0),
+    "upsample": _s("x", "resize the spatial dims by integer factors (nearest or linear "
+                        "interpolation)", scale=None, mode="nearest", align_corners=False),
+    "pixel_shuffle": _s("x", "[N, C·r², H, W] → [N, C, H·r, W·r]", r=None),
     # reductions and normalizers
     **{op: _s("x", f"{doc} over dims", dims=None, keepdim=False) for op, doc in REDUCE.items()},
     "softmax": _s("x", "e^x / Σ e^x along dim", dim=-1),
@@ -134,6 +155,13 @@ SIGNATURES: dict[str, OpSignature] = {
     "argsort": _s("x", "the indices that sort x along dim (stable: equal values keep their "
                        "order, the lower index first)", dim=-1, descending=False),
     "cumsum": _s("x", "running sum along dim: y[i] = Σ_{j<=i} x[j]", dim=-1),
+    "cumprod": _s("x", "running product along dim: y[i] = Π_{j<=i} x[j]", dim=-1),
+    "logsumexp": _s("x", "log Σ e^x over dims (stable)", dims=None, keepdim=False),
+    **{op: _s("x", f"{what} over dims with Bessel's correction (divide by n - correction)",
+              dims=None, correction=1, keepdim=False)
+       for op, what in (("var", "variance"), ("std", "standard deviation"))},
+    "topk": _s("x", "the k largest (or smallest) values along dim and their i64 indices",
+               k=None, dim=-1, largest=True, sorted=True),
     # indexing, scattering and segments (message passing on graphs)
     "gather": _s("x index", "y[i][j] = x[index[i][j]][j] along dim (torch.gather)", dim=0),
     "index_select": _s("x index", "the slices x[index[k]] along dim, for a 1-d index", dim=0),

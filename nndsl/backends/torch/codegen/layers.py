@@ -130,6 +130,18 @@ def _layer_norm_form(a, ts):
     return LayerForm(f"nn.LayerNorm({size}{_kwargs(kw)})", tuple(slots))
 
 
+def _rms_norm_form(a, ts):
+    w = ts[1]
+    shape = tuple(a["normalized_shape"])
+    if not shape or not _static(shape):
+        return None
+    kw = [("eps", None if a["eps"] is None else py_literal(a["eps"])),
+          ("elementwise_affine", None if w is not None else "False")]
+    slots = ((1, ("weight", shape, "f32", True)),) if w is not None else ()
+    size = str(shape[0]) if len(shape) == 1 else py_literal(shape)
+    return LayerForm(f"nn.RMSNorm({size}{_kwargs(kw)})", slots)
+
+
 def _group_norm_form(a, ts):
     x, w, b = ts[0], ts[1], ts[2]
     if x.rank < 2 or not isinstance(x.shape[1], int) or (w is None) != (b is None):
@@ -197,6 +209,7 @@ LAYER_MODULES: dict[str, Callable] = {
     "conv_transpose2d": _conv_transpose_form,
     "batch_norm": _batch_norm_form,
     "layer_norm": _layer_norm_form,
+    "rms_norm": _rms_norm_form,
     "group_norm": _group_norm_form,
     "embedding": _embedding_form,
     "lstm": _recurrent_form("lstm"), "gru": _recurrent_form("gru"), "rnn": _recurrent_form("rnn"),

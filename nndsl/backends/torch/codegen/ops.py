@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from nndsl.backends.torch.codegen.source import TORCH_DTYPES, _collapse, _uniform, py_literal
-from nndsl.backends.torch.lowering import fake_quantize
+from nndsl.backends.torch.lowering import drop_path, fake_quantize
 from nndsl.ir.graph import Node
 from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.types import TensorType
@@ -265,9 +265,12 @@ def _linear_int8(x, weight, scale, bias=None):
 }
 
 
-# the runtime's own function, so the generated file computes exactly what the module does
+# the runtime's own functions, so the generated file computes exactly what the module does
+# (and draws the same random numbers)
 HELPERS["_fake_quantize"] = "\n" + inspect.getsource(fake_quantize).replace(
     "def fake_quantize(", "def _fake_quantize(", 1)
+HELPERS["_drop_path"] = "\n" + inspect.getsource(drop_path).replace(
+    "def drop_path(", "def _drop_path(", 1)
 
 
 def _dequantize(e):
@@ -560,6 +563,68 @@ def _scan(e):
     return e.fn.scan_source(e)
 
 
+def _clamp_op(e):
+    a = e.a
+    whole = e.t(0).dtype not in ("f32", "f16", "bf16", "f64")
+
+    def bound(v):
+        return None if v is None else py_literal(int(v) if whole else float(v))
+    return _call("torch.clamp", e.x(0), min=bound(a["min"]), max=bound(a["max"]))
+
+
+def _rms_norm(e):
+    if e.module:
+        return f"{e.module}({e.x(0)})"
+    eps = e.a["eps"]
+    return _call("F.rms_norm", e.x(0), py_literal(tuple(e.a["normalized_shape"])),
+                 e.x(1) if e.has(1) else None, eps=None if eps is None else py_literal(eps))
+
+
+def _one_hot(e):
+    x = e.x(0) if e.t(0).dtype == "i64" else f"{e.x(0)}.long()"
+    expr = f"F.one_hot({x}, {e.dim(e.a['n'])})"
+    return expr if e.a["dtype"] == "i64" else f"{expr}.to({TORCH_DTYPES[e.a['dtype']]})"
+
+
+def _dims_or_all(e) -> str:
+    dims = e.a["dims"]
+    dims = tuple(range(e.rank)) if dims is None else tuple(dims)
+    return str(dims[0]) if len(dims) == 1 else py_literal(dims)
+
+
+def _var(fn: str):
+    def emit(e):
+        c = e.a["correction"]
+        return _call(fn, e.x(0), _dims_or_all(e), correction=None if c == 1 else str(c),
+                     keepdim="True" if e.a["keepdim"] else None)
+    return emit
+
+
+def _pad(e):
+    a = e.a
+    mode = a["mode"]
+    return _call("F.pad", e.x(0), py_literal(list(a["widths"])),
+                 mode=None if mode == "constant" else py_literal(mode),
+                 value=py_literal(a["value"]) if mode == "constant" and a["value"] != 0 else None)
+
+
+def _upsample(e):
+    a = e.a
+    scale = a["scale"]
+    scale = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,) * (e.rank - 2)
+    factor = py_literal(float(scale[0])) if len(set(scale)) == 1 else \
+        py_literal(tuple(float(f) for f in scale))
+    linear = a["mode"] != "nearest"
+    return _call("F.interpolate", e.x(0), scale_factor=factor,
+                 mode=None if a["mode"] == "nearest" else py_literal(a["mode"]),
+                 align_corners=str(a["align_corners"]) if linear else None)
+
+
+def _ints(v) -> str:
+    v = tuple(v)
+    return str(v[0]) if len(v) == 1 else py_literal(v)
+
+
 # op name -> fn(OpSource) -> expression source | Emitted. Every op of SIGNATURES but the graph's
 # sources (input, param) is here; a test keeps the table in step with the signatures.
 TORCH_CODEGEN: dict[str, Callable] = {
@@ -584,6 +649,9 @@ TORCH_CODEGEN: dict[str, Callable] = {
                                 else py_literal(e.a["threshold"])),
     "dropout": lambda e: f"F.dropout({e.x(0)}, p={py_literal(e.a['p'])}, training=self.training)",
     "cast": lambda e: f"{e.x(0)}.to({TORCH_DTYPES[e.a['dtype']]})",
+    "drop_path": lambda e: f"{e.helper('_drop_path')}({e.x(0)}, {py_literal(e.a['p'])}, "
+                           f"self.training)",
+    "hardswish": _unary("F.hardswish"), "mish": _unary("F.mish"), "clamp": _clamp_op,
     "add": _binop("+"), "sub": _binop("-"), "mul": _binop("*"), "div": _binop("/"),
     "pow": _binop("**"), "floor_div": _binop("//"), "mod": _binop("%"),
     "maximum": _clamp("min", "torch.maximum"), "minimum": _clamp("max", "torch.minimum"),
@@ -611,7 +679,8 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "batch_norm": _batch_norm,
     "layer_norm": _layer_norm,
     "group_norm": _group_norm,
-    "embedding": _embedding,
+    "embedding": _embedding, "rms_norm": _rms_norm, "one_hot": _one_hot,
+    "einsum": lambda e: _call("torch.einsum", py_literal(e.a["equation"]), *e.xs()),
     "lstm": _recurrent("lstm"), "gru": _recurrent("gru"), "rnn": _recurrent("rnn"),
     "flatten": _flatten,
     "reshape": lambda e: f"{e.x(0)}.reshape({e.dims(e.a['shape'])})",
@@ -623,12 +692,28 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "concat": _concat,
     "split": _split,
     "slice": _slice,
+    "stack": lambda e: _call("torch.stack", "[" + ", ".join(e.xs()) + "]",
+                             dim=None if e.a["dim"] == 0 else str(e.a["dim"])),
+    "flip": lambda e: f"torch.flip({e.x(0)}, {py_literal(tuple(e.a['dims']))})",
+    "roll": lambda e: f"torch.roll({e.x(0)}, {_ints(e.a['shifts'])}, {_ints(e.a['dims'])})",
+    "repeat_interleave": lambda e: _call("torch.repeat_interleave", e.x(0), str(e.a["repeats"]),
+                                         dim=None if e.a["dim"] is None else str(e.a["dim"])),
+    "pad": _pad, "upsample": _upsample,
+    "pixel_shuffle": lambda e: f"F.pixel_shuffle({e.x(0)}, {e.a['r']})",
     "sum": _reduce("torch.sum"), "mean": _reduce("torch.mean"), "max": _reduce("torch.amax"),
     "min": _reduce("torch.amin"), "prod": _prod,
     "softmax": _softmax("F.softmax"), "log_softmax": _softmax("F.log_softmax"),
     "argmax": _argmax,
     "argsort": _argsort,
     "cumsum": lambda e: f"torch.cumsum({e.x(0)}, dim={e.a['dim']})",
+    "cumprod": lambda e: f"torch.cumprod({e.x(0)}, dim={e.a['dim']})",
+    "logsumexp": lambda e: _call("torch.logsumexp", e.x(0), _dims_or_all(e),
+                                 keepdim="True" if e.a["keepdim"] else None),
+    "var": _var("torch.var"), "std": _var("torch.std"),
+    "topk": lambda e: _call("torch.topk", e.x(0), str(e.a["k"]),
+                            dim=None if e.a["dim"] == -1 else str(e.a["dim"]),
+                            largest=None if e.a["largest"] else "False",
+                            sorted=None if e.a["sorted"] else "False"),
     "gather": lambda e: f"torch.gather({e.x(0)}, {e.a['dim']}, {e.x(1)})",
     "index_select": _index_select,
     "scatter_add": lambda e: f"{e.x(0)}.scatter_add({e.a['dim']}, {e.x(1)}, {e.x(2)})",
