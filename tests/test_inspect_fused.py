@@ -159,8 +159,6 @@ def test_gpt_mini_fusing_gelu_keeps_the_count():
     assert "gelu" not in o1
 
 
-@pytest.mark.xfail(strict=False, reason="qadd's FLOP rule ignores its fused relu until "
-                                        "flops.py wraps it in _with_act")
 def test_qadd_counts_its_fused_relu():
     t = TensorType("f32", (1, 8, 4, 4))
     assert flops("qadd", [t, t], (t,), {"act": "relu"}) == \

@@ -166,7 +166,7 @@ FLOP_RULES: dict[str, Callable] = {
     "matmul": _matmul, "linear": _with_act(_linear),
     "linear_int8": _with_act(lambda ins, outs, a: _linear(ins[:2] + ins[3:], outs, a)),
     "dequantize": _per_out(), "fake_quantize": _per_out(4),
-    "quantize": _per_out(2), "dequantize_act": _per_out(2), "qadd": _per_out(),
+    "quantize": _per_out(2), "dequantize_act": _per_out(2), "qadd": _with_act(_per_out()),
     "qconv2d": _with_act(lambda ins, outs, a: _conv(ins[:2] + ins[3:], outs, a)),
     "qlinear": _with_act(lambda ins, outs, a: _linear(ins[:2] + ins[3:], outs, a)),
     "conv1d": _with_act(_conv), "conv2d": _with_act(_conv), "conv3d": _with_act(_conv),
