@@ -84,7 +84,9 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
             raise DefinitionError(f"`optimize {o.model}`: the file has no model `{o.model}`",
                                   span=o.name_span or o.span, code="E0512",
                                   hint="its models: " + ", ".join(models))
-    graph = Elaborator(program).elaborate(model, program.params_for(model, params or {}) or None)
+    elaborator = Elaborator(program)
+    graph = elaborator.elaborate(model, program.params_for(model, params or {}) or None)
+    warnings = _train_reads(elaborator.warnings, program.train_section(model))
     given = {"quantize": quantize, "group": group, "prune": prune, "keep": tuple(keep),
              "prune_scopes": prune_scopes, "prune_exclude": tuple(prune_exclude), "qat": qat,
              "calibrate": calibrate, "observer": observer}
@@ -106,12 +108,45 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
     c.weights = weights
     c.source = source if file == "<string>" else file
     c.overrides = dict(params or {})
+    c.warnings = warnings
     section = program.train_section(model)
     if section is not None:   # a mistake in the model's train section is a compile-time error
         from nndsl.train.config import resolve
         resolve(c, section)
         c.train_section = section
+    for listener in list(_LISTENERS):
+        listener(c)
     return c
+
+
+# Called with every Compiled that compile() returns (the command line prints the warnings of
+# the models `nndsl train` compiles, for instance). See :func:`on_compile`.
+_LISTENERS: list = []
+
+
+class on_compile:
+    """``with on_compile(fn): ...`` calls ``fn(compiled)`` for every model compiled inside."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __enter__(self):
+        _LISTENERS.append(self.fn)
+        return self
+
+    def __exit__(self, *exc):
+        _LISTENERS.remove(self.fn)
+        return False
+
+
+def _train_reads(warnings: list, section) -> list:
+    """The model's warnings, less the model parameters its train section reads (a target's
+    type, `target label: i64[N, classes]`, may be the only place a parameter is used)."""
+    if section is None:
+        return list(warnings)
+    from nndsl.elab.elaborate import _names_in
+    read = {n.id for node in (*section.targets, *section.entries) for n in _names_in(node)}
+    return [w for w in warnings if not (w.code == "W0301" and w.subject in read)]
 
 
 def _compression(section, given: dict, graph: Graph):
@@ -209,6 +244,7 @@ class Compiled:
     overrides: dict = {}   # the parameter values given to compile (params=...)
     compression = None     # the Compression asked for (quantize=, prune=, ...)
     weights = None         # the weights given to compile: the default of to_torch/to_onnx
+    warnings: list = []    # NndslWarning: what the spec writes and nothing uses (code, span...)
 
     def __init__(self, graph: Graph, file: str, opt: str, passes: list | None = None,
                  unoptimized: Graph | None = None):

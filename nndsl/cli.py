@@ -65,6 +65,7 @@ def _compile(args, opt: str | None = None):
                       prune_scopes=tuple(args.prune_only) if args.prune_only else None,
                       prune_exclude=tuple(args.prune_exclude or ()),
                       calibrate=args.calibrate, observer=args.observer, weights=args.weights)
+    _warn(c, args)
     which = getattr(args, "print_after", None)
     if which and opt is None:
         for record in c.passes:
@@ -73,6 +74,29 @@ def _compile(args, opt: str | None = None):
                       f"{'' if record.changed else ' (no change)'}")
                 print(c.__class__(record.graph, c.file, c.opt).ir())
     return c
+
+
+def _warn(c, args) -> None:
+    """Print the warnings of a compiled model on stderr (each once per command);
+    ``--deny-warnings`` makes them an error."""
+    seen = args.__dict__.setdefault("_warned", set())
+    new = [w for w in c.warnings if w.render() not in seen]
+    for w in new:
+        seen.add(w.render())
+        if not getattr(args, "quiet", False):
+            print(w.render(), file=sys.stderr)
+    if getattr(args, "deny_warnings", False):
+        from nndsl.errors import deny
+        deny(new)
+
+
+def _written_params(c) -> str:
+    """The parameters of the graph a backend wrote (folding batch norms at -O2 leaves fewer
+    than the spec has; a quantized weight still counts), and the spec's when they differ."""
+    from nndsl.api import _numel, _quantized
+    n = sum(_numel(p.type) for p in c.graph.params() if p.attr["trainable"] or _quantized(p))
+    spec = c.param_count()
+    return f"{n:,} parameters" + (f" (the spec has {spec:,})" if n != spec else "")
 
 
 def cmd_check(args) -> int:
@@ -121,8 +145,8 @@ def cmd_compile(args) -> int:
             files = save(model, out, external_threshold=args.external_data_threshold)
         except (OSError, ValueError) as e:
             raise write_error(out, e) from None
-        print(f"wrote {', '.join(map(str, files))} (opset {model.opset_import[0].version}, "
-              f"{c.param_count():,} parameters)")
+        print(f"wrote {', '.join(map(str, files))} (onnx opset {model.opset_import[0].version}, "
+              f"{c.opt}): {_written_params(c)}")
         return 0
     if args.to == "torch":
         from nndsl.backends.torch.codegen import write_package
@@ -131,8 +155,8 @@ def cmd_compile(args) -> int:
             write_package(c, out, weights=args.weights)
         except (OSError, ValueError) as e:
             raise write_error(out, e) from None
-        print(f"wrote {out}/model.py and {out}/weights.safetensors "
-              f"({c.param_count():,} parameters)")
+        print(f"wrote {out}/model.py and {out}/weights.safetensors (torch, {c.opt}): "
+              f"{_written_params(c)}")
         return 0
     raise ArgumentError(f"unknown target `{args.to}`", code="E0228", hint="use --to torch")
 
@@ -161,10 +185,13 @@ def cmd_train(args) -> int:
     overrides = {"data": args.data, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
                  "seed": args.seed, "device": args.device, "amp": args.amp,
                  "compile": args.compile, "checkpoint": args.checkpoint}
-    result = run_training(args.spec, model=args.model, params=_params(args.param),
-                          overrides=overrides, out=args.out, resume=args.resume,
-                          ddp="fsdp" if args.fsdp else args.ddp,
-                          quiet=args.quiet, prune=args.prune, qat=args.qat, group=args.group)
+    from nndsl.api import on_compile
+    with on_compile(lambda c: _warn(c, args)):   # the models training compiles
+        result = run_training(args.spec, model=args.model, params=_params(args.param),
+                              overrides=overrides, out=args.out, resume=args.resume,
+                              ddp="fsdp" if args.fsdp else args.ddp,
+                              quiet=args.quiet, prune=args.prune, qat=args.qat,
+                              group=args.group)
     return 130 if result.interrupted else 0
 
 
@@ -253,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--print-after", metavar="NAME|all",
                        help="print the IR after that pass (or after every pass)")
         p.add_argument("--weights", help="a .safetensors file of weights in the spec's names")
+        p.add_argument("--deny-warnings", action="store_true",
+                       help="treat warnings (unused layers, inputs, parameters) as errors")
         c = p.add_argument_group("compression")
         c.add_argument("--quantize", metavar="SCHEME",
                        help="int8-dynamic, int8-static, int8-weight, int4-weight, f16 or bf16")
@@ -330,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sparsity S), or 2:4")
     p.add_argument("--qat", metavar="BITS", help="quantization-aware training: int8 or int4")
     p.add_argument("--group", type=int, metavar="COLS", help="--qat int4: columns per scale")
+    p.add_argument("--deny-warnings", action="store_true",
+                   help="treat warnings (unused layers, inputs, parameters) as errors")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("sample", help="draw samples from a trained vae, gan or ddpm run")

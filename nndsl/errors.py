@@ -1,4 +1,4 @@
-"""Typed, located errors with stable codes.
+"""Typed, located errors and warnings with stable codes.
 
 Every user mistake raises a subclass of :class:`NndslError`. An error carries a code
 (``E0102``), a message, an optional :class:`Span` pointing into the user's ``.nn`` text,
@@ -11,11 +11,16 @@ way rustc does::
     7 |     y = x |> linear(10)
       |              ^^^^^^^^^^
       = hint: ...
+
+A :class:`NndslWarning` is a located finding that is not an error (a layer whose result nothing
+uses, an unused input or model parameter): it has a ``W`` code from :data:`WARNINGS` and
+renders the same way under a ``warning[W0101]`` header. Compiling succeeds with warnings;
+``--deny-warnings`` turns them into :class:`WarningsDenied`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -78,14 +83,18 @@ class NndslError(Exception):
         return self.render()
 
     def render(self) -> str:
-        out = [f"error[{self.code}]: {self.message}"]
-        if self.span is not None:
-            out.extend(_quote(self.span))
-        for text, span in self.notes:
-            out.append(f"  = note: {text}" + (f" ({span})" if span else ""))
-        if self.hint:
-            out.append(f"  = hint: {self.hint}")
-        return "\n".join(out)
+        return _render("error", self.code, self.message, self.span, self.notes, self.hint)
+
+
+def _render(kind: str, code: str, message: str, span: Span | None, notes, hint) -> str:
+    out = [f"{kind}[{code}]: {message}"]
+    if span is not None:
+        out.extend(_quote(span))
+    for text, note_span in notes:
+        out.append(f"  = note: {text}" + (f" ({note_span})" if note_span else ""))
+    if hint:
+        out.append(f"  = hint: {hint}")
+    return "\n".join(out)
 
 
 MAX_QUOTE = 100  # longest stretch of a source line quoted under an error
@@ -178,3 +187,51 @@ class TrainError(NndslError):
     """A mistake in a `train` section or in what training was asked to do."""
 
     code = "E1200"
+
+
+class WarningsDenied(NndslError):
+    """``--deny-warnings``: a spec that compiles with warnings is refused."""
+
+    code = "E0010"
+
+
+# The warning codes: W01xx unused values, W02xx unused inputs, W03xx unused model parameters.
+WARNINGS = {
+    "W0101": "a layer or block whose result no output depends on (its parameters are counted "
+             "but affect nothing)",
+    "W0102": "a `param` that no output depends on",
+    "W0103": "a value computed but never used",
+    "W0201": "a model input that no output depends on",
+    "W0301": "a model parameter never read while elaborating (its value changes nothing)",
+}
+
+
+@dataclass
+class NndslWarning:
+    """A located finding that is not an error: ``code`` (``W0101``), ``message``, ``span``,
+    ``hint`` and ``notes`` as an :class:`NndslError` has them, and the name it is about."""
+
+    code: str
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    notes: list = field(default_factory=list)
+    subject: str | None = None   # what it is about: a layer, input or parameter name
+
+    kind = "warning"
+
+    def render(self) -> str:
+        return _render("warning", self.code, self.message, self.span, self.notes, self.hint)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def deny(warnings: list, what: str = "--deny-warnings") -> None:
+    """Raise :class:`WarningsDenied` when there are ``warnings``."""
+    if warnings:
+        n = len(warnings)
+        codes = ", ".join(dict.fromkeys(w.code for w in warnings))
+        raise WarningsDenied(f"{n} warning{'s' if n != 1 else ''} ({codes}) denied by {what}",
+                             code="E0010", hint="fix what the warnings point at, or compile "
+                                                f"without {what}")

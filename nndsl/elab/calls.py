@@ -329,6 +329,10 @@ class CallMixin:
             self._exec_body(defn.body, inner)
         except _Return as r:
             self._record_region(defn, qual, env, inputs, r.value, start)
+            outs = r.value if isinstance(r.value, tuple) else (r.value,)
+            if all(isinstance(o, TensorVal) for o in outs):   # for unused-result warnings
+                self.block_calls.append((self.graph, start, len(self.graph), qual, defn.name,
+                                         span, [o.value for o in outs]))
             return r.value
         except NndslError as err:  # an error inside the block: say which call led there
             note = (f"`{defn.name}` is applied here", span)

@@ -87,6 +87,9 @@ class ExpressionMixin:
 
     def lookup(self, name: str, frame: Frame, span: Span):
         if name in frame.env:
+            unread = getattr(self, "unread_params", None)
+            if unread and name in unread and frame.definition is self.model_defn:
+                del unread[name]   # a model parameter is read (W0301 is about those never read)
             return frame.env[name]
         if name in self.program.definitions:
             return self.program.definitions[name]
@@ -110,8 +113,13 @@ class ExpressionMixin:
     _e_list = _e_tuple
 
     def _e_if(self, e: ast.IfExpr, frame):
+        skip = getattr(self, "_skip", None)
         if self._truth(self._eval(e.cond, frame), e.cond.span):
+            if skip:
+                skip(frame, e.other)
             return self._eval(e.then, frame)
+        if skip:
+            skip(frame, e.then)
         return self._eval(e.other, frame)
 
     def _e_unary(self, e: ast.UnaryOp, frame):
@@ -136,6 +144,8 @@ class ExpressionMixin:
                     "logical_" + e.op, [left, right], {})[0]
             lt = self._truth(left, e.left.span)
             if e.op == "and" and not lt or e.op == "or" and lt:
+                if getattr(self, "_skip", None):
+                    self._skip(frame, e.right)
                 return lt
             return self._truth(self._eval(e.right, frame), e.right.span)
         left = self._eval(e.left, frame)

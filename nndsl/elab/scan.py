@@ -187,6 +187,7 @@ class ScanMixin:
                      "state (one per tensor of `init`); pass any other input by name: "
                      f"`{defn.name}(enc=memory, ...)`")
         qual = self._name_instance(inst, frame, where("step"))
+        start = len(self.graph)
         body = _Body(_BodyGraph(defn.name, self._graphs()))
         step_ins = []
         for i, (name, x) in enumerate(zip(names, over + init)):
@@ -234,6 +235,11 @@ class ScanMixin:
         attrs = {"body": Body(g), "n_over": len(over), "n_state": len(init), "dim": dim,
                  "steps": None if over else length}
         made = ctx.emit("scan", list(over) + list(init) + list(body.captured), attrs, name=qual)
+        calls = getattr(self, "block_calls", None)
+        if calls is not None:   # for unused-result warnings
+            self.final_graphs[body.graph] = g
+            calls.append((self.graph, start, len(self.graph), qual, "scan", span,
+                          [m.value for m in made]))
         return made[0] if len(made) == 1 else tuple(made)
 
     def _scan_step(self, step, span: Span) -> Instance:
