@@ -363,3 +363,15 @@ def test_bad_arguments_are_located_errors(body, code, words):
     assert err.code == code, str(err)
     assert words in str(err)
     assert err.span is not None and err.span.line == 3
+
+
+def test_std_gan_padding_and_upsampling_match_torch_modules():
+    c = nndsl.compile("import std.gan\nmodel m() { input x: f32[N, 3, H, W]\n"
+                      " output p = x |> reflect_pad2d(3)\n output u = x |> upsample_nearest2d(3) }")
+    x = torch.randn(2, 3, 5, 7)
+    p, u = c.to_torch(seed=0).eval()(x=x)
+    assert torch.equal(p, torch.nn.ReflectionPad2d(3)(x))
+    assert torch.equal(u, torch.nn.functional.interpolate(x, scale_factor=3, mode="nearest"))
+    onnx_p, onnx_u = _session(c.to_onnx()).run(None, {"x": x.numpy()})
+    np.testing.assert_array_equal(onnx_p, p.numpy())
+    np.testing.assert_array_equal(onnx_u, u.numpy())
