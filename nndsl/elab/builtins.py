@@ -25,7 +25,21 @@ MAX_LOOP = 100_000
 
 def _builtins() -> dict:
     def _range(*a):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in a) or not 1 <= len(a) <= 3:
+        sym = next((v for v in a if isinstance(v, SymDim)), None)
+        if sym is not None:
+            names = sorted(sym.symbols())
+            what = (f"`{sym}` is a symbolic dim" if [str(sym)] == names else
+                    f"`{sym}` depends on the symbolic dim{'s' if len(names) > 1 else ''} "
+                    + ", ".join(f"`{n}`" for n in names))
+            raise ArgumentError(f"range needs compile-time integers, but {what}: its size is "
+                                f"known only when the model runs", code="E0212",
+                                hint="a `for` loop is unrolled when compiling; to loop over the "
+                                     "time steps of a sequence, write the step as a block and "
+                                     f"use `scan(step, over=xs)` (or `steps={names[0]}`), see "
+                                     "\"Recurrence: scan\" in docs/LANGUAGE.md; or give the dim "
+                                     "a number in the input type")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in a) or \
+                not 1 <= len(a) <= 3:
             raise ArgumentError("range takes 1 to 3 integers", code="E0212")
         r = range(*a)
         if len(r) > MAX_LOOP:
