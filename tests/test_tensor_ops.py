@@ -366,7 +366,7 @@ def test_bad_arguments_are_located_errors(body, code, words):
 
 
 def test_std_gan_padding_and_upsampling_match_torch_modules():
-    c = nndsl.compile("import std.gan\nmodel m() { input x: f32[N, 3, H, W]\n"
+    c = nndsl.compile("import std.gan\nmodel m() { input x: f32[N, 3, 5, 7]\n"
                       " output p = x |> reflect_pad2d(3)\n output u = x |> upsample_nearest2d(3) }")
     x = torch.randn(2, 3, 5, 7)
     p, u = c.to_torch(seed=0).eval()(x=x)
