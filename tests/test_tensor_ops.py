@@ -42,13 +42,16 @@ def test_topk_values_and_indices_largest_and_smallest():
     t, o = run_both(spec("""
         v, i = topk(x, 3)
         s, j = topk(x, 2, dim=0, largest=false)
+        u, _ = topk(x, 3, sorted=false)
         output o1 = v
         output o2 = i
         output o3 = s
-        output o4 = j""", "input x: f32[N, 7]"), {"x": x})
+        output o4 = j
+        output o5 = u""", "input x: f32[N, 7]"), {"x": x})
     i = np.argsort(-x, axis=1, kind="stable")[:, :3]
     j = np.argsort(x, axis=0, kind="stable")[:2]
-    want = [np.take_along_axis(x, i, 1), i, np.take_along_axis(x, j, 0), j]
+    want = [np.take_along_axis(x, i, 1), i, np.take_along_axis(x, j, 0), j,
+            np.take_along_axis(x, i, 1)]
     check_both(t, o, [w.astype(np.float32) if w.dtype.kind == "f" else w for w in want],
                as_f32=False)
 

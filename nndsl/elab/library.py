@@ -558,7 +558,7 @@ def _chunk(ctx, a):
 
 def _topk(ctx, a):
     return tuple(ctx.emit("topk", [a["x"]], {"k": a["k"], "dim": a["dim"],
-                                             "largest": a["largest"], "sorted": a["sorted"]}))
+                                             "largest": a["largest"]}))
 
 
 def _einsum(ctx, a):
@@ -618,7 +618,8 @@ FUNCTIONS.update({
     "topk": Surface("topk", (X, P("k", "int", R), P("dim", "int", -1), P("largest", "bool", True),
                              P("sorted", "bool", True)), _topk,
                     doc="(values, indices): the k largest (largest=false: smallest) values "
-                        "along dim, and their i64 indices"),
+                        "along dim, and their i64 indices; always in order (sorted=false, "
+                        "which promises no order, gives the same result in every backend)"),
     "pad": Surface("pad", (X, P("widths", "ints", R), P("mode", "str", "constant"),
                            P("value", "float", 0.0)), _pad,
                    doc="pad with (before, after) widths per dim, last dim first (as "

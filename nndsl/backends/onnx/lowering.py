@@ -895,7 +895,7 @@ def _var(sqrt: bool):
 def _topk(b, a, ins, n):
     t = n.in_types[0]
     b.op("TopK", [ins[0], b.const([a["k"]])], n_out=2, out_names=list(n.outs),
-         axis=a["dim"] % t.rank, largest=int(a["largest"]), sorted=int(a["sorted"]))
+         axis=a["dim"] % t.rank, largest=int(a["largest"]), sorted=1)
 
 
 ONNX_LOWERINGS = {

@@ -160,8 +160,8 @@ SIGNATURES: dict[str, OpSignature] = {
     **{op: _s("x", f"{what} over dims with Bessel's correction (divide by n - correction)",
               dims=None, correction=1, keepdim=False)
        for op, what in (("var", "variance"), ("std", "standard deviation"))},
-    "topk": _s("x", "the k largest (or smallest) values along dim and their i64 indices",
-               k=None, dim=-1, largest=True, sorted=True),
+    "topk": _s("x", "the k largest (or smallest) values along dim, in order (largest first, "
+                    "or smallest first), and their i64 indices", k=None, dim=-1, largest=True),
     # indexing, scattering and segments (message passing on graphs)
     "gather": _s("x index", "y[i][j] = x[index[i][j]][j] along dim (torch.gather)", dim=0),
     "index_select": _s("x index", "the slices x[index[k]] along dim, for a 1-d index", dim=0),
