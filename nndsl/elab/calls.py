@@ -86,7 +86,10 @@ class CallMixin:
         return float(v) if t == "float" else v
 
     # ------------------------------------------------------------------ calls
-    def call(self, callee, pos: list, kw: dict, frame: Frame, span: Span, name: str | None):
+    def call(self, callee, pos: list, kw: dict, frame: Frame, span: Span, name: str | None,
+             piped: bool = False):
+        """Call ``callee``; ``piped``: the first argument is the value piped into it
+        (``x |> f(...)``), which must apply it."""
         pos = [p if isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], Span)
                else (p, span) for p in pos]
         if isinstance(callee, Builtin):
@@ -141,6 +144,8 @@ class CallMixin:
                 [ParamSpec(p.name, "block_param", REQUIRED if p.default is None
                            else "__default__") for p in callee.params]
             args, complete = self._bind(callee.name, tuple(params), pos, kw, span, block=True)
+            if not complete and piped:
+                self._piped_arity(callee, inputs, [n for n in inputs if n in args], span)
             inst = Instance(callee, args, span, name=name)
             if not complete:
                 return inst
@@ -155,6 +160,20 @@ class CallMixin:
                                     code="E0212")
             return self.apply(callee, {"__pos__": [v for v, _ in pos]}, frame, span)
         raise ArgumentError(f"{_describe(callee)} is not callable", span=span, code="E0221")
+
+    def _piped_arity(self, defn: ast.Definition, inputs: list, given: list, span: Span):
+        """``x |> blk`` where ``blk`` takes more tensor inputs than the pipeline gives it."""
+        missing = [n for n in inputs if n not in given]
+        shown = ", ".join(given[1:] + missing)
+        raise ArgumentError(
+            f"block `{defn.name}` takes {len(inputs)} tensor inputs ({', '.join(inputs)}), but "
+            f"the pipeline gives it {len(given)} ({', '.join(given)}): "
+            f"{', '.join(f'`{m}`' for m in missing)} {'is' if len(missing) == 1 else 'are'} "
+            f"missing", span=span, code="E0211",
+            notes=[(f"`{defn.name}` is defined here", defn.name_span)],
+            hint=f"pass the other tensor{'s' if len(missing) > 1 else ''} in the call, before "
+                 f"any options: `x |> {defn.name}({shown}, ...)` is `{defn.name}(x, {shown}, "
+                 f"...)`; or by name: `{defn.name}(..., {missing[0]}=...)`")
 
     def _bind(self, fname: str, params: tuple, pos: list, kw: dict, span: Span,
               prebound: dict | None = None, block: bool = False):
@@ -248,7 +267,11 @@ class CallMixin:
             if pos:
                 if len(pos) != len(missing):
                     raise ArgumentError(f"block `{callee.name}` takes {len(missing)} tensor "
-                                        f"input(s), got {len(pos)}", span=span, code="E0211")
+                                        f"input{'s' if len(missing) != 1 else ''} "
+                                        f"({', '.join(missing)}), got {len(pos)}", span=span,
+                                        code="E0211",
+                                        notes=[(f"`{callee.name}` is defined here",
+                                                callee.name_span)])
                 args.update(zip(missing, pos))
         qual = self._name_instance(inst, frame, span)
         reuse = frame.reuse or inst.applied > 0

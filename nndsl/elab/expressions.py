@@ -386,9 +386,9 @@ class ExpressionMixin:
         if isinstance(target, ast.Call):
             callee = self._eval(target.func, frame)
             pos, kw = self._eval_args(target.args, frame)
-            return self.call(callee, [value] + pos, kw, frame, target.span, name)
+            return self.call(callee, [value] + pos, kw, frame, target.span, name, piped=True)
         callee = self._eval(target, frame)
-        return self.call(callee, [value], {}, frame, e.target.span, name)
+        return self.call(callee, [value], {}, frame, e.target.span, name, piped=True)
 
     def _e_named(self, e: ast.Named, frame):
         if isinstance(e.value, ast.Call):
