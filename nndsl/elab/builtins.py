@@ -119,9 +119,45 @@ def _describe(v) -> str:
     return type(v).__name__
 
 
+def _edit_distance(a: str, b: str) -> int:
+    """Insertions, deletions, substitutions and swaps of two neighbours (``rleu`` is one swap
+    from ``relu``) that turn ``a`` into ``b``."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if prev2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and \
+                    a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def _closest(name: str, candidates) -> str | None:
+    """The candidate ``name`` is most likely a typo of: at most one edit away for a name of up
+    to five letters, two for a longer one (case aside), so an unknown `pad` does not suggest
+    `expand` nor `einsum` `sum`; ties go to the more similar spelling, then the first."""
+    if not name:
+        return None
+    limit = 1 if len(name) <= 5 else 2
+    best, best_key = None, None
+    for c in dict.fromkeys(candidates):
+        if not isinstance(c, str) or c == name or abs(len(c) - len(name)) > limit:
+            continue
+        d = _edit_distance(name.lower(), c.lower())
+        if d > limit:
+            continue
+        key = (d, -difflib.SequenceMatcher(None, name, c).ratio())
+        if best_key is None or key < best_key:
+            best, best_key = c, key
+    return best
+
+
 def _suggest(name: str, candidates) -> str | None:
-    close = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
+    close = _closest(name, candidates)
+    return f"did you mean `{close}`?" if close else None
 
 
 def _is_tensorish(v, kind: str) -> bool:

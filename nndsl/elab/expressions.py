@@ -100,6 +100,9 @@ class ExpressionMixin:
         visible = list(frame.env) + list(self.program.definitions) + list(library.SURFACE) + \
             [k for k in BUILTINS]
         hint = _suggest(name, visible)
+        if name in ("None", "True", "False", "null"):
+            spelt = "none" if name in ("None", "null") else name.lower()
+            hint = f"the language spells it `{spelt}`"
         for mod in std_modules():
             text = std_source(mod) or ""
             if f"block {name}(" in text or f"model {name}(" in text:
