@@ -21,6 +21,8 @@ SMALL = {
     "shufflenet_v2": {"classes": 10, "channels": [8, 16, 32, 64, 128], "repeats": [2, 1, 1]},
     "squeezenet": {"classes": 10, "width": 2, "p": 0.0},
     "unet": {"width": 8, "size": 32},
+    "convnext_tiny": {"classes": 10, "dims": [8, 16, 24, 32], "depths": [1, 1, 2, 1], "sd": 0.0,
+                      "size": 64},
 }
 
 REFERENCE = {
@@ -37,4 +39,5 @@ REFERENCE = {
     "efficientnet_b0": 5_288_548,
     "shufflenet_v2": 2_278_604,
     "squeezenet": 1_248_424,
+    "convnext_tiny": 28_589_128,
 }
