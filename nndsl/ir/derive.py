@@ -8,6 +8,11 @@ graph (``graph.meta["source_params"]``), ``None`` for an absent one, or itself a
 :func:`derive_state` turns them into the optimized graph's parameters. NumPy only, so both
 backends use the same arithmetic.
 
+A derivation without sources is a constant: ``constant(program=...)`` is a tensor computed
+from nothing but the graph (a mask, a position table) by a NumPy program
+(:mod:`nndsl.ir.evaluate`) that the ``fold_constants`` pass recorded; it is a buffer that the
+spec's checkpoints need not hold, and that loading ignores (:func:`is_constant`).
+
 Quantization is symmetric: ``q = clamp(round(w / s), -qmax, qmax)`` with ``s = max|w| / qmax``
 per output channel (``qmax`` 127 for int8, 7 for int4) or per group of ``group`` input
 columns; ``w ≈ q · s``. Int4 values are packed two a byte along the last dim, the even element in
@@ -20,6 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
+from nndsl.ir.evaluate import constant as run_program
 from nndsl.ir.graph import Graph
 
 
@@ -137,10 +143,16 @@ def take(w, *, axis: int, index: tuple):
     return np.take(w, np.asarray(index, dtype=np.int64), axis=axis)
 
 
+def constant(*, program: tuple):
+    """The value of a folded constant subgraph: ``program`` replayed in NumPy."""
+    return run_program(program)
+
+
 DERIVATIONS = {"fold_bn_weight": fold_bn_weight, "fold_bn_bias": fold_bn_bias, "concat": concat,
                "quant_scale": quant_scale, "quantize_weight": quantize_weight, "cast": cast,
                "quantize_bias": quantize_bias,
-               "magnitude_mask": magnitude_mask, "n_m_mask": n_m_mask, "take": take}
+               "magnitude_mask": magnitude_mask, "n_m_mask": n_m_mask, "take": take,
+               "constant": constant}
 
 
 def evaluate(expr, source: Mapping[str, np.ndarray]):
@@ -197,6 +209,18 @@ def derive_state(graph: Graph, source: Mapping[str, np.ndarray]) -> dict[str, np
             cache[expr] = evaluate(expr, source)
         out[node.name] = cache[expr]
     return out
+
+
+def is_constant(node) -> bool:
+    """Whether a ``param`` node is derived from no parameter at all (a folded constant, perhaps
+    cast or quantized since): its value is the graph's own, never read from a checkpoint."""
+    expr = node.attr.get("derive")
+    return node.op == "param" and expr is not None and not sources(expr)
+
+
+def constant_value(node):
+    """The value of a constant ``param`` node (:func:`is_constant`)."""
+    return evaluate(expression(node), {})
 
 
 def has_derived(graph: Graph) -> bool:
