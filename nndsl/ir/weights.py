@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from nndsl.errors import WeightsError
+from nndsl.ir.derive import is_constant
 from nndsl.ir.graph import Graph
 
 OPTIONAL_SUFFIXES = ("num_batches_tracked",)
@@ -17,7 +18,7 @@ OPTIONAL_SUFFIXES = ("num_batches_tracked",)
 
 def spec_params(graph: Graph) -> list:
     """The parameters in the spec's names: the unoptimized graph's, which checkpoints hold."""
-    return list(graph.meta.get("source_params") or graph.params())
+    return [n for n in graph.meta.get("source_params") or graph.params() if not is_constant(n)]
 
 
 def match_weights(graph: Graph, weights: Mapping) -> dict:
@@ -28,6 +29,9 @@ def match_weights(graph: Graph, weights: Mapping) -> dict:
         if alias in sd:
             value = sd.pop(alias)
             sd.setdefault(name, value)
+    for n in graph.params():     # folded constants: buffers of a saved module, not weights
+        if is_constant(n):
+            sd.pop(n.name, None)
     err = mismatch_error({n.name: tuple(n.type.shape) for n in spec_params(graph)}, sd)
     if err is not None:
         raise err

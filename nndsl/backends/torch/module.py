@@ -18,6 +18,7 @@ from torch import nn
 from nndsl.backends.torch.init import initial_value
 from nndsl.backends.torch.lowering import DTYPES, TORCH_LOWERINGS
 from nndsl.errors import InputError, LoweringError, WeightsError
+from nndsl.ir.derive import constant_value, is_constant
 from nndsl.ir.graph import Graph
 from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.types import SymDim, storage_shape
@@ -88,7 +89,9 @@ class GraphModule(nn.Module):
                     leaf not in owner._buffers:
                 raise LoweringError(f"the name `{leaf}` is reserved in PyTorch", span=node.span,
                                     code="E0902", hint="rename the parameter")
-            if gen is None:   # weights will be loaded: skip drawing random values
+            if is_constant(node):    # a folded constant: the graph's own value
+                value = torch.from_numpy(constant_value(node)).to(DTYPES[a["dtype"]])
+            elif gen is None:   # weights will be loaded: skip drawing random values
                 value = torch.zeros(storage_shape(a["dtype"], node.type.shape),
                                     dtype=DTYPES[a["dtype"]])
             else:
@@ -324,7 +327,8 @@ class GraphModule(nn.Module):
         for alias, name in self._aliases.items():
             if alias in sd:
                 sd.setdefault(name, sd.pop(alias))
-        _check_names(self._params, sd)
+        # folded constants are the graph's own: a checkpoint may leave them out
+        _check_names([n for n in self._params if n.name in sd or not is_constant(n)], sd)
         with torch.no_grad():
             for k, v in self.state_dict().items():
                 if k in sd:
