@@ -13,6 +13,7 @@ import torch
 import nndsl
 from nndsl.passes import PASSES, PIPELINES
 from nndsl.ir import verify
+from nndsl.ir.derive import is_constant
 
 from conftest import ROOT
 from zoo import ZOO, zoo, zoo_id
@@ -68,8 +69,10 @@ def test_pipelines_preserve_the_function(z):
 def test_o1_keeps_parameters_and_gradients(z):
     o0 = z.compile(params=params_for(z), opt="O0")
     o1 = z.compile(params=params_for(z), opt="O1")
-    assert [(n.name, n.type) for n in o1.graph.params()] == \
+    # the spec's parameters stay; folded constants are added as buffers
+    assert [(n.name, n.type) for n in o1.graph.params() if not is_constant(n)] == \
         [(n.name, n.type) for n in o0.graph.params()]
+    assert not any(n.attr["trainable"] for n in o1.graph.params() if is_constant(n))
     weights = o0.to_torch(seed=4).state_dict()
     xs = o0.example_inputs(batch=3)
     grads = []
