@@ -295,59 +295,54 @@ class ExpressionMixin:
         raise ArgumentError(f"cannot index {_describe(v)}", span=e.span, code="E0212")
 
     def _index_tensor(self, v: TensorVal, e: ast.Index, frame: Frame):
+        """NumPy's indexing on a tensor, with static shapes: ints and slices (``slice``,
+        ``squeeze``), ``...``, ``none`` (a new dim of size 1: ``unsqueeze``), and one i64 tensor
+        of ids along a dim (``index_select``; reshapes around it for an n-d index). A boolean
+        mask is refused: its result's shape would depend on the data."""
         subs = list(e.subscripts)
-        n_ell = sum(isinstance(s, ast.EllipsisExpr) for s in subs)
-        if n_ell > 1:
+        if sum(isinstance(s, ast.EllipsisExpr) for s in subs) > 1:
             raise ArgumentError("at most one `...` in an index", span=e.span, code="E0212")
-        rank = v.type.rank
-        n_real = len(subs) - n_ell
-        if n_real > rank:
-            raise ShapeError(f"too many indices ({n_real}) for {v.type}", span=e.span,
-                             code="E0302")
-        if n_ell:
-            i = next(k for k, s in enumerate(subs) if isinstance(s, ast.EllipsisExpr))
-            subs = subs[:i] + [None] * (rank - n_real) + subs[i + 1:]
-        else:
-            subs = subs + [None] * (rank - n_real)
-        axes, starts, ends, steps, squeeze = [], [], [], [], []
-        for ax, s in enumerate(subs):
-            if s is None:
-                continue
-            if isinstance(s, ast.SliceExpr):
-                st, en, sp = (self._eval(x, frame) if x is not None else None
-                              for x in (s.start, s.stop, s.step))
-                for val, part in ((st, s.start), (en, s.stop)):
-                    if val is not None and (isinstance(val, bool) or
-                                            not isinstance(val, (int, SymDim))):
-                        raise ArgumentError(f"slice bounds must be ints or dims, got "
-                                            f"{_describe(val)}", span=part.span, code="E0212")
-                sp = 1 if sp is None else sp
-                if not isinstance(sp, int) or sp <= 0:
-                    raise ArgumentError("slice step must be a positive int", span=s.span,
-                                        code="E0212")
-                if st is None and en is None and sp == 1:
-                    continue
-                size = v.type.shape[ax]
-                if isinstance(size, int) and all(isinstance(b, int) or b is None
-                                                 for b in (st, en)) and \
-                        not range(size)[slice(st, en, sp)]:
-                    bounds = ":".join("" if b is None else str(b) for b in (st, en)) + \
-                        (f":{sp}" if sp != 1 else "")
-                    raise ShapeError(f"the slice [{bounds}] selects nothing from dim {ax} of size "
-                                     f"{size} in {v.type}", span=s.span, code="E0317",
-                                     hint=f"positions along dim {ax} run from 0 to {size - 1} "
-                                          f"(or -{size} to -1)")
-                axes.append(ax)
-                starts.append(st)
-                ends.append(en)
-                steps.append(sp)
+        items = []   # (kind, value, node): slice, int, tensor, new, ...
+        for s in subs:
+            if isinstance(s, ast.EllipsisExpr):
+                items.append(("...", None, s))
+            elif isinstance(s, ast.SliceExpr):
+                items.append(("slice", None, s))
             else:
                 i = self._eval(s, frame)
+                kind = "new" if i is None else "tensor" if isinstance(i, TensorVal) else "int"
+                items.append((kind, i, s))
+        rank = v.type.rank
+        n_real = sum(k in ("slice", "int", "tensor") for k, _, _ in items)
+        if n_real > rank:
+            raise ShapeError(f"too many indices ({n_real}) for {v.type}", span=e.span,
+                             code="E0302", hint="`none` adds a dim without using one"
+                             if any(k == "new" for k, _, _ in items) else None)
+        full = [("full", None, None)] * (rank - n_real)
+        ell = next((i for i, (k, _, _) in enumerate(items) if k == "..."), None)
+        items = items[:ell] + full + items[ell + 1:] if ell is not None else items + full
+        tensors = [(k, i, s) for k, i, s in items if k == "tensor"]
+        if tensors:
+            self._check_index_tensor(v, tensors, items, e)
+        axes, starts, ends, steps, squeeze, new = [], [], [], [], [], []
+        picked = None     # (axis, index tensor, node)
+        ax = pos = 0      # the input dim and the output dim each item stands at
+        for kind, i, s in items:
+            if kind == "new":
+                new.append(pos)
+                pos += 1
+                continue
+            if kind == "slice":
+                bounds = self._slice_bounds(v, ax, s, frame)
+                if bounds is not None:
+                    for lst, b in zip((axes, starts, ends, steps), (ax, *bounds)):
+                        lst.append(b)
+                pos += 1
+            elif kind == "int":
                 if isinstance(i, bool) or not isinstance(i, (int, SymDim)):
-                    hint = (f"to pick slices by a tensor of ids, write index_select(x, ids, "
-                            f"dim={ax})" if isinstance(i, TensorVal) else None)
-                    raise ArgumentError(f"an index must be an int, got {_describe(i)}",
-                                        span=s.span, code="E0212", hint=hint)
+                    raise ArgumentError(f"an index must be an int, a slice, `...`, `none` or an "
+                                        f"i64 tensor, got {_describe(i)}", span=s.span,
+                                        code="E0212")
                 size = v.type.shape[ax]
                 if isinstance(i, int) and isinstance(size, int) and not -size <= i < size or \
                         isinstance(i, SymDim) and i == size:
@@ -359,13 +354,89 @@ class ExpressionMixin:
                 ends.append(None if isinstance(i, int) and i == -1 else i + 1)
                 steps.append(1)
                 squeeze.append(ax)
+            elif kind == "tensor":
+                picked = (ax, i, s)
+                pos += max(i.type.rank, 0)
+            else:   # a whole dim
+                pos += 1
+            ax += 1
         ctx = BuildCtx(self, frame, e.span, frame.scope, None)
         out = v
         if axes:
             out = ctx.emit("slice", [v], {"axes": tuple(axes), "starts": tuple(starts),
                                           "ends": tuple(ends), "steps": tuple(steps)})[0]
+        if picked is not None:
+            out = self._pick(ctx, out, *picked, squeeze)
         if squeeze:
             out = ctx.emit("squeeze", [out], {"dims": tuple(squeeze)})[0]
+        for d in new:
+            out = ctx.emit("unsqueeze", [out], {"dim": d})[0]
+        return out
+
+    def _slice_bounds(self, v: TensorVal, ax: int, s: ast.SliceExpr, frame: Frame):
+        """``(start, stop, step)`` of a slice along dim ``ax``; None for the whole dim."""
+        st, en, sp = (self._eval(x, frame) if x is not None else None
+                      for x in (s.start, s.stop, s.step))
+        for val, part in ((st, s.start), (en, s.stop)):
+            if val is not None and (isinstance(val, bool) or not isinstance(val, (int, SymDim))):
+                raise ArgumentError(f"slice bounds must be ints or dims, got "
+                                    f"{_describe(val)}", span=part.span, code="E0212")
+        sp = 1 if sp is None else sp
+        if not isinstance(sp, int) or sp <= 0:
+            raise ArgumentError("slice step must be a positive int", span=s.span, code="E0212")
+        if st is None and en is None and sp == 1:
+            return None
+        size = v.type.shape[ax]
+        if isinstance(size, int) and all(isinstance(b, int) or b is None for b in (st, en)) and \
+                not range(size)[slice(st, en, sp)]:
+            bounds = ":".join("" if b is None else str(b) for b in (st, en)) + \
+                (f":{sp}" if sp != 1 else "")
+            raise ShapeError(f"the slice [{bounds}] selects nothing from dim {ax} of size "
+                             f"{size} in {v.type}", span=s.span, code="E0317",
+                             hint=f"positions along dim {ax} run from 0 to {size - 1} "
+                                  f"(or -{size} to -1)")
+        return st, en, sp
+
+    def _check_index_tensor(self, v: TensorVal, tensors: list, items: list, e: ast.Index):
+        _, idx, node = tensors[0]
+        if idx.type.dtype == "bool":
+            raise ShapeError(f"a boolean mask cannot index a tensor: the result's shape would "
+                             f"depend on how many of its values are true, and every shape is "
+                             f"known when compiling ({v.type} indexed by {idx.type})",
+                             span=node.span, code="E0340",
+                             hint="keep the shape and replace what the mask leaves out: "
+                                  "`where(mask, x, 0)` or `masked_fill(x, not mask, 0)` (then "
+                                  "sum or mean over the kept values); to pick rows by position, "
+                                  "index with i64 ids: `x[ids]`")
+        if idx.type.dtype != "i64":
+            raise ShapeError(f"a tensor index must hold i64 ids, got {idx.type}",
+                             span=node.span, code="E0304",
+                             hint="convert it with cast(index, i64)")
+        if len(tensors) > 1:
+            raise ArgumentError("one tensor index at a time: NumPy would broadcast several "
+                                "together", span=tensors[1][2].span, code="E0212",
+                                hint="index one dim per step (`x[i][:, j]`), or use "
+                                     "gather(x, index, dim) for an index per element")
+        if any(k == "int" for k, _, _ in items):
+            raise ArgumentError("a tensor index cannot be combined with an integer index in "
+                                "one subscript", span=e.span, code="E0212",
+                                hint="index in two steps, the integer first: `x[:, 0]`, then "
+                                     "`[ids]` on the result")
+
+    def _pick(self, ctx: BuildCtx, x: TensorVal, ax: int, idx: TensorVal, node, squeeze: list):
+        """``x`` at the ids ``idx`` along dim ``ax``: index_select, with reshapes around it for
+        a 0-d or n-d index (the result has idx's dims in place of dim ``ax``)."""
+        size = x.type.shape[ax]
+        flat = idx
+        if idx.type.rank != 1:
+            flat = ctx.emit("reshape", [idx], {"shape": (-1,)})[0]
+        out = ctx.emit("index_select", [x, flat], {"dim": ax})[0]
+        ctx.index_range(idx, size)
+        if idx.type.rank == 0:
+            squeeze.append(ax)
+        elif idx.type.rank > 1:
+            shape = x.type.shape[:ax] + idx.type.shape + x.type.shape[ax + 1:]
+            out = ctx.emit("reshape", [out], {"shape": tuple(shape)})[0]
         return out
 
     def _e_pipe(self, e: ast.Pipe, frame):
