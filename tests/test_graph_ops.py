@@ -330,10 +330,16 @@ def test_bad_operands_are_located_errors(line, message):
         assert e.hint and "cast(" in e.hint
 
 
-def test_tensor_subscripts_point_to_index_select():
-    with pytest.raises(nndsl.NndslError) as err:
-        nndsl.compile("model m() { input x: f32[V, 4]  input i: i64[E]  output y = x[i] }")
-    assert "index_select(x, ids, dim=0)" in err.value.hint
+def test_a_tensor_subscript_is_index_select_with_its_id_range():
+    c = nndsl.compile("model m() { input x: f32[V, 4]  input i: i64[E]  output y = x[i] }")
+    assert [n.op for n in c.graph if n.op not in ("input", "param")] == ["index_select"]
+    lo, hi = c.graph.meta["input_ranges"]["i"]
+    assert lo == 0 and str(hi) == "V"             # example ids are valid rows of x
+    x = np.arange(20, dtype=np.float32).reshape(5, 4)
+    i = np.array([4, 0, 0, 2], dtype=np.int64)
+    t, o = run_both("model m() { input x: f32[V, 4]  input i: i64[E]  output y = x[i] }",
+                    {"x": x, "i": i})
+    check_both(t, o, [x[i]])
 
 
 # ------------------------------------------------------------------ ids and example inputs
