@@ -186,13 +186,15 @@ def test_trivial_unfoldable_and_huge_constants_stay_computed(monkeypatch):
         output b = i + arange(4) // (arange(4) - 2 + 2)
         output c = x + ones([4], f32)
         output d = x * exp(cast(arange(4), f32))
+        output e = sin(cast(arange(3), f32))
     }
     """
     c = compiled(text, opt="O1")
-    # a: only moves, nothing computed; b: integer division by zero; c: a source alone
+    # a: only moves, nothing computed; b: integer division by zero; c: a source alone;
+    # e: a model output
     assert [n.name for n in constants(c)] == ["const"]
-    assert "floor_div" in ops(c) and "full" in ops(c) and "exp" not in ops(c)
-    assert ops(c).count("arange") == 1      # one (after CSE), read by a and b
+    assert "floor_div" in ops(c) and "full" in ops(c) and "exp" not in ops(c) and "sin" in ops(c)
+    assert ops(c).count("arange") == 2      # arange(4) (one after CSE, read by a and b), e's
     monkeypatch.setattr(fold, "MAX_ELEMENTS", 3)
     assert constants(compiled(text, opt="O1")) == []
 

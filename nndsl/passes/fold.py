@@ -16,7 +16,8 @@ the subgraph was written; they are no part of the spec's checkpoints.
 
 Folding only pays for real work: a value built from sources by reshapes, casts, slices and
 concatenation alone (``unsqueeze(arange(8), 0)``) is left as it is, as are single numbers; an
-``expand`` is kept, reading the folded value before it (no broadcast copy is stored). A value
+``expand`` is kept, reading the folded value before it (no broadcast copy is stored); a model
+output stays computed (a caller may write to what the model returns). A value
 of more than :data:`MAX_ELEMENTS` elements stays computed, and so does one whose value the
 backends would disagree on (:class:`nndsl.ir.evaluate.Unfoldable`). Runs after the fusions,
 which recognise some constants by their form (a causal mask becomes ``causal=true``).
@@ -123,9 +124,10 @@ def fold_constants(graph: Graph) -> tuple[Graph, bool]:
         for r in wide:
             del const[r]
     order = [n.name for n in graph]
+    outputs = {v.node for _, v in graph.outputs}
     folds: dict[str, tuple] = {}
     for root in _roots(graph, const, readers):
-        if const[root].op in SOURCES:
+        if const[root].op in SOURCES or root in outputs:   # no output is a module's buffer
             continue
         program = program_of(order, const, root)
         if all(op in MOVES for op, _, _ in program):
