@@ -298,3 +298,54 @@ def test_compiling_twice_gives_the_same_ir_and_onnx_bytes():
         results.append((c.ir(), c.to_onnx(seed=1).SerializeToString()))
     assert results[0][0] == results[1][0]
     assert results[0][1] == results[1][1]
+
+
+# ------------------------------------------------------------------ training runs
+
+TRAINED = """
+model digits_pos(classes: int = 10) {
+    input image: f32[N, 1, 8, 8]
+    ramp = sin(cast(arange(64), f32) * 0.1) |> reshape([1, 64])
+    output logits = (image |> flatten) + ramp |> linear(16) as fc1 |> relu
+                    |> linear(classes) as fc2
+}
+
+train digits_pos {
+    target label: i64[N]
+    data = digits
+    loss = cross_entropy(logits, label)
+    optimizer = adam(lr=1e-2)
+    epochs = 2
+    batch = 64
+    val_split = 0.2
+    seed = 3
+}
+"""
+
+
+def test_a_training_run_keeps_constants_out_of_its_checkpoints(tmp_path):
+    """A run at O1 (where the ramp is a folded buffer) writes the spec's parameters only: its
+    checkpoints load at O0, resume, and initialise another run."""
+    from safetensors.torch import load_file
+
+    from nndsl.train.run import run_training
+    path = tmp_path / "pos.nn"
+    path.write_text(TRAINED)
+    c1 = nndsl.compile(path, opt="O1")
+    consts = [n.name for n in c1.graph.params() if n.attr.get("derive")]
+    assert consts, "the ramp is folded at O1"
+    result = run_training(path, out=tmp_path / "run", quiet=True)
+    assert len(result.history) == 2
+    best = load_file(str(tmp_path / "run/checkpoints/best.safetensors"))
+    assert sorted(best) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
+    x = torch.randn(3, 1, 8, 8)
+    outs = []
+    for opt in ("O0", "O1", "O2"):
+        m = nndsl.compile(path, opt=opt).to_torch(seed=1).eval()
+        m.load_weights(tmp_path / "run/checkpoints/best.safetensors")
+        with torch.no_grad():
+            outs.append(m(image=x))
+    for o in outs[1:]:
+        torch.testing.assert_close(o, outs[0], rtol=1e-5, atol=1e-5)
+    again = run_training(path, resume=tmp_path / "run", overrides={"epochs": 3}, quiet=True)
+    assert len(again.history) == 3

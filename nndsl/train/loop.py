@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from nndsl.errors import NndslError, TrainError
+from nndsl.ir.derive import is_constant
 from nndsl.train import augment as augment_mod
 from nndsl.train import checkpoint as ckpt
 from nndsl.train import data as data_mod
@@ -113,6 +114,9 @@ class _Run:
         self.splits = data_mod.split(self.data.n, cfg.val_split, cfg.test_split, cfg.seed)
         self.stats = data_mod.standardize(self.data, self.splits.train)
         self.model = c.to_torch(seed=cfg.seed).to(self.device).checkpoint_blocks(cfg.checkpoint)
+        # folded constants (O1 and up) are the graph's own values: checkpoints leave them out,
+        # so a run's weights load at every level, and loads keep the model's values
+        self.constants = frozenset(n.name for n in c.graph.params() if is_constant(n))
         if cfg.init and not self.resume:
             self._load_init()
         if self.dist.active and self.dist.fsdp:
@@ -185,7 +189,7 @@ class _Run:
             if only:
                 sd = {k: v for k, v in sd.items() if any(in_scope(k, s) for s in only)}
                 want = {k: tuple(v.shape) for k, v in own.items()
-                        if any(in_scope(k, s) for s in only)}
+                        if any(in_scope(k, s) for s in only) and k not in self.constants}
                 if not sd:
                     raise TrainError(f"{path} has no weights under {', '.join(only)}", span=span,
                                      code="E1217")
@@ -500,6 +504,7 @@ class _Run:
         self.saves += 1
         rng = self._rng_state()
         weights, optim_state = self._full_states()
+        weights = {k: v for k, v in weights.items() if k not in self.constants}
         try:
             if self.dist.main:
                 self._write_checkpoint(tag, epoch, batch, acc, rng, weights, optim_state)
@@ -538,6 +543,9 @@ class _Run:
                 get_optimizer_state_dict(self.model, self.optimizer, options=opts))
 
     def _load_full_states(self, weights: dict, optim_state: dict | None) -> None:
+        if self.constants:
+            own = self.model.state_dict()
+            weights = {**{k: own[k] for k in self.constants}, **weights}
         if not getattr(self.dist, "fsdp", False):
             self.model.load_state_dict(weights)
             if optim_state is not None:
@@ -553,8 +561,10 @@ class _Run:
 
     def _restore(self):
         weights, state = ckpt.load_checkpoint(self.ckdir, "last")
+        weights = {k: v for k, v in weights.items() if k not in self.constants}
         from nndsl.ir.weights import mismatch_error
-        own = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        own = {k: tuple(v.shape) for k, v in self.model.state_dict().items()
+               if k not in self.constants}
         err = mismatch_error(own, weights)
         if err is not None:
             raise TrainError(f"the checkpoint in {self.ckdir} does not fit the model: "
