@@ -313,10 +313,10 @@ class CausalSelfAttention(nn.Module):
 
 
 class GPTMLP(nn.Module):
-    def __init__(self, width: int, mult: int, p: float):
+    def __init__(self, width: int, mult: int, p: float, approximate: str = "none"):
         super().__init__()
         self.c_fc = nn.Linear(width, mult * width)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate=approximate)
         self.c_proj = nn.Linear(mult * width, width)
         self.dropout = nn.Dropout(p)
 
@@ -325,12 +325,13 @@ class GPTMLP(nn.Module):
 
 
 class GPTBlock(nn.Module):
-    def __init__(self, width: int, heads: int, p: float, ctx: int, flash: bool = True):
+    def __init__(self, width: int, heads: int, p: float, ctx: int, flash: bool = True,
+                 approximate: str = "none"):
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
         self.attn = CausalSelfAttention(width, heads, p, ctx, flash)
         self.ln_2 = nn.LayerNorm(width)
-        self.mlp = GPTMLP(width, 4, p)
+        self.mlp = GPTMLP(width, 4, p, approximate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -343,19 +344,23 @@ class GPT(nn.Module):
 
     ``flash`` picks ``F.scaled_dot_product_attention`` (the default, as a PyTorch user would
     write it today); ``flash=False`` writes softmax(QKᵀ/√d)V out with a causal mask buffer.
+    ``approximate`` is the MLP's GELU: ``"none"`` (nanoGPT's ``nn.GELU()``) or ``"tanh"``
+    (GPT-2's ``gelu_new``, as HuggingFace's ``GPT2MLP``).
     """
 
     tied = {"lm_head.weight": "transformer.wte.weight"}
 
     def __init__(self, vocab: int = 4096, ctx: int = 1024, width: int = 256, heads: int = 8,
-                 layers: int = 4, p: float = 0.0, *, flash: bool = True):
+                 layers: int = 4, p: float = 0.0, *, flash: bool = True,
+                 approximate: str = "none"):
         super().__init__()
         self.ctx = ctx
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(vocab, width),
             wpe=nn.Embedding(ctx, width),
             drop=nn.Dropout(p),
-            h=nn.ModuleList([GPTBlock(width, heads, p, ctx, flash) for _ in range(layers)]),
+            h=nn.ModuleList([GPTBlock(width, heads, p, ctx, flash, approximate)
+                             for _ in range(layers)]),
             ln_f=nn.LayerNorm(width),
         ))
         self.lm_head = nn.Linear(width, vocab, bias=False)
@@ -379,12 +384,316 @@ class GPT(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
+# AlexNet, VGG and EfficientNet, torchvision layout (torchvision.models.alexnet, vgg16/vgg19 and
+# efficientnet_b0 written out, with their constructor arguments as the specs name them)
+
+
+class AlexNet(nn.Module):
+    """torchvision's ``AlexNet``: the classifier is dropout, fc1, relu, dropout, fc2, relu, fc3."""
+
+    def __init__(self, classes: int = 1000, width: int = 64, hidden: int = 4096, p: float = 0.5):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(3, w, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(w, 3 * w, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(3 * w, 6 * w, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(6 * w, 4 * w, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(4 * w, 4 * w, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=p), nn.Linear(4 * w * 6 * 6, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(p=p), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+    _KEYS = {"conv1": "features.0", "conv2": "features.3", "conv3": "features.6",
+             "conv4": "features.8", "conv5": "features.10", "classifier.fc1": "classifier.1",
+             "classifier.fc2": "classifier.4", "classifier.fc3": "classifier.6"}
+
+    @staticmethod
+    def from_nndsl_key(name: str) -> str:
+        layer, leaf = name.rsplit(".", 1)
+        return f"{AlexNet._KEYS[layer]}.{leaf}"
+
+
+class VGG(nn.Module):
+    """torchvision's ``VGG`` without batch norm: ``blocks`` 3x3 convolutions per stage (with relu),
+    a 2x2 max pool after each stage; the classifier is fc1, relu, dropout, fc2, relu, dropout,
+    fc3. ``blocks`` (2, 2, 3, 3, 3) is VGG-16 (configuration D), (2, 2, 4, 4, 4) VGG-19 (E)."""
+
+    def __init__(self, classes: int = 1000, width: int = 64, hidden: int = 4096,
+                 blocks: Sequence[int] = (2, 2, 3, 3, 3), p: float = 0.5):
+        super().__init__()
+        layers: list[nn.Module] = []
+        self._conv_index: dict[tuple[int, int], int] = {}
+        c_in = 3
+        for i, n in enumerate(blocks):
+            c = width * 2 ** min(i, 3)
+            for j in range(n):
+                self._conv_index[i, j] = len(layers)
+                layers += [nn.Conv2d(c_in, c, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                c_in = c
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(c_in * 7 * 7, hidden), nn.ReLU(True), nn.Dropout(p=p),
+            nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(p=p),
+            nn.Linear(hidden, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+    def from_nndsl_key(self, name: str) -> str:
+        # stages.{i}.stage.convs.{j}.conv.* -> features.{k}.*; the positions depend on `blocks`
+        m = re.match(r"^stages\.(\d+)\.stage\.convs\.(\d+)\.conv\.(.*)$", name)
+        if m:
+            return f"features.{self._conv_index[int(m[1]), int(m[2])]}.{m[3]}"
+        fc = {"fc1": 0, "fc2": 3, "fc3": 6}
+        return re.sub(r"^classifier\.(fc\d)\.", lambda m: f"classifier.{fc[m[1]]}.", name)
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's ``_make_divisible``: a multiple of ``divisor``, at most 10% below ``v``."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+class ConvNormAct(nn.Sequential):
+    """torchvision's ``Conv2dNormActivation`` with SiLU: conv (no bias), batch norm, activation."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1,
+                 act: bool = True, eps: float = 1e-5):
+        layers: list[nn.Module] = [
+            nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(c_out, eps=eps)]
+        if act:
+            layers.append(nn.SiLU(inplace=True))
+        super().__init__(*layers)
+
+
+class SqueezeExcitation(nn.Module):
+    """torchvision's ``SqueezeExcitation`` as EfficientNet builds it (SiLU inside)."""
+
+    def __init__(self, c: int, squeeze: int):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(c, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, c, 1)
+        self.activation = nn.SiLU(inplace=True)
+        self.scale_activation = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.fc2(self.activation(self.fc1(self.avgpool(x))))
+        return self.scale_activation(scale) * x
+
+
+class MBConv(nn.Module):
+    """torchvision's EfficientNet ``MBConv`` (stochastic depth left out: identity at eval)."""
+
+    def __init__(self, expand: int, kernel: int, stride: int, c_in: int, c_out: int,
+                 eps: float = 1e-5):
+        super().__init__()
+        self.use_res_connect = stride == 1 and c_in == c_out
+        hidden = make_divisible(c_in * expand)
+        layers: list[nn.Module] = []
+        if hidden != c_in:
+            layers.append(ConvNormAct(c_in, hidden, 1, eps=eps))
+        layers.append(ConvNormAct(hidden, hidden, kernel, stride, groups=hidden, eps=eps))
+        layers.append(SqueezeExcitation(hidden, max(1, c_in // 4)))
+        layers.append(ConvNormAct(hidden, c_out, 1, act=False, eps=eps))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return out + x if self.use_res_connect else out
+
+
+class EfficientNet(nn.Module):
+    """torchvision's ``EfficientNet`` with the B0 table; ``efficientnet_b0`` builds it with
+    ``norm_layer=None``, that is ``nn.BatchNorm2d`` with its default eps 1e-5 (``eps``)."""
+
+    # (expansion, kernel, stride, input channels, output channels, blocks)
+    SETTING = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
+               (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
+               (6, 3, 1, 192, 320, 1)]
+
+    def __init__(self, classes: int = 1000, width: float = 1.0, depth: float = 1.0,
+                 p: float = 0.2, eps: float = 1e-5):
+        super().__init__()
+        layers: list[nn.Module] = [
+            ConvNormAct(3, make_divisible(32 * width), 3, stride=2, eps=eps)]
+        for t, k, s, c_in, c_out, n in self.SETTING:
+            c_in, c_out = make_divisible(c_in * width), make_divisible(c_out * width)
+            layers.append(nn.Sequential(*[
+                MBConv(t, k, s if i == 0 else 1, c_in if i == 0 else c_out, c_out, eps)
+                for i in range(int(math.ceil(n * depth)))]))
+        last_in = make_divisible(320 * width)
+        layers.append(ConvNormAct(last_in, 4 * last_in, 1, eps=eps))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(p=p, inplace=True),
+                                        nn.Linear(4 * last_in, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+    @staticmethod
+    def from_nndsl_key(name: str) -> str:
+        name = re.sub(r"^stem_(conv|bn)\.", lambda m: f"features.0.{'01'[m[1] == 'bn']}.", name)
+        name = re.sub(r"^head_(conv|bn)\.", lambda m: f"features.8.{'01'[m[1] == 'bn']}.", name)
+        name = re.sub(r"^classifier\.", "classifier.1.", name)
+        m = re.match(r"^stages\.(\d+)\.blocks\.(\d+)\.b\.(\w+?)(_conv|_bn|)\.(.*)$", name)
+        if m:
+            stage, block, layer, kind, leaf = int(m[1]), int(m[2]), m[3], m[4], m[5]
+            e = 0 if stage == 0 else 1          # the first stage (expansion 1) has no expand conv
+            pos = {"expand": 0, "dw": e, "se": e + 1, "project": e + 2}[layer]
+            sub = {"_conv": ".0", "_bn": ".1", "": ""}[kind]
+            name = f"features.{stage + 1}.{block}.block.{pos}{sub}.{leaf}"
+        return name
+
+
+# --------------------------------------------------------------------------------------------
+# GCN and GAT with torch_geometric's semantics (GCNConv, GATConv), written from its documented
+# behaviour in plain torch (torch_geometric itself is not a test dependency)
+
+
+def add_remaining_self_loops(edge_index: torch.Tensor, edge_weight: torch.Tensor,
+                             fill_value: float, num_nodes: int):
+    """``torch_geometric.utils.add_remaining_self_loops``: every self-loop of ``edge_index`` is
+    taken out, then one loop per node is appended, weighted as the loop it replaces (the last
+    one given) or ``fill_value`` for a node that had none."""
+    row, col = edge_index
+    mask = row != col
+    loop = torch.arange(num_nodes, device=edge_index.device)
+    loop_weight = torch.full((num_nodes,), fill_value, dtype=edge_weight.dtype)
+    inv = ~mask
+    loop_weight[row[inv]] = edge_weight[inv]
+    return (torch.cat([edge_index[:, mask], torch.stack([loop, loop])], dim=1),
+            torch.cat([edge_weight[mask], loop_weight]))
+
+
+class PygGCNConv(nn.Module):
+    """``torch_geometric.nn.GCNConv`` (normalize, add_self_loops, not improved): x W, then
+    gcn_norm (add_remaining_self_loops with fill value 1; deg^-1/2 at source and target, 0 for
+    a node of degree 0), summed at the targets, plus the bias."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.lin = nn.Linear(c_in, c_out, bias=False)
+        self.bias = nn.Parameter(torch.zeros(c_out))
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
+                edge_weight: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.shape[0]
+        if edge_weight is None:
+            edge_weight = torch.ones(edge_index.shape[1], dtype=x.dtype)
+        edge_index, edge_weight = add_remaining_self_loops(edge_index, edge_weight, 1.0, n)
+        row, col = edge_index
+        deg = torch.zeros(n, dtype=x.dtype).scatter_add_(0, col, edge_weight)
+        dis = deg.pow(-0.5)
+        dis = dis.masked_fill(dis == float("inf"), 0.0)
+        w = dis[row] * edge_weight * dis[col]
+        h = self.lin(x)
+        out = torch.zeros_like(h).index_add_(0, col, h[row] * w[:, None])
+        return out + self.bias
+
+
+class PygGCN(nn.Module):
+    """PyG's two-layer GCN example: dropout, conv1, relu, dropout, conv2."""
+
+    def __init__(self, F: int = 1433, hidden: int = 16, classes: int = 7, p: float = 0.5):
+        super().__init__()
+        self.p = p
+        self.conv1 = PygGCNConv(F, hidden)
+        self.conv2 = PygGCNConv(hidden, classes)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        x = F.dropout(x, self.p, self.training)
+        x = F.dropout(F.relu(self.conv1(x, edge_index)), self.p, self.training)
+        return self.conv2(x, edge_index)
+
+    @staticmethod
+    def from_nndsl_key(name: str) -> str:
+        return name  # conv{i}.lin.weight, conv{i}.bias: PyG's names
+
+
+class PygGATConv(nn.Module):
+    """``torch_geometric.nn.GATConv`` (add_self_loops): remove_self_loops, then add_self_loops;
+    α = softmax over each target's edges of LeakyReLU_0.2(a_srcᵀ W h_j + a_dstᵀ W h_i)
+    (torch_geometric.utils.softmax: less the target's max, a sum + 1e-16), dropout on α, Σ α W h_j
+    at the target; heads concatenated or averaged, plus the bias."""
+
+    def __init__(self, c_in: int, out: int, heads: int, concat: bool = True, p: float = 0.0):
+        super().__init__()
+        self.heads, self.out, self.concat, self.p = heads, out, concat, p
+        self.lin = nn.Linear(c_in, heads * out, bias=False)
+        self.att_src = nn.Parameter(torch.empty(1, heads, out))
+        self.att_dst = nn.Parameter(torch.empty(1, heads, out))
+        nn.init.xavier_uniform_(self.att_src)
+        nn.init.xavier_uniform_(self.att_dst)
+        self.bias = nn.Parameter(torch.zeros(heads * out if concat else out))
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        n, H, C = x.shape[0], self.heads, self.out
+        h = self.lin(x).view(n, H, C)
+        a_src = (h * self.att_src).sum(-1)
+        a_dst = (h * self.att_dst).sum(-1)
+        edge_index = edge_index[:, edge_index[0] != edge_index[1]]        # remove_self_loops
+        loop = torch.arange(n)
+        src, dst = torch.cat([edge_index, torch.stack([loop, loop])], dim=1)  # add_self_loops
+        alpha = F.leaky_relu(a_src[src] + a_dst[dst], 0.2)
+        index = dst[:, None].expand(-1, H)
+        amax = torch.full((n, H), float("-inf"), dtype=alpha.dtype).scatter_reduce(
+            0, index, alpha, "amax")
+        e = (alpha - amax[dst]).exp()
+        alpha = e / (torch.zeros(n, H, dtype=e.dtype).index_add_(0, dst, e) + 1e-16)[dst]
+        alpha = F.dropout(alpha, self.p, self.training)
+        out = torch.zeros(n, H, C, dtype=h.dtype).index_add_(0, dst, h[src] * alpha[..., None])
+        out = out.reshape(n, H * C) if self.concat else out.mean(dim=1)
+        return out + self.bias
+
+
+class PygGAT(nn.Module):
+    """The GAT of the paper with PyG's GATConv: dropout, conv1 (heads concatenated), elu,
+    dropout, conv2 (heads averaged)."""
+
+    def __init__(self, F: int = 1433, hidden: int = 8, heads: int = 8, classes: int = 7,
+                 out_heads: int = 1, p: float = 0.6):
+        super().__init__()
+        self.p = p
+        self.conv1 = PygGATConv(F, hidden, heads, concat=True, p=p)
+        self.conv2 = PygGATConv(heads * hidden, classes, out_heads, concat=False, p=p)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        x = F.dropout(x, self.p, self.training)
+        x = F.dropout(F.elu(self.conv1(x, edge_index)), self.p, self.training)
+        return self.conv2(x, edge_index)
+
+    @staticmethod
+    def from_nndsl_key(name: str) -> str:
+        return name  # conv{i}.lin.weight, conv{i}.att_src, conv{i}.att_dst, conv{i}.bias
+
+
+# --------------------------------------------------------------------------------------------
 # state-dict conversion
 
 
 def _key_fn(ref: nn.Module | type):
-    cls = ref if isinstance(ref, type) else type(ref)
-    return cls.from_nndsl_key, getattr(cls, "tied", {})
+    # an instance's own method: a mapping may depend on the sizes it was built with (VGG)
+    return ref.from_nndsl_key, getattr(ref, "tied", {})
 
 
 def to_reference(ref: nn.Module | type, nndsl_state: Mapping[str, torch.Tensor]) -> dict:
@@ -419,5 +728,6 @@ def unique_param_count(model: nn.Module) -> int:
 
 
 __all__ = ["Perceptron", "MLP", "MnistCNN", "LeNet5", "ResNet", "ResNet18", "ResNet50",
-           "BasicBlock", "Bottleneck", "LSTMSentiment", "GPT", "to_reference", "to_nndsl",
-           "unique_param_count"]
+           "BasicBlock", "Bottleneck", "LSTMSentiment", "GPT", "AlexNet", "VGG", "EfficientNet",
+           "MBConv", "PygGCN", "PygGCNConv", "PygGAT", "PygGATConv", "add_remaining_self_loops",
+           "to_reference", "to_nndsl", "unique_param_count"]
