@@ -499,12 +499,22 @@ class SqueezeExcitation(nn.Module):
         return self.scale_activation(scale) * x
 
 
+def stochastic_depth(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """torchvision.ops.stochastic_depth, mode "row": one Bernoulli draw per sample."""
+    if not training or p == 0.0:
+        return x
+    survival = 1.0 - p
+    noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device)
+    return x * noise.bernoulli_(survival).div_(survival)
+
+
 class MBConv(nn.Module):
-    """torchvision's EfficientNet ``MBConv`` (stochastic depth left out: identity at eval)."""
+    """torchvision's EfficientNet ``MBConv``, with its stochastic depth on the residual branch."""
 
     def __init__(self, expand: int, kernel: int, stride: int, c_in: int, c_out: int,
-                 eps: float = 1e-5):
+                 eps: float = 1e-5, sd: float = 0.0):
         super().__init__()
+        self.sd = sd
         self.use_res_connect = stride == 1 and c_in == c_out
         hidden = make_divisible(c_in * expand)
         layers: list[nn.Module] = []
@@ -517,7 +527,9 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block(x)
-        return out + x if self.use_res_connect else out
+        if self.use_res_connect:
+            return stochastic_depth(out, self.sd, self.training) + x
+        return out
 
 
 class EfficientNet(nn.Module):
@@ -530,15 +542,20 @@ class EfficientNet(nn.Module):
                (6, 3, 1, 192, 320, 1)]
 
     def __init__(self, classes: int = 1000, width: float = 1.0, depth: float = 1.0,
-                 p: float = 0.2, eps: float = 1e-5):
+                 p: float = 0.2, eps: float = 1e-5, sd: float = 0.2):
         super().__init__()
         layers: list[nn.Module] = [
             ConvNormAct(3, make_divisible(32 * width), 3, stride=2, eps=eps)]
+        total = sum(int(math.ceil(n * depth)) for *_, n in self.SETTING)
+        block_id = 0
         for t, k, s, c_in, c_out, n in self.SETTING:
             c_in, c_out = make_divisible(c_in * width), make_divisible(c_out * width)
-            layers.append(nn.Sequential(*[
-                MBConv(t, k, s if i == 0 else 1, c_in if i == 0 else c_out, c_out, eps)
-                for i in range(int(math.ceil(n * depth)))]))
+            stage = []
+            for i in range(int(math.ceil(n * depth))):
+                stage.append(MBConv(t, k, s if i == 0 else 1, c_in if i == 0 else c_out, c_out,
+                                    eps, sd * block_id / total))
+                block_id += 1
+            layers.append(nn.Sequential(*stage))
         last_in = make_divisible(320 * width)
         layers.append(ConvNormAct(last_in, 4 * last_in, 1, eps=eps))
         self.features = nn.Sequential(*layers)

@@ -147,7 +147,7 @@ def test_references_have_torchvision_counts(ref, count):
 
 # ------------------------------------------------------------------ EfficientNet-B0: eps
 
-EFFICIENTNET_SMALL = {"classes": 10, "width": 0.25, "depth": 0.25, "p": 0.0}
+EFFICIENTNET_SMALL = {"classes": 10, "width": 0.25, "depth": 0.25, "p": 0.0, "sd": 0.0}
 
 
 @pytest.mark.parametrize("eps", [None, 0.001])
@@ -173,6 +173,25 @@ def test_efficientnet_b0_batch_norm_eps(eps):
     other.load_state_dict(ref.state_dict())
     with torch.no_grad():
         assert max_rel_diff(other.eval()(x), want) > 20 * REL_DEEP
+
+
+def test_efficientnet_b0_stochastic_depth_in_training():
+    """torchvision's rate grows as sd · block / blocks over all the blocks; in training each
+    residual MBConv draws one mask of [N, 1, 1, 1], in block order, so from one torch seed both
+    models drop the same samples' branches."""
+    params = {**EFFICIENTNET_SMALL, "depth": 0.5, "sd": 0.6}
+    c, m, ref = compiled_pair("vision/efficientnet_b0.nn", params, R.EfficientNet(**params))
+    x = c.example_inputs(batch=4)["image"]
+    m.train(), ref.train()
+    with torch.no_grad():
+        torch.manual_seed(5)
+        got = m(image=x)
+        torch.manual_seed(5)
+        want = ref(x)
+        torch.manual_seed(6)
+        other_draw = ref(x)
+    assert_rel_close(got, want, REL_DEEP, what="efficientnet_b0 stochastic depth")
+    assert max_rel_diff(other_draw, want) > 20 * REL_DEEP      # the masks matter
 
 
 # ------------------------------------------------------------------ GPT-2: tanh GELU

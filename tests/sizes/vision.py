@@ -17,7 +17,7 @@ SMALL = {
     "inception_v3": {"classes": 10, "width": 4, "p": 0.0, "size": 107},
     "densenet121": {"classes": 10, "growth": 8, "blocks": [2, 2, 2, 2], "init": 16},
     "mobilenet_v2": {"classes": 10, "width": 0.25, "depth": 0.5, "p": 0.0},
-    "efficientnet_b0": {"classes": 10, "width": 0.25, "depth": 0.25, "p": 0.0},
+    "efficientnet_b0": {"classes": 10, "width": 0.25, "depth": 0.25, "p": 0.0, "sd": 0.0},
     "shufflenet_v2": {"classes": 10, "channels": [8, 16, 32, 64, 128], "repeats": [2, 1, 1]},
     "squeezenet": {"classes": 10, "width": 2, "p": 0.0},
     "unet": {"width": 8, "size": 32},
