@@ -23,6 +23,8 @@ SMALL = {
     "unet": {"width": 8, "size": 32},
     "convnext_tiny": {"classes": 10, "dims": [8, 16, 24, 32], "depths": [1, 1, 2, 1], "sd": 0.0,
                       "size": 64},
+    "swin_tiny": {"classes": 10, "embed": 16, "depths": [2, 2, 2, 2], "heads": [1, 2, 2, 4],
+                  "window": 4, "sd": 0.0, "size": 64},
 }
 
 REFERENCE = {
@@ -40,4 +42,5 @@ REFERENCE = {
     "shufflenet_v2": 2_278_604,
     "squeezenet": 1_248_424,
     "convnext_tiny": 28_589_128,
+    "swin_tiny": 28_288_354,
 }
