@@ -181,7 +181,7 @@ def test_source_reads_like_hand_written_pytorch(packages):
 def test_one_class_per_block_specialization(packages):
     gpt = (packages["gpt_mini"][1] / "model.py").read_text()
     assert gpt.count("(nn.Module):") == 3  # attention, block, model: both layers share classes
-    assert gpt.count("GptBlock(heads=8, mlp=4, p=0.0)") == 2
+    assert gpt.count("GptBlock(heads=8, mlp=4, p=0.0, approximate=\"none\")") == 2
     resnet = (packages["resnet18"][1] / "model.py").read_text()
     # stem + one class per distinct (c, stride) of basic_block + the model
     assert resnet.count("(nn.Module):") == 1 + 7 + 1
