@@ -69,14 +69,28 @@ def _rsqrt(b, a, ins, n):
 
 
 def _softplus(b, a, ins, n):
+    """``x`` where ``z = beta·x > threshold`` (torch's linear region), else ``softplus(z) /
+    beta``. ``Softplus`` is f32-only in onnxruntime: other dtypes get the stable
+    ``max(z, 0) + log(1 + e^-|z|)``. An f32 threshold of 20 or more needs no ``Where``: there
+    ``softplus(z) = z + log(1 + e^-z)`` rounds to ``z``."""
     x = ins[0]
-    beta = a["beta"]
-    if beta == 1.0:
-        b.op1("Softplus", [x], out=n.out)
+    dtype = n.in_types[0].dtype
+    beta, threshold = a["beta"], a["threshold"]
+    direct = dtype == "f32" and threshold >= 20.0
+    c = b.const(beta, dtype)
+    z = x if beta == 1.0 else b.op1("Mul", [x, c])
+    last = n.out if direct and beta == 1.0 else None
+    if dtype == "f32":
+        sp = b.op1("Softplus", [z], out=last)
+    else:
+        tail = b.op1("Log", [b.op1("Add", [b.const(1.0, dtype), b.op1("Exp", [
+            b.op1("Neg", [b.op1("Abs", [z])])])])])
+        sp = b.op1("Add", [b.op1("Max", [z, b.const(0.0, dtype)]), tail], out=last)
+    y = sp if beta == 1.0 else b.op1("Div", [sp, c], out=n.out if direct else None)
+    if direct:
         return
-    c = b.const(beta, n.in_types[0].dtype)
-    y = b.op1("Softplus", [b.op1("Mul", [x, c])])
-    b.op1("Div", [y, c], out=n.out)
+    above = b.op1("Greater", [z, b.const(threshold, dtype)])
+    b.op1("Where", [above, x, y], out=n.out)
 
 
 def _identity(b, a, ins, n):
@@ -111,8 +125,27 @@ def _mod(b, a, ins, n):
 
 
 def _masked_fill(b, a, ins, n):
+    """``Where(mask, value, x)``; for booleans (onnxruntime has no boolean ``Where``)
+    ``x or mask`` when the value is true, ``x and not mask`` when it is false."""
+    x, mask = ins
+    if n.in_types[0].dtype == "bool":
+        if a["value"]:
+            b.op1("Or", [x, mask], out=n.out)
+        else:
+            b.op1("And", [x, b.op1("Not", [mask])], out=n.out)
+        return
     value = b.const(a["value"], n.in_types[0].dtype)
-    b.op1("Where", [ins[1], value, ins[0]], out=n.out)
+    b.op1("Where", [mask, value, x], out=n.out)
+
+
+def _where(b, a, ins, n):
+    """``Where(cond, a, b)``; for booleans (onnxruntime has no boolean ``Where``)
+    ``(cond and a) or (not cond and b)``."""
+    cond, x, y = ins
+    if n.out_types[0].dtype != "bool":
+        b.op1("Where", [cond, x, y], out=n.out)
+        return
+    b.op1("Or", [b.op1("And", [cond, x]), b.op1("And", [b.op1("Not", [cond]), y])], out=n.out)
 
 
 def _tri(upper: int):
@@ -307,7 +340,15 @@ def _conv(b, a, ins, n):
 
 
 def _conv_t(b, a, ins, n):
+    """``ConvTranspose``; an output padding must be smaller than the stride or the dilation
+    (torch refuses the others: the extra rows would lie outside every window)."""
     x, w, bias = ins
+    for op_, s_, d_ in zip(a["output_padding"], a["stride"], a["dilation"]):
+        if op_ >= max(s_, d_):
+            raise LoweringError(f"conv_transpose2d output_padding={list(a['output_padding'])} "
+                                f"must be smaller than the stride {list(a['stride'])} or the "
+                                f"dilation {list(a['dilation'])} in each dim", code="E0906",
+                                hint="use an output_padding below the stride (0 for stride 1)")
     k = list(n.in_types[1].shape[2:])
     b.op1("ConvTranspose", [x, w] + ([bias] if bias else []), out=n.out, kernel_shape=k,
           strides=list(a["stride"]), dilations=list(a["dilation"]), group=a["groups"],
@@ -501,10 +542,21 @@ def _slice(b, a, ins, n):
 
 def _reduce(op_type: str):
     def low(b, a, ins, n):
-        t = n.in_types[0]
+        """The reduction over the dims, in the output's dtype. ``ReduceSum`` and ``ReduceProd``
+        take no booleans or 8-bit integers: those reduce in i64, cast to the output's dtype
+        (as torch's i64 sum converted to it)."""
+        t, out_t = n.in_types[0], n.out_types[0]
         dims = a["dims"]
         axes = list(range(t.rank)) if dims is None else [d % t.rank for d in dims]
-        b.op1(op_type, [ins[0], b.const(axes)], out=n.out, keepdims=int(a["keepdim"]))
+        x = ins[0]
+        if t.dtype != out_t.dtype:
+            x = b.op1("Cast", [x], to=ONNX_DTYPES[out_t.dtype])
+        if op_type in ("ReduceSum", "ReduceProd") and out_t.dtype in ("bool", "i8", "u8"):
+            x = b.op1("Cast", [x], to=TensorProto.INT64)
+            y = b.op1(op_type, [x, b.const(axes)], keepdims=int(a["keepdim"]))
+            b.op1("Cast", [y], out=n.out, to=ONNX_DTYPES[out_t.dtype])
+            return
+        b.op1(op_type, [x, b.const(axes)], out=n.out, keepdims=int(a["keepdim"]))
     return low
 
 
@@ -872,7 +924,8 @@ def _logsumexp(b, a, ins, n):
 
 def _var(sqrt: bool):
     def low(b, a, ins, n):
-        """``Σ (x - mean)² / (count - correction)`` over the dims (then its square root)."""
+        """``Σ (x - mean)² / max(count - correction, 0)`` over the dims (then its square root):
+        a correction of the count or more divides by 0, as torch does."""
         t = n.in_types[0]
         dims = list(range(t.rank)) if a["dims"] is None else [d % t.rank for d in a["dims"]]
         axes = b.const(dims)
@@ -883,7 +936,8 @@ def _var(sqrt: bool):
         count = 1
         for d in dims:
             count = count * t.shape[d]
-        denom = b.op1("Sub", [b.dim(count), b.const([a["correction"]])])
+        denom = b.op1("Max", [b.op1("Sub", [b.dim(count), b.const([a["correction"]])]),
+                              b.const([0])])     # torch: max(0, count - correction)
         denom = b.op1("Cast", [b.op1("Squeeze", [denom, b.const([0])])], to=ONNX_DTYPES[t.dtype])
         if sqrt:
             b.op1("Sqrt", [b.op1("Div", [ss, denom])], out=n.out)
@@ -918,7 +972,7 @@ ONNX_LOWERINGS = {
     "eq": _simple("Equal"), "ne": _ne, "lt": _simple("Less"), "le": _simple("LessOrEqual"),
     "gt": _simple("Greater"), "ge": _simple("GreaterOrEqual"), "logical_and": _simple("And"),
     "logical_or": _simple("Or"),
-    "where": _simple("Where"), "masked_fill": _masked_fill, "tril": _tri(0), "triu": _tri(1),
+    "where": _where, "masked_fill": _masked_fill, "tril": _tri(0), "triu": _tri(1),
     "matmul": _simple("MatMul"), "linear": _act(_linear),
     "linear_int8": _act(_linear_int8), "dequantize": _dequantize,
     "fake_quantize": _fake_quantize,
