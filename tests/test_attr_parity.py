@@ -381,9 +381,8 @@ def test_values_onnx_cannot_express_are_refused():
 
 
 def test_sums_and_products_of_booleans_and_small_integers_export():
-    """ReduceSum and ReduceProd take no booleans or 8-bit integers: the export reduces in i64
-    and converts to the declared dtype. (The torch module returns torch's i64 here, not the
-    declared dtype, so values are compared after converting torch's result.)"""
+    """ReduceSum and ReduceProd take no booleans or 8-bit integers: integer and boolean sums and
+    products are i64, as torch's, in every backend."""
     inputs = {"s": ints(-9, 9, 3, 4, dtype=np.int32), "m": RNG.random((3, 4)) > 0.4,
               "u": ints(0, 255, 3, 4, dtype=np.uint8), "c": ints(-5, 5, 3, 4, dtype=np.int8)}
     text = spec("s: i32[3, 4]; m: bool[3, 4]; u: u8[3, 4]; c: i8[3, 4]", """
@@ -395,7 +394,7 @@ def test_sums_and_products_of_booleans_and_small_integers_export():
         output o6 = sum(c, dim=[0])""")
     declared = list(nndsl.compile(text).output_types.values())
     t_out, o_out = run_both(text, inputs)
-    for k, (t, o, d) in enumerate(zip(t_out, o_out, declared)):
-        assert o.dtype == np.dtype({"i32": np.int32, "bool": bool, "u8": np.uint8,
-                                    "i8": np.int8}[d.dtype])
-        agree(o, t.astype(o.dtype), f"output {k}")
+    assert {d.dtype for d in declared} == {"i64"}
+    for k, (t, o) in enumerate(zip(t_out, o_out)):
+        assert o.dtype == t.dtype == np.int64
+        agree(o, t, f"output {k}")

@@ -378,3 +378,9 @@ def test_std_gan_padding_and_upsampling_match_torch_modules():
     onnx_p, onnx_u = _session(c.to_onnx()).run(None, {"x": x.numpy()})
     np.testing.assert_array_equal(onnx_p, p.numpy())
     np.testing.assert_array_equal(onnx_u, u.numpy())
+
+
+def test_mean_of_integers_is_a_located_error():
+    with pytest.raises(NndslError) as e:
+        nndsl.compile("model m() {\n input k: i64[N, 3]\n output y = mean(k, dim=1)\n}")
+    assert e.value.code == "E0304" and "cast(x, f32)" in e.value.hint and e.value.span.line == 3

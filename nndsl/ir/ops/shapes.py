@@ -551,6 +551,20 @@ def _reduce(ins, a):
     return (_T(x.dtype, s),)
 
 
+def _reduction(op: str):
+    """sum/prod of integers and booleans accumulate in i64 (as torch); mean needs floats."""
+    def rule(ins, a):
+        (out,) = _reduce(ins, a)
+        x = ins[0]
+        if op == "mean" and x.dtype not in FLOAT_DTYPES:
+            raise ShapeError(f"mean needs a floating-point tensor, got {x}", code="E0304",
+                             hint="convert it with cast(x, f32)")
+        if op in ("sum", "prod") and x.dtype not in FLOAT_DTYPES:
+            return (_T("i64", out.shape),)
+        return (out,)
+    return rule
+
+
 def _softmax(ins, a):
     _float(ins[0], "softmax")
     norm_axis(a["dim"], ins[0].rank)
@@ -1136,7 +1150,7 @@ SHAPE_RULES: dict[str, Callable] = {
     "split": _split, "slice": _slice, "stack": _stack, "flip": _flip, "roll": _roll,
     "repeat_interleave": _repeat_interleave, "pad": _pad, "upsample": _upsample,
     "pixel_shuffle": _pixel_shuffle,
-    **{op: _reduce for op in REDUCE},
+    **{op: _reduction(op) for op in REDUCE},
     "softmax": _softmax, "log_softmax": _softmax,
     "argmax": _argmax, "argsort": _argsort, "cumsum": _cumulative("cumsum"),
     "cumprod": _cumulative("cumprod"), "logsumexp": _float_reduce("logsumexp"),
