@@ -384,3 +384,24 @@ def test_mean_of_integers_is_a_located_error():
     with pytest.raises(NndslError) as e:
         nndsl.compile("model m() {\n input k: i64[N, 3]\n output y = mean(k, dim=1)\n}")
     assert e.value.code == "E0304" and "cast(x, f32)" in e.value.hint and e.value.span.line == 3
+
+
+@pytest.mark.parametrize("decl,body,words", [
+    ("b: bool[N, 3]", "argmax(b)", "argmax needs a numeric"),
+    ("k: i64[N, 3, 4]", 'pad(k, [1, 1], mode="replicate")', "replicate padding needs a float"),
+    ("k: i64[N, 3, 4]", "upsample(k, 2)", "upsample needs a float"),
+    ("k: u8[N, 3]", "embedding(k, 10, 4)", "i64 or i32"),
+])
+def test_values_torch_cannot_run_are_refused_at_compile_time(decl, body, words):
+    with pytest.raises(NndslError) as e:
+        nndsl.compile(f"model m() {{\n input {decl}\n output y = {body}\n}}")
+    assert words in str(e.value).replace("floating-point", "float") and e.value.span.line == 3
+
+
+def test_conv_transpose_output_padding_below_stride_or_dilation():
+    text = "model m() {{\n input x: f32[N, 2, 4, 4]\n output y = x |> {}\n}}"
+    with pytest.raises(NndslError) as e:
+        nndsl.compile(text.format("conv_transpose2d(3, 3, stride=2, output_padding=2)"))
+    assert e.value.code == "E0307" and "smaller than the stride" in str(e.value)
+    c = nndsl.compile(text.format("conv_transpose2d(3, 3, stride=2, output_padding=1)"))
+    assert c.output_types["y"].shape[2:] == (10, 10)

@@ -11,7 +11,7 @@ import math
 
 from nndsl.elab.values import REQUIRED, ParamSpec, Surface, TensorVal
 from nndsl.ir.ops.signatures import UNARY
-from nndsl.ir.types import INT_DTYPES, SymDim
+from nndsl.ir.types import SymDim
 
 P = ParamSpec
 R = REQUIRED
@@ -163,8 +163,8 @@ def _group_norm(ctx, a):
 
 def _embedding(ctx, a):
     x = a["x"]
-    if x.type.dtype not in INT_DTYPES:
-        ctx.error(f"embedding indices must be integers, got {x.type}", code="E0304",
+    if x.type.dtype not in ("i64", "i32"):
+        ctx.error(f"embedding indices must be i64 or i32, got {x.type}", code="E0304",
                   hint="declare the input as i64[...]")
     n, d, pad = a["num"], a["dim"], a["padding_idx"]
     if pad is not None and not -n <= pad < n:

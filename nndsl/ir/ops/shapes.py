@@ -218,6 +218,11 @@ def _conv_transpose2d(ins, a):
         raise ShapeError(f"conv_transpose2d expects {w.shape[0]} input channels (weight {w}) but "
                          f"the input is {x}", code="E0308")
     s, p, op_, d = (_tup(a[k], 2) for k in ("stride", "padding", "output_padding", "dilation"))
+    for i in range(2):
+        if op_[i] >= max(s[i], d[i]):
+            raise ShapeError(f"conv_transpose2d output_padding {op_[i]} must be smaller than the "
+                             f"stride ({s[i]}) or the dilation ({d[i]})", code="E0307",
+                             hint="output_padding picks among the sizes a stride allows; lower it")
     spatial = []
     for i in range(2):
         o = (x.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (w.shape[2 + i] - 1) + op_[i] + 1
@@ -310,8 +315,8 @@ def _group_norm(ins, a):
 
 def _embedding(ins, a):
     idx, w = ins
-    if idx.dtype not in INT_DTYPES:
-        raise ShapeError(f"embedding indices must be integers, got {idx}", code="E0304",
+    if idx.dtype not in ("i64", "i32"):
+        raise ShapeError(f"embedding indices must be i64 or i32, got {idx}", code="E0304",
                          hint="declare the input as i64[...]")
     return (_T(w.dtype, idx.shape + (w.shape[1],)),)
 
@@ -573,6 +578,9 @@ def _softmax(ins, a):
 
 def _argmax(ins, a):
     x = ins[0]
+    if x.dtype == "bool":
+        raise ShapeError(f"argmax needs a numeric tensor, got {x}", code="E0304",
+                         hint="convert booleans with cast(x, i64)")
     d = norm_axis(a["dim"], x.rank)
     s = [1 if i == d else n for i, n in enumerate(x.shape)] if a["keepdim"] else \
         [n for i, n in enumerate(x.shape) if i != d]
@@ -796,6 +804,7 @@ def _pad(ins, a):
                               "before it by 2")
     k = len(w) // 2
     if mode != "constant":
+        _float(x, f"{mode} padding")
         if k > 3 or x.rank not in (k + 1, k + 2):
             raise ShapeError(f"{mode} padding of {k} dim(s) needs an input of rank {k + 1} or "
                              f"{k + 2} ([C, ...] or [N, C, ...]), got {x}", code="E0322",
@@ -830,8 +839,7 @@ def _upsample(ins, a):
         raise ShapeError(f"upsample mode \"{mode}\" needs an input "
                          f"{' or '.join(want[r] for r in UPSAMPLE_MODES[mode])}, got {x}",
                          code="E0323", hint="linear is for [N, C, L], bilinear for [N, C, H, W]")
-    if mode != "nearest":
-        _float(x, f"{mode} upsampling")
+    _float(x, "upsample")
     nd = x.rank - 2
     scale = tuple(scale) if isinstance(scale, (tuple, list)) else (scale,) * nd
     if len(scale) != nd or any(not isinstance(f, int) or f < 1 for f in scale):
