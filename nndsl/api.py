@@ -362,7 +362,8 @@ class Compiled:
             "symbols": symbols(self.graph),
             "inputs": [{"name": n, **t(tt)} for n, tt in self.input_types.items()],
             "outputs": [{"name": n, **t(tt)} for n, tt in self.output_types.items()],
-            "nodes": [{"name": r.name, "scope": r.scope, "op": r.op, "types": [
+            "nodes": [{"name": r.name, "scope": r.scope, "op": r.op,
+                       "act": self.graph.node(r.name).attr.get("act"), "types": [
                 t(x) for x in self.graph.node(r.name).types], "params": r.params,
                 "flops": r.flops} for r in rows],
             "parameters": [{"name": n.name, "shape": list(n.type.shape), "dtype": n.type.dtype,

@@ -171,3 +171,12 @@ def test_every_act_op_counts_its_activation():
     for act in ("relu", "gelu", "silu", "tanh", "sigmoid"):
         assert flops("linear", [t, w, b], (t,), {"act": act}) == \
             flops("linear", [t, w, b], (t,), {}) + flops(act, [t], (t,), {}), act
+
+
+def test_json_nodes_name_the_fused_activation():
+    import json
+    c = nndsl.compile(GPT, opt="O1")
+    nodes = json.loads(json.dumps(c.to_json()))["nodes"]
+    acts = {n["name"]: n["act"] for n in nodes if n["op"] == "linear"}
+    assert "gelu" in acts.values() and None in acts.values()
+    assert all(n["act"] is None for n in nodes if n["op"] not in ("linear", "conv2d"))
