@@ -180,3 +180,21 @@ def test_json_nodes_name_the_fused_activation():
     acts = {n["name"]: n["act"] for n in nodes if n["op"] == "linear"}
     assert "gelu" in acts.values() and None in acts.values()
     assert all(n["act"] is None for n in nodes if n["op"] not in ("linear", "conv2d"))
+
+
+def test_fused_attention_counts_what_its_parts_count():
+    """matmul, scale, mask, softmax, matmul: the fused op counts the same per score."""
+    text = """model m() {
+        input q: f32[2, 5, 8]
+        input k: f32[2, 7, 8]
+        input v: f32[2, 7, 4]
+        input mask: bool[5, 7]
+        s = q @ transpose(k) / 3.0
+        output y = softmax(masked_fill(s, mask, -inf)) @ v
+    }"""
+    fused = nndsl.compile(text, opt="O1")
+    assert [n.op for n in fused.graph if n.op == "attention"]
+    assert nndsl.compile(text, opt="O0").flops() == 2 * 5 * 7 * (16 + 8 + 7)
+    # the same, plus the `not mask` the fused op reads (a keep-mask): one per mask element
+    assert [n.op for n in fused.graph if n.op not in ("input", "attention")] == ["logical_not"]
+    assert fused.flops() == 2 * 5 * 7 * (16 + 8 + 7) + 5 * 7

@@ -62,9 +62,12 @@ def _conv_t(ins, outs, a):
 
 
 def _attention(ins, outs, a):
+    """Per score: the two products (2·d_q + 2·d_v), the scale (1), the softmax (5), and the
+    mask (1) when there is one — what the unfused matmul/div/masked_fill/softmax count."""
     q, k, v = ins[0], ins[1], ins[2]
     scores = _prod(outs[0].shape[:-1]) * k.shape[-2]           # batch · L · S
-    return scores * (2 * q.shape[-1] + 2 * v.shape[-1] + 6)
+    masked = 1 if a.get("causal") or (len(ins) > 3 and ins[3] is not None) else 0
+    return scores * (2 * q.shape[-1] + 2 * v.shape[-1] + 6 + masked)
 
 
 def _with_act(rule):
