@@ -7,7 +7,6 @@ one Bernoulli mask of shape [N, 1, 1, 1] per block with p > 0, in block order.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,6 +14,9 @@ import torch.nn.functional as F
 import nndsl
 
 from conftest import ROOT
+from helpers import assert_onnx_is_the_inference_graph, assert_same_in_eval_and_training, \
+    copy_by_position
+from reference_models import stochastic_depth
 
 SPEC = ROOT / "specs" / "vision" / "convnext_tiny.nn"
 SMALL = {"classes": 7, "dims": [8, 16, 24, 32], "depths": [1, 2, 2, 1], "sd": 0.4, "size": 64}
@@ -24,16 +26,6 @@ class LayerNorm2d(nn.LayerNorm):
     def forward(self, x):
         return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
                             self.eps).permute(0, 3, 1, 2)
-
-
-def stochastic_depth(x, p, training):
-    """torchvision.ops.stochastic_depth, mode "row"."""
-    if not training or p == 0.0:
-        return x
-    survival = 1.0 - p
-    noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device)
-    noise = noise.bernoulli_(survival).div_(survival)
-    return x * noise
 
 
 class Block(nn.Module):
@@ -78,14 +70,7 @@ def pair(params):
     c = nndsl.compile(SPEC, params=params)
     m = c.to_torch(seed=0)
     ref = ConvNeXt(params["dims"], params["depths"], params["classes"], params["sd"])
-    ours = [t for _, t in m.named_parameters()]
-    theirs = list(ref.parameters())
-    assert [tuple(t.shape) for t in ours] == [tuple(t.shape) for t in theirs]
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for a, b in zip(ours, theirs):
-            a.copy_(torch.randn(a.shape, generator=gen) * 0.2 + (1.0 if a.ndim == 1 else 0.0))
-            b.copy_(a)
+    copy_by_position(list(m.parameters()), list(ref.parameters()))
     return c, m, ref
 
 
@@ -96,31 +81,9 @@ def test_full_size_parameter_count():
 def test_eval_and_train_outputs_match_the_reference():
     c, m, ref = pair(SMALL)
     x = torch.randn(6, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    m.eval(), ref.eval()
-    with torch.no_grad():
-        want = ref(x)
-        got = m(image=x)
-    scale = float(want.abs().max())
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * scale)
-    m.train(), ref.train()
-    with torch.no_grad():
-        torch.manual_seed(11)
-        want_t = ref(x)
-        torch.manual_seed(11)
-        got_t = m(image=x)
-    torch.testing.assert_close(got_t, want_t, rtol=1e-4, atol=1e-4 * scale)
-    assert not torch.allclose(want_t, want, rtol=1e-3, atol=1e-3 * scale), \
-        "stochastic depth changed nothing in training"
+    assert_same_in_eval_and_training(m, ref, x)
 
 
 def test_onnx_is_the_inference_graph():
     c, m, _ = pair(SMALL)
-    proto = c.to_onnx(weights=m.state_dict())
-    assert [i.name for i in proto.graph.input] == ["image"]
-    import onnxruntime as ort
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    (got,) = sess.run(None, {"image": x})
-    with torch.no_grad():
-        want = m.eval()(image=torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    assert_onnx_is_the_inference_graph(c, m, (2, 3, 64, 64))

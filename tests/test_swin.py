@@ -11,7 +11,6 @@ and patch merging of an odd-sized map.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -20,6 +19,9 @@ import torch.nn.functional as F
 import nndsl
 
 from conftest import ROOT
+from helpers import assert_onnx_is_the_inference_graph, assert_same_in_eval_and_training, \
+    copy_by_position
+from reference_models import stochastic_depth
 
 SPEC = ROOT / "specs" / "vision" / "swin_tiny.nn"
 # 16x16 -> 8x8 -> 4x4 (one window: no shift) -> 2x2 (padded to one 4x4 window)
@@ -28,16 +30,6 @@ SMALL = {"classes": 10, "embed": 16, "depths": [2, 2, 2, 2], "heads": [1, 2, 2, 
 # 28x28 -> 14x14 (padded to 21x21) -> 7x7 (one window) -> 4x4 (odd map merged; padded to 7x7)
 SMALL_W7 = {"classes": 10, "embed": 16, "depths": [2, 2, 2, 1], "heads": [1, 2, 2, 4],
             "window": 7, "sd": 0.2, "size": 112}
-
-
-def stochastic_depth(x, p, training):
-    """torchvision.ops.stochastic_depth, mode "row"."""
-    if not training or p == 0.0:
-        return x
-    survival = 1.0 - p
-    noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device)
-    noise = noise.bernoulli_(survival).div_(survival)
-    return x * noise
 
 
 def shifted_window_attention(x, qkv_weight, proj_weight, relative_position_bias, window_size,
@@ -218,15 +210,9 @@ def pair(params, opt="O1"):
     c = nndsl.compile(SPEC, params=params, opt=opt)
     m = c.to_torch(seed=0)
     ref = reference(params)
-    ours = [t for _, t in m.named_parameters()]
     theirs = spec_order(ref)
     assert len(theirs) == len(list(ref.parameters()))
-    assert [tuple(t.shape) for t in ours] == [tuple(t.shape) for t in theirs]
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for a, b in zip(ours, theirs):
-            a.copy_(torch.randn(a.shape, generator=gen) * 0.2 + (1.0 if a.ndim == 1 else 0.0))
-            b.copy_(a)
+    copy_by_position(list(m.parameters()), theirs)
     return c, m, ref
 
 
@@ -247,34 +233,12 @@ def test_eval_and_train_outputs_match_the_reference(params):
     c, m, ref = pair(params)
     size = params["size"]
     x = torch.randn(6, 3, size, size, generator=torch.Generator().manual_seed(1))
-    m.eval(), ref.eval()
-    with torch.no_grad():
-        want = ref(x)
-        got = m(image=x)
-    scale = float(want.abs().max())
-    close(got, want, scale)
-    m.train(), ref.train()
-    with torch.no_grad():
-        torch.manual_seed(11)
-        want_t = ref(x)
-        torch.manual_seed(11)
-        got_t = m(image=x)
-    close(got_t, want_t, scale)
-    assert not torch.allclose(want_t, want, rtol=1e-3, atol=1e-3 * scale), \
-        "stochastic depth changed nothing in training"
+    assert_same_in_eval_and_training(m, ref, x)
 
 
 def test_onnx_is_the_inference_graph():
     c, m, _ = pair(SMALL)
-    proto = c.to_onnx(weights=m.state_dict())
-    assert [i.name for i in proto.graph.input] == ["image"]
-    import onnxruntime as ort
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    (got,) = sess.run(None, {"image": x})
-    with torch.no_grad():
-        want = m.eval()(image=torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    assert_onnx_is_the_inference_graph(c, m, (2, 3, 64, 64))
 
 
 def test_position_index_and_shift_mask_are_folded_at_o1():
