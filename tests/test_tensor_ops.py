@@ -224,11 +224,17 @@ def test_cumprod_floats_and_integers():
     assert t[2].dtype == np.int64
 
 
-def test_cumprod_over_a_symbolic_dim_is_a_clear_export_error():
-    c = nndsl.compile("model m() { input x: f32[N, T]\n output y = cumprod(x) }")
-    with pytest.raises(NndslError) as e:
-        c.to_onnx()
-    assert e.value.code == "E0906" and "fixed size" in e.value.hint
+def test_cumprod_over_a_symbolic_dim_loops_in_onnx():
+    x = RNG.uniform(0.5, 1.5, (2, 7, 3)).astype(np.float32)
+    k = RNG.integers(-3, 4, (2, 6)).astype(np.int64)
+    for t_len in (7, 1):
+        xs = {"x": x[:, :t_len], "k": k[:, :t_len]}
+        t, o = run_both(spec("""
+            output o1 = cumprod(x, dim=1)
+            output o2 = cumprod(k)""", "input x: f32[N, T, 3]\ninput k: i64[N, S]"), xs)
+        want = [np.cumprod(xs["x"].astype(np.float64), 1).astype(np.float32),
+                np.cumprod(xs["k"], 1)]
+        check_both(t, o, want, as_f32=False, rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------ einsum

@@ -888,18 +888,16 @@ def _upsample(b, a, ins, n):
 
 def _cumprod(b, a, ins, n):
     """A log-step scan (Hillis–Steele): ⌈log₂ n⌉ rounds of ``y ← y · shift(y, 2^i)``, the
-    shifted-in elements 1 (opset 21 has no CumProd)."""
+    shifted-in elements 1 (opset 21 has no CumProd); over a symbolic dim, a ``Loop``."""
     t, out_t = n.in_types[0], n.out_types[0]
     d = a["dim"] % t.rank
     size = t.shape[d]
-    if not isinstance(size, int):
-        raise LoweringError(f"cumprod along the symbolic dim {size} cannot be exported to ONNX "
-                            f"(it is unrolled by the size of the dim)", code="E0906",
-                            hint="give that dim a fixed size in the input type, or use "
-                                 "exp(cumsum(log(x))) for positive x")
     y = ins[0]
     if t.dtype != out_t.dtype:
         y = b.op1("Cast", [y], to=ONNX_DTYPES[out_t.dtype])
+    if not isinstance(size, int):
+        _cumprod_loop(b, y, d, out_t, n.out)
+        return
     one = b.const(1.0 if out_t.dtype in FLOAT_DTYPES else 1, out_t.dtype)
     shift = 1
     while shift < size:
@@ -908,6 +906,35 @@ def _cumprod(b, a, ins, n):
         y = b.op1("Mul", [y, shifted])
         shift *= 2
     b.op1("Identity", [y], out=n.out)
+
+
+def _cumprod_loop(b, y, d, t, out):
+    """Over a symbolic dim: a ``Loop`` carrying the running product ``p ← p · y[i]`` (from
+    ones), its per-step values stacked on a new first axis, then moved to ``d``."""
+    from onnx import helper
+
+    from nndsl.backends.onnx.builder import value_info
+    from nndsl.ir.types import TensorType
+    rest = tuple(t.shape[:d]) + tuple(t.shape[d + 1:])
+    one = _tensor([1.0 if t.dtype in FLOAT_DTYPES else 1], t.dtype)
+    init = b.op1("ConstantOfShape", [b.shape(rest)], value=one) if rest else \
+        b.const(1.0 if t.dtype in FLOAT_DTYPES else 1, t.dtype)
+    trips = b.op1("Squeeze", [b.op1("Shape", [y], start=d, end=d + 1), b.const([0])])
+    sub = b.sub()
+    it, cond, p = (sub.fresh(f"{b.scope}/{k}") for k in ("step", "cond", "prod"))
+    nxt = sub.op1("Mul", [p, sub.op1("Gather", [y, it], axis=d)])
+    outs = [sub.op1("Identity", [cond]), nxt, sub.op1("Identity", [nxt])]
+    state_t = TensorType(t.dtype, rest)
+    graph = helper.make_graph(
+        sub.nodes, f"{b.scope}/cumprod", [value_info(it, TensorType("i64", ())),
+                                          value_info(cond, TensorType("bool", ())),
+                                          value_info(p, state_t)],
+        [value_info(outs[0], TensorType("bool", ())), value_info(outs[1], state_t),
+         value_info(outs[2], state_t)], value_info=sub.value_infos)
+    _, stacked = b.op("Loop", [trips, "", init], n_out=2, body=graph)
+    b.value_infos.append(value_info(stacked, TensorType(t.dtype, (t.shape[d],) + rest)))
+    perm = list(range(1, d + 1)) + [0] + list(range(d + 1, t.rank))
+    b.op1("Transpose", [stacked], out=out, perm=perm)
 
 
 def _logsumexp(b, a, ins, n):
