@@ -261,6 +261,25 @@ def cmd_graph(args) -> int:
     return 0
 
 
+MAX_SEED = 2**63   # seeds lie in [0, 2^63): torch and NumPy generators take a 64-bit seed
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer in [0, 2^63), else a usage error naming the range."""
+    try:
+        v = int(text.strip()) if len(text) <= 40 else None
+    except ValueError:
+        v = None
+    if v is None:
+        shown = text if len(text) <= 40 else text[:20] + "..."
+        raise argparse.ArgumentTypeError(f"{shown!r} is not an integer: a seed is an integer "
+                                         f"from 0 to 2^63 - 1")
+    if not 0 <= v < MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{v} is out of range: a seed is an integer from 0 to "
+                                         f"2^63 - 1 ({MAX_SEED - 1})")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nndsl", description="Compile .nn neural-network specs.")
     ap.add_argument("--debug", action="store_true", help="show Python tracebacks")
@@ -327,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", metavar="NAME=FILE.npy|FILE.npz",
                    help="input arrays (default: random example inputs)")
     p.add_argument("--batch", type=int, default=2, help="batch size of example inputs")
-    p.add_argument("--seed", type=int, default=0, help="seed of example inputs")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of example inputs")
     p.add_argument("--save", metavar="OUT.npz", help="write every output to an .npz file")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("train", help="train a spec's model as its train section says")
@@ -340,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs in all (with --resume: the new total)")
     p.add_argument("--batch", type=int, help="batch size (per process)")
     p.add_argument("--lr", type=float, help="learning rate of the optimizer")
-    p.add_argument("--seed", type=int, help="seed of weights, splits, shuffling and dropout")
+    p.add_argument("--seed", type=_seed, help="seed of weights, splits, shuffling and dropout")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train")
@@ -366,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw samples from a trained vae, gan or ddpm run")
     p.add_argument("run", help="the run folder (--out of nndsl train)")
     p.add_argument("-n", type=int, default=16, help="how many samples (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the sampling noise")
     p.add_argument("--which", choices=["best", "last"], default="best", help="which checkpoint")
     p.add_argument("-o", "--output", help="a .png grid (default RUN/samples.png) or an .npz")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)

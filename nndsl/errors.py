@@ -86,14 +86,34 @@ class NndslError(Exception):
         return _render("error", self.code, self.message, self.span, self.notes, self.hint)
 
 
+# Bidirectional-text controls: they reorder what a terminal shows ("Trojan source").
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unsafe(c: str) -> bool:
+    o = ord(c)
+    return (o < 0x20 and c != "\t") or 0x7f <= o <= 0x9f or c in _BIDI
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters (ESC, BEL, CR, DEL, C1 controls, bidirectional
+    overrides...) written as escapes (``\\x1b``, ``\\u202e``), so a spec's text cannot drive
+    the terminal an error is printed on. Tabs and ordinary Unicode are kept."""
+    if not any(_unsafe(c) for c in text):
+        return text
+    return "".join((f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+                   if _unsafe(c) else c for c in text)
+
+
 def _render(kind: str, code: str, message: str, span: Span | None, notes, hint) -> str:
-    out = [f"{kind}[{code}]: {message}"]
+    out = [f"{kind}[{code}]: " + escape_controls(message)]
     if span is not None:
         out.extend(_quote(span))
     for text, note_span in notes:
-        out.append(f"  = note: {text}" + (f" ({note_span})" if note_span else ""))
+        out.append(escape_controls(f"  = note: {text}" + (f" ({note_span})" if note_span
+                                                           else "")))
     if hint:
-        out.append(f"  = hint: {hint}")
+        out.append(escape_controls(f"  = hint: {hint}"))
     return "\n".join(out)
 
 
@@ -101,7 +121,7 @@ MAX_QUOTE = 100  # longest stretch of a source line quoted under an error
 
 
 def _quote(span: Span) -> list[str]:
-    lines = [f" --> {span}"]
+    lines = [escape_controls(f" --> {span}")]
     src = SourceRegistry.line(span.file, span.line)
     if src is None:
         return lines
@@ -117,6 +137,11 @@ def _quote(span: Span) -> list[str]:
         src = prefix + src[start:end] + ("..." if end < len(src) else "")
         col = len(prefix) + col - start
         width = max(1, min(width, end - (span.col - 1)))
+    # control characters are shown escaped; the caret moves with the text it points at
+    before, under = src[:col - 1], src[col - 1:col - 1 + width]
+    col = len(escape_controls(before)) + 1
+    width = max(1, len(escape_controls(under)))
+    src = escape_controls(src)
     lines.append(f"{pad} |")
     lines.append(f"{num} | {src}")
     lines.append(f"{pad} | " + " " * (col - 1) + "^" * width)

@@ -21,6 +21,9 @@ from nndsl.ir.types import DTYPES, SymDim
 from nndsl.syntax import ast
 
 MAX_LOOP = 100_000
+MAX_INT = 2**62    # the largest magnitude of an int argument (the backends hold them as int64)
+MAX_SIZE = 2**40   # the largest size, stride, kernel or padding: no tensor dimension is larger
+F32_MAX = 3.4028234663852886e38   # the largest finite f32: float arguments are applied as f32
 
 
 def _builtins() -> dict:
@@ -180,6 +183,28 @@ def _coerce(fname: str, p, v, span: Span):
     def is_int(x):
         return isinstance(x, int) and not isinstance(x, bool)
 
+    def too_large(x, limit: int, what: str):
+        shown = f"{x}" if len(str(x)) <= 30 else f"a {len(str(abs(x)))}-digit number"
+        raise LimitError(f"`{fname}` argument `{p.name}` = {shown} is out of range: {what} "
+                         f"must lie within ±2^{limit.bit_length() - 1}", span=span, code="E0601",
+                         hint=f"check the value of `{p.name}`")
+
+    def check_ints(vals, limit: int, what: str):
+        for x in vals:
+            if is_int(x) and abs(x) > limit:
+                too_large(x, limit, what)
+
+    def check_float(x, allow_inf: bool):
+        if isinstance(x, float) and math.isnan(x):
+            bad("a number, not NaN")
+        if math.isinf(x) and not allow_inf:
+            bad("a finite number")
+        if not math.isinf(x) and abs(x) > F32_MAX:
+            raise LimitError(f"`{fname}` argument `{p.name}` = {x:g} does not fit in f32 "
+                             f"(largest finite f32: {F32_MAX:.4g})", span=span, code="E0604",
+                             hint=(f"use inf or -inf for an unbounded `{p.name}`" if allow_inf
+                                   else f"give `{p.name}` a value of magnitude below 3.4e38"))
+
     if v is None and p.default is None:
         return None
     if kind == "tensor":
@@ -193,10 +218,15 @@ def _coerce(fname: str, p, v, span: Span):
     if kind == "operand":
         if isinstance(v, bool) or not isinstance(v, (TensorVal, int, float)):
             bad("a tensor or a number")
+        if is_int(v):
+            check_ints((v,), MAX_INT, "an integer operand")
+        if isinstance(v, float) and math.isnan(v):
+            bad("a tensor or a number, not NaN")
         return v
     if kind in ("int", "opt_int"):
         if not is_int(v):
             bad("an int")
+        check_ints((v,), MAX_INT, "an int argument")
         return v
     if kind == "pos_int":
         if not is_int(v):
@@ -213,15 +243,18 @@ def _coerce(fname: str, p, v, span: Span):
     if kind == "dim":
         if not (is_int(v) or isinstance(v, SymDim)):
             bad("an int or a dim")
+        check_ints((v,), MAX_SIZE, "a size")
         return v
     if kind in ("dims", "dims_or_int"):
         if kind == "dims_or_int" and is_int(v):
             if v <= 0:
                 bad("a positive int")
+            check_ints((v,), MAX_SIZE, "a size")
             return v
         vals = v if isinstance(v, tuple) else (v,)
         if not all(is_int(x) or isinstance(x, SymDim) for x in vals):
             bad("a list of ints or dims")
+        check_ints(vals, MAX_SIZE, "a size")
         return tuple(vals)
     if kind in ("ints", "ints_or_none", "int_tuple"):
         if v is None and kind == "ints_or_none":
@@ -231,6 +264,10 @@ def _coerce(fname: str, p, v, span: Span):
             bad("a list of ints")
         if not all(is_int(x) for x in vals):
             bad("an int or a list of ints")
+        if kind == "int_tuple":
+            check_ints(vals, MAX_INT, "an int argument")
+        else:
+            check_ints(vals, MAX_SIZE, "a size, stride, kernel, padding or dim")
         return v
     if kind == "padding":
         if v == "same":
@@ -240,10 +277,14 @@ def _coerce(fname: str, p, v, span: Span):
         vals = v if isinstance(v, tuple) else (v,)
         if not all(is_int(x) and x >= 0 for x in vals):
             bad('a non-negative int, a list of them, or "same"')
+        check_ints(vals, MAX_SIZE, "a padding")
         return v
-    if kind == "float":
+    if kind in ("float", "fill", "pos_float"):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            bad("a number")
+            bad("a positive number" if kind == "pos_float" else "a number")
+        check_float(v, allow_inf=kind == "fill")
+        if kind == "pos_float" and not v > 0:
+            bad("a positive number")
         return float(v)
     if kind == "prob":
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:

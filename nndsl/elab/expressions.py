@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from nndsl.elab import library
-from nndsl.elab.builtins import BUILTINS, MAX_LOOP, _describe, _suggest
+from nndsl.elab.builtins import BUILTINS, MAX_INT, MAX_LOOP, _describe, _suggest
 from nndsl.elab.context import BuildCtx, Frame
 from nndsl.elab.loader import std_modules, std_source
 from nndsl.elab.values import DType, Instance, Surface, SymCond, TensorVal
@@ -157,6 +157,15 @@ class ExpressionMixin:
 
     def binary(self, op: str, a, b, frame: Frame, span: Span):
         if isinstance(a, TensorVal) or isinstance(b, TensorVal):
+            for n in (a, b):
+                if isinstance(n, int) and not isinstance(n, bool) and abs(n) > MAX_INT:
+                    shown = str(n) if n.bit_length() < 100 else f"({len(str(abs(n)))} digits)"
+                    raise LimitError(f"the integer {shown} is too large to combine with a "
+                                     f"tensor (at most ±2^62)",
+                                     span=span, code="E0601", hint="check the number")
+                if isinstance(n, float) and math.isnan(n):
+                    raise ArgumentError(f"`{op}` of a tensor and NaN", span=span, code="E0212",
+                                        hint="NaN makes every result NaN; check the number")
             ctx = BuildCtx(self, frame, span, frame.scope, None)
             name = _TENSOR_BINOPS.get(op)
             if name is None:
@@ -279,8 +288,20 @@ class ExpressionMixin:
                 raise ArgumentError("a list takes one index", span=e.span, code="E0212")
             sub = e.subscripts[0]
             if isinstance(sub, ast.SliceExpr):
-                parts = [self._eval(x, frame) if x is not None else None
-                         for x in (sub.start, sub.stop, sub.step)]
+                parts = []
+                for what, x in zip(("start", "stop", "step"), (sub.start, sub.stop, sub.step)):
+                    b = self._eval(x, frame) if x is not None else None
+                    if b is not None and (not isinstance(b, int) or isinstance(b, bool)):
+                        raise ArgumentError(f"the {what} of a list slice must be an int, got "
+                                            f"{_describe(b)}", span=x.span, code="E0212",
+                                            hint="use // for integer division, or int(...)"
+                                            if isinstance(b, float) else None)
+                    parts.append(b)
+                if parts[2] == 0:
+                    raise ArgumentError("a list slice's step cannot be zero",
+                                        span=sub.step.span, code="E0212",
+                                        hint="write a step of 1 (or leave it out), or -1 to "
+                                             "reverse the list")
                 return v[slice(*parts)]
             i = self._eval(sub, frame)
             if not isinstance(i, int) or isinstance(i, bool):
@@ -384,6 +405,12 @@ class ExpressionMixin:
         sp = 1 if sp is None else sp
         if not isinstance(sp, int) or sp <= 0:
             raise ArgumentError("slice step must be a positive int", span=s.span, code="E0212")
+        for val, part in ((st, s.start), (en, s.stop), (sp, s.step)):
+            if isinstance(val, int) and abs(val) > MAX_INT:
+                shown = str(val) if val.bit_length() < 100 else f"({len(str(abs(val)))} digits)"
+                raise LimitError(f"slice bound {shown} is out of range (at most ±2^62)",
+                                 span=part.span, code="E0601",
+                                 hint="leave the bound out to slice to the end of the dim")
         if st is None and en is None and sp == 1:
             return None
         size = v.type.shape[ax]

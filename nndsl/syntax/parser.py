@@ -15,6 +15,12 @@ from nndsl.errors import LimitError, ParseError, SourceFileError, SourceRegistry
 from nndsl.syntax import ast
 
 MAX_NESTING = 200
+MAX_INT_DIGITS = 309   # an integer literal beyond 10^309 (about 2^1024) is refused when parsed
+
+
+def _abbrev(text: str) -> str:
+    """A number's text, shortened to its first and last digits when long."""
+    return text if len(text) <= 24 else f"{text[:10]}...{text[-6:]}"
 
 
 def grammar_text() -> str:
@@ -67,7 +73,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     try:
         return _ToAst(file).transform(tree)
     except VisitError as e:   # a located mistake found while building the AST
-        if isinstance(e.orig_exc, ParseError):
+        if isinstance(e.orig_exc, (ParseError, LimitError)):
             raise e.orig_exc from None
         raise
 
@@ -404,7 +410,18 @@ class _ToAst(Transformer_NonRecursive):
     def number(self, meta, ch):
         text = str(ch[0]).replace("_", "")
         if any(c in text for c in ".eE"):
-            return ast.Num(self._s(meta), float(text))
+            value = float(text)
+            if value == float("inf"):
+                raise LimitError(f"the number {_abbrev(text)} is too large for a float (the "
+                                 f"largest is about 1.8e308)", span=self._s(meta), code="E0601",
+                                 hint="write `inf` for an unbounded value, or a smaller number")
+            return ast.Num(self._s(meta), value)
+        digits = len(text.lstrip("0"))
+        if digits > MAX_INT_DIGITS:
+            raise LimitError(f"the integer {_abbrev(text)} ({digits:,} digits) is too large "
+                             f"(at most {MAX_INT_DIGITS} digits)", span=self._s(meta),
+                             code="E0601", hint="no size, index or count is that large; check "
+                                                "the number")
         return ast.Num(self._s(meta), int(text))
 
     def string(self, meta, ch):
