@@ -280,6 +280,22 @@ def _seed(text: str) -> int:
     return v
 
 
+MAX_COUNT = 2**31   # batch sizes, epochs, sample counts
+
+
+def _count(text: str) -> int:
+    """A positive count (``--batch``, ``--epochs``, ``-n``): an integer in [1, 2^31)."""
+    try:
+        v = int(text.strip()) if len(text) <= 40 else None
+    except ValueError:
+        v = None
+    if v is None or not 1 <= v < MAX_COUNT:
+        shown = text if len(text) <= 40 else text[:20] + "..."
+        raise argparse.ArgumentTypeError(f"{shown!r} is not a count: an integer from 1 to "
+                                         f"2^31 - 1 ({MAX_COUNT - 1:,})")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nndsl", description="Compile .nn neural-network specs.")
     ap.add_argument("--debug", action="store_true", help="show Python tracebacks")
@@ -330,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ir", action="store_true", help="print the typed IR")
     g.add_argument("--json", action="store_true", help="print JSON only")
     g.add_argument("--params", action="store_true", help="list parameters and buffers")
-    p.add_argument("--batch", type=int, default=1, help="batch size for FLOPs (default 1)")
+    p.add_argument("--batch", type=_count, default=1, help="batch size for FLOPs (default 1)")
     p.add_argument("--dim", action="append", metavar="NAME=INT", help="bind a symbolic dim")
     p.add_argument("--after", metavar="PASS", help="stop the pipeline after this pass")
     g.add_argument("--diff", nargs=2, metavar=("LEVEL", "LEVEL"),
@@ -345,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = spec_cmd("run", "run a spec (torch) or an .onnx file (onnxruntime) on inputs")
     p.add_argument("--input", action="append", metavar="NAME=FILE.npy|FILE.npz",
                    help="input arrays (default: random example inputs)")
-    p.add_argument("--batch", type=int, default=2, help="batch size of example inputs")
+    p.add_argument("--batch", type=_count, default=2, help="batch size of example inputs")
     p.add_argument("--seed", type=_seed, default=0, help="seed of example inputs")
     p.add_argument("--save", metavar="OUT.npz", help="write every output to an .npz file")
     p.set_defaults(fn=cmd_run)
@@ -356,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a model parameter (repeatable)")
     p.add_argument("--data", metavar="NAME|PATH",
                    help="a built-in data set (digits, iris, ...) or .npz/.npy/.csv/image folder")
-    p.add_argument("--epochs", type=int, help="epochs in all (with --resume: the new total)")
-    p.add_argument("--batch", type=int, help="batch size (per process)")
+    p.add_argument("--epochs", type=_count, help="epochs in all (with --resume: the new total)")
+    p.add_argument("--batch", type=_count, help="batch size (per process)")
     p.add_argument("--lr", type=float, help="learning rate of the optimizer")
     p.add_argument("--seed", type=_seed, help="seed of weights, splits, shuffling and dropout")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL)")
@@ -384,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("sample", help="draw samples from a trained vae, gan or ddpm run")
     p.add_argument("run", help="the run folder (--out of nndsl train)")
-    p.add_argument("-n", type=int, default=16, help="how many samples (default 16)")
+    p.add_argument("-n", type=_count, default=16, help="how many samples (default 16)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the sampling noise")
     p.add_argument("--which", choices=["best", "last"], default="best", help="which checkpoint")
     p.add_argument("-o", "--output", help="a .png grid (default RUN/samples.png) or an .npz")

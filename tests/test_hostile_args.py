@@ -175,3 +175,27 @@ def test_huge_numbers_beside_tensors_are_located(tmp_path, capsys):
     assert "bad.nn:3:26" in err
     err = _check(tmp_path, capsys, _model("    output y = x * (inf - inf)"))
     assert err.startswith("error[E0212]: `*` of a tensor and NaN") and "bad.nn:3:16" in err
+
+
+def test_counts_out_of_range_are_usage_errors(capsys):
+    for n in (str(10**20), "0", "-3", "many"):
+        assert main(["run", "specs/vision/mnist_cnn.nn", "--batch", n]) == 2
+        err = capsys.readouterr().err
+        assert "argument --batch" in err and "2^31" in err and "Traceback" not in err, err
+
+
+def test_a_train_section_seed_out_of_range_is_located(tmp_path, capsys):
+    f = tmp_path / "t.nn"
+    f.write_text("model m() {\n input x: f32[N, 4]\n output y = x |> linear(2)\n}\n"
+                 "train m {\n target t: i64[N]\n data = digits\n loss = cross_entropy(y, t)\n"
+                 f" seed = {2**70}\n epochs = 1\n}}\n")
+    assert main(["check", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert "`seed`" in err and "out of range" in err and "t.nn:9:" in err, err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+def test_recurrent_dropout_is_a_probability(tmp_path, capsys):
+    err = _check(tmp_path, capsys, "model m() {\n input x: f32[N, T, 4]\n"
+                 " output y = x |> lstm(8, layers=2, dropout=1.5)\n}\n")
+    assert "probability" in err and "bad.nn:3:" in err

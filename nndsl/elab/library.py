@@ -395,7 +395,7 @@ LAYERS = {
                                        P("padding_idx", "opt_int", None)), _embedding,
                          weights=True, doc="lookup table of num rows of size dim"),
     **{k: Surface(k, (X, P("hidden", "pos_int", R), P("layers", "pos_int", 1),
-                      P("bidirectional", "bool", False), P("dropout", "float", 0.0), BIAS,
+                      P("bidirectional", "bool", False), P("dropout", "prob", 0.0), BIAS,
                       P("state", "bool", False), P("h0", "tensor", None))
                   + ((P("c0", "tensor", None),) if k == "lstm" else ())
                   + ((P("nonlinearity", "str", "tanh"),) if k == "rnn" else ()),

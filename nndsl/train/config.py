@@ -184,12 +184,18 @@ def _constant(e, name):
         raise _err(f"`{name}` must be a constant", e.span) from None
 
 
-def _int(e, name, low=1, allow_none=False):
+MAX_COUNT = 2**31     # epochs, batch sizes: no run is larger
+MAX_SEED = 2**63      # torch and NumPy generators take a 64-bit seed
+
+
+def _int(e, name, low=1, allow_none=False, high=MAX_COUNT):
     v = _constant(e, name)
     if v is None and allow_none:
         return None
     if not isinstance(v, int) or isinstance(v, bool) or v < low:
         raise _err(f"`{name}` must be an integer >= {low}, got {_show(v)}", e.span)
+    if v >= high:
+        raise _err(f"`{name}` = {_show(v)} is out of range: it must be below {high:,}", e.span)
     return v
 
 
@@ -331,7 +337,7 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
         raise _err("val_split + test_split leave no training samples",
                    spans.get("test_split") or spans.get("val_split"))
     if "seed" in v:
-        cfg.seed = _int(v["seed"], "seed", low=0)
+        cfg.seed = _int(v["seed"], "seed", low=0, high=MAX_SEED)
     if "clip_grad" in v:
         cfg.clip_grad = _number(v["clip_grad"], "clip_grad", strict_low=True, allow_none=True)
     if "early_stopping" in v:
@@ -372,9 +378,10 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
     for k in ("epochs", "batch", "seed"):
         if o.get(k) is not None:
             val = o[k]
-            if not isinstance(val, int) or val < (0 if k == "seed" else 1):
-                raise TrainError(f"--{k} must be an integer >= {0 if k == 'seed' else 1}, "
-                                 f"got {val}", code="E1210")
+            high = MAX_SEED if k == "seed" else MAX_COUNT
+            if not isinstance(val, int) or val < (0 if k == "seed" else 1) or val >= high:
+                raise TrainError(f"--{k} must be an integer from {0 if k == 'seed' else 1} "
+                                 f"to {high - 1:,}, got {val}", code="E1210")
             setattr(cfg, k, val)
     if o.get("lr") is not None:
         if not o["lr"] > 0:
