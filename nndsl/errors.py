@@ -51,10 +51,20 @@ class SourceRegistry:
         text = cls._texts.get(file)
         if text is None:
             return None
-        lines = text.splitlines()
+        lines = source_lines(text)
         if 1 <= line <= len(lines):
             return lines[line - 1]
         return None
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of a spec as the parser counts them: split at ``\n`` only (a form feed or a
+    Unicode line separator inside a line does not start a new one), without the ``\r`` of
+    CRLF endings, and no empty last line after a final newline (as ``str.splitlines``)."""
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    return lines if text else []
 
 
 class NndslError(Exception):

@@ -199,3 +199,12 @@ def test_recurrent_dropout_is_a_probability(tmp_path, capsys):
     err = _check(tmp_path, capsys, "model m() {\n input x: f32[N, T, 4]\n"
                  " output y = x |> lstm(8, layers=2, dropout=1.5)\n}\n")
     assert "probability" in err and "bad.nn:3:" in err
+
+
+@pytest.mark.parametrize("sep", ["\x0c", "\x0b", "\u2028", "\x1c", "\x85"])
+def test_the_quoted_line_is_the_one_the_parser_counts(tmp_path, capsys, sep):
+    """Only \\n ends a line: a form feed or a Unicode line separator in a comment must not
+    shift the source line quoted under an error."""
+    err = _check(tmp_path, capsys, f"# a comment{sep}with a separator\nmodel m() {{\n"
+                 "    input x: f32[N, 3]\n    output y = x |> linaer(4)\n}\n")
+    assert "bad.nn:4:" in err and "output y = x |> linaer(4)" in err, err

@@ -11,7 +11,7 @@ from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInpu
                              UnexpectedToken, VisitError)
 from lark.visitors import Transformer_NonRecursive
 
-from nndsl.errors import LimitError, ParseError, SourceFileError, SourceRegistry, Span
+from nndsl.errors import LimitError, ParseError, SourceFileError, SourceRegistry, Span, source_lines
 from nndsl.syntax import ast
 
 MAX_NESTING = 200
@@ -112,7 +112,7 @@ def _describe(expected: set[str]) -> str:
 
 
 def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
-    lines = text.splitlines() or [""]
+    lines = source_lines(text) or [""]
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
         last = len(lines)
         col = len(lines[-1]) + 1
