@@ -1,4 +1,4 @@
-"""Constant-subgraph folding (``fold_constants``, O1): masks and position tables over static
+"""Constant-subgraph folding (``fold_constant_tensors``, O1): masks and position tables over static
 shapes become buffers computed in NumPy, equal to what the backends compute, never expected in
 a checkpoint; symbolic shapes, trivial and unfoldable constants stay computed."""
 
@@ -214,11 +214,11 @@ def test_an_expanded_constant_is_stored_before_the_expand():
 def test_the_pass_is_idempotent_and_in_o1_and_o2():
     from nndsl.passes import PIPELINES
     for level in ("O1", "O2"):
-        assert "fold_constants" in PIPELINES[level]
+        assert "fold_constant_tensors" in PIPELINES[level]
     c = compiled(OPS, opt="O1")
-    again, changed = fold.fold_constants(c.graph)
+    again, changed = fold.fold_constant_tensors(c.graph)
     assert not changed and again is c.graph
-    assert constants(compiled(OPS, opt="O1", disable=("fold_constants",))) == []
+    assert constants(compiled(OPS, opt="O1", disable=("fold_constant_tensors",))) == []
 
 
 # ---- (3) a zoo spec with position tables ----
@@ -227,7 +227,7 @@ def test_the_pass_is_idempotent_and_in_o1_and_o2():
 def test_zoo_spec_o0_and_o1_agree(key, gone):
     z = zoo(key)
     o0, o1 = z.compile(opt="O0"), z.compile(opt="O1")
-    unfolded = z.compile(opt="O1", disable=("fold_constants",))
+    unfolded = z.compile(opt="O1", disable=("fold_constant_tensors",))
     assert constants(o1) and len(o1.graph) == len(unfolded.graph) - gone
     weights = o0.to_torch(seed=3).state_dict()
     xs = o0.example_inputs(batch=2)

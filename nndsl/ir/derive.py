@@ -10,7 +10,7 @@ backends use the same arithmetic.
 
 A derivation without sources is a constant: ``constant(program=...)`` is a tensor computed
 from nothing but the graph (a mask, a position table) by a NumPy program
-(:mod:`nndsl.ir.evaluate`) that the ``fold_constants`` pass recorded; it is a buffer that the
+(:mod:`nndsl.ir.evaluate`) that the ``fold_constant_tensors`` pass recorded; it is a buffer that the
 spec's checkpoints need not hold, and that loading ignores (:func:`is_constant`).
 
 Quantization is symmetric: ``q = clamp(round(w / s), -qmax, qmax)`` with ``s = max|w| / qmax``

@@ -110,7 +110,7 @@ def _buffer_name(scope: str, taken: set, params: list) -> str:
     return name
 
 
-def fold_constants(graph: Graph) -> tuple[Graph, bool]:
+def fold_constant_tensors(graph: Graph) -> tuple[Graph, bool]:
     """Constant subgraphs (from ``scalar``/``full``/``arange`` with static shapes) become
     buffers ``param {derive=constant(program)}``; see the module docstring."""
     const = constant_nodes(graph)

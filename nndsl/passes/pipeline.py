@@ -39,7 +39,7 @@ PASSES: dict[str, Pass] = {p.name: p for p in [
     _p("fuse_formulas", fusion.fuse_formulas, "O1", "GELU, SiLU and layer norm written as formulas become the op"),
     _p("fuse_attention", fusion.fuse_attention, "O1", "softmax(QKᵀ·s)V from primitives becomes fused attention (SDPA)"),
     _p("fuse_epilogue", fusion.fuse_epilogue, "O1", "an activation after a linear/conv runs inside it"),
-    Pass("fold_constants", fold.fold_constants, "O1",
+    Pass("fold_constant_tensors", fold.fold_constant_tensors, "O1",
          "constant tensors (masks, position tables) computed once, into buffers", bodies=False),
     _p("dce", cleanup.dce, "O1", "drop computations no output depends on"),
     _p("remove_dropout", inference.remove_dropout, "O2", "dropout is the identity in eval mode", True),
@@ -50,7 +50,7 @@ PASSES: dict[str, Pass] = {p.name: p for p in [
 ]}
 
 _O1 = ("constant_fold", "simplify", "cse", "fuse_formulas", "fuse_attention", "fuse_epilogue",
-       "fold_constants", "dce")
+       "fold_constant_tensors", "dce")
 PIPELINES: dict[str, tuple[str, ...]] = {
     "O0": (),
     "O1": _O1,
