@@ -411,3 +411,14 @@ def test_conv_transpose_output_padding_below_stride_or_dilation():
     assert e.value.code == "E0307" and "smaller than the stride" in str(e.value)
     c = nndsl.compile(text.format("conv_transpose2d(3, 3, stride=2, output_padding=1)"))
     assert c.output_types["y"].shape[2:] == (10, 10)
+
+
+@pytest.mark.parametrize("body,hint", [
+    ('pad(x, [1, 1], mode="reflekt")', 'did you mean "reflect"?'),
+    ('upsample(x, 2, mode="bilinaer")', 'did you mean "bilinear"?'),
+    ('pad(x, [1, 1], mode="replicate")', 'pad(x, [1, 1, 0, 0], mode="replicate")'),
+])
+def test_pad_and_upsample_errors_say_how_to_fix_them(body, hint):
+    with pytest.raises(NndslError) as e:
+        nndsl.compile(f"model m() {{\n input x: f32[N, 3, 8, 8]\n output y = {body}\n}}")
+    assert e.value.hint == hint

@@ -6,6 +6,7 @@ elaborator adds the source location and where each operand came from.
 
 from __future__ import annotations
 
+import difflib
 from typing import Callable
 
 from nndsl.errors import ShapeError
@@ -793,10 +794,18 @@ def _repeat_interleave(ins, a):
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
+def _close_choice(word: str, choices: tuple) -> str:
+    """A hint for a misspelt choice: the close one, or the list."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+    return f"did you mean \"{close[0]}\"?" if close else \
+        "choose one of " + ", ".join(f"\"{c}\"" for c in choices)
+
+
 def _pad(ins, a):
     x, w, mode = ins[0], tuple(a["widths"]), a["mode"]
     if mode not in PAD_MODES:
-        raise ShapeError(f"pad mode \"{mode}\" is not one of {', '.join(PAD_MODES)}", code="E0322")
+        raise ShapeError(f"pad mode \"{mode}\" is not one of {', '.join(PAD_MODES)}", code="E0322",
+                         hint=_close_choice(mode, PAD_MODES))
     if len(w) % 2 or not w or len(w) > 2 * x.rank:
         raise ShapeError(f"pad widths {list(w)} must be (before, after) pairs for at most the "
                          f"{x.rank} dims of {x}, last dim first", code="E0322",
@@ -806,9 +815,13 @@ def _pad(ins, a):
     if mode != "constant":
         _float(x, f"{mode} padding")
         if k > 3 or x.rank not in (k + 1, k + 2):
+            wide = list(w) + [0, 0] * (x.rank - 2 - k)
             raise ShapeError(f"{mode} padding of {k} dim(s) needs an input of rank {k + 1} or "
                              f"{k + 2} ([C, ...] or [N, C, ...]), got {x}", code="E0322",
-                             hint="pad at most the 3 last dims; constant padding has no limit")
+                             hint=f"give widths for the {x.rank - 2} dims after N and C: "
+                                  f"pad(x, {wide}, mode=\"{mode}\")"
+                             if 0 < k < x.rank - 2 <= 3 else
+                             "pad at most the 3 last dims; constant padding has no limit")
         if any(v < 0 for v in w):
             raise ShapeError(f"{mode} padding widths cannot be negative, got {list(w)}",
                              code="E0322", hint="crop with a slice instead")
@@ -833,7 +846,7 @@ def _upsample(ins, a):
     x, mode, scale = ins[0], a["mode"], a["scale"]
     if mode not in UPSAMPLE_MODES:
         raise ShapeError(f"upsample mode \"{mode}\" is not one of nearest, linear, bilinear",
-                         code="E0323")
+                         code="E0323", hint=_close_choice(mode, tuple(UPSAMPLE_MODES)))
     if x.rank not in UPSAMPLE_MODES[mode]:
         want = {3: "[N, C, L]", 4: "[N, C, H, W]", 5: "[N, C, D, H, W]"}
         raise ShapeError(f"upsample mode \"{mode}\" needs an input "
