@@ -421,4 +421,4 @@ def test_conv_transpose_output_padding_below_stride_or_dilation():
 def test_pad_and_upsample_errors_say_how_to_fix_them(body, hint):
     with pytest.raises(NndslError) as e:
         nndsl.compile(f"model m() {{\n input x: f32[N, 3, 8, 8]\n output y = {body}\n}}")
-    assert e.value.hint == hint
+    assert e.value.hint.endswith(hint)
