@@ -129,25 +129,26 @@ def _batch_norm(ctx, a):
                     {"eps": a["eps"], "momentum": a["momentum"]})[0]
 
 
-def _layer_norm(ctx, a):
-    x = a["x"]
+def _normalized_shape(ctx, a, op: str) -> tuple:
+    """The dims a layer or RMS norm normalizes: ``shape``, or the input's last dim."""
     shape = a["shape"]
     if shape is None:
-        shape = (_static_features(ctx, x, -1, "layer_norm's size"),)
-    shape = _tuple(shape, 1)
+        shape = (_static_features(ctx, a["x"], -1, f"{op}'s size"),)
+    return _tuple(shape, 1)
+
+
+def _layer_norm(ctx, a):
+    shape = _normalized_shape(ctx, a, "layer_norm")
     w = ctx.param("weight", shape, ("ones",)) if a["affine"] else None
     b = ctx.param("bias", shape, ("zeros",)) if a["affine"] and a["bias"] else None
-    return ctx.emit("layer_norm", [x, w, b], {"normalized_shape": shape, "eps": a["eps"]})[0]
+    return ctx.emit("layer_norm", [a["x"], w, b],
+                    {"normalized_shape": shape, "eps": a["eps"]})[0]
 
 
 def _rms_norm(ctx, a):
-    x = a["x"]
-    shape = a["shape"]
-    if shape is None:
-        shape = (_static_features(ctx, x, -1, "rms_norm's size"),)
-    shape = _tuple(shape, 1)
+    shape = _normalized_shape(ctx, a, "rms_norm")
     w = ctx.param("weight", shape, ("ones",)) if a["affine"] else None
-    return ctx.emit("rms_norm", [x, w], {"normalized_shape": shape, "eps": a["eps"]})[0]
+    return ctx.emit("rms_norm", [a["x"], w], {"normalized_shape": shape, "eps": a["eps"]})[0]
 
 
 def _group_norm(ctx, a):
