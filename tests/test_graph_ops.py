@@ -12,6 +12,7 @@ import json
 import textwrap
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -36,13 +37,15 @@ def _session(model):
 
 def run_both(text: str, inputs: dict, **params):
     """The spec's outputs on ``inputs`` (NumPy arrays by name) from the torch module and from
-    onnxruntime, as two lists of NumPy arrays."""
+    onnxruntime, as two lists of NumPy arrays; the ONNX model passes onnx's full check first."""
     c = nndsl.compile(textwrap.dedent(text), params=params or None)
     m = c.to_torch(seed=0).eval()
     with torch.no_grad():
         out = m(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     out = out if isinstance(out, tuple) else (out,)
-    onnx_out = _session(c.to_onnx(weights=m.state_dict())).run(None, inputs)
+    proto = c.to_onnx(weights=m.state_dict())
+    onnx.checker.check_model(proto, full_check=True)
+    onnx_out = _session(proto).run(None, inputs)
     return [o.numpy() for o in out], onnx_out
 
 
