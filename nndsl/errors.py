@@ -23,22 +23,61 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+class Source:
+    """The text of one parsed file, kept by every :class:`Span` that points into it, so an error
+    quotes the text it was raised on (not whatever a later compile read under the same name).
+    Immutable; copies share it."""
+
+    __slots__ = ("file", "text", "_lines")
+
+    def __init__(self, file: str, text: str):
+        self.file = file
+        self.text = text
+        self._lines: list[str] | None = None
+
+    def line(self, line: int) -> str | None:
+        if self._lines is None:
+            self._lines = source_lines(self.text)
+        if 1 <= line <= len(self._lines):
+            return self._lines[line - 1]
+        return None
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __repr__(self) -> str:
+        return f"Source({self.file!r}, {len(self.text)} chars)"
+
+
 @dataclass(frozen=True)
 class Span:
-    """A region of a source file: 1-based line/column of start and end (end exclusive)."""
+    """A region of a source file: 1-based line/column of start and end (end exclusive), and the
+    :class:`Source` it lies in (not part of a span's identity: equal spans may carry different
+    copies of the same text)."""
 
     file: str
     line: int
     col: int
     end_line: int
     end_col: int
+    source: Source | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+def span_line(span: Span, line: int) -> str | None:
+    """Line ``line`` of the text ``span`` points into, or None when the span carries no text."""
+    return span.source.line(line) if span.source is not None else None
+
+
 class SourceRegistry:
-    """Remembers the text of every file parsed, so errors can quote source lines."""
+    """The text last parsed under each file name. Kept for older callers only: an error quotes
+    the text its own span carries (:func:`span_line`), never this table, since a later compile
+    may read another text under the same name."""
 
     _texts: dict[str, str] = {}
 
@@ -132,7 +171,7 @@ MAX_QUOTE = 100  # longest stretch of a source line quoted under an error
 
 def _quote(span: Span) -> list[str]:
     lines = [escape_controls(f" --> {span}")]
-    src = SourceRegistry.line(span.file, span.line)
+    src = span_line(span, span.line)
     if src is None:
         return lines
     num = str(span.line)

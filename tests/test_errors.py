@@ -126,7 +126,7 @@ CASES: dict[str, object] = {
     "directory": None,
     "empty": None,
     "only_comments": None,
-    "not_utf8": None,
+    "not_utf8": 1,                 # located at its first bad byte
     "binary": None,
     # train sections
     "train_unknown_optimizer": 8,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import os
+import stat
 from pathlib import Path
 
 from lark import Lark, Token, Tree, v_args
@@ -11,7 +13,8 @@ from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInpu
                              UnexpectedToken, VisitError)
 from lark.visitors import Transformer_NonRecursive
 
-from nndsl.errors import LimitError, ParseError, SourceFileError, SourceRegistry, Span, source_lines
+from nndsl.errors import (LimitError, ParseError, Source, SourceFileError, SourceRegistry, Span,
+                          source_lines)
 from nndsl.syntax import ast
 
 MAX_NESTING = 200
@@ -33,52 +36,174 @@ def _lark() -> Lark:
     return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
-def read_source(path: str | Path) -> str:
-    """Read a .nn file as UTF-8 text, with clear errors for missing, binary or empty files."""
-    p = Path(path)
+MAX_SOURCE_BYTES = 1 << 20   # 1 MiB: about 130 times the largest spec of the zoo (8 KB)
+LIMIT_ENV = "NNDSL_MAX_SOURCE_BYTES"
+SPEC_SUFFIX = ".nn"
+_WS = " \t\f\r"   # what the grammar skips besides newlines (common.WS)
+
+
+def max_source_bytes() -> int:
+    """The largest spec file (in bytes) read or parsed: 1 MiB unless ``NNDSL_MAX_SOURCE_BYTES``
+    says otherwise."""
+    v = os.environ.get(LIMIT_ENV)
+    if v is None or not v.strip():
+        return MAX_SOURCE_BYTES
     try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise SourceFileError(f"file not found: {p}", code="E0001",
+        n = int(v.strip()) if len(v) <= 20 else 0
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise LimitError(f"{LIMIT_ENV} must be a positive number of bytes, got {v[:20]!r}",
+                         code="E0606", hint=f"for example {LIMIT_ENV}={4 << 20} for 4 MiB, or "
+                                            f"unset it for the default ({MAX_SOURCE_BYTES:,})")
+    return n
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" + (f" ({n / (1 << 20):.3g} MiB)" if n >= 1 << 20 else "")
+
+
+def too_large(file, size: int | None = None, limit: int | None = None) -> LimitError:
+    """The error for a spec over the size limit (``size`` None: more than the limit)."""
+    limit = max_source_bytes() if limit is None else limit
+    what = f"is {_size(size)}" if size is not None else f"is more than {_size(limit)}"
+    return LimitError(f"{file} {what}: a spec may be at most {_size(limit)}", code="E0606",
+                      hint=f"specs are written by hand and far smaller; if this one really is "
+                           f"that large, raise the limit with the environment variable "
+                           f"{LIMIT_ENV}=BYTES (parsing takes about 10 s and 300 MB per MiB)")
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def read_source(path: str | Path, *, limit: int | None = None) -> str:
+    """Read a ``.nn`` spec file as UTF-8 text, with clear errors for a missing, binary, empty or
+    oversized file. Only a regular file whose name ends in ``.nn`` is opened: it is checked
+    (``stat``) before it is opened, so a device, a FIFO or a socket is never read, and at most
+    ``limit + 1`` bytes are read (default :func:`max_source_bytes`)."""
+    p = Path(path)
+    shown = str(path)
+    limit = max_source_bytes() if limit is None else limit
+    if not p.name.endswith(SPEC_SUFFIX) or p.name == SPEC_SUFFIX:
+        if p.is_dir():
+            raise SourceFileError(f"{shown} is a directory, not a .nn file", code="E0001")
+        raise SourceFileError(f"{shown} is not a .nn file", code="E0006",
+                              hint="a spec's file name ends in `.nn`")
+    try:
+        st = os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        raise SourceFileError(f"file not found: {shown}", code="E0001",
                               hint="check the path; specs live under specs/<family>/NAME.nn") from None
-    except IsADirectoryError:
-        raise SourceFileError(f"{p} is a directory, not a .nn file", code="E0001") from None
     except OSError as e:
-        raise SourceFileError(f"cannot read {p}: {e.strerror}", code="E0001") from None
+        raise SourceFileError(f"cannot read {shown}: {e.strerror or e}", code="E0001") from None
+    except ValueError as e:   # a NUL in the name
+        raise SourceFileError(f"cannot read {shown}: {e}", code="E0001") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceFileError(f"{shown} is a directory, not a .nn file", code="E0001")
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceFileError(f"{shown} is {_kind(st.st_mode)}, not a .nn file", code="E0005",
+                              hint="a spec is a regular file; nndsl does not read devices, "
+                                   "pipes or sockets")
+    if st.st_size > limit:
+        raise too_large(shown, st.st_size, limit)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | \
+        getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(p, flags)
+    except OSError as e:
+        raise SourceFileError(f"cannot read {shown}: {e.strerror or e}", code="E0001") from None
+    try:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise SourceFileError(f"{shown} changed while it was opened", code="E0005",
+                                  hint="run the command again")
+        chunks, got = [], 0
+        while got <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except OSError as e:
+        raise SourceFileError(f"cannot read {shown}: {e.strerror or e}", code="E0001") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:   # it grew since it was checked
+        raise too_large(shown, None, limit)
+    return decode_source(data, shown)
+
+
+def decode_source(data: bytes, file: str) -> str:
+    """A spec's bytes as text; a binary file or bad UTF-8 is an error (bad UTF-8 located at
+    its first bad byte, shown escaped)."""
     if b"\x00" in data:
-        raise SourceFileError(f"{p} is a binary file, not .nn text", code="E0002",
+        raise SourceFileError(f"{file} is a binary file, not .nn text", code="E0002",
                               hint="a .nn spec is UTF-8 text")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise SourceFileError(f"{p} is not valid UTF-8 (byte 0x{data[e.start]:02x} at line {line})",
-                              code="E0003", hint="save the file as UTF-8") from None
+        start = data.rfind(b"\n", 0, e.start) + 1
+        line = data.count(b"\n", 0, e.start) + 1
+        col = len(data[start:e.start].decode("utf-8")) + 1
+        shown = data.decode("utf-8", "backslashreplace")
+        width = 4 * max(1, e.end - e.start)   # each bad byte is quoted as \xNN
+        span = Span(file, line, col, line, col + width, Source(file, shown))
+        raise SourceFileError(f"{file} is not valid UTF-8: byte 0x{data[e.start]:02x} at line "
+                              f"{line}, column {col}", span=span, code="E0003",
+                              hint="save the file as UTF-8") from None
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` holds nothing but whitespace and comments, as the grammar sees them
+    (so a file of control characters is not blank: the parser points at the first one)."""
+    for ln in text.split("\n"):
+        ln = ln.lstrip(_WS)
+        if ln and not ln.startswith("#"):
+            return False
+    return True
+
+
+def _text_size(text: str, limit: int) -> int | None:
+    """The UTF-8 size of ``text`` if it is over ``limit`` bytes, else None (cheap when short)."""
+    if len(text) <= limit // 4:
+        return None
+    n = len(text.encode("utf-8", "surrogatepass"))
+    return n if n > limit else None
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
-    """Parse .nn source text into an :class:`ast.Module`."""
+    """Parse .nn source text into an :class:`ast.Module`; every span of it carries the text."""
+    limit = max_source_bytes()
+    size = _text_size(text, limit)
+    if size is not None:
+        raise too_large(file, size, limit)
     SourceRegistry.add(file, text)
-    if not text.strip() or all(
-        not ln.strip() or ln.strip().startswith("#") for ln in text.splitlines()
-    ):
+    src = Source(file, text)
+    if is_blank(text):
         raise ParseError(f"{file} is empty: it defines no model"
-                         + (" (it holds only comments)" if text.strip() else ""), code="E0104",
+                         + (" (it holds only comments)" if text.strip(_WS + "\n") else ""),
+                         code="E0104",
                          hint="write `model NAME() { input x: f32[N, 4]  output y = x |> linear(2) }`")
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as e:
-        raise _friendly(e, text, file) from None
-    _check_depth(tree, file)
+        raise _friendly(e, src) from None
+    _check_depth(tree, src)
     try:
-        return _ToAst(file).transform(tree)
+        return _ToAst(src).transform(tree)
     except VisitError as e:   # a located mistake found while building the AST
         if isinstance(e.orig_exc, (ParseError, LimitError)):
             raise e.orig_exc from None
         raise
 
 
-def _check_depth(tree: Tree, file: str) -> None:
+def _check_depth(tree: Tree, src: Source) -> None:
     """Refuse absurdly deep nesting, pointing at the statement that holds it. A pipeline
     ``x |> f |> g ...`` is a flat chain, not nesting: its stages do not count."""
     stack = [(tree, 1, None)]
@@ -86,7 +211,7 @@ def _check_depth(tree: Tree, file: str) -> None:
         node, depth, stmt = stack.pop()
         if depth > MAX_NESTING:
             m = (stmt if stmt is not None else node).meta
-            span = Span(file, m.line, m.column, m.end_line, m.end_column) if not m.empty else None
+            span = _span(src, m) if not m.empty else None
             raise LimitError(f"expression nested more than {MAX_NESTING} levels deep", span=span,
                              code="E0602", hint="split the expression into several assignments")
         if node.data.endswith("_stmt"):
@@ -97,21 +222,49 @@ def _check_depth(tree: Tree, file: str) -> None:
                 stack.append((child, depth if chain else depth + 1, stmt))
 
 
-_PRETTY = {
-    "RPAR": "`)`", "LPAR": "`(`", "RSQB": "`]`", "LSQB": "`[`", "RBRACE": "`}`", "LBRACE": "`{`",
-    "COMMA": "`,`", "EQUAL": "`=`", "COLON": "`:`", "NAME": "a name", "NUMBER": "a number",
-    "STRING": "a string", "DOT": "`.`", "MINUS": "`-`", "__ANON_0": "`|>`",
+# What a terminal of the grammar is called in a message; literal terminals (keywords and
+# punctuation) are shown as written. tests/test_source_limits.py checks every terminal has a name.
+_NAMED = {
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a string",
+    "COMP_OP": "a comparison such as `<` or `==`", "ADD_OP": "`+` or `-`",
+    "MUL_OP": "`*`, `/`, `//`, `%` or `@`", "POW": "`**`", "ELLIPSIS": "`...`",
+    "WS": "whitespace", "COMMENT": "a comment", "$END": "the end of the file",
 }
+# the binary operators of expressions, by an example each: several at once read as one phrase
+_OPERATORS = {"ADD_OP": "`+`", "MUL_OP": "`*`", "POW": "`**`", "COMP_OP": "`<`"}
+
+
+@functools.lru_cache(maxsize=1)
+def terminal_names() -> dict[str, str]:
+    """Every terminal of the grammar, by lark's name, in words for a message."""
+    from lark.lexer import PatternStr
+    out = {}
+    for t in _lark().terminals:
+        if t.name in _NAMED:
+            out[t.name] = _NAMED[t.name]
+        elif isinstance(t.pattern, PatternStr):
+            out[t.name] = f"`{t.pattern.value}`"
+    return {**out, "$END": _NAMED["$END"]}
 
 
 def _describe(expected: set[str]) -> str:
-    names = sorted({_PRETTY.get(t, f"`{t.lower()}`" if t.isalpha() else t) for t in expected})
-    if len(names) > 8:
-        names = names[:8] + ["..."]
-    return ", ".join(names)
+    names = terminal_names()
+    ops = [t for t in _OPERATORS if t in expected]
+    head = ""
+    if len(ops) > 1:   # `**` goes without saying once `+`, `*` or `<` is named
+        examples = [_OPERATORS[t] for t in ops if t != "POW" or len(ops) == 2]
+        head = "an operator such as " + (", ".join(examples[:-1]) + " or " + examples[-1])
+        expected = expected - set(ops)
+    rest = sorted({names.get(t, "another token") for t in expected})
+    if len(rest) > 8:
+        rest = rest[:8] + ["..."]
+    if head and rest:
+        return head + ", or " + ("one of " if len(rest) > 1 else "") + ", ".join(rest)
+    return head or ", ".join(rest)
 
 
-def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
+def _friendly(e: UnexpectedInput, src: Source) -> ParseError:
+    text, file = src.text, src.file
     lines = source_lines(text) or [""]
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
         last = len(lines)
@@ -123,10 +276,10 @@ def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
             ch, ln, cl = opener
             msg += f": `{ch}` opened at line {ln}, column {cl} is never closed"
             hint = f"add the matching `{ {'(': ')', '[': ']', '{': '}'}[ch] }`"
-        return ParseError(msg, span=Span(file, last, col, last, col + 1), code="E0101", hint=hint)
+        return ParseError(msg, span=Span(file, last, col, last, col + 1, src), code="E0101", hint=hint)
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
-        span = Span(file, e.line, e.column, e.line, e.column + 1)
+        span = Span(file, e.line, e.column, e.line, e.column + 1, src)
         if ch == '"':
             return ParseError("unterminated string", span=span, code="E0102",
                               hint='close the string with `"` on the same line')
@@ -139,7 +292,7 @@ def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
     assert isinstance(e, UnexpectedToken)
     tok = e.token
     span = Span(file, tok.line, tok.column, tok.end_line or tok.line,
-                (tok.end_column or tok.column + len(str(tok))))
+                (tok.end_column or tok.column + len(str(tok))), src)
     expected = set(e.expected or ())
     value = str(tok)
     hint = f"expected {_describe(expected)}" if expected else None
@@ -203,12 +356,12 @@ def _unclosed(text: str) -> tuple[str, int, int] | None:
     return stack[-1] if stack else None
 
 
-def _span(file: str, meta) -> Span:
-    return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+def _span(src: Source, meta) -> Span:
+    return Span(src.file, meta.line, meta.column, meta.end_line, meta.end_column, src)
 
 
-def _tok_span(file: str, tok: Token) -> Span:
-    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+def _tok_span(src: Source, tok: Token) -> Span:
+    return Span(src.file, tok.line, tok.column, tok.end_line, tok.end_column, src)
 
 
 @v_args(meta=True)
@@ -216,12 +369,13 @@ class _ToAst(Transformer_NonRecursive):
     """Turns lark's parse tree into :mod:`nndsl.syntax.ast` nodes (without recursion, so a long
     pipeline cannot exhaust Python's stack)."""
 
-    def __init__(self, file: str):
+    def __init__(self, src: Source):
         super().__init__()
-        self.file = file
+        self.src = src
+        self.file = src.file
 
     def _s(self, meta) -> Span:
-        return _span(self.file, meta)
+        return _span(self.src, meta)
 
     # top level
     def start(self, meta, items):
@@ -229,7 +383,7 @@ class _ToAst(Transformer_NonRecursive):
         defs = tuple(i for i in items if isinstance(i, ast.Definition))
         trains = tuple(i for i in items if isinstance(i, ast.TrainDef))
         optimizes = tuple(i for i in items if isinstance(i, ast.OptimizeDef))
-        return ast.Module(Span(self.file, 1, 1, 1, 1), self.file, imports, defs, trains,
+        return ast.Module(Span(self.file, 1, 1, 1, 1, self.src), self.file, imports, defs, trains,
                           optimizes)
 
     def import_file(self, meta, ch):
@@ -244,7 +398,7 @@ class _ToAst(Transformer_NonRecursive):
     def _definition(self, kind, meta, ch):
         name, params, body = ch
         return ast.Definition(self._s(meta), kind, str(name), tuple(params or ()), body,
-                              name_span=_tok_span(self.file, name))
+                              name_span=_tok_span(self.src, name))
 
     def block_def(self, meta, ch):
         return self._definition("block", meta, ch)
@@ -257,26 +411,26 @@ class _ToAst(Transformer_NonRecursive):
         targets = tuple(e for e in entries if isinstance(e, ast.TrainTarget))
         sets = tuple(e for e in entries if isinstance(e, ast.TrainEntry))
         return ast.TrainDef(self._s(meta), str(name), targets, sets,
-                            name_span=_tok_span(self.file, name))
+                            name_span=_tok_span(self.src, name))
 
     def optimize_def(self, meta, ch):
         name, *entries = ch
         return ast.OptimizeDef(self._s(meta), str(name), tuple(entries),
-                               name_span=_tok_span(self.file, name))
+                               name_span=_tok_span(self.src, name))
 
     def train_target(self, meta, ch):
         kw, name, type_ = ch
         if str(kw) != "target":
             hint = "declare a target as `target NAME: TYPE`; set an entry as `NAME = value`"
             raise ParseError(f"unexpected `{kw}`: a train section holds `target NAME: TYPE` and "
-                             f"`NAME = value` lines", span=_tok_span(self.file, kw), code="E0100",
+                             f"`NAME = value` lines", span=_tok_span(self.src, kw), code="E0100",
                              hint=("did you mean `target`? " if str(kw) in (
                                  "targe", "taget", "tagret", "targets", "traget") else "") + hint)
         return ast.TrainTarget(self._s(meta), str(name), type_)
 
     def train_set(self, meta, ch):
         return ast.TrainEntry(self._s(meta), str(ch[0]), ch[1],
-                              name_span=_tok_span(self.file, ch[0]))
+                              name_span=_tok_span(self.src, ch[0]))
 
     def params(self, meta, ch):
         return [c for c in ch if c is not None]
