@@ -6,7 +6,8 @@
 value is, for error messages; ``_suggest`` offers "did you mean" for a misspelt name; and
 ``_coerce`` checks an argument of a built-in function or layer against the kind its
 :class:`ParamSpec` declares (``tensor``, ``pos_int``, ``padding``, ``prob``...) and
-normalizes it. ``MAX_LOOP`` bounds how long a compile-time list or loop may be.
+normalizes it. The limits (``MAX_INT``, ``MAX_SIZE``, the length of a ``range``) are those of
+:mod:`nndsl.limits`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ import re
 from nndsl.elab.values import Builtin, DType, Instance, Partial, Surface, SymCond, TensorVal
 from nndsl.errors import ArgumentError, LimitError, Span
 from nndsl.ir.types import DTYPES, SymDim
+from nndsl.limits import MAX_INT, MAX_SIZE, active, raise_hint
 from nndsl.syntax import ast
 
-MAX_LOOP = 100_000
-MAX_INT = 2**62    # the largest magnitude of an int argument (the backends hold them as int64)
-MAX_SIZE = 2**40   # the largest size, stride, kernel or padding: no tensor dimension is larger
 F32_MAX = 3.4028234663852886e38   # the largest finite f32: float arguments are applied as f32
 
 
@@ -45,8 +44,10 @@ def _builtins() -> dict:
                 not 1 <= len(a) <= 3:
             raise ArgumentError("range takes 1 to 3 integers", code="E0212")
         r = range(*a)
-        if len(r) > MAX_LOOP:
-            raise LimitError(f"range of {len(r):,} values (limit {MAX_LOOP:,})", code="E0603")
+        cap = active().max_list
+        if len(r) > cap:
+            raise LimitError(f"range of {len(r):,} values (limit {cap:,})", code="E0603",
+                             hint=raise_hint("max_list", cap, "check the bounds"))
         return tuple(r)
 
     def _len(v):

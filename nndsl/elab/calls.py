@@ -19,9 +19,8 @@ from nndsl.elab.values import (REQUIRED, Builtin, DType, Instance, ParamSpec, Pa
                                TensorVal)
 from nndsl.errors import ArgumentError, DefinitionError, LimitError, NndslError, ShapeError, Span
 from nndsl.ir.types import FLOAT_DTYPES, SymDim
+from nndsl.limits import MAX_CALL_DEPTH
 from nndsl.syntax import ast
-
-MAX_CALL_DEPTH = 64
 
 
 def _block_inputs(defn: ast.Definition) -> list[str]:
@@ -340,6 +339,8 @@ class CallMixin:
         if len(self.call_stack) >= MAX_CALL_DEPTH:
             raise LimitError(f"blocks nested more than {MAX_CALL_DEPTH} deep", span=span,
                              code="E0604")
+        self._check_steps(1, span)   # a block application is a step, as a loop iteration is
+        self.steps += 1
         inputs = {n: args[n] for n in _block_inputs(defn)}
         given = {p.name: (args[p.name], span) for p in defn.params if p.name in args}
         env = self._bind_params(defn, given, {}, span)

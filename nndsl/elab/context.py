@@ -18,10 +18,10 @@ from nndsl.errors import ArgumentError, DefinitionError, LimitError, ShapeError,
 from nndsl.ir.graph import Graph, Node
 from nndsl.ir.ops import SIGNATURES, infer
 from nndsl.ir.symbols import tighter_bound
-from nndsl.ir.types import FLOAT_DTYPES, SymDim, TensorType
+from nndsl.ir.types import BITS, FLOAT_DTYPES, SymDim, TensorType
+from nndsl.limits import MAX_PARAM_ELEMENTS, raise_hint, show_bytes
 from nndsl.syntax import ast
 
-MAX_PARAM_ELEMENTS = 2**34
 SHAPE_ONLY_OPS = ("reshape", "flatten", "slice", "squeeze", "unsqueeze", "transpose", "permute",
                   "expand", "cast")
 
@@ -107,14 +107,30 @@ class BuildCtx:
                 raise LimitError(f"parameter `{qual}` would have {numel:,} elements",
                                  span=self.span, code="E0601",
                                  hint="that is far beyond any real model; check the sizes")
+            self._param_bytes(qual, numel * BITS[dtype] // 8, t)
             node = g.add(Node.make(qual, "param", (), {"name": qual, "shape": t.shape,
                                                        "dtype": dtype, "init": init,
                                                        "trainable": trainable},
                                    (t,), self.span, self.scope))
+            self.el.grew(node, self.span)
             tv = TensorVal(node.out(), t)
         if self.inst is not None and self.scope == self.inst.qualname:
             self.inst.params.setdefault(local, tv)
         return tv
+
+    def _param_bytes(self, qual: str, size: int, t: TensorType) -> None:
+        """Count a new parameter's bytes against ``max_param_bytes``: the error points at the
+        parameter that crosses the limit, before anything is allocated."""
+        el = self.el
+        cap = el.limits.max_param_bytes
+        if el.param_bytes + size > cap:
+            before = f", after {show_bytes(el.param_bytes)} of parameters before it" \
+                if el.param_bytes else ""
+            raise LimitError(f"parameter `{qual}` ({t}, {show_bytes(size)}) takes the model's "
+                             f"parameters past {show_bytes(cap)}{before}", span=self.span,
+                             code="E0608", notes=el._loop_notes(),
+                             hint=raise_hint("max_param_bytes", cap, "check the sizes"))
+        el.param_bytes += size
 
     def alias(self, local: str, value: TensorVal) -> None:
         """``{scope}.{local}`` is another name for the parameter ``value`` (tied weights)."""
@@ -140,6 +156,7 @@ class BuildCtx:
         name = g.fresh_name(base)
         node = g.add(Node.make(name, op, [v.value if v is not None else None for v in inputs],
                                attrs, types, self.span, self.frame.scope))
+        self.el.grew(node, self.span)
         return tuple(TensorVal(node.out(i), t) for i, t in enumerate(types))
 
     def scalar(self, value, like: TensorVal) -> TensorVal:

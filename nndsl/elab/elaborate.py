@@ -17,7 +17,7 @@ calls and layer instances in :mod:`nndsl.elab.calls`, the build context and fram
 
 from __future__ import annotations
 
-from nndsl.elab.builtins import MAX_LOOP, _describe, _suggest
+from nndsl.elab.builtins import _describe, _suggest
 from nndsl.elab.calls import CallMixin
 from nndsl.elab.context import BuildCtx, Frame, _join, _Return
 from nndsl.elab.expressions import ExpressionMixin
@@ -30,9 +30,8 @@ from nndsl.errors import (ArgumentError, DefinitionError, LimitError, NndslError
 from nndsl.ir.dists import DISTRIBUTIONS, REQUIRED, signature
 from nndsl.ir.graph import Graph, Node
 from nndsl.ir.types import DTYPES, FLOAT_DTYPES, INT_DTYPES, SymDim, TensorType
+from nndsl.limits import DEFAULT, QUIET, Limits, Progress, raise_hint, using
 from nndsl.syntax import ast
-
-MAX_STEPS = 1_000_000
 
 
 def _names_in(node) -> list:
@@ -50,11 +49,38 @@ def _names_in(node) -> list:
     return out
 
 
-class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
-    """Builds the :class:`Graph` of one model of a :class:`Program`."""
+def _trim_notes(err: NndslError, keep: int = 3) -> None:
+    """An error deep inside blocks that apply blocks has a note per application: keep the
+    innermost and outermost ``keep`` of a long chain and say how many are left out."""
+    applied = [i for i, (text, _) in enumerate(err.notes) if text.endswith(" is applied here")]
+    if len(applied) <= 2 * keep + 1:
+        return
+    drop = set(applied[keep:-keep])
+    notes = []
+    for i, note in enumerate(err.notes):
+        if i == applied[keep]:
+            notes.append((f"... {len(drop):,} more block applications ...", None))
+        if i not in drop:
+            notes.append(note)
+    err.notes = notes
 
-    def __init__(self, program: Program):
+
+class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
+    """Builds the :class:`Graph` of one model of a :class:`Program`.
+
+    ``limits`` are the budgets of the compilation (:class:`~nndsl.limits.Limits`: graph nodes,
+    loop iterations and block applications, list and string lengths, parameter bytes), checked
+    as the graph grows; ``progress`` hears how far it has got (:class:`~nndsl.limits.Progress`).
+    """
+
+    def __init__(self, program: Program, limits: Limits | None = None,
+                 progress: Progress | None = None):
         self.program = program
+        self.limits = limits if limits is not None else DEFAULT
+        self.progress = progress if progress is not None else QUIET
+        self.nodes = 0          # nodes made so far, scan bodies included, against max_nodes
+        self.param_bytes = 0    # bytes of the parameters made so far, against max_param_bytes
+        self._loops: list = []  # [loop statement, iteration] of the loops running, innermost last
         self.graph: Graph | None = None   # where ops go: the model's graph, or a scan body
         self.root: Graph | None = None    # the model's graph (parameters, inputs, outputs)
         self._bodies: list = []           # the scan bodies being built, innermost last
@@ -62,7 +88,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
         self.instances: dict[str, Instance] = {}
         self.call_stack: list[str] = []
         self.symbols: dict[str, Span] = {}
-        self.steps = 0  # loop iterations so far, against MAX_STEPS
+        self.steps = 0  # loop iterations and block applications so far, against max_steps
         # for warnings (W0xxx): what was written and never used
         self.warnings: list[NndslWarning] = []
         self.block_calls: list = []       # (graph, start, end, qualname, block, span, outputs)
@@ -75,6 +101,14 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
 
     # ------------------------------------------------------------------ entry
     def elaborate(self, model: str, overrides: dict | None = None) -> Graph:
+        with using(self.limits):
+            try:
+                return self._elaborate(model, overrides)
+            except NndslError as err:
+                _trim_notes(err)
+                raise
+
+    def _elaborate(self, model: str, overrides: dict | None) -> Graph:
         defn = self.program.definitions[model]
         self.graph = self.root = g = Graph(defn.name)
         self.model_defn = defn
@@ -84,6 +118,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
         frame.env.update(values)
         g.meta["params"] = {k: v for k, v in values.items()}
         g.meta["model_span"] = defn.name_span
+        g.meta["limits"] = self.limits   # the backends check what they allocate against them
         self.call_stack.append(defn.name)
         try:
             self._exec_body(defn.body, frame)
@@ -154,10 +189,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                 raise ArgumentError(f"`repeat` needs a non-negative int, got {_describe(n)}",
                                     span=s.count.span, code="E0212")
-            if n > MAX_LOOP:
-                raise LimitError(f"loop of {n:,} iterations (limit {MAX_LOOP:,})", span=s.span,
-                                 code="E0603")
-            self._loop(s, frame, tuple(range(n)), (), False)
+            self._loop(s, frame, range(n), (), False)
         elif isinstance(s, ast.IfStmt):
             cond = self._truth(self._eval(s.cond, frame), s.cond.span)
             self._skip(frame, s.orelse if cond else s.body)
@@ -190,37 +222,77 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
         if frame.is_model and name in self.unread_params:
             self.shadowed_params[name] = (self.unread_params.pop(name), span)
 
-    def _loop(self, s, frame: Frame, seq: tuple, targets: tuple, destructure: bool) -> None:
-        if len(seq) > MAX_LOOP:
-            raise LimitError(f"loop of {len(seq)} iterations (limit {MAX_LOOP})", span=s.span,
-                             code="E0603")
-        self.steps += len(seq)
+    def _loop(self, s, frame: Frame, seq, targets: tuple, destructure: bool) -> None:
         if not seq:
             self._skip(frame, s.body)
-        if self.steps > MAX_STEPS:  # nested loops multiply
-            raise LimitError(f"the loops of this model run more than {MAX_STEPS:,} iterations in "
-                             f"all", span=s.span, code="E0603",
-                             hint="nested loops multiply; check the loop bounds")
+        if len(seq) > self.limits.max_steps:
+            raise LimitError(f"a loop of {len(seq):,} iterations (limit "
+                             f"{self.limits.max_steps:,} steps in all)", span=s.span,
+                             code="E0603", notes=self._loop_notes(),
+                             hint=raise_hint("max_steps", self.limits.max_steps,
+                                             "loops unroll when compiling; to step through a "
+                                             "long sequence use `scan`"))
+        # every iteration is a step: a loop that would cross the budget is refused before it
+        # starts (nested loops multiply), not after it has run a million bodies
+        self._check_steps(len(seq), s.span)
         outer = frame.scope
-        for i, item in enumerate(seq):
-            if destructure:
-                if not isinstance(item, tuple) or len(item) != len(targets):
-                    raise ArgumentError(f"cannot unpack {_describe(item)} into "
-                                        f"({', '.join(targets)})", span=s.iterable.span,
-                                        code="E0215")
-                for t, v in zip(targets, item):
-                    self._shadow(frame, t, s.span)
-                    frame.env[t] = v
-            elif targets:
-                self._shadow(frame, targets[0], s.span)
-                frame.env[targets[0]] = item
-            if s.label:
-                frame.scope = _join(outer, f"{s.label}.{i}")
-                self.counters.pop(frame.scope, None)
-            try:
-                self._exec_body(s.body, frame)
-            finally:
-                frame.scope = outer
+        here = [s, 0]
+        self._loops.append(here)
+        try:
+            for i, item in enumerate(seq):
+                here[1] = i
+                self.steps += 1
+                if destructure:
+                    if not isinstance(item, tuple) or len(item) != len(targets):
+                        raise ArgumentError(f"cannot unpack {_describe(item)} into "
+                                            f"({', '.join(targets)})", span=s.iterable.span,
+                                            code="E0215")
+                    for t, v in zip(targets, item):
+                        self._shadow(frame, t, s.span)
+                        frame.env[t] = v
+                elif targets:
+                    self._shadow(frame, targets[0], s.span)
+                    frame.env[targets[0]] = item
+                if s.label:
+                    frame.scope = _join(outer, f"{s.label}.{i}")
+                    self.counters.pop(frame.scope, None)
+                try:
+                    self._exec_body(s.body, frame)
+                finally:
+                    frame.scope = outer
+        finally:
+            self._loops.pop()
+
+    def _check_steps(self, more: int, span: Span) -> None:
+        """``more`` steps (loop iterations, block applications) are about to run at ``span``."""
+        cap = self.limits.max_steps
+        if self.steps + more > cap:
+            raise LimitError(f"the loops and block applications of this model take more than "
+                             f"{cap:,} steps in all", span=span, code="E0603",
+                             notes=self._loop_notes(),
+                             hint=raise_hint("max_steps", cap, "nested loops and blocks that "
+                                             "apply other blocks several times multiply; check "
+                                             "the loop bounds"))
+
+    def _loop_notes(self) -> list:
+        """Notes naming the loops running now and their iteration, innermost first."""
+        return [(f"in iteration {i + 1:,} of this loop", s.span)
+                for s, i in reversed(self._loops[-4:])]
+
+    def grew(self, node: Node, span: Span | None) -> None:
+        """A node was added to the graph being built (or a scan body) at ``span``: count it
+        against ``max_nodes``, its bytes against ``max_param_bytes`` for a parameter."""
+        self.nodes += 1
+        n = self.nodes
+        if n > self.limits.max_nodes:
+            raise LimitError(f"the model grows past {self.limits.max_nodes:,} graph nodes",
+                             span=span, code="E0607", notes=self._loop_notes(),
+                             hint=raise_hint("max_nodes", self.limits.max_nodes,
+                                             "loops and block applications are expanded when "
+                                             "compiling, so nested loops multiply; check the "
+                                             "loop bounds"))
+        if n % self.progress.every == 0:
+            self.progress.tick(n)
 
     def _assert(self, s: ast.AssertStmt, frame: Frame) -> None:
         cond = self._eval(s.cond, frame)
@@ -295,6 +367,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
         t = TensorType(dtype, tuple(dims))
         node = g.add(Node.make(s.name, "input", (), {"name": s.name, "dtype": dtype,
                                                     "shape": t.shape}, (t,), s.span, ""))
+        self.grew(node, s.span)
         frame.env[s.name] = TensorVal(node.out(), t)
         if s.dist is not None:
             self._input_dist(s, t, frame)

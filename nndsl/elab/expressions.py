@@ -16,12 +16,13 @@ import math
 from dataclasses import dataclass
 
 from nndsl.elab import library
-from nndsl.elab.builtins import BUILTINS, MAX_INT, MAX_LOOP, _describe, _suggest
+from nndsl.elab.builtins import BUILTINS, MAX_INT, _describe, _suggest
 from nndsl.elab.context import BuildCtx, Frame
 from nndsl.elab.loader import std_modules, std_source
 from nndsl.elab.values import DType, Instance, Surface, SymCond, TensorVal
 from nndsl.errors import ArgumentError, LimitError, NndslError, ShapeError, Span, UnknownNameError
 from nndsl.ir.types import SymDim
+from nndsl.limits import MAX_INT_BITS, raise_hint
 from nndsl.syntax import ast
 
 
@@ -31,6 +32,33 @@ class _Mod:
 
     dim: SymDim
     k: int
+
+
+MAX_SYM_TERMS = 64        # terms of one symbolic dim: (N + 1) ** 64 is not a dim anyone means
+MAX_SYM_TEXT = 2000       # characters of one symbolic dim written out
+
+
+def _bounded(r, op: str, span: Span):
+    """The result ``r`` of a compile-time ``op``, checked while it is still small: an integer
+    within ±2^MAX_INT_BITS (``k = k * k`` sixty times over would take hours and gigabytes), a
+    symbolic dim of a few terms."""
+    if isinstance(r, int) and not isinstance(r, bool):
+        if r.bit_length() > MAX_INT_BITS:
+            digits = int(r.bit_length() * 0.30103) + 1
+            raise LimitError(f"the result of `{op}` is an integer of about {digits:,} digits: "
+                             f"compile-time integers lie within ±2^{MAX_INT_BITS}", span=span,
+                             code="E0601", hint="a value that grows in a loop (`k = k * k`) "
+                                                "soon leaves every range a size or an argument "
+                                                "may take; check the loop")
+    elif isinstance(r, SymDim):
+        if len(r.terms) > MAX_SYM_TERMS or len(r.key()) > MAX_SYM_TEXT:
+            raise LimitError(f"the result of `{op}` is a symbolic dim too large to be a size "
+                             f"({len(r.terms):,} terms, {len(r.key()):,} characters; at most "
+                             f"{MAX_SYM_TERMS} terms and {MAX_SYM_TEXT:,} characters)",
+                             span=span, code="E0601",
+                             hint="a dim that grows in a loop (`d = d * d`) is no size a tensor "
+                                  "can have; check the loop")
+    return r
 
 
 _TENSOR_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floor_div",
@@ -175,13 +203,14 @@ class ExpressionMixin:
         if op in ("==", "!=", "<", "<=", ">", ">="):
             return self._compare(op, a, b, span)
         if isinstance(a, tuple) and isinstance(b, tuple) and op == "+":
+            self._check_length("max_list", len(a) + len(b), span)
             return a + b
-        if isinstance(a, tuple) and isinstance(b, int) and op == "*":
-            if len(a) * b > MAX_LOOP:
-                raise LimitError(f"a list of {len(a) * b:,} items (limit {MAX_LOOP:,})",
-                                 span=span, code="E0603")
+        if isinstance(a, tuple) and isinstance(b, int) and not isinstance(b, bool) and \
+                op == "*":
+            self._check_length("max_list", len(a) * max(b, 0), span)
             return a * b
         if isinstance(a, str) and isinstance(b, str) and op == "+":
+            self._check_length("max_string", len(a) + len(b), span)
             return a + b
         num = (int, float, SymDim)
         if not (isinstance(a, num) and isinstance(b, num)) or isinstance(a, bool) or \
@@ -190,43 +219,64 @@ class ExpressionMixin:
                                 span=span, code="E0212")
         sym = isinstance(a, SymDim) or isinstance(b, SymDim)
         try:
-            if op == "+":
-                return a + b
-            if op == "-":
-                return a - b
-            if op == "*":
-                return a * b
-            if op == "/":
-                if sym:
-                    raise ArgumentError("`/` on a symbolic dim gives no integer; use `//`",
-                                        span=span, code="E0212")
-                return a / b
-            if op == "//":
-                if sym and isinstance(b, (SymDim, float)):
-                    raise ArgumentError("a symbolic dim can only be divided by an int",
-                                        span=span, code="E0212")
-                return a // b
-            if op == "%":
-                if isinstance(a, SymDim):
-                    if not isinstance(b, int):
-                        raise ArgumentError("a symbolic dim can only be taken modulo an int",
-                                            span=span, code="E0212")
-                    return 0 if a.divisible_by(b) else _Mod(a, b)
-                return a % b
-            if op == "**":
-                if sym:
-                    raise ArgumentError("`**` on a symbolic dim", span=span, code="E0212")
-                if isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and \
-                        b * math.log2(abs(a)) > 1024:
-                    raise LimitError(f"{a} ** {b} is too large", span=span, code="E0601")
-                return a ** b
-            if op == "@":
-                raise ArgumentError("`@` needs tensors", span=span, code="E0212")
+            r = self._arith(op, a, b, sym, span)
         except ZeroDivisionError:
             raise ArgumentError("division by zero", span=span, code="E0219") from None
         except OverflowError:
-            raise LimitError("number too large", span=span, code="E0601") from None
+            raise LimitError("number too large", span=span, code="E0601",
+                             hint="compile-time numbers must fit in a float (about 1.8e308)"
+                             ) from None
+        return _bounded(r, op, span)
+
+    @staticmethod
+    def _arith(op: str, a, b, sym: bool, span: Span):
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op == "/":
+            if sym:
+                raise ArgumentError("`/` on a symbolic dim gives no integer; use `//`",
+                                    span=span, code="E0212")
+            return a / b
+        if op == "//":
+            if sym and isinstance(b, (SymDim, float)):
+                raise ArgumentError("a symbolic dim can only be divided by an int",
+                                    span=span, code="E0212")
+            return a // b
+        if op == "%":
+            if isinstance(a, SymDim):
+                if not isinstance(b, int):
+                    raise ArgumentError("a symbolic dim can only be taken modulo an int",
+                                        span=span, code="E0212")
+                return 0 if a.divisible_by(b) else _Mod(a, b)
+            return a % b
+        if op == "**":
+            if sym:
+                raise ArgumentError("`**` on a symbolic dim", span=span, code="E0212")
+            if isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and \
+                    b * math.log2(abs(a)) > MAX_INT_BITS:
+                raise LimitError(f"{a} ** {b} is too large: compile-time integers lie within "
+                                 f"±2^{MAX_INT_BITS}", span=span, code="E0601",
+                                 hint="check the exponent")
+            return a ** b
+        if op == "@":
+            raise ArgumentError("`@` needs tensors", span=span, code="E0212")
         raise ArgumentError(f"unknown operator {op}", span=span)  # pragma: no cover
+
+    def _check_length(self, limit: str, n: int, span: Span) -> None:
+        """A list or string of ``n`` items would be made at ``span``: refused past the limit,
+        before it is built (doubling a string sixty times would need exabytes)."""
+        cap = getattr(self.limits, limit)
+        if n > cap:
+            what = "list" if limit == "max_list" else "string"
+            unit = "items" if limit == "max_list" else "characters"
+            raise LimitError(f"a {what} of {n:,} {unit} (limit {cap:,})", span=span,
+                             code="E0603", hint=raise_hint(limit, cap, "a value that doubles in "
+                                                           "a loop grows past any limit; check "
+                                                           "the loop"))
 
     def _compare(self, op: str, a, b, span: Span):
         if isinstance(a, _Mod) or isinstance(b, _Mod):

@@ -3,6 +3,10 @@
 Without a declared distribution, floats are N(0, 1), booleans fair coins and integers uniform
 over the input's valid id range (``[0, 10)`` when nothing bounds it). A declared distribution
 (``graph.meta["input_dists"]``, see :mod:`nndsl.ir.dists`) takes precedence.
+
+Nothing is allocated before its size is checked against ``max_input_bytes``
+(:mod:`nndsl.limits`): ``input x: f32[N, 1000000000000]`` is a clear error, not an attempt to
+allocate 8 TB.
 """
 
 from __future__ import annotations
@@ -10,14 +14,40 @@ from __future__ import annotations
 import torch
 
 from nndsl.backends.torch.lowering import DTYPES
+from nndsl.errors import LimitError
+from nndsl.ir.types import BITS
+from nndsl.limits import active, raise_hint, show_bytes
+
+
+def check_size(shape, dtype: str, name: str | None = None, limit: int | None = None,
+               span=None) -> int:
+    """The bytes a tensor of ``shape`` and nndsl ``dtype`` takes; a :class:`LimitError` when
+    that is more than ``limit`` (the active limits' ``max_input_bytes`` when None)."""
+    cap = active().max_input_bytes if limit is None else limit
+    numel = 1
+    for d in shape:
+        numel *= max(int(d), 0)
+    size = numel * BITS[dtype] // 8
+    if size > cap:
+        what = f"input `{name}`" if name else "an input"
+        dims = ", ".join(str(int(d)) for d in shape)
+        raise LimitError(f"{what} of shape [{dims}] ({dtype}) would take {show_bytes(size)} "
+                         f"to draw, more than {show_bytes(cap)}", span=span, code="E0609",
+                         hint=raise_hint("max_input_bytes", cap,
+                                         "give a smaller batch (`--batch`) or smaller dims, or "
+                                         "pass the input yourself"))
+    return size
 
 
 def draw(shape, dtype: str, dist: dict | None = None, id_range=None, generator=None,
-         device=None) -> torch.Tensor:
+         device=None, *, name: str | None = None, limit: int | None = None,
+         span=None) -> torch.Tensor:
     """One input of ``shape`` and nndsl ``dtype``, drawn from ``generator`` (torch's global
-    generator when None)."""
+    generator when None). Its size is checked first (:func:`check_size`: ``name`` and ``span``
+    say which input, for the message; ``limit`` is in bytes)."""
     tdtype = DTYPES[dtype]
     shape = [int(d) for d in shape]
+    check_size(shape, dtype, name, limit, span)
     kw = {"generator": generator, "device": device}
     name = dist["dist"] if dist else None
     if name == "normal":
@@ -39,7 +69,7 @@ def draw(shape, dtype: str, dist: dict | None = None, id_range=None, generator=N
 
 
 def draw_missing(types: dict, dists: dict, given: dict, generator=None, device=None,
-                 batch: int | None = None) -> dict:
+                 batch: int | None = None, limit: int | None = None) -> dict:
     """The random inputs (``dists``: name -> distribution) that ``given`` lacks, drawn with
     ``generator`` (torch's global one when None). Their dims are sized by the symbols the given
     tensors bind (``types``: name -> TensorType); ``batch`` sizes a leading symbolic dim that
@@ -66,7 +96,8 @@ def draw_missing(types: dict, dists: dict, given: dict, generator=None, device=N
         except Exception:
             raise ValueError(name) from None
         if generator is None:
-            out[name] = draw(shape, t.dtype, dist, device=device)
+            out[name] = draw(shape, t.dtype, dist, device=device, name=name, limit=limit)
         else:   # a CPU generator draws on the CPU
-            out[name] = draw(shape, t.dtype, dist, generator=generator).to(device or "cpu")
+            out[name] = draw(shape, t.dtype, dist, generator=generator, name=name,
+                             limit=limit).to(device or "cpu")
     return out

@@ -17,11 +17,12 @@ from torch import nn
 
 from nndsl.backends.torch.init import initial_value
 from nndsl.backends.torch.lowering import DTYPES, TORCH_LOWERINGS
-from nndsl.errors import InputError, LoweringError, WeightsError
+from nndsl.errors import InputError, LimitError, LoweringError, WeightsError
 from nndsl.ir.derive import constant_value, is_constant
 from nndsl.ir.graph import Graph
 from nndsl.ir.ops import SIGNATURES
-from nndsl.ir.types import SymDim, storage_shape
+from nndsl.ir.types import BITS, SymDim, storage_shape
+from nndsl.limits import DEFAULT, raise_hint, show_bytes
 
 
 class _Runtime:
@@ -53,6 +54,8 @@ class GraphModule(nn.Module):
         self.input_names = list(graph.inputs)
         self.output_names = [n for n, _ in graph.outputs]
         self._input_types = [graph.node(n).type for n in graph.inputs]
+        self._limits = graph.meta.get("limits") or DEFAULT
+        self._check_param_bytes(graph)
         self._init_params(graph, seed)
         self._plan = self._make_plan(graph)
         self._outputs = [(v.node, v.index if len(graph.node(v.node).types) > 1 else None)
@@ -68,6 +71,21 @@ class GraphModule(nn.Module):
             super().train(False)
 
     # ---- construction ----
+    def _check_param_bytes(self, graph: Graph) -> None:
+        """Refuse, before allocating anything, parameters that together take more than
+        ``max_param_bytes`` (the limits the graph was compiled with): the error names the
+        parameter that crosses it."""
+        cap, total = self._limits.max_param_bytes, 0
+        for node in graph.params():
+            n = 1
+            for d in node.type.shape:
+                n *= d if isinstance(d, int) else 1
+            total += n * BITS[node.attr["dtype"]] // 8
+            if total > cap:
+                raise LimitError(f"the parameters up to `{node.name}` take {show_bytes(total)}, "
+                                 f"more than {show_bytes(cap)}", span=node.span, code="E0608",
+                                 hint=raise_hint("max_param_bytes", cap, "check the sizes"))
+
     def _init_params(self, graph: Graph, seed: int) -> None:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         self._param_sites = {}
@@ -149,6 +167,11 @@ class GraphModule(nn.Module):
             if not chosen or lo >= chosen[-1][1]:
                 chosen.append((lo, hi))
         outputs = {v.node for _, v in graph.outputs}
+        last_read: dict[str, int] = {}   # the last step reading each value: linear, not a
+        for i, step in enumerate(self._plan):   # scan of the rest of the plan per segment
+            for r in step[3]:
+                if r is not None:
+                    last_read[r[0]] = i
         segments = {}
         for lo, hi in chosen:
             made = [self._plan[i][0] for i in range(lo, hi)]
@@ -158,9 +181,7 @@ class GraphModule(nn.Module):
             ins = list(dict.fromkeys(r[0] for i in range(lo, hi) for r in self._plan[i][3]
                                      if r is not None and r[0] not in inside and
                                      r[0] not in self._param_sites))
-            later = {r[0] for i in range(hi, len(self._plan)) for r in self._plan[i][3]
-                     if r is not None}
-            outs = [n for n in made if n in later or n in outputs]
+            outs = [n for n in made if last_read.get(n, -1) >= hi or n in outputs]
             segments[lo] = (hi, tuple(ins), tuple(outs))
         return segments
 
@@ -277,7 +298,8 @@ class GraphModule(nn.Module):
         from nndsl.backends.torch.inputs import draw_missing
         types = dict(zip(self.input_names, self._input_types))
         try:
-            bound.update(draw_missing(types, {n: self._input_dists[n] for n in missing}, bound))
+            bound.update(draw_missing(types, {n: self._input_dists[n] for n in missing}, bound,
+                                      limit=self._limits.max_input_bytes))
         except ValueError as e:
             n = str(e)
             raise InputError(f"cannot draw the random input `{n}`: {types[n]} has dims no given "
