@@ -65,6 +65,13 @@ def bind_symbols(graph: Graph, batch: int = 1, **dims: int) -> dict[str, int]:
     if unknown:
         raise ArgumentError(f"the model has no symbolic dim `{unknown[0]}`", code="E0223",
                             hint="its symbolic dims: " + (", ".join(syms) or "none"))
+    if not _positive_int(batch):
+        raise ArgumentError(f"batch must be a positive int, got {batch!r}", code="E0223",
+                            hint="--batch INT with INT >= 1")
+    for k, v in dims.items():
+        if not _positive_int(v):
+            raise ArgumentError(f"the dim `{k}` must be a positive size, got {v!r}",
+                                code="E0223", hint=f"--dim {k}=INT with INT >= 1")
     env = {s: batch for s in batch_symbols(graph)}
     env.update(dims)
     rest = [s for s in syms if s not in env]
@@ -85,7 +92,37 @@ def bind_symbols(graph: Graph, batch: int = 1, **dims: int) -> dict[str, int]:
     if bad:
         raise ArgumentError("these dims break the spec's constraints: " + "; ".join(bad),
                             code="E0224", hint=f"dims used: {env}")
+    empty = non_positive_dim(graph, env) if dims else None    # (defaults avoid them already)
+    if empty is not None:
+        node, t, d, v = empty
+        raise ArgumentError(f"at {_env_text(env)}, `{node.name}` would be {t} with {d} = {v}: "
+                            f"a size must be at least 1", span=node.span, code="E0224",
+                            hint="choose larger sizes with --dim NAME=INT")
     return env
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _env_text(env: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in env.items())
+
+
+def non_positive_dim(graph: Graph, env: dict):
+    """The first ``(node, type, dim, value)`` whose symbolic dim is not positive under
+    ``env`` (a size the inputs' sizes make zero or negative), or None."""
+    for node in graph:
+        for t in node.types:
+            for d in t.shape:
+                if isinstance(d, SymDim):
+                    try:
+                        v = d.evaluate(env)
+                    except KeyError:
+                        continue
+                    if v <= 0:
+                        return node, t, d, v
+    return None
 
 
 # ---- id ranges of integer inputs ----

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -15,11 +16,18 @@ from onnx import helper
 from nndsl.backends.onnx.builder import IR_VERSION, OPSET, Builder, value_info
 from nndsl.backends.onnx.lowering import lower_graph
 from nndsl.errors import LoweringError
+from nndsl.fsutil import clean_stale_temps, create_temp, fsync_dir, remove_quietly, write_fd
 from nndsl.ir.graph import Graph
 from nndsl.ir.symbols import batch_symbols, bind_symbols, range_to_json
 from nndsl.ir.types import SymDim, storage_shape
 
 EXTERNAL_DATA_THRESHOLD = 1 << 30   # bytes of weights above which the model is saved with external data
+
+
+# The NumPy dtype each IR dtype is stored in (``i4``: packed two a byte, checked by shape).
+_STORED_DTYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "i64": np.int64,
+                  "i32": np.int32, "i16": np.int16, "i8": np.int8, "u8": np.uint8,
+                  "bool": np.bool_}
 
 
 def _symbol_sources(graph: Graph) -> dict:
@@ -77,6 +85,12 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
         if tuple(arr.shape) != storage_shape(node.type.dtype, node.type.shape):
             raise LoweringError(f"parameter `{node.name}` has shape {list(arr.shape)}, the spec "
                                 f"says {node.type}", code="E0908")
+        want = _STORED_DTYPES.get(node.type.dtype)
+        if want is not None and arr.dtype != want:
+            raise LoweringError(f"parameter `{node.name}` holds {arr.dtype} values, the spec "
+                                f"says {node.type}", code="E0908",
+                                hint=f"convert the weight to {np.dtype(want).name} "
+                                     f"before exporting")
         b.initializer(node.name, arr)
         if node.type.dtype == "i4":      # stored packed, as ONNX's INT4 is
             packed[node.name] = tuple(node.type.shape)
@@ -112,32 +126,154 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
     return model
 
 
-def save(model: onnx.ModelProto, path: str | Path, external_threshold: int | None = None) -> list[Path]:
-    """Write ``model`` atomically; weights go to ``PATH.data`` when they exceed the threshold.
+PROTOBUF_LIMIT = (1 << 31) - (64 << 20)   # one protobuf message holds under 2 GiB (and the graph)
+EXTERNAL_TENSOR_MIN = 1024                # bytes: smaller tensors stay inside the .onnx file
+_DATA_NAME = re.compile(r"(.+)\.[0-9a-f]{16}\.data")
+_LEGACY_TEMP_DIR = re.compile(r"\.(.+)\.[a-z0-9_]{8}")   # tempfile.mkdtemp's, before the above
 
-    Returns the files written. Nothing is left behind if writing fails.
+
+def save(model: onnx.ModelProto, path: str | Path, external_threshold: int | None = None) -> list[Path]:
+    """Write ``model`` atomically; weights go to an external data file when they exceed the
+    threshold (tensors of 1 KiB or more; none if there are none). Returns the files written.
+
+    The data file is named ``PATH.HASH.data``, ``HASH`` from its contents, and the ``.onnx``
+    file names it. The data file is renamed into place first and the ``.onnx`` file last, so
+    whenever a write stops (an exception, a crash, ``kill -9``) the ``.onnx`` file on disk is
+    either the old one, still reading its own old data file, or the new one with the new data,
+    never a mix. Once the new ``.onnx`` file is in place, the data files of earlier exports to
+    ``PATH`` (``PATH.*.data``, and ``PATH.data`` of earlier versions) are removed. An exception
+    removes every temporary and the new data file; what a killed export leaves (named as
+    :mod:`nndsl.fsutil` names temporaries) is removed by the next export to ``PATH``.
+    ``model`` is left as it was.
     """
     path = Path(path)
     threshold = EXTERNAL_DATA_THRESHOLD if external_threshold is None else external_threshold
-    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    tensors = list(_initializers(model.graph))
+    size = sum(len(t.raw_data) for t in tensors)
+    external = size > threshold
+    if not external and size > PROTOBUF_LIMIT:
+        raise LoweringError(f"the weights ({size:,} bytes) do not fit in one .onnx file: "
+                            f"protobuf files hold under 2 GiB", code="E0909",
+                            hint="save them as external data: lower --external-data-threshold "
+                                 "(by default weights over 1 GiB go to a .data file)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    if path.is_dir():
+        raise IsADirectoryError(21, "it is a folder", str(path))
+    folder = path.parent
+    clean_stale_temps(path)
+    _clean_legacy_temp_dirs(path)
+    moved = [t for t in tensors if len(t.raw_data) >= EXTERNAL_TENSOR_MIN] if external else []
+    data_path = folder / f"{path.name}.{_content_hash(moved)}.data" if moved else None
+    temps: list[Path] = []
+    placed = None     # the new data file, once renamed into place (removed if the .onnx is not)
     try:
-        tmp = tmpdir / path.name
-        written = [path]
-        if size > threshold:
-            data_name = path.name + ".data"
-            m = onnx.ModelProto()
-            m.CopyFrom(model)
-            onnx.save_model(m, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024, convert_attribute=False)
-            os.replace(tmpdir / data_name, path.parent / data_name)
-            written.append(path.parent / data_name)
+        if data_path is not None:
+            fd, data_tmp = create_temp(path, "data")
+            temps.append(data_tmp)
+            write_fd(fd, (t.raw_data for t in moved))
+            proto = _serialize_external(model, moved, data_path.name)
         else:
-            onnx.save_model(model, str(tmp))
-        os.replace(tmp, path)
-        return written
+            proto = model.SerializeToString()
+        fd, onnx_tmp = create_temp(path)
+        temps.append(onnx_tmp)
+        write_fd(fd, [proto])
+        del proto
+        if data_path is not None:
+            existed = data_path.exists()     # the same weights as the file on disk: same name
+            os.replace(data_tmp, data_path)
+            placed = None if existed else data_path
+        os.replace(onnx_tmp, path)           # the commit point: the new pair is in place
+        placed = None
+        fsync_dir(folder)
+    except BaseException:
+        for tmp in temps:
+            remove_quietly(tmp)
+        if placed is not None:
+            remove_quietly(placed)
+        raise
+    _remove_old_data(path, keep=data_path)
+    return [path] if data_path is None else [path, data_path]
+
+
+def _initializers(graph):
+    """The initializers of ``graph`` and of the graphs inside its nodes (``Loop`` bodies)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _initializers(attr.g)
+            for g in attr.graphs:
+                yield from _initializers(g)
+
+
+def _content_hash(tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.name.encode() + b"\0" + len(t.raw_data).to_bytes(8, "little"))
+        h.update(t.raw_data)
+    return h.hexdigest()[:16]
+
+
+def _serialize_external(model: onnx.ModelProto, moved: list, location: str) -> bytes:
+    """The model's bytes with ``moved`` tensors pointing into ``location`` (laid out one after
+    another, in order), without copying the weights: the tensors are changed in place for the
+    serialization and restored after it."""
+    saved = []
+    try:
+        offset = 0
+        for t in moved:
+            raw = t.raw_data
+            saved.append((t, raw))
+            t.ClearField("raw_data")
+            t.data_location = onnx.TensorProto.EXTERNAL
+            del t.external_data[:]
+            for key, value in (("location", location), ("offset", str(offset)),
+                               ("length", str(len(raw)))):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, value
+            offset += len(raw)
+        return model.SerializeToString()
     finally:
-        for p in tmpdir.iterdir():
-            p.unlink()
-        tmpdir.rmdir()
+        for t, raw in saved:
+            del t.external_data[:]
+            t.ClearField("data_location")
+            t.raw_data = raw
+
+
+def _remove_old_data(path: Path, keep: Path | None) -> None:
+    """The data files of earlier exports to ``path``, which no file reads any more."""
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        m = _DATA_NAME.fullmatch(entry.name)
+        old = m is not None and m.group(1) == path.name or entry.name == path.name + ".data"
+        if old and (keep is None or entry.name != keep.name):
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _clean_legacy_temp_dirs(path: Path) -> None:
+    """Temporary folders ``.NAME.XXXXXXXX/`` that killed exports of earlier versions left,
+    holding nothing but ``NAME`` and ``NAME.data``."""
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        m = _LEGACY_TEMP_DIR.fullmatch(entry.name)
+        if not (m and m.group(1) == path.name and entry.is_dir(follow_symlinks=False)):
+            continue
+        try:
+            inside = list(os.scandir(entry.path))
+            if all(e.name in (path.name, path.name + ".data") and
+                   e.is_file(follow_symlinks=False) for e in inside):
+                for e in inside:
+                    os.unlink(e.path)
+                os.rmdir(entry.path)
+        except OSError:
+            pass
