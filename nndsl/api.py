@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,27 +19,72 @@ from nndsl.passes import run_pipeline
 from nndsl.syntax import read_source
 
 
-def _looks_like_path(source: str) -> bool:
-    return "\n" not in source and "{" not in source and (
-        source.endswith(".nn") or Path(source).exists())
+def is_path(spec: str | Path) -> bool:
+    """How a spec given without saying what it is (``compile(spec)``) is read: a
+    :class:`pathlib.Path` (or other ``os.PathLike``) is a path; a ``str`` is a path when it is one
+    line ending in ``.nn``, and source text otherwise. Nothing is looked up on disk to decide;
+    ``path=`` and ``source=`` say it explicitly."""
+    if isinstance(spec, os.PathLike):
+        return True
+    return "\n" not in spec and spec.endswith(".nn")
 
 
-def load(source: str | Path):
-    """The parsed program of a spec (a path or the source text) and its file name."""
-    if isinstance(source, Path) or _looks_like_path(str(source)):
-        file = str(source)
-        return load_program(read_source(file), file), file
-    return load_program(str(source), "<string>"), "<string>"
+def _spec_args(spec, path, source) -> tuple[Path | None, str | None]:
+    given = [x is not None for x in (spec, path, source)]
+    if sum(given) != 1:
+        raise ArgumentError("give a spec as one of: a path (compile(path) or path=...) or its "
+                            "text (source=...)", code="E0228",
+                            hint="nndsl.compile(\"net.nn\") or nndsl.compile(source=\"model m() "
+                                 "{ ... }\")")
+    if spec is not None:
+        if not isinstance(spec, (str, os.PathLike)):
+            raise ArgumentError(f"a spec is a path or source text, not {type(spec).__name__}",
+                                code="E0228")
+        return (Path(spec), None) if is_path(spec) else (None, spec)
+    if path is not None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise ArgumentError(f"path= is a file path, not {type(path).__name__}", code="E0228")
+        return Path(path), None
+    if not isinstance(source, str):
+        raise ArgumentError(f"source= is the spec's text (a str), not {type(source).__name__}",
+                            code="E0228")
+    return None, source
 
 
-def compile(source: str | Path, *, model: str | None = None, params: dict | None = None,
+def load(spec: str | Path | None = None, *, path: str | Path | None = None,
+         source: str | None = None, lib=(), base: str | Path | None = None):
+    """The parsed program of a spec and its file name: ``path`` names a ``.nn`` file, ``source``
+    is the text itself (its imports resolve in ``base``, default the working folder), and a
+    positional ``spec`` is either, as :func:`is_path` decides. ``lib`` lists further folders
+    imports may read from."""
+    file_path, text = _spec_args(spec, path, source)
+    if file_path is not None:
+        file = str(file_path)
+        return load_program(read_source(file_path, name=file), file, lib=lib), file
+    return load_program(text, "<string>", lib=lib, base=base), "<string>"
+
+
+def compile_source(source: str, **options) -> "Compiled":
+    """Compile a spec's text: :func:`compile` with ``source=``."""
+    return compile(source=source, **options)
+
+
+def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
+            source: str | None = None, lib=(), base: str | Path | None = None,
+            model: str | None = None, params: dict | None = None,
             opt: str = "O1", disable: tuple = (), after: str | None = None,
             quantize: str | None = None, group: int | None = None, prune: str | None = None,
             keep: tuple = (), prune_scopes: tuple | None = None, prune_exclude: tuple = (),
             qat: str | None = None, calibrate=None, observer: str | None = None,
             calibrate_samples: int = 256, weights=None,
             optimize_section: bool = True) -> "Compiled":
-    """Compile a ``.nn`` spec (a path or the source text) to a :class:`Compiled` model.
+    """Compile a ``.nn`` spec to a :class:`Compiled` model.
+
+    The spec is a file, ``path=`` (a ``str`` or :class:`pathlib.Path`), or its text,
+    ``source=`` (:func:`compile_source`); given positionally, a ``Path`` is a path and a ``str``
+    is a path when it is one line ending in ``.nn`` (:func:`is_path`), else source text.
+    ``import "FILE.nn"`` reads files inside the spec's folder (``base`` for source text, default
+    the working folder) and the folders ``lib`` lists (docs/LANGUAGE.md, "Imports and files").
 
     ``model`` picks one model of a file that defines several; ``params`` overrides the model's
     parameters (in a file of several models, values for the others are kept for them: a GAN's
@@ -60,7 +106,7 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
     ``weights`` (a state dict or ``.safetensors`` path in the spec's names) are the values
     channel pruning ranks channels by, and the default weights of ``to_torch``/``to_onnx``.
     """
-    program, file = load(source)
+    program, file = load(spec, path=path, source=source, lib=lib, base=base)
     models = program.models
     if not models:
         raise DefinitionError(f"{file} defines no model", code="E0510",
@@ -99,14 +145,14 @@ def compile(source: str | Path, *, model: str | None = None, params: dict | None
                        after=compression.after(lambda: _spec_arrays(graph, weights)))
     if compression.calibrate is not None:
         stats = _calibrate(run.graph, weights, compression, calibrate_samples,
-                           Path(file).parent if file != "<string>" else Path("."))
+                           Path(file).parent if file != "<string>" else Path(base or "."))
         static = run_pipeline(run.graph, "O0", after=compression.static(stats))
         run.records += static.records
         run.graph = static.graph
     c = Compiled(run.graph, file, opt, run.records, graph)
     c.compression = compression
     c.weights = weights
-    c.source = source if file == "<string>" else file
+    c.source = file if file != "<string>" else (source if source is not None else spec)
     c.overrides = dict(params or {})
     c.warnings = warnings
     section = program.train_section(model)

@@ -58,7 +58,8 @@ def _dims(pairs: list[str]) -> dict:
 
 def _compile(args, opt: str | None = None):
     import nndsl
-    c = nndsl.compile(args.spec, model=args.model, params=_params(args.param),
+    c = nndsl.compile(path=args.spec, lib=tuple(args.lib or ()), model=args.model,
+                      params=_params(args.param),
                       opt=opt or args.opt, disable=tuple(getattr(args, "disable_pass", None) or ()),
                       after=getattr(args, "after", None), quantize=args.quantize,
                       group=args.group, prune=args.prune, keep=tuple(args.keep or ()),
@@ -99,13 +100,51 @@ def _written_params(c) -> str:
     return f"{n:,} parameters" + (f" (the spec has {spec:,})" if n != spec else "")
 
 
+_SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
+
+
+def _cannot_write(path, reason: str, hint: str = "choose a path in a writable folder"):
+    return NndslError(f"cannot write {path}: {reason}", code="E1008", hint=hint)
+
+
+def check_output(path, *, folder: bool = False) -> Path:
+    """Refuse, before any work, an output path nothing can be written to: one under a file, in
+    a system folder (/proc, /sys, /dev), a folder where a file is wanted (or the reverse), or in a
+    folder without write permission. Missing folders are fine: writing creates them."""
+    p = Path(path)
+    try:
+        real = Path(os.path.realpath(p))
+        for sysdir in _SYSTEM_FOLDERS:
+            if real == Path(sysdir) or real.is_relative_to(sysdir):
+                raise _cannot_write(path, f"it is in {sysdir}, a system folder, not a place for "
+                                          f"files")
+        if p.exists():
+            if folder and not p.is_dir():
+                raise _cannot_write(path, "it is a file, and the output is a folder",
+                                    hint="name a new or existing folder")
+            if not folder and p.is_dir():
+                raise _cannot_write(path, "it is a folder, and the output is a file",
+                                    hint="name the file to write inside it")
+        place = p if folder and p.is_dir() else p.parent
+        place = Path(os.path.abspath(place))
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        if not place.is_dir():
+            raise _cannot_write(path, f"{place} is a file, not a folder")
+        if not os.access(place, os.W_OK | os.X_OK):
+            raise _cannot_write(path, f"no permission to write in {place}")
+    except (OSError, ValueError) as e:   # a name too long, a NUL in it...
+        raise write_error(path, e) from None
+    return p
+
+
 def cmd_check(args) -> int:
     """Check the spec's model, or every model of a file that defines several (each takes the
     --param values it declares)."""
     models = [args.model]
     if args.model is None:
         from nndsl.api import load
-        found = load(args.spec)[0].models
+        found = load(path=args.spec, lib=tuple(args.lib or ()))[0].models
         models = found if len(found) > 1 else [None]
     for m in models:
         args.model = m
@@ -136,10 +175,12 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    if args.output:
+        check_output(args.output, folder=args.to == "torch")
     c = _compile(args)
     if args.to == "onnx":
         from nndsl.backends.onnx import save
-        out = Path(args.output or f"build/{c.name}.onnx")
+        out = check_output(args.output or f"build/{c.name}.onnx")
         model = c.to_onnx(weights=args.weights)
         try:
             files = save(model, out, external_threshold=args.external_data_threshold)
@@ -150,7 +191,7 @@ def cmd_compile(args) -> int:
         return 0
     if args.to == "torch":
         from nndsl.backends.torch.codegen import write_package
-        out = Path(args.output or f"build/{c.name}")
+        out = check_output(args.output or f"build/{c.name}", folder=True)
         try:
             write_package(c, out, weights=args.weights)
         except (OSError, ValueError) as e:
@@ -163,6 +204,8 @@ def cmd_compile(args) -> int:
 
 def cmd_run(args) -> int:
     from nndsl import runner
+    if args.save:
+        check_output(args.save)
     inputs = runner.load_inputs(args.input)
     path = Path(args.spec)
     if path.suffix == ".onnx":
@@ -202,6 +245,8 @@ def cmd_sample(args) -> int:
         from nndsl.errors import ArgumentError
         raise ArgumentError(f"-n must be at least 1, got {args.n}", code="E0223")
     samples, name = sample_run(args.run, n=args.n, seed=args.seed, which=args.which)
+    if args.output:
+        check_output(args.output)
     out = Path(args.output) if args.output else Path(args.run) / "samples.png"
     if out.suffix == ".npz":
         from nndsl import runner
@@ -248,6 +293,8 @@ def cmd_graph(args) -> int:
     from nndsl import draw
     from nndsl.fsutil import atomic_write_text
     fmt = draw.format_for(args.output, args.format)
+    if args.output is not None:
+        check_output(args.output)
     c = _compile(args)
     text = draw.render(c, fmt)
     if args.output is None:
@@ -307,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="which model of the file (when it defines several)")
         p.add_argument("--param", action="append", metavar="NAME=VALUE",
                        help="override a model parameter (repeatable)")
+        p.add_argument("--lib", action="append", metavar="DIR",
+                       help="a folder imports may read from, besides the spec's own "
+                            "(repeatable; searched after the importing file's folder)")
         p.add_argument("-O", dest="opt", default="O1", choices=["O0", "O1", "O2"],
                        type=lambda s: s if s.startswith("O") else f"O{s}",
                        help="optimization level (default O1)")
@@ -336,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="never prune these scopes (repeatable)")
         c.add_argument("--keep", action="append", metavar="SCOPE",
                        help="leave this scope in float when quantizing (repeatable)")
-        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)   # after the command too; never resets it
         return p
 
     p = spec_cmd("check", "parse, elaborate and verify a spec; print its parameter count")
@@ -396,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", type=int, metavar="COLS", help="--qat int4: columns per scale")
     p.add_argument("--deny-warnings", action="store_true",
                    help="treat warnings (unused layers, inputs, parameters) as errors")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("sample", help="draw samples from a trained vae, gan or ddpm run")
     p.add_argument("run", help="the run folder (--out of nndsl train)")
@@ -404,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="seed of the sampling noise")
     p.add_argument("--which", choices=["best", "last"], default="best", help="which checkpoint")
     p.add_argument("-o", "--output", help="a .png grid (default RUN/samples.png) or an .npz")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_sample)
     p = spec_cmd("graph", "draw the compiled graph: Graphviz DOT, SVG or an HTML page")
     p.add_argument("--format", choices=["dot", "svg", "html"],
@@ -412,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output file (default: stdout)")
     p.set_defaults(fn=cmd_graph)
     p = sub.add_parser("passes", help="list the optimization pipelines and passes")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_passes)
     return ap
 

@@ -1,8 +1,16 @@
 """Load a program: the main file plus everything it imports, transitively.
 
-``import "other.nn"`` is resolved relative to the importing file; ``import std.NAME`` loads
-``nndsl/stdlib/NAME.nn`` from the installed package. All definitions share one namespace; a name
-defined twice is an error that points at both definitions.
+``import "other.nn"`` is resolved relative to the importing file, then against each library
+folder (``--lib DIR``, ``lib=``); ``import std.NAME`` loads ``nndsl/stdlib/NAME.nn`` from the
+installed package. All definitions share one namespace; a name defined twice is an error that
+points at both definitions.
+
+Containment (docs/LANGUAGE.md, "Imports and files"): an imported file must be a regular file
+named ``*.nn`` that lies, once symbolic links are resolved, inside the main spec's folder tree
+or a library folder's. Nothing else is opened, so an import cannot read ``/etc/passwd``, block
+on a FIFO or stream ``/dev/zero``. Chains of imports are at most :data:`MAX_IMPORT_DEPTH` deep,
+and a program reads at most :data:`MAX_IMPORTED_FILES` files and twice the size limit of
+one file in all.
 """
 
 from __future__ import annotations
@@ -14,8 +22,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nndsl.errors import DefinitionError, SourceFileError, TrainError
+from nndsl.errors import DefinitionError, LimitError, NndslError, SourceFileError, TrainError
 from nndsl.syntax import ast, parse, read_source
+from nndsl.syntax.parser import SPEC_SUFFIX, max_source_bytes
+
+MAX_IMPORT_DEPTH = 64      # files importing files importing files...
+MAX_IMPORTED_FILES = 1000  # distinct files one program reads
 
 
 @dataclass
@@ -87,37 +99,143 @@ def _parse_std(name: str, text: str) -> ast.Module:
     return parse(text, f"std/{name}.nn")
 
 
-def load_program(text: str, file: str) -> Program:
+@dataclass
+class _Reading:
+    """What a program may read, and what it has read so far."""
+
+    base: Path          # the main spec's folder (the working folder for source text)
+    roots: list         # resolved folders imports may read: the main spec's, then the libraries
+    lib: list           # the library folders as given, searched for relative imports
+    files: int = 0
+    size: int = 0
+
+
+def library_folders(lib) -> list[Path]:
+    """The library folders, checked: each must be an existing folder."""
+    out = []
+    for d in lib or ():
+        p = Path(d)
+        if not p.is_dir():
+            raise SourceFileError(f"library folder {d} " + ("is not a folder" if p.exists() else
+                                                             "does not exist"), code="E0007",
+                                  hint="--lib (lib=) names a folder that imports may read from")
+        out.append(p)
+    return out
+
+
+def load_program(text: str, file: str, *, lib=(), base: str | Path | None = None) -> Program:
+    """Parse ``text`` (the main file, named ``file``) and everything it imports. ``base`` is the
+    folder a text that is not a file (``file`` like ``<string>``) imports from (default: the
+    working folder); ``lib`` lists further folders imports may read from."""
+    folder = Path(base) if base is not None else \
+        (Path(".") if file.startswith("<") else Path(file).parent)
+    libs = library_folders(lib)
+    reading = _Reading(folder, [Path(os.path.realpath(d)) for d in [folder, *libs]], libs)
     main = parse(text, file)
+    reading.size = len(text.encode("utf-8", "surrogatepass"))
     prog = Program(main)
-    _load(prog, main, [file], seen=set())
+    me = file if file.startswith("<") else os.path.realpath(file)
+    _load(prog, main, [me], set(), reading)
     _check_trains(prog)
     return prog
 
 
-def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -> None:
+def _inside(real: Path, roots: list[Path]) -> bool:
+    return any(real == r or real.is_relative_to(r) for r in roots)
+
+
+def _shown(p: Path) -> str:
+    return os.path.normpath(p)
+
+
+def _locate(imp: ast.Import, module: ast.Module, reading: _Reading) -> tuple[str, Path]:
+    """The file an ``import "PATH"`` names: its path as shown in messages and its resolved path,
+    checked against what the program may read."""
+    target = imp.target
+    name = Path(target).name
+    if not name.endswith(SPEC_SUFFIX) or name == SPEC_SUFFIX:
+        raise SourceFileError(f"cannot import \"{target}\": only .nn files can be imported",
+                              span=imp.span, code="E0006",
+                              hint='import a spec by its file name, e.g. `import "blocks.nn"`')
+    base = reading.base if module.file.startswith("<") else Path(module.file).parent
+    candidates = [base / target]
+    if not Path(target).is_absolute():
+        candidates += [d / target for d in reading.lib]
+    found = next((c for c in candidates if os.path.lexists(c)), candidates[0])
+    real = Path(os.path.realpath(found))
+    if not _inside(real, reading.roots):
+        linked = os.path.islink(found) or real != Path(os.path.abspath(found))
+        where = f"it resolves to {real}, " if linked else ""
+        folders = ", ".join(_shown(r) + os.sep for r in reading.roots)
+        raise SourceFileError(f"cannot import \"{target}\": {where}outside the folders imports "
+                              f"may read", span=imp.span, code="E0520",
+                              notes=[(f"imports may read: {folders} (the main spec's folder"
+                                      + (" and the library folders)" if reading.lib else ")"),
+                                      None)],
+                              hint=f"to import from {_shown(real.parent)}, add it as a library "
+                                   f"folder: --lib {_shown(real.parent)} (nndsl.compile(..., "
+                                   f"lib=[...]))")
+    if not real.name.endswith(SPEC_SUFFIX):
+        raise SourceFileError(f"cannot import \"{target}\": it links to {real.name}, which is "
+                              f"not a .nn file", span=imp.span, code="E0006")
+    return _shown(found), real
+
+
+def _read_import(imp: ast.Import, module: ast.Module, shown: str, real: Path,
+                 reading: _Reading) -> ast.Module:
+    if reading.files >= MAX_IMPORTED_FILES:
+        raise LimitError(f"the program imports more than {MAX_IMPORTED_FILES} files",
+                         span=imp.span, code="E0608",
+                         hint="a hand-written program imports a few files; check how these "
+                              "imports are generated")
+    try:
+        text = read_source(real, name=shown)
+        size = len(text.encode("utf-8", "surrogatepass"))
+        total = 2 * max_source_bytes()
+        if reading.size + size > total:
+            raise LimitError(f"the program's files add up to more than {total:,} bytes "
+                             f"(twice the limit of one file)", code="E0608",
+                             hint="the environment variable NNDSL_MAX_SOURCE_BYTES raises the "
+                                  "limit of one file, and this one with it")
+        reading.files += 1
+        reading.size += size
+        return parse(text, shown)
+    except NndslError as e:
+        if e.span is not None:   # located in the imported file (bad UTF-8, a syntax error)
+            e.notes.append(("imported here", imp.span))
+            raise
+        hint = e.hint
+        message = e.message
+        if e.code == "E0001" and "not found" in e.message:
+            where = _shown(reading.base if module.file.startswith("<") else
+                           Path(module.file).parent)
+            hint = (f"an import path is relative to the importing file's folder "
+                    f"({where}{os.sep})" + (" or to a library folder" if reading.lib else ""))
+        elif e.code == "E0104":
+            message = f"{shown} is empty"
+            hint = "an imported file defines blocks or models; write one, or remove the import"
+        code = "E0504" if e.code in ("E0001", "E0104") else e.code
+        raise type(e)(f"cannot import \"{imp.target}\": {message}", span=imp.span, hint=hint,
+                      notes=e.notes, code=code) from None
+
+
+def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str],
+          reading: _Reading) -> None:
     for imp in module.imports:
+        if len(stack) > MAX_IMPORT_DEPTH:
+            raise LimitError(f"imports nested more than {MAX_IMPORT_DEPTH} files deep",
+                             span=imp.span, code="E0607",
+                             hint="import the files from one place instead of through a chain")
         if imp.is_file:
-            base = Path(module.file).parent if not module.file.startswith("<") else Path(".")
-            # identity: the resolved path; in messages: the path as the user would write it
-            shown = os.path.normpath(base / imp.target)
-            path = str((base / imp.target).resolve())
+            shown, real = _locate(imp, module, reading)
+            path = str(real)   # identity: the resolved path; in messages: as the user wrote it
             if path in stack:
                 chain = " -> ".join(Path(p).name for p in stack[stack.index(path):] + [path])
                 raise DefinitionError(f"import cycle: {chain}", span=imp.span, code="E0503",
                                       hint="move the shared definitions into a third file")
             if path in seen:
                 continue
-            try:
-                text = read_source(shown)
-            except SourceFileError as e:
-                hint = e.hint
-                if e.code == "E0001":
-                    hint = (f"an import path is relative to the importing file's folder "
-                            f"({os.path.normpath(base)}{os.sep})")
-                raise SourceFileError(f"cannot import \"{imp.target}\": {e.message}", span=imp.span,
-                                      code="E0504", hint=hint) from None
-            sub = parse(text, shown)
+            sub = _read_import(imp, module, shown, real, reading)
         else:
             parts = imp.target.split(".")
             if parts[0] != "std" or len(parts) != 2:
@@ -142,7 +260,7 @@ def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str]) -
             path = key
             sub = _parse_std(name, text)
         seen.add(path)
-        _load(prog, sub, stack + [path], seen)
+        _load(prog, sub, stack + [path], seen, reading)
         _add_defs(prog, sub)
         prog.trains.extend(sub.trains)
     if len(stack) == 1:

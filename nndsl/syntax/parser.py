@@ -70,7 +70,7 @@ def too_large(file, size: int | None = None, limit: int | None = None) -> LimitE
     return LimitError(f"{file} {what}: a spec may be at most {_size(limit)}", code="E0606",
                       hint=f"specs are written by hand and far smaller; if this one really is "
                            f"that large, raise the limit with the environment variable "
-                           f"{LIMIT_ENV}=BYTES (parsing takes about 10 s and 300 MB per MiB)")
+                           f"{LIMIT_ENV}=BYTES (parsing takes some 20 s and 450 MB per MiB)")
 
 
 _KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
@@ -81,13 +81,14 @@ def _kind(mode: int) -> str:
     return next((what for test, what in _KINDS if test(mode)), "not a regular file")
 
 
-def read_source(path: str | Path, *, limit: int | None = None) -> str:
+def read_source(path: str | Path, *, limit: int | None = None, name: str | None = None) -> str:
     """Read a ``.nn`` spec file as UTF-8 text, with clear errors for a missing, binary, empty or
     oversized file. Only a regular file whose name ends in ``.nn`` is opened: it is checked
     (``stat``) before it is opened, so a device, a FIFO or a socket is never read, and at most
-    ``limit + 1`` bytes are read (default :func:`max_source_bytes`)."""
+    ``limit + 1`` bytes are read (default :func:`max_source_bytes`). ``name`` is how messages
+    show the file (default: ``path``)."""
     p = Path(path)
-    shown = str(path)
+    shown = name or str(path)
     limit = max_source_bytes() if limit is None else limit
     if not p.name.endswith(SPEC_SUFFIX) or p.name == SPEC_SUFFIX:
         if p.is_dir():
@@ -295,6 +296,8 @@ def _friendly(e: UnexpectedInput, src: Source) -> ParseError:
                 (tok.end_column or tok.column + len(str(tok))), src)
     expected = set(e.expected or ())
     value = str(tok)
+    if len(value) > 40:   # a very long name or string: the caret shows where it is
+        value = value[:30] + "..."
     hint = f"expected {_describe(expected)}" if expected else None
     if value in (")", "]", "}"):
         opener = _unclosed(text[: e.token.start_pos]) if e.token.start_pos is not None else None
