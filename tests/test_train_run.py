@@ -318,9 +318,11 @@ def test_without_a_train_section_from_a_builtin_set(tmp_path):
 
 
 def test_synthetic_sequences(tmp_path):
-    (tmp_path / "s.nn").write_text(f"""
-import "{ROOT / 'specs/sequence/lstm_sentiment.nn'}"
-train lstm_sentiment {{
+    # imports resolve inside the spec's folder tree: the zoo spec sits beside the train section
+    shutil.copy(ROOT / "specs/sequence/lstm_sentiment.nn", tmp_path / "lstm_sentiment.nn")
+    (tmp_path / "s.nn").write_text("""
+import "lstm_sentiment.nn"
+train lstm_sentiment {
     target label: f32[N, 1]
     data = sequences(n=600, length=12)
     loss = bce(logit, label)
@@ -328,7 +330,7 @@ train lstm_sentiment {{
     metrics = [accuracy, roc_auc]
     epochs = 4
     batch = 32
-}}
+}
 """)
     r = run_training(tmp_path / "s.nn", params={"vocab": 40, "embed": 16, "hidden": 16,
                                                  "p": 0.0}, out=tmp_path / "r", quiet=True)
