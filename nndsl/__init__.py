@@ -6,14 +6,14 @@
     y = m(**c.example_inputs(batch=2))
 """
 
-from nndsl.api import Compiled, compile
+from nndsl.api import Compiled, compile, compile_source
 from nndsl.errors import (ArgumentError, DefinitionError, InputError, LimitError, LoweringError,
                           NndslError, ParseError, PassError, ShapeError, SourceFileError,
                           SpecAssertionError, UnknownNameError, VerifyError, WeightsError)
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "Compiled", "NndslError", "ParseError", "SourceFileError",
+__all__ = ["compile", "compile_source", "Compiled", "NndslError", "ParseError", "SourceFileError",
            "UnknownNameError", "ArgumentError", "ShapeError", "SpecAssertionError",
            "DefinitionError", "LimitError", "VerifyError", "PassError", "LoweringError",
            "WeightsError", "InputError", "__version__"]
