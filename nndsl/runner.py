@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from nndsl.errors import InputError, SourceFileError
+from nndsl.errors import InputError, NndslError, SourceFileError
 from nndsl.fsutil import atomic_write_bytes, write_error
 
 ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64,
@@ -19,8 +20,13 @@ ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64,
 
 
 def load_inputs(specs: list[str]) -> dict[str, np.ndarray]:
-    """``name=file.npy`` pairs and ``file.npz`` archives (keys are input names)."""
+    """``name=file.npy`` pairs and ``file.npz`` archives (keys are input names).
+
+    Files are read without unpickling anything: an array of Python objects is refused, as
+    are damaged files (a bad checksum, a truncated archive); big-endian arrays are converted to
+    the machine's byte order. An input given twice is an error."""
     out: dict[str, np.ndarray] = {}
+    origin: dict[str, str] = {}
     for s in specs or []:
         name, sep, path = s.partition("=")
         if not sep:
@@ -28,38 +34,77 @@ def load_inputs(specs: list[str]) -> dict[str, np.ndarray]:
         p = Path(path)
         if not p.exists():
             raise InputError(f"input file not found: {p}", code="E1105")
+        if p.is_dir():
+            raise InputError(f"{p} is a folder, not an .npy/.npz file", code="E1106")
         try:
             data = np.load(p, allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
-            raise InputError(f"{p} is not a readable .npy/.npz file ({e})", code="E1106",
-                             hint="save inputs with numpy.save or numpy.savez") from None
+        except _READ_ERRORS as e:
+            raise _unreadable(p, None, e) from None
         if isinstance(data, np.lib.npyio.NpzFile):
             if name is not None:
+                data.close()
                 raise InputError(f"{p} is an .npz archive; pass it without `NAME=`",
                                  code="E1106")
             with data:
-                out.update({k: data[k] for k in data.files})
+                arrays = {}
+                for k in data.files:
+                    try:
+                        arrays[k] = data[k]
+                    except _READ_ERRORS as e:
+                        raise _unreadable(p, k, e) from None
         else:
             if name is None:
                 raise InputError(f"{p} is a single array: pass it as `--input NAME={p}`",
                                  code="E1106")
-            out[name] = data
+            arrays = {name: data}
+        for k, arr in arrays.items():
+            if k in out:
+                raise InputError(f"input `{k}` is given twice: in {origin[k]} and in {p}",
+                                 code="E1106", hint="give each input once")
+            if not arr.dtype.isnative:
+                arr = arr.astype(arr.dtype.newbyteorder("="))
+            out[k], origin[k] = arr, str(p)
     return out
+
+
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _unreadable(p: Path, member, e: Exception) -> InputError:
+    where = f"{p}" + (f" (array `{member}`)" if member else "")
+    text = str(e)
+    if "Object arrays" in text:
+        return InputError(f"{where} holds an array of Python objects (dtype object), which "
+                          f"would have to be unpickled: nndsl never loads pickles",
+                          code="E1106", hint="save numeric arrays, e.g. "
+                                             "numpy.save(path, arr.astype(numpy.int64))")
+    if "pickle" in text:
+        return InputError(f"{where} is neither an .npy nor an .npz file (NumPy would read it "
+                          f"as a pickle, which nndsl never loads)", code="E1106",
+                          hint="save inputs with numpy.save or numpy.savez")
+    if isinstance(e, (zipfile.BadZipFile, EOFError, zlib.error)) or "CRC" in text:
+        return InputError(f"{where} is damaged ({text or type(e).__name__})", code="E1106",
+                          hint="write the file again with numpy.savez")
+    return InputError(f"{where} is not a readable .npy/.npz file ({text or type(e).__name__})",
+                      code="E1106", hint="save inputs with numpy.save or numpy.savez")
 
 
 def run_spec(compiled, inputs: dict, batch: int, weights=None, seed: int = 0) -> dict:
     import torch
-    m = compiled.to_torch(weights=weights).eval()
+    from nndsl.ir.symbols import check_inputs
     if inputs:
-        feeds = {}
         for name, arr in inputs.items():
             if name not in compiled.input_names:
                 raise InputError(f"the model has no input `{name}`; its inputs are "
                                  f"{', '.join(compiled.input_names)}", code="E1101")
-            feeds[name] = torch.from_numpy(np.ascontiguousarray(arr))
         for name, t in compiled.input_types.items():
-            if name in feeds:
+            if name in inputs:
                 _check_dtype(name, inputs[name], t.dtype)
+        check_inputs(compiled.graph, inputs)
+    m = compiled.to_torch(weights=weights).eval()
+    if inputs:
+        feeds = {name: torch.from_numpy(np.ascontiguousarray(arr))
+                 for name, arr in inputs.items()}
     else:
         feeds = compiled.example_inputs(batch=batch, seed=seed)
     with torch.no_grad():
@@ -117,11 +162,52 @@ def run_onnx(path: Path, inputs: dict, batch: int, seed: int = 0) -> dict:
                 isinstance(d, int) and d != a for d, a in zip(s.shape, arr.shape)):
             raise InputError(f"input `{s.name}` must have shape {s.shape}, the file holds "
                              f"{list(arr.shape)}", code="E1104")
+    _check_onnx_values(specs, inputs, meta)
     try:
         outs = sess.run(None, {k: np.ascontiguousarray(v) for k, v in inputs.items()})
     except Exception as e:
         raise InputError(f"onnxruntime failed: {str(e).splitlines()[0]}", code="E1107") from None
     return {o.name: v for o, v in zip(sess.get_outputs(), outs)}
+
+
+def _check_onnx_values(specs, inputs: dict, meta: dict) -> None:
+    """One size per symbolic dim, the asserts and the id ranges the export recorded."""
+    from nndsl.ir.symbols import check_id_range, check_json_constraints, range_from_json
+    env: dict[str, int] = {}
+    where: dict[str, tuple] = {}
+    for s in specs:
+        for ax, (d, n) in enumerate(zip(s.shape, inputs[s.name].shape)):
+            if not (isinstance(d, str) and d.isidentifier()):
+                continue
+            if d in env and env[d] != n:
+                other, oax = where[d]
+                raise InputError(f"dim `{d}` is {env[d]} in `{other}` (dim {oax}) and {n} "
+                                 f"in `{s.name}` (dim {ax})", code="E1102",
+                                 hint=f"inputs that share `{d}` must agree on its size")
+            env[d], where[d] = int(n), (s.name, ax)
+    for d, n in env.items():
+        if n < 1:
+            name, ax = where[d]
+            raise InputError(f"input `{name}` is empty: dim {ax} (`{d}`) is {n}",
+                             code="E1104", hint="every size must be at least 1")
+    try:
+        constraints = json.loads(meta.get("nndsl.constraints", "[]"))
+        ranges = json.loads(meta.get("nndsl.input_ranges", "{}"))
+    except ValueError:
+        return            # metadata someone else wrote: nothing to check against
+    if isinstance(constraints, list) and all(isinstance(c, list) and len(c) == 4
+                                             for c in constraints):
+        check_json_constraints(constraints, env, where)
+    if not isinstance(ranges, dict):
+        return
+    for name, rng in ranges.items():
+        if name not in inputs:
+            continue
+        try:
+            low, high = range_from_json(rng, env)
+        except (NndslError, TypeError, ValueError, IndexError, SyntaxError):
+            continue
+        check_id_range(name, inputs[name], low, high)
 
 
 def _example_feeds(specs, meta: dict, batch: int, seed: int) -> dict:
@@ -166,8 +252,13 @@ def describe(outputs: dict) -> str:
 
 
 def save_outputs(outputs: dict, path: Path) -> None:
+    """The outputs as an ``.npz`` archive (one ``NAME.npy`` per output, as ``numpy.savez``
+    writes them, whatever the names), written atomically."""
     buf = io.BytesIO()
-    np.savez(buf, **outputs)
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in outputs.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
     try:
         atomic_write_bytes(path, buf.getvalue())
     except (OSError, ValueError) as e:

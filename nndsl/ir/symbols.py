@@ -202,3 +202,141 @@ def _eval_text(text: str, env: dict) -> int:
             return ops[type(n.op)](ev(n.left), ev(n.right))
         raise ArgumentError(f"cannot read the id range bound `{text}`", code="E0223")
     return ev(ast.parse(text, mode="eval"))
+
+
+# ---- checking run-time inputs against the spec ----
+
+def check_inputs(graph: Graph, arrays: dict) -> dict[str, int]:
+    """Check input arrays (NumPy, by input name; any subset of the inputs) against what the
+    spec says of them before anything runs: ranks and fixed dims, one size per symbolic dim,
+    the spec's ``assert``s on symbolic dims, sizes of at least 1, and the id ranges of integer
+    inputs. Returns the symbols' values; raises :class:`InputError` naming the input, the bad
+    value (and its position) and what is allowed."""
+    from nndsl.errors import InputError
+    env: dict[str, int] = {}
+    where: dict[str, tuple] = {}         # symbol -> (input, axis) that sized it
+    typed = [(n, graph.node(n).type) for n in graph.inputs if n in arrays]
+    for name, t in typed:
+        shape = tuple(arrays[name].shape)
+        if len(shape) != t.rank:
+            raise InputError(f"input `{name}` must be {t} (rank {t.rank}), got shape "
+                             f"{list(shape)}", code="E1104")
+        for ax, (d, n) in enumerate(zip(t.shape, shape)):
+            if isinstance(d, int):
+                if d != n:
+                    raise InputError(f"input `{name}` must be {t}, got shape {list(shape)} "
+                                     f"(dim {ax} is {n}, not {d})", code="E1104")
+            elif d.symbols() == {str(d)}:
+                s = str(d)
+                if s in env and env[s] != n:
+                    other, oax = where[s]
+                    raise InputError(f"dim `{s}` is {env[s]} in `{other}` (dim {oax}) and {n} "
+                                     f"in `{name}` (dim {ax})", code="E1102",
+                                     hint=f"inputs that share `{s}` must agree on its size")
+                env[s], where[s] = n, (name, ax)
+    for name, t in typed:                 # dims computed from the symbols (2*T, H//2)
+        shape = tuple(arrays[name].shape)
+        for ax, (d, n) in enumerate(zip(t.shape, shape)):
+            if isinstance(d, SymDim) and d.symbols() != {str(d)}:
+                try:
+                    want = d.evaluate(env)
+                except KeyError:
+                    continue
+                if want != n:
+                    raise InputError(f"input `{name}` must be {t}: dim {ax} should be {d} = "
+                                     f"{want} at {_env_text(env)}, the array has {n}",
+                                     code="E1104")
+    for s, n in env.items():
+        if n < 1:
+            name, ax = where[s]
+            raise InputError(f"input `{name}` is empty: dim {ax} (`{s}`) is {n}",
+                             code="E1104", hint="every size must be at least 1")
+    for cond, msg, span in graph.meta.get("constraints", []):
+        try:
+            ok = check_constraint(cond, env)
+        except KeyError:                  # a symbol no given input sizes
+            continue
+        if not ok:
+            used = sorted(SymDim.lift(cond.left).symbols() |
+                          (SymDim.lift(cond.right).symbols()
+                           if not isinstance(cond.right, int) else set()))
+            sizes = ", ".join(f"`{s}` = {env[s]} (dim {where[s][1]} of `{where[s][0]}`)"
+                              for s in used if s in where)
+            raise InputError(f"the inputs break the spec's assert `{cond}`"
+                             + (f" ({msg})" if msg else "") + f": {sizes}",
+                             span=span, code="E1110",
+                             hint="resize the inputs so the assert holds")
+    empty = non_positive_dim(graph, env)
+    if empty is not None:
+        node, t, d, v = empty
+        raise InputError(f"inputs of these sizes ({_env_text(env)}) make `{node.name}` {t} "
+                         f"with {d} = {v}: a size must be at least 1", span=node.span,
+                         code="E1104", hint="the inputs are too small for the model")
+    ranges = graph.meta.get("input_ranges", {})
+    for name, _ in typed:
+        rng = ranges.get(name)
+        if rng is None:
+            continue
+        try:
+            low, high = concrete_range(rng, env)
+        except KeyError:
+            continue
+        check_id_range(name, arrays[name], low, high)
+    return env
+
+
+def check_id_range(name: str, arr, low: int, high: int) -> None:
+    """Every value of the integer array ``arr`` (the input ``name``) in ``[low, high)``."""
+    import numpy as np
+
+    from nndsl.errors import InputError
+    arr = np.asarray(arr)
+    if arr.size == 0 or not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+        return
+    bad = (arr < low) | (arr >= high)
+    if not bad.any():
+        return
+    pos = tuple(int(i) for i in np.argwhere(bad)[0])
+    count = int(bad.sum())
+    more = f" ({count:,} values are outside it)" if count > 1 else ""
+    raise InputError(f"input `{name}` holds {arr[pos]} at position {list(pos)}, outside its "
+                     f"id range [{low}, {high}){more}", code="E1111",
+                     hint=f"the ids of `{name}` index a table of {high - low} rows: each must "
+                          f"be from {low} to {high - 1}")
+
+
+# ---- the asserts on symbolic dims in an ONNX file's metadata ----
+# ``[left, op, right, message]`` with the dims as text (``T``, ``(H//2)``): ``run`` checks an
+# ``.onnx`` file's inputs against them as it checks a spec's.
+
+def constraint_to_json(cond, msg) -> list:
+    return [str(cond.left), cond.op, str(cond.right), msg]
+
+
+def check_json_constraints(items, env: dict, where: dict) -> None:
+    """Raise the error :func:`check_inputs` raises for the first broken constraint (as read
+    from the metadata) whose symbols ``env`` sizes; ``where``: symbol -> (input, axis)."""
+    from nndsl.errors import InputError
+    for left, op, right, msg in items:
+        try:
+            a, b = _eval_text(left, env), (_eval_text(right, env) if isinstance(right, str)
+                                           else int(right))
+        except ArgumentError:
+            continue
+        ok = {"divisible": lambda: a % b == 0, "not_divisible": lambda: a % b != 0,
+              "==": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b,
+              "<=": lambda: a <= b, ">": lambda: a > b, ">=": lambda: a >= b}.get(op)
+        if ok is None or ok():
+            continue
+        text = f"{left} % {right} {'==' if op == 'divisible' else '!='} 0" \
+            if op in ("divisible", "not_divisible") else f"{left} {op} {right}"
+        sizes = ", ".join(f"`{s}` = {env[s]} (dim {where[s][1]} of `{where[s][0]}`)"
+                          for s in sorted(where) if s in _names(text))
+        raise InputError(f"the inputs break the spec's assert `{text}`"
+                         + (f" ({msg})" if msg else "") + f": {sizes}", code="E1110",
+                         hint="resize the inputs so the assert holds")
+
+
+def _names(text: str) -> set:
+    import re
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))

@@ -18,7 +18,7 @@ from nndsl.backends.onnx.lowering import lower_graph
 from nndsl.errors import LoweringError
 from nndsl.fsutil import clean_stale_temps, create_temp, fsync_dir, remove_quietly, write_fd
 from nndsl.ir.graph import Graph
-from nndsl.ir.symbols import batch_symbols, bind_symbols, range_to_json
+from nndsl.ir.symbols import batch_symbols, bind_symbols, constraint_to_json, range_to_json
 from nndsl.ir.types import SymDim, storage_shape
 
 EXTERNAL_DATA_THRESHOLD = 1 << 30   # bytes of weights above which the model is saved with external data
@@ -122,6 +122,8 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: s
                                           graph.meta.get("input_ranges", {}).items()},
                                          sort_keys=True),
         "nndsl.input_dists": json.dumps(graph.meta.get("input_dists", {}), sort_keys=True),
+        "nndsl.constraints": json.dumps([constraint_to_json(c, msg) for c, msg, _ in
+                                         graph.meta.get("constraints", [])]),
     })
     return model
 
