@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 import nndsl
 from nndsl.backends.onnx import save
 from nndsl.cli import main
-from nndsl.fsutil import atomic_write_bytes, create_temp
+from nndsl.fsutil import atomic_write_bytes
 
 NET = """
 model net() {
@@ -147,7 +147,7 @@ def test_a_crash_between_the_renames_leaves_the_old_pair_working(tmp_path, compi
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in old)
 
 
-def test_a_crash_while_writing_the_data_leaves_nothing(tmp_path, compiled, monkeypatch):
+def test_a_failed_export_leaves_nothing(tmp_path, compiled, monkeypatch, capsys):
     import nndsl.backends.onnx.export as export
     path = tmp_path / "net.onnx"
 
@@ -158,6 +158,15 @@ def test_a_crash_while_writing_the_data_leaves_nothing(tmp_path, compiled, monke
     with pytest.raises(KeyboardInterrupt):
         _export(compiled, path, seed=1)
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    spec = tmp_path / "net.nn"                # and an export onto a folder: a clear error
+    spec.write_text(NET)
+    (tmp_path / "out.onnx").mkdir()
+    assert main(["compile", str(spec), "--to", "onnx", "-o", str(tmp_path / "out.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.nn", "out.onnx"]
+    assert list((tmp_path / "out.onnx").iterdir()) == []
 
 
 def test_files_get_the_mode_a_plain_open_gives(tmp_path, compiled):
@@ -172,6 +181,7 @@ def test_files_get_the_mode_a_plain_open_gives(tmp_path, compiled):
 
 
 def test_leftovers_of_killed_exports_are_removed_by_the_next_one(tmp_path, compiled):
+    from nndsl.fsutil import create_temp
     path = tmp_path / "net.onnx"
     dead = _dead_pid()
     leftovers = [tmp_path / f".net.onnx.{dead}.0123abcd.data.tmp",
@@ -201,16 +211,6 @@ def _dead_pid() -> int:
         except PermissionError:
             pass
         pid -= 1
-
-
-def test_an_export_onto_a_folder_is_a_clear_error(tmp_path, capsys):
-    spec = tmp_path / "net.nn"
-    spec.write_text(NET)
-    (tmp_path / "out.onnx").mkdir()
-    assert main(["compile", str(spec), "--to", "onnx", "-o", str(tmp_path / "out.onnx")]) == 1
-    err = capsys.readouterr().err
-    assert "cannot write" in err and "folder" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.nn", "out.onnx"]
 
 
 # ---- symbolic dims for FLOPs ----
