@@ -40,9 +40,9 @@ def compile_phases(blocks: int, width: int, opt: str, profile: str | None = None
     def timed(name, fn):
         if prof is not None and name == profile:
             prof.enable()
-        t = time.perf_counter()
+        t = time.process_time()
         out = fn()
-        times[name] = time.perf_counter() - t
+        times[name] = time.process_time() - t
         if prof is not None and name == profile:
             prof.disable()
         return out
@@ -55,7 +55,7 @@ def compile_phases(blocks: int, width: int, opt: str, profile: str | None = None
     timed("verify", lambda: verify(graph))
     run = timed("passes", lambda: run_pipeline(graph, opt))
     for r in run.records:
-        times["pass " + r.name] = r.seconds
+        times["pass " + r.name] = r.cpu_seconds
     if torch_too:
         from nndsl.backends.torch import GraphModule
         timed("torch", lambda: GraphModule(run.graph, seed=0))
@@ -71,10 +71,15 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=4, help="the stem width (64 in ResNet-50)")
     ap.add_argument("--opt", default="O1")
     ap.add_argument("--no-torch", action="store_true", help="skip lowering to torch")
+    ap.add_argument("--no-gc", action="store_true",
+                    help="with Python's cyclic garbage collector off (what it costs)")
     ap.add_argument("--profile", default=None,
                     help="cProfile this phase at the largest size (parse, elaborate, verify, "
                          "passes, torch)")
     args = ap.parse_args()
+    if args.no_gc:
+        import gc
+        gc.disable()
     rows = []
     sizes = sorted(args.blocks)
     for b in sizes:

@@ -27,6 +27,7 @@ from nndsl.elab.unused import UnusedMixin
 from nndsl.elab.values import Instance, SymCond, TensorVal
 from nndsl.errors import (ArgumentError, DefinitionError, LimitError, NndslError, NndslWarning,
                           ShapeError, Span, SpecAssertionError)
+from nndsl.gc_pause import paused_gc
 from nndsl.ir.dists import DISTRIBUTIONS, REQUIRED, signature
 from nndsl.ir.graph import Graph, Node
 from nndsl.ir.types import DTYPES, FLOAT_DTYPES, INT_DTYPES, SymDim, TensorType
@@ -101,7 +102,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
 
     # ------------------------------------------------------------------ entry
     def elaborate(self, model: str, overrides: dict | None = None) -> Graph:
-        with using(self.limits):
+        with using(self.limits), paused_gc():
             try:
                 return self._elaborate(model, overrides)
             except NndslError as err:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nndsl.errors import ArgumentError, NndslError, PassError
+from nndsl.gc_pause import paused_gc
 from nndsl.ir.graph import Body, Graph, body_of
 from nndsl.ir.verify import verify
 from nndsl.passes import cleanup, fold, fusion, inference
@@ -121,6 +122,7 @@ class PassRecord:
     changed: bool
     seconds: float
     graph: Graph
+    cpu_seconds: float = 0.0   # the CPU time of the pass and the verify after it
 
 
 @dataclass
@@ -136,6 +138,11 @@ def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_afte
     after the first pass of that name; ``on_pass`` sees every pass's result. ``before`` and
     ``after`` are :class:`Pass` es run before and after the level's own (compression:
     :mod:`nndsl.passes.compress`)."""
+    with paused_gc():
+        return _run_pipeline(graph, level, disable, stop_after, on_pass, before, after)
+
+
+def _run_pipeline(graph, level, disable, stop_after, on_pass, before, after) -> PipelineRun:
     if level not in PIPELINES:
         raise ArgumentError(f"unknown optimization level `{level}`", code="E0225",
                             hint="use one of " + ", ".join(PIPELINES))
@@ -159,7 +166,7 @@ def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_afte
              if p.name not in disable]
     for p in steps:
         name, fn = p.name, p.fn
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             out, changed = run_pass(fn, graph) if p.bodies else fn(graph)
             if changed or out is not graph:
@@ -175,7 +182,8 @@ def run_pipeline(graph: Graph, level: str = "O1", disable: tuple = (), stop_afte
                                  + "; disable it with --disable-pass " + name) from e
         if changed:
             _refresh_regions(out)
-        record = PassRecord(name, changed, time.perf_counter() - t0, out)
+        record = PassRecord(name, changed, time.perf_counter() - t0, out,
+                            time.process_time() - c0)
         run.records.append(record)
         if on_pass is not None:
             on_pass(record)

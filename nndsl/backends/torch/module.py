@@ -18,6 +18,7 @@ from torch import nn
 from nndsl.backends.torch.init import initial_value
 from nndsl.backends.torch.lowering import DTYPES, TORCH_LOWERINGS
 from nndsl.errors import InputError, LimitError, LoweringError, WeightsError
+from nndsl.gc_pause import paused_gc
 from nndsl.ir.derive import constant_value, is_constant
 from nndsl.ir.graph import Graph
 from nndsl.ir.ops import SIGNATURES
@@ -49,6 +50,10 @@ class GraphModule(nn.Module):
     """A compiled nndsl model. Call it with inputs by name or position, in declared order."""
 
     def __init__(self, graph: Graph, seed: int | None = 0):
+        with paused_gc():   # building a module of many nodes: see nndsl.gc_pause
+            self._build(graph, seed)
+
+    def _build(self, graph: Graph, seed: int | None) -> None:
         super().__init__()
         self.graph_name = graph.name
         self.input_names = list(graph.inputs)
