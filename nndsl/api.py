@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nndsl.elab import Elaborator, load_program
-from nndsl.errors import ArgumentError, DefinitionError
+from nndsl.errors import ArgumentError, DefinitionError, ParseError
 from nndsl.ir.graph import Graph
 from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.ops import flops as op_flops
@@ -61,7 +61,14 @@ def load(spec: str | Path | None = None, *, path: str | Path | None = None,
     if file_path is not None:
         file = str(file_path)
         return load_program(read_source(file_path, name=file), file, lib=lib), file
-    return load_program(text, "<string>", lib=lib, base=base), "<string>"
+    try:
+        return load_program(text, "<string>", lib=lib, base=base), "<string>"
+    except ParseError as e:
+        if spec is not None and "\n" not in text and "{" not in text:
+            # one line that is no spec: most likely a path that does not end in `.nn`
+            e.hint = (f"to read a file, give it as a path: nndsl.compile(path={text!r}); "
+                      "spec files end in `.nn`")
+        raise
 
 
 def compile_source(source: str, **options) -> "Compiled":

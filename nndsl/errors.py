@@ -20,6 +20,7 @@ renders the same way under a ``warning[W0101]`` header. Compiling succeeds with 
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 
 
@@ -141,7 +142,11 @@ _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\
 
 def _unsafe(c: str) -> bool:
     o = ord(c)
-    return (o < 0x20 and c != "\t") or 0x7f <= o <= 0x9f or c in _BIDI
+    if o < 0x80:
+        return (o < 0x20 and c != "\t") or o == 0x7f
+    # C1 controls, invisible format characters (zero-width spaces and joiners, the byte-order
+    # mark, bidirectional overrides), line and paragraph separators, surrogates
+    return c in _BIDI or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
 def escape_controls(text: str) -> str:

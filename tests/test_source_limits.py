@@ -12,7 +12,7 @@ import pytest
 
 import nndsl
 from nndsl.cli import main
-from nndsl.errors import LimitError, NndslError, ParseError
+from nndsl.errors import LimitError, NndslError, ParseError, escape_controls
 from nndsl.syntax.parser import MAX_SOURCE_BYTES, _lark, terminal_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,3 +205,50 @@ def test_paths_and_text_are_told_apart(tmp_path, capsys, monkeypatch):
         nndsl.compile(odd, source=MODEL)
     with pytest.raises(nndsl.SourceFileError, match="not a .nn file"):
         nndsl.compile(path=tmp_path / "notes.txt")
+
+
+# ---- look-alikes: what the eye reads is what the parser reads ----
+
+def test_a_keyword_run_into_a_name_is_an_error():
+    with pytest.raises(ParseError) as e:
+        nndsl.compile(source="modelfoo(t: int = 1) { input x: f32[N, 4]\n output y = x }")
+    assert e.value.code == "E0100" and (e.value.span.line, e.value.span.col) == (1, 1)
+    assert "`model foo`" in e.value.hint
+    with pytest.raises(ParseError) as e:
+        nndsl.compile(source="model m() { input x: f32[N, 4]\n"
+                             " h: for i inrange(2) { x = x |> relu }\n output y = x }")
+    assert (e.value.span.line, e.value.span.col) == (2, 11) and "`in range`" in e.value.hint
+    # names that merely start with a keyword are names
+    c = nndsl.compile(source="model m(inputs: int = 4) { input x: f32[N, inputs]\n"
+                             " modelled = x |> relu\n output y = modelled }")
+    assert c.param_count() == 0 and c.name == "m"
+
+
+def test_only_ascii_digits_make_numbers():
+    with pytest.raises(ParseError) as e:
+        nndsl.compile(source="model m() { input x: f32[N, 4]\n output y = x |> linear(\uff12) }")
+    assert e.value.code == "E0103" and (e.value.span.line, e.value.span.col) == (2, 25)
+    assert "U+FF12" in e.value.message and "ASCII digits" in e.value.hint
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path):
+    f = tmp_path / "bom.nn"
+    f.write_bytes(b"\xef\xbb\xbf" + MODEL.encode())
+    assert nndsl.compile(f).name == "m"
+    with pytest.raises(ParseError) as e:   # columns are counted without it
+        nndsl.compile(source="\ufeffmodel m() { input x: f32[N, 4]  output y = x |> relu( }")
+    assert (e.value.span.line, e.value.span.col) == (1, 55) and "column 53" in e.value.message
+
+
+def test_invisible_characters_are_shown_escaped():
+    with pytest.raises(ParseError) as e:
+        nndsl.compile(source="model m() { input x: f32[N, 4]\n output y = x |> relu\u200b }")
+    text = e.value.render()
+    assert "\\u200b" in text and "\u200b" not in text
+    assert escape_controls("a\ufeffb\u2029c\u00a0d") == "a\\ufeffb\\u2029c\u00a0d"
+
+
+def test_a_one_line_path_without_the_suffix_gets_a_hint():
+    with pytest.raises(ParseError) as e:
+        nndsl.compile("/dev/null")
+    assert "path='/dev/null'" in e.value.hint

@@ -31,9 +31,33 @@ def grammar_text() -> str:
     return importlib.resources.files("nndsl.grammars").joinpath("nndsl.lark").read_text("utf-8")
 
 
+class _KeywordEnds:
+    """A keyword must end where a word ends. Where the grammar expects only keywords (the top
+    level, or after a loop's target), the contextual lexer would otherwise split ``modelfoo``
+    into ``model`` and ``foo`` and accept a misspelling; here a keyword run straight into a
+    name or number is a located error."""
+
+    always_accept = ()
+
+    def process(self, stream):
+        prev = None
+        for tok in stream:
+            if (prev is not None and tok.start_pos == prev.end_pos and prev.type != "NAME"
+                    and prev.value.isalpha() and (tok.value[:1].isalnum() or tok.value[:1] == "_")):
+                raise _RunOn(prev, tok)
+            prev = tok
+            yield tok
+
+
+class _RunOn(Exception):
+    def __init__(self, keyword, tok):
+        self.keyword, self.tok = keyword, tok
+
+
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                postlex=_KeywordEnds())
 
 
 MAX_SOURCE_BYTES = 1 << 20   # 1 MiB: about 130 times the largest spec of the zoo (8 KB)
@@ -181,6 +205,8 @@ def _text_size(text: str, limit: int) -> int | None:
 def parse(text: str, file: str = "<string>") -> ast.Module:
     """Parse .nn source text into an :class:`ast.Module`; every span of it carries the text."""
     limit = max_source_bytes()
+    if text.startswith("\ufeff"):   # a byte-order mark some editors write: not part of the text
+        text = text[1:]
     size = _text_size(text, limit)
     if size is not None:
         raise too_large(file, size, limit)
@@ -195,6 +221,14 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
         tree = _lark().parse(text)
     except UnexpectedInput as e:
         raise _friendly(e, src) from None
+    except _RunOn as e:
+        kw, tok = e.keyword, e.tok
+        word = kw.value + tok.value
+        span = Span(file, kw.line, kw.column, tok.end_line, tok.end_column, src)
+        raise ParseError(f"`{_abbrev(word)}` runs the keyword `{kw.value}` into "
+                         f"`{_abbrev(tok.value)}`", span=span, code="E0100",
+                         hint=f"write a space after `{kw.value}`: `{kw.value} "
+                              f"{_abbrev(tok.value)}`") from None
     _check_depth(tree, src)
     try:
         return _ToAst(src).transform(tree)
@@ -287,6 +321,12 @@ def _friendly(e: UnexpectedInput, src: Source) -> ParseError:
         if ch == ";":
             return ParseError("unexpected `;`", span=span, code="E0103",
                               hint="statements need no separator: remove the `;`")
+        if ch.isdigit() or ch.isspace():   # a look-alike of an ASCII digit or space
+            what = "digit" if ch.isdigit() else "space"
+            return ParseError(f"unexpected character `{ch}` (U+{ord(ch):04X}), a non-ASCII "
+                              f"{what}", span=span, code="E0103",
+                              hint="numbers are written with the ASCII digits 0-9" if ch.isdigit()
+                              else "replace it with an ordinary space")
         expected = _describe(set(e.allowed or ()))
         return ParseError(f"unexpected character `{ch}`", span=span, code="E0103",
                           hint=f"expected {expected}" if expected else None)
