@@ -252,3 +252,13 @@ def test_a_one_line_path_without_the_suffix_gets_a_hint():
     with pytest.raises(ParseError) as e:
         nndsl.compile("/dev/null")
     assert "path='/dev/null'" in e.value.hint
+
+
+def test_a_parameter_declared_twice_is_an_error():
+    for src, col in [("model foo(t: int = 1, t: int = 2) { input x: f32[N, 4]\n output y = x }", 23),
+                     ("block b(t, t) { return t }\nmodel m() { input x: f32[N, 4]\n output y = x }",
+                      12)]:
+        with pytest.raises(nndsl.DefinitionError) as e:
+            nndsl.compile(source=src)
+        assert e.value.code == "E0501" and (e.value.span.line, e.value.span.col) == (1, col)
+        assert e.value.notes[0][1].col == (11 if col == 23 else 9)

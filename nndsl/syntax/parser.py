@@ -13,7 +13,7 @@ from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInpu
                              UnexpectedToken, VisitError)
 from lark.visitors import Transformer_NonRecursive
 
-from nndsl.errors import (LimitError, ParseError, Source, SourceFileError, SourceRegistry, Span,
+from nndsl.errors import (DefinitionError, LimitError, ParseError, Source, SourceFileError, SourceRegistry, Span,
                           source_lines)
 from nndsl.syntax import ast
 
@@ -233,7 +233,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     try:
         return _ToAst(src).transform(tree)
     except VisitError as e:   # a located mistake found while building the AST
-        if isinstance(e.orig_exc, (ParseError, LimitError)):
+        if isinstance(e.orig_exc, (ParseError, LimitError, DefinitionError)):
             raise e.orig_exc from None
         raise
 
@@ -476,7 +476,15 @@ class _ToAst(Transformer_NonRecursive):
                               name_span=_tok_span(self.src, ch[0]))
 
     def params(self, meta, ch):
-        return [c for c in ch if c is not None]
+        out = [c for c in ch if c is not None]
+        seen = {}
+        for p in out:
+            if p.name in seen:
+                raise DefinitionError(f"parameter `{p.name}` is declared twice", span=p.span,
+                                      code="E0501", notes=[("first declared here", seen[p.name])],
+                                      hint=f"rename or remove the second `{p.name}`")
+            seen[p.name] = p.span
+        return out
 
     def param(self, meta, ch):
         name, type_name, default = ch
