@@ -151,10 +151,13 @@ def test_a_failed_export_leaves_nothing(tmp_path, compiled, monkeypatch, capsys)
     import nndsl.backends.onnx.export as export
     path = tmp_path / "net.onnx"
 
-    def boom(*a, **k):
+    real = export.write_fd
+
+    def interrupted(fd, chunks):         # Ctrl-C once part of the data is on disk
+        real(fd, [next(iter(chunks))])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export, "_serialize_external", boom)
+    monkeypatch.setattr(export, "write_fd", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _export(compiled, path, seed=1)
     assert list(tmp_path.iterdir()) == []

@@ -135,8 +135,9 @@ _LEGACY_TEMP_DIR = re.compile(r"\.(.+)\.[a-z0-9_]{8}")   # tempfile.mkdtemp's, b
 
 
 def save(model: onnx.ModelProto, path: str | Path, external_threshold: int | None = None) -> list[Path]:
-    """Write ``model`` atomically; weights go to an external data file when they exceed the
-    threshold (tensors of 1 KiB or more; none if there are none). Returns the files written.
+    """Write ``model`` atomically; its weights go to an external data file when their size
+    exceeds the threshold (the graph's tensors of 1 KiB or more; no file if there are none).
+    Returns the files written.
 
     The data file is named ``PATH.HASH.data``, ``HASH`` from its contents, and the ``.onnx``
     file names it. The data file is renamed into place first and the ``.onnx`` file last, so
@@ -146,12 +147,11 @@ def save(model: onnx.ModelProto, path: str | Path, external_threshold: int | Non
     ``PATH`` (``PATH.*.data``, and ``PATH.data`` of earlier versions) are removed. An exception
     removes every temporary and the new data file; what a killed export leaves (named as
     :mod:`nndsl.fsutil` names temporaries) is removed by the next export to ``PATH``.
-    ``model`` is left as it was.
+    ``model`` is left as it was, and its weights are not copied but one tensor at a time.
     """
     path = Path(path)
     threshold = EXTERNAL_DATA_THRESHOLD if external_threshold is None else external_threshold
-    tensors = list(_initializers(model.graph))
-    size = sum(len(t.raw_data) for t in tensors)
+    size = sum(t.ByteSize() for t in _initializers(model.graph))
     external = size > threshold
     if not external and size > PROTOBUF_LIMIT:
         raise LoweringError(f"the weights ({size:,} bytes) do not fit in one .onnx file: "
@@ -164,16 +164,22 @@ def save(model: onnx.ModelProto, path: str | Path, external_threshold: int | Non
     folder = path.parent
     clean_stale_temps(path)
     _clean_legacy_temp_dirs(path)
-    moved = [t for t in tensors if len(t.raw_data) >= EXTERNAL_TENSOR_MIN] if external else []
-    data_path = folder / f"{path.name}.{_content_hash(moved)}.data" if moved else None
     temps: list[Path] = []
+    data_path = None
     placed = None     # the new data file, once renamed into place (removed if the .onnx is not)
     try:
-        if data_path is not None:
+        if external:
             fd, data_tmp = create_temp(path, "data")
             temps.append(data_tmp)
-            write_fd(fd, (t.raw_data for t in moved))
-            proto = _serialize_external(model, moved, data_path.name)
+            light, digest = _split_weights(model, fd)
+            if digest is not None:
+                data_path = folder / f"{path.name}.{digest}.data"
+                for t in light.graph.initializer:
+                    for entry in t.external_data:
+                        if entry.key == "location":
+                            entry.value = data_path.name
+            proto = light.SerializeToString()
+            del light
         else:
             proto = model.SerializeToString()
         fd, onnx_tmp = create_temp(path)
@@ -193,6 +199,8 @@ def save(model: onnx.ModelProto, path: str | Path, external_threshold: int | Non
         if placed is not None:
             remove_quietly(placed)
         raise
+    for tmp in temps:                        # (an empty data file, when nothing was moved)
+        remove_quietly(tmp)
     _remove_old_data(path, keep=data_path)
     return [path] if data_path is None else [path, data_path]
 
@@ -208,38 +216,51 @@ def _initializers(graph):
                 yield from _initializers(g)
 
 
-def _content_hash(tensors) -> str:
+def _copy_fields(src, dst, skip: str) -> None:
+    """Every field of the message ``src`` but ``skip``, into ``dst``."""
+    for field, value in src.ListFields():
+        if field.name == skip:
+            continue
+        if field.is_repeated:
+            getattr(dst, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(dst, field.name).CopyFrom(value)
+        else:
+            setattr(dst, field.name, value)
+
+
+def _split_weights(model: onnx.ModelProto, fd: int):
+    """``(light model, content hash or None)``: the model without the bytes of its graph's
+    tensors of 1 KiB or more, which are written to ``fd`` one after another (the light model's
+    tensors point into the file, under a location to fill in); None when none was moved.
+    Initializers of subgraphs (``Loop`` bodies) stay inside the model."""
+    light = onnx.ModelProto()
+    _copy_fields(model, light, "graph")
+    _copy_fields(model.graph, light.graph, "initializer")
     h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.name.encode() + b"\0" + len(t.raw_data).to_bytes(8, "little"))
-        h.update(t.raw_data)
-    return h.hexdigest()[:16]
+    state = {"offset": 0}
 
-
-def _serialize_external(model: onnx.ModelProto, moved: list, location: str) -> bytes:
-    """The model's bytes with ``moved`` tensors pointing into ``location`` (laid out one after
-    another, in order), without copying the weights: the tensors are changed in place for the
-    serialization and restored after it."""
-    saved = []
-    try:
-        offset = 0
-        for t in moved:
-            raw = t.raw_data
-            saved.append((t, raw))
-            t.ClearField("raw_data")
-            t.data_location = onnx.TensorProto.EXTERNAL
-            del t.external_data[:]
-            for key, value in (("location", location), ("offset", str(offset)),
+    def chunks():
+        for t in model.graph.initializer:
+            raw = t.raw_data                 # (a copy: one tensor at a time)
+            out = light.graph.initializer.add()
+            _copy_fields(t, out, "raw_data")
+            if len(raw) < EXTERNAL_TENSOR_MIN:
+                out.raw_data = raw
+                continue
+            h.update(t.name.encode() + b"\0" + len(raw).to_bytes(8, "little"))
+            h.update(raw)
+            out.data_location = onnx.TensorProto.EXTERNAL
+            del out.external_data[:]
+            for key, value in (("location", ""), ("offset", str(state["offset"])),
                                ("length", str(len(raw)))):
-                entry = t.external_data.add()
+                entry = out.external_data.add()
                 entry.key, entry.value = key, value
-            offset += len(raw)
-        return model.SerializeToString()
-    finally:
-        for t, raw in saved:
-            del t.external_data[:]
-            t.ClearField("data_location")
-            t.raw_data = raw
+            state["offset"] += len(raw)
+            yield raw
+
+    write_fd(fd, chunks())
+    return light, (h.hexdigest()[:16] if state["offset"] else None)
 
 
 def _remove_old_data(path: Path, keep: Path | None) -> None:
