@@ -84,6 +84,13 @@ def test_a_symbolic_dim_squared_in_a_loop(tmp_path, capsys):
     assert "bad.nn:4:21" in err
 
 
+@pytest.mark.parametrize("use", ['    assert false, l', "    k = sum(l)"])
+def test_a_list_that_shares_its_items_is_never_written_out(tmp_path, capsys, use):
+    """``l = [l, l]`` sixty times is tiny in memory but 2^60 items long when printed."""
+    err = _check(tmp_path, capsys, _model("    l = [1]\n    repeat 60 { l = [l, l] }\n" + use))
+    assert "a list of 2" in err and len(err) < 2000, err
+
+
 def test_the_limits_on_lists_follow_the_budget():
     e, _ = _elaborate(_model("    l = range(50)"), max_list=10)
     assert e.code == "E0603" and "range of 50 values (limit 10)" in e.message

@@ -115,7 +115,9 @@ class CallMixin:
                     try:
                         return callee.numeric(*vals)
                     except (TypeError, ValueError, ZeroDivisionError) as err:
-                        raise ArgumentError(f"`{callee.name}` on {', '.join(map(str, vals))}: "
+                        shown = ", ".join(_describe(v) if isinstance(v, tuple) else str(v)
+                                          for v in vals)
+                        raise ArgumentError(f"`{callee.name}` on {shown}: "
                                             f"{err}", span=span, code="E0212") from None
             args, complete = self._bind(callee.name, callee.params, pos, kw, span)
             if callee.weights:

@@ -298,7 +298,10 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
     def _assert(self, s: ast.AssertStmt, frame: Frame) -> None:
         cond = self._eval(s.cond, frame)
         msg = self._eval(s.message, frame) if s.message is not None else None
-        msg = str(msg) if msg is not None else None
+        # a message is written out: a list (possibly nested, sharing items, so exponentially
+        # long when printed) is described instead
+        msg = None if msg is None else msg if isinstance(msg, str) else \
+            str(msg) if isinstance(msg, (int, float, SymDim)) else _describe(msg)
         if isinstance(cond, SymCond):
             self.root.meta["constraints"].append((cond, msg, s.span))
             return
