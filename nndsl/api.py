@@ -16,6 +16,7 @@ from nndsl.ir.printer import print_graph
 from nndsl.ir.symbols import bind_symbols, concrete_range, symbols
 from nndsl.ir.types import SymDim, TensorType, evaluate_dim
 from nndsl.passes import run_pipeline
+from nndsl.limits import DEFAULT, QUIET, Limits, Progress
 from nndsl.syntax import read_source
 
 
@@ -84,7 +85,8 @@ def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
             keep: tuple = (), prune_scopes: tuple | None = None, prune_exclude: tuple = (),
             qat: str | None = None, calibrate=None, observer: str | None = None,
             calibrate_samples: int = 256, weights=None,
-            optimize_section: bool = True) -> "Compiled":
+            optimize_section: bool = True, limits: Limits | None = None,
+            progress: Progress | None = None) -> "Compiled":
     """Compile a ``.nn`` spec to a :class:`Compiled` model.
 
     The spec is a file, ``path=`` (a ``str`` or :class:`pathlib.Path`), or its text,
@@ -137,7 +139,11 @@ def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
             raise DefinitionError(f"`optimize {o.model}`: the file has no model `{o.model}`",
                                   span=o.name_span or o.span, code="E0512",
                                   hint="its models: " + ", ".join(models))
-    elaborator = Elaborator(program)
+    if limits is not None and not isinstance(limits, Limits):
+        raise ArgumentError(f"limits= is an nndsl.limits.Limits, not {type(limits).__name__}",
+                            code="E0228", hint="nndsl.compile(..., limits=Limits(max_nodes=500_000))")
+    progress = progress if progress is not None else QUIET
+    elaborator = Elaborator(program, limits, progress)
     graph = elaborator.elaborate(model, program.params_for(model, params or {}) or None)
     warnings = _train_reads(elaborator.warnings, program.train_section(model))
     given = {"quantize": quantize, "group": group, "prune": prune, "keep": tuple(keep),
@@ -148,6 +154,7 @@ def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
     if weights is not None:
         _check_weights(graph, weights)
     run = run_pipeline(graph, opt, tuple(disable), stop_after=after,
+                       on_pass=lambda rec: progress.phase(f"pass {rec.name}"),
                        before=compression.before(lambda: _spec_arrays(graph, weights)),
                        after=compression.after(lambda: _spec_arrays(graph, weights)))
     if compression.calibrate is not None:
@@ -489,9 +496,17 @@ class Compiled:
         gen = torch.Generator().manual_seed(seed)
         ranges = self.graph.meta.get("input_ranges", {})
         dists = self.graph.meta.get("input_dists", {})
+        limit = self.graph.meta.get("limits", DEFAULT).max_input_bytes
         return {name: draw([evaluate_dim(d, env) for d in tt.shape], tt.dtype, dists.get(name),
-                           concrete_range(ranges.get(name), env), gen)
+                           concrete_range(ranges.get(name), env), gen, name=name, limit=limit,
+                           span=self._input_span(name))
                 for name, tt in self.input_types.items()}
+
+    def _input_span(self, name: str):
+        try:
+            return self.graph.node(name).span
+        except KeyError:
+            return None
 
     @property
     def random_inputs(self) -> dict:

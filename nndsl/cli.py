@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nndsl.errors import ArgumentError, NndslError
 from nndsl.fsutil import write_error
+from nndsl.limits import DEFAULT, LIMITS, Limits, Progress, parse_size, show
 
 EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
 
@@ -56,9 +57,30 @@ def _dims(pairs: list[str]) -> dict:
     return out
 
 
+def _limit(flag: str):
+    def parse(text: str) -> int:
+        try:
+            return parse_size(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} expects a positive number (sizes may end in K, M, G or T), "
+                f"got {text!r}") from None
+    return parse
+
+
+def _limits(args) -> Limits:
+    return DEFAULT.with_(**{name: getattr(args, name, None) for name in LIMITS})
+
+
+def _progress() -> Progress:
+    """A note on stderr when a compilation runs past a few seconds, and every few seconds on."""
+    return Progress(lambda m: print(f"note: {m}", file=sys.stderr, flush=True))
+
+
 def _compile(args, opt: str | None = None):
     import nndsl
     c = nndsl.compile(path=args.spec, lib=tuple(args.lib or ()), model=args.model,
+                      limits=_limits(args), progress=_progress(),
                       params=_params(args.param),
                       opt=opt or args.opt, disable=tuple(getattr(args, "disable_pass", None) or ()),
                       after=getattr(args, "after", None), quantize=args.quantize,
@@ -386,6 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="never prune these scopes (repeatable)")
         c.add_argument("--keep", action="append", metavar="SCOPE",
                        help="leave this scope in float when quantizing (repeatable)")
+        lim = p.add_argument_group("limits (raise them for a spec that needs more)")
+        for info in LIMITS.values():
+            default = show(info.name, getattr(DEFAULT, info.name))
+            lim.add_argument(info.flag, dest=info.name, type=_limit(info.flag), default=None,
+                             metavar="N" if info.unit == "count" else "SIZE",
+                             help=f"{info.what} (default {default}"
+                                  + ("; SIZE as 512M, 64G" if info.unit == "bytes" else "") + ")")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help=argparse.SUPPRESS)   # after the command too; never resets it
         return p
@@ -407,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", default="torch", choices=["torch", "onnx"], help="backend")
     p.add_argument("-o", "--output", help="output directory (torch) or .onnx file")
     p.add_argument("--external-data-threshold", type=int, default=None, metavar="BYTES",
-                   help="ONNX: weights larger than this go to FILE.onnx.data (default 1 GiB)")
+                   help="ONNX: weights larger than this go to FILE.onnx.HASH.data (default 1 GiB)")
     p.set_defaults(fn=cmd_compile)
     p = spec_cmd("run", "run a spec (torch) or an .onnx file (onnxruntime) on inputs")
     p.add_argument("--input", action="append", metavar="NAME=FILE.npy|FILE.npz",

@@ -255,3 +255,40 @@ def test_progress_hears_the_graph_grow():
     assert len(seen) >= 5 and seen[0].startswith("elaborating: 64 nodes, "), seen
     progress.phase("pass cse")
     assert seen[-1].startswith("pass cse, ")
+
+
+# 5. raising them: the command line's flags and compile(limits=...) ------------------------------
+
+def test_the_command_line_raises_and_lowers_the_node_budget(tmp_path, capsys):
+    f = tmp_path / "long.nn"
+    f.write_text(_model("    h: repeat 300 { x = x |> relu }"))
+    assert main(["check", str(f), "--max-nodes", "100"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error[E0607]: the model grows past 100 graph nodes"), err
+    assert "`--max-nodes 200`" in err and "Traceback" not in err
+    assert main(["check", str(f), "--max-nodes", "1_000"]) == 0
+    capsys.readouterr()
+    assert main(["check", str(f), "--max-nodes", "lots"]) == 2   # a usage error
+    assert "--max-nodes expects a positive number" in capsys.readouterr().err
+
+
+def test_compile_takes_limits_and_progress():
+    text = _model("    h: repeat 300 { x = x |> relu }")
+    with pytest.raises(LimitError) as e:
+        nndsl.compile(source=text, limits=Limits(max_nodes=100))
+    assert e.value.code == "E0607"
+    seen = []
+    progress = Progress(seen.append, after=0.0, interval=0.0)
+    nndsl.compile(source=text, progress=progress)
+    assert any(m.startswith("pass ") for m in seen), seen
+    with pytest.raises(nndsl.ArgumentError):
+        nndsl.compile(source=text, limits={"max_nodes": 100})
+
+
+def test_a_raised_input_limit_is_what_example_inputs_use():
+    text = "model m() {\n    input x: f32[N, 1024]\n    output y = x |> relu\n}\n"
+    assert nndsl.compile(source=text).example_inputs(batch=2)["x"].shape == (2, 1024)
+    c = nndsl.compile(source=text, limits=Limits(max_input_bytes=4096))
+    with pytest.raises(LimitError) as e:
+        c.example_inputs(batch=2)
+    assert e.value.code == "E0609" and e.value.span.line == 2 and "`x`" in e.value.message

@@ -112,7 +112,7 @@ def test_chained_imports_have_a_depth_limit(tmp_path, capsys):
                                            "block b() { input x: f32[N]  return x }\n")
     (tmp_path / "main.nn").write_text('import "f0.nn"\n' + MODEL)
     rc, err = _check(capsys, tmp_path / "main.nn")
-    assert rc == 1 and err.startswith("error[E0607]: imports nested more than 64 files deep"), err
+    assert rc == 1 and err.startswith("error[E0613]: imports nested more than 64 files deep"), err
     assert re.search(r" --> .*f\d+\.nn:1:1", err) and "RecursionError" not in err
 
 

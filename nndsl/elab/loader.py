@@ -185,7 +185,7 @@ def _read_import(imp: ast.Import, module: ast.Module, shown: str, real: Path,
                  reading: _Reading) -> ast.Module:
     if reading.files >= MAX_IMPORTED_FILES:
         raise LimitError(f"the program imports more than {MAX_IMPORTED_FILES} files",
-                         span=imp.span, code="E0608",
+                         span=imp.span, code="E0614",
                          hint="a hand-written program imports a few files; check how these "
                               "imports are generated")
     try:
@@ -194,7 +194,7 @@ def _read_import(imp: ast.Import, module: ast.Module, shown: str, real: Path,
         total = 2 * max_source_bytes()
         if reading.size + size > total:
             raise LimitError(f"the program's files add up to more than {total:,} bytes "
-                             f"(twice the limit of one file)", code="E0608",
+                             f"(twice the limit of one file)", code="E0614",
                              hint="the environment variable NNDSL_MAX_SOURCE_BYTES raises the "
                                   "limit of one file, and this one with it")
         reading.files += 1
@@ -224,7 +224,7 @@ def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str],
     for imp in module.imports:
         if len(stack) > MAX_IMPORT_DEPTH:
             raise LimitError(f"imports nested more than {MAX_IMPORT_DEPTH} files deep",
-                             span=imp.span, code="E0607",
+                             span=imp.span, code="E0613",
                              hint="import the files from one place instead of through a chain")
         if imp.is_file:
             shown, real = _locate(imp, module, reading)
