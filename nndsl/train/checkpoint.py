@@ -29,6 +29,11 @@ from nndsl.errors import TrainError
 from nndsl.fsutil import atomic_write_bytes, atomic_write_text
 
 
+MAX_STATE_JSON = 1 << 30    # no state nndsl writes comes near this
+DAMAGED = ("the run folder was changed or damaged since nndsl wrote it; resume an intact run, "
+           "or start again (init = \"RUN/checkpoints/best.safetensors\" keeps its weights)")
+
+
 def pack(obj, tensors: dict | None = None, prefix: str = "t"):
     """``obj`` as JSON-able data plus a dict of tensors it refers to by key."""
     import torch
@@ -52,19 +57,65 @@ def pack(obj, tensors: dict | None = None, prefix: str = "t"):
     raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint")
 
 
-def unpack(data, tensors: dict):
+class BadState(ValueError):
+    """A checkpoint's state that :func:`pack` cannot have written: ``where`` is its field."""
+
+    def __init__(self, where: str, message: str):
+        super().__init__(f"`{where}` {message}")
+        self.where, self.message = where, message
+
+
+def unpack(data, tensors: dict, where: str = "state"):
+    """The inverse of :func:`pack`; :class:`BadState` for anything it cannot have written."""
     if isinstance(data, list):
-        return [unpack(v, tensors) for v in data]
+        return [unpack(v, tensors, f"{where}[{i}]") for i, v in enumerate(data)]
     if isinstance(data, dict):
-        if "__tensor__" in data:
-            return tensors[data["__tensor__"]]
-        if "__dict__" in data:
-            return {k: unpack(v, tensors) for k, v in data["__dict__"].items()}
-        if "__pairs__" in data:
-            return {unpack(k, tensors): unpack(v, tensors) for k, v in data["__pairs__"]}
-        if "__tuple__" in data:
-            return tuple(unpack(v, tensors) for v in data["__tuple__"])
+        if len(data) != 1:
+            raise BadState(where, "is not a value a checkpoint holds")
+        (tag, inner), = data.items()
+        if tag == "__tensor__":
+            if not isinstance(inner, str) or inner not in tensors:
+                raise BadState(where, f"names the tensor {json.dumps(inner)[:80]}, which the "
+                                      f"state tensors file does not hold")
+            return tensors[inner]
+        if tag == "__dict__":
+            if not isinstance(inner, dict):
+                raise BadState(where, "is not a value a checkpoint holds")
+            return {k: unpack(v, tensors, f"{where}.{k}") for k, v in inner.items()}
+        if tag == "__pairs__":
+            if not isinstance(inner, list) or not all(isinstance(kv, list) and len(kv) == 2
+                                                      for kv in inner):
+                raise BadState(where, "is not a value a checkpoint holds")
+            out = {}
+            for k, v in inner:
+                key = unpack(k, tensors, where)
+                if not isinstance(key, (int, float, str, bool, tuple)) and key is not None:
+                    raise BadState(where, "has a key a checkpoint never holds")
+                out[key] = unpack(v, tensors, f"{where}.{key}")
+            return out
+        if tag == "__tuple__":
+            if not isinstance(inner, list):
+                raise BadState(where, "is not a value a checkpoint holds")
+            return tuple(unpack(v, tensors, f"{where}[{i}]") for i, v in enumerate(inner))
+        raise BadState(where, "is not a value a checkpoint holds")
     return data
+
+
+def _writes(fn):
+    """``fn`` with a failed write (a full disk, a folder removed or made read-only) turned
+    into a clear error naming the path."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return fn(path, *args, **kwargs)
+        except OSError as e:
+            where = e.filename or path
+            raise TrainError(f"cannot write {where}: {e.strerror or e}", code="E1228",
+                             hint="check that the run folder is writable and the disk has "
+                                  "room; the files already written are complete") from None
+    return wrapper
 
 
 def _save_tensors(path: Path, tensors: dict, metadata: dict) -> None:
@@ -78,6 +129,7 @@ def weights_for_file(state_dict) -> dict:
     return {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
 
 
+@_writes
 def save_checkpoint(folder: Path, tag: str, weights: dict, state: dict, token: str) -> None:
     """Write ``tag``'s three files: state tensors, weights, then the JSON (last)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,8 +150,16 @@ def load_checkpoint(folder: Path, tag: str = "last") -> tuple[dict, dict]:
     if missing:
         raise TrainError(f"no checkpoint to resume: {missing[0]} is missing", code="E1218",
                          hint="resume a run folder written by `nndsl train --out DIR`")
+    from nndsl.train.paths import regular_file
+    for p in paths:
+        regular_file(p, "the checkpoint file", "E1218",
+                     limit=MAX_STATE_JSON if p.suffix == ".json" else None)
     try:
         meta = json.loads(paths[2].read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("token"), str) or \
+                "state" not in meta:
+            raise TrainError(f"{paths[2]} is not a checkpoint's state: it needs an object "
+                             f"with `token` and `state`", code="E1218", hint=DAMAGED)
         out = []
         for p in paths[:2]:
             with safe_open(str(p), framework="pt") as f:
@@ -111,15 +171,53 @@ def load_checkpoint(folder: Path, tag: str = "last") -> tuple[dict, dict]:
                                      hint=f"resume from {folder / 'best.safetensors'} with "
                                           f"init, or start again")
                 out.append({k: f.get_tensor(k) for k in f.keys()})
-    except (OSError, ValueError, SafetensorError, json.JSONDecodeError) as e:
-        raise TrainError(f"cannot read the checkpoint in {folder}: {e}", code="E1218") from None
+    except UnicodeDecodeError:
+        raise TrainError(f"cannot read {paths[2]}: it is not UTF-8 JSON", code="E1218",
+                         hint=DAMAGED) from None
+    except json.JSONDecodeError as e:
+        raise TrainError(f"cannot read {paths[2]}: not valid JSON (line {e.lineno}, column "
+                         f"{e.colno})", code="E1218", hint=DAMAGED) from None
+    except RecursionError:
+        raise TrainError(f"cannot read {paths[2]}: nested too deeply", code="E1218",
+                         hint=DAMAGED) from None
+    except (OSError, ValueError, SafetensorError) as e:
+        raise TrainError(f"cannot read the checkpoint in {folder}: {e}", code="E1218",
+                         hint=DAMAGED) from None
     weights, tensors = out
-    return weights, unpack(meta["state"], tensors)
+    try:
+        state = unpack(meta["state"], tensors)
+    except BadState as e:
+        raise TrainError(f"{paths[2]}: {e}", code="E1218", hint=DAMAGED) from None
+    except RecursionError:
+        raise TrainError(f"cannot read {paths[2]}: nested too deeply", code="E1218",
+                         hint=DAMAGED) from None
+    return weights, state
+
+
+@_writes
+def read_json(path: Path, what: str, limit: int = MAX_STATE_JSON):
+    """A JSON file of a run folder: a regular file, not too large, valid JSON."""
+    from nndsl.train.paths import regular_file
+    regular_file(path, what, "E1218", limit=limit)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise TrainError(f"cannot read {path}: it is not UTF-8 JSON", code="E1218",
+                         hint=DAMAGED) from None
+    except json.JSONDecodeError as e:
+        raise TrainError(f"cannot read {path}: not valid JSON (line {e.lineno}, column "
+                         f"{e.colno})", code="E1218", hint=DAMAGED) from None
+    except RecursionError:
+        raise TrainError(f"cannot read {path}: nested too deeply", code="E1218",
+                         hint=DAMAGED) from None
+    except OSError as e:
+        raise TrainError(f"cannot read {path}: {e.strerror or e}", code="E1218") from None
 
 
 def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
+@_writes
 def write_metrics(path: Path, history: list) -> None:
     atomic_write_text(path, "".join(json.dumps(r, allow_nan=True) + "\n" for r in history))

@@ -9,6 +9,7 @@ AST (numbers, strings, booleans, lists), never evaluated as Python.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,6 +27,7 @@ class Choice:
     positional: tuple = ()          # keywords that may also be given by position, in order
     nested: tuple = ()              # keywords whose value is itself a choice of the same table
     check: Callable | None = None   # (args) -> message or None
+    ranges: dict = field(default_factory=dict)   # keyword -> (low, high[, low excluded])
 
 
 @dataclass
@@ -61,12 +63,22 @@ def literal(e):
     if isinstance(e, ast.BinOp) and e.op in ("+", "-", "*", "/", "**"):
         a, b = literal(e.left), literal(e.right)
         if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b)):
+            if e.op == "**" and isinstance(a, int) and isinstance(b, int) and abs(a) > 1 \
+                    and b > 0 and b * math.log2(abs(a)) > 1020:
+                raise TrainError(f"{a} ** {b} is too large a number", span=e.span,
+                                 code="E1211", hint="no train-section value needs more than "
+                                                    "300 digits")
             ops = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
                    "/": lambda: a / b, "**": lambda: a ** b}
             try:
-                return ops[e.op]()
+                v = ops[e.op]()
             except (OverflowError, ZeroDivisionError):
-                pass
+                v = None
+            if isinstance(v, int) and v.bit_length() > 1020:
+                raise TrainError("the number is too large", span=e.span, code="E1211",
+                                 hint="no train-section value needs more than 300 digits")
+            if v is not None:
+                return v
     raise NotConstant(e)
 
 
@@ -124,6 +136,8 @@ def pick(e, table: dict, what: str, code: str) -> Picked:
             raise TrainError(f"`{k}` of {name} must be a constant", span=aspan,
                              code="E1211") from None
         out[k] = _coerce(name, k, v, default, aspan)
+        if k in choice.ranges:
+            _in_range(name, k, out[k], choice.ranges[k], aspan)
     if choice.check is not None:
         msg = choice.check(out)
         if msg:
@@ -136,6 +150,8 @@ def _coerce(name: str, k: str, v, default, span: Span):
         return TrainError(f"`{k}` of {name} must be {want}, got {_show(v)}", span=span,
                           code="E1211")
     is_num = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise bad("a finite number")
     if isinstance(default, bool):
         if not isinstance(v, bool):
             raise bad("true or false")
@@ -165,6 +181,18 @@ def _coerce(name: str, k: str, v, default, span: Span):
     return v
 
 
+def _in_range(name: str, k: str, v, rng: tuple, span: Span) -> None:
+    low, high = rng[0], rng[1]
+    open_low = len(rng) > 2 and rng[2]
+    if (v > low if open_low else v >= low) and v <= high:
+        return
+    if isinstance(low, int) and not open_low:
+        want = f"an integer from {low:,} to {high:,}"
+    else:
+        want = f"a number {'>' if open_low else '>='} {low:g} and <= {high:g}"
+    raise TrainError(f"`{k}` of {name} must be {want}, got {_show(v)}", span=span, code="E1211")
+
+
 def _show(v) -> str:
     """A value the way the spec would write it (for messages)."""
     if isinstance(v, bool):
@@ -175,6 +203,8 @@ def _show(v) -> str:
         return "[" + ", ".join(_show(x) for x in v) + "]"
     if isinstance(v, str):
         return f'"{v}"'
+    if isinstance(v, int) and abs(v) >= 10**30:
+        return f"{'-' * (v < 0)}a {len(str(abs(v)))}-digit number"
     return repr(v)
 
 

@@ -384,11 +384,17 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
                                  f"to {high - 1:,}, got {val}", code="E1210")
             setattr(cfg, k, val)
     if o.get("lr") is not None:
-        if not o["lr"] > 0:
-            raise TrainError(f"--lr must be positive, got {o['lr']}", code="E1210")
+        lr = o["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
+                or not lr > 0:
+            raise TrainError(f"--lr must be a positive finite number, got {lr}", code="E1210",
+                             hint="for example --lr 1e-3")
         cfg.optimizer = optim.with_lr(cfg.optimizer, o["lr"])
     if o.get("device") is not None:
-        cfg.device = o["device"]
+        dev = o["device"]
+        if not isinstance(dev, str) or dev.split(":")[0] not in DEVICES:
+            raise TrainError(f"--device must be auto, cpu or cuda, got {dev!r}", code="E1210")
+        cfg.device = dev
     for k in ("amp", "compile", "checkpoint"):
         if o.get(k):
             setattr(cfg, k, True)

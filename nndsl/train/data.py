@@ -27,6 +27,7 @@ from pathlib import Path
 from nndsl.errors import Span, TrainError
 from nndsl.ir.types import FLOAT_DTYPES, TensorType
 from nndsl.train.choices import Choice
+from nndsl.train.paths import spec_path
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,78 @@ BUILTINS: dict[str, BuiltinSet] = {b.name: b for b in [
                "adjacency matrix): class c has c + 1 communities"),
 ]}
 
-# arguments of the generated sets (the bundled ones take none)
+MAX_SAMPLES = 2**31 - 1
+
+# arguments of the generated sets (the bundled ones take none), with their valid ranges
 DATASETS: dict[str, Choice] = {
     **{n: Choice(n, {}, b.doc) for n, b in BUILTINS.items() if b.samples is not None},
-    "blobs": Choice("blobs", {"n": 1000, "classes": 3, "spread": 1.0}, BUILTINS["blobs"].doc),
-    "sequences": Choice("sequences", {"n": 2000, "length": 20}, BUILTINS["sequences"].doc),
-    "graphs": Choice("graphs", {"n": 600, "classes": 3, "nodes": 16}, BUILTINS["graphs"].doc),
+    "blobs": Choice("blobs", {"n": 1000, "classes": 3, "spread": 1.0}, BUILTINS["blobs"].doc,
+                    ranges={"n": (1, MAX_SAMPLES), "classes": (1, 65536),
+                            "spread": (0.0, 1e6, True)}),
+    "sequences": Choice("sequences", {"n": 2000, "length": 20}, BUILTINS["sequences"].doc,
+                        ranges={"n": (1, MAX_SAMPLES), "length": (1, 2**20)}),
+    "graphs": Choice("graphs", {"n": 600, "classes": 3, "nodes": 16}, BUILTINS["graphs"].doc,
+                     ranges={"n": (1, MAX_SAMPLES), "classes": (1, 1024), "nodes": (1, 4096)}),
 }
+
+SMALLER = {"blobs": "ask for fewer samples (n)",
+           "sequences": "ask for fewer or shorter sequences (n, length)",
+           "graphs": "ask for fewer or smaller graphs (n, nodes)"}
+
+# how much data training holds in memory, at most: generated sets and files alike
+DEFAULT_MAX_DATA_BYTES = 4 << 30
+MAX_BYTES_ENV = "NNDSL_MAX_DATA_BYTES"
+
+
+def max_data_bytes() -> int:
+    import os
+    text = os.environ.get(MAX_BYTES_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_MAX_DATA_BYTES
+    try:
+        v = int(text.strip())
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise TrainError(f"{MAX_BYTES_ENV}={text!r} is not a positive number of bytes",
+                         code="E1229", hint=f"for example {MAX_BYTES_ENV}={8 << 30} for 8 GiB")
+    return v
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**28 else f"{n / 2**20:,.1f} MiB"
+
+
+def check_size(nbytes: int, what: str, span: Span | None, hint: str | None = None) -> None:
+    """Refuse to hold more than :func:`max_data_bytes` of data."""
+    limit = max_data_bytes()
+    if nbytes > limit:
+        raise data_error(f"{what} would take {_gib(nbytes)} of memory, more than the limit of "
+                         f"{_gib(limit)}", span,
+                         (hint + "; or " if hint else "") + f"raise the limit with the "
+                         f"environment variable {MAX_BYTES_ENV}=BYTES", code="E1229")
+
+
+def generated_bytes(name: str, args: dict, inputs: dict) -> int:
+    """The memory a generated set takes (its arrays and the largest intermediate)."""
+    if name == "graphs":
+        fa = graph_inputs(inputs)
+        if fa is None:
+            return 0
+        ft = inputs[fa[0]]
+        v = _static(ft.shape[1]) or int(args["nodes"])
+        f = _static(ft.shape[2]) or 4
+        return int(args["n"]) * (v * v * (4 + 4 + 1) + v * f * 4 + 8)
+    if len(inputs) != 1:
+        return 0
+    itype = next(iter(inputs.values()))
+    if name == "blobs":
+        feats = _static(itype.shape[1]) if itype.rank == 2 else None
+        return int(args["n"]) * ((feats or 1) * (8 + 4) + 8 + 8)
+    if name == "sequences":
+        t = _static(itype.shape[1]) if itype.rank == 2 else None
+        return int(args["n"]) * ((t or int(args["length"])) * 8 * 2 + 16)
+    return 0
 
 
 def graph_inputs(inputs: dict):
@@ -88,6 +154,9 @@ def check_builtin(name: str, args: dict, inputs: dict, targets: dict, loss_info,
                   span) -> None:
     """Compile-time checks of a built-in set against the model's input and the targets."""
     b = BUILTINS[name]
+    if b.samples is None:
+        check_size(generated_bytes(name, args, inputs), f"`{name}` with these sizes", span,
+                   SMALLER[name])
     if b.kind == "graph":
         if graph_inputs(inputs) is None:
             raise data_error(f"`{name}` gives node features [N, V, F] and an adjacency matrix "
@@ -117,6 +186,13 @@ def check_builtin(name: str, args: dict, inputs: dict, targets: dict, loss_info,
     if b.kind == "sequence" and (itype.dtype in FLOAT_DTYPES or itype.rank != 2):
         raise data_error(f"`{name}` gives token ids, but the model's input `{iname}` is {itype}",
                          span, f"declare `input {iname}: i64[N, T]`")
+    if b.kind == "sequence" and isinstance(itype.shape[1], int) and \
+            args.get("length", itype.shape[1]) not in (itype.shape[1],
+                                                        DATASETS[name].kwargs["length"]):
+        raise data_error(f"`{name}(length={args['length']})` does not fit the model's input "
+                         f"`{iname}`: {itype}, {itype.shape[1]} tokens per sequence", span,
+                         f"leave out `length` (it follows the input), or declare "
+                         f"`input {iname}: {itype.dtype}[N, T]`")
     if len(targets) > 1:
         raise data_error(f"`{name}` gives one target, but the train section declares "
                          f"{len(targets)}: {', '.join(targets)}", span)
@@ -168,6 +244,14 @@ class Data:
     notes: list = field(default_factory=list)
     source: str = ""
     standardize: tuple = ()     # names of inputs to standardize with training statistics
+    locate: object = None       # (name, flat index) -> where that value is, for messages
+
+    def where(self, name: str, flat: int) -> str:
+        if self.locate is not None:
+            return self.locate(name, flat)
+        shape = tuple(self.arrays[name].shape)
+        sample = flat // max(1, math.prod(shape[1:]))
+        return f"`{self.source}`, `{name}` of sample {sample}"
 
 
 def _static(d) -> int | None:
@@ -180,9 +264,7 @@ def load(spec: dict, inputs: dict, targets: dict, seed: int, span: Span | None,
     with ``inputs`` and training ``targets`` (name -> TensorType); ``ranges`` are the valid
     id ranges of integer inputs (from the graph)."""
     if "path" in spec:
-        p = Path(spec["path"])
-        if not p.is_absolute() and base is not None and not p.exists():
-            p = base / p
+        p = spec_path(spec["path"], base, span, "data", "E1215", folder=True)
         return _load_path(p, inputs, targets, span)
     return _load_builtin(spec["name"], spec.get("args", {}), inputs, targets, seed, span,
                          ranges or {})
@@ -191,6 +273,9 @@ def load(spec: dict, inputs: dict, targets: dict, seed: int, span: Span | None,
 def _load_builtin(name, args, inputs, targets, seed, span, ranges) -> Data:
     import numpy as np
     import torch
+    if BUILTINS[name].samples is None:
+        check_size(generated_bytes(name, args, inputs), f"`{name}` with these sizes", span,
+                   SMALLER[name])
     if name == "graphs":
         return _graphs(args, inputs, targets, seed)
     (iname, itype), = inputs.items()
@@ -317,40 +402,49 @@ def _fit_labels(y, t: TensorType):
 
 
 def _load_path(p: Path, inputs, targets, span) -> Data:
+    import zipfile
+
     import numpy as np
-    import torch
-    if not p.exists():
-        raise data_error(f"data not found: {p}", span, code="E1215",
-                         hint="a path in a spec is relative to the spec's folder")
-    arrays = {}
     if p.is_dir():
         return _load_image_folder(p, inputs, targets, span)
     suffix = p.suffix.lower()
+    located = None
     try:
         if suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                found = dict(z.items())
-            for n in list(inputs) + list(targets):
-                if n not in found:
-                    raise data_error(f"{p} has no array `{n}`", span, code="E1215",
-                                     hint="its arrays: " + (", ".join(found) or "none")
-                                     + "; an .npz needs one array per model input and target, "
-                                       "by name")
-                arrays[n] = found[n]
+            arrays = _load_npz(p, inputs, targets, span)
         elif suffix == ".npy":
             if len(inputs) != 1 or targets:
                 raise data_error(f"an .npy file holds one array, but training needs "
                                  f"{len(inputs) + len(targets)} "
                                  f"({', '.join(list(inputs) + list(targets))})", span,
                                  code="E1215", hint="save them by name in an .npz file")
-            arrays[next(iter(inputs))] = np.load(p, allow_pickle=False)
+            a = np.load(p, mmap_mode="r", allow_pickle=False)
+            check_size(int(a.nbytes), str(p), span)
+            arrays = {next(iter(inputs)): np.array(a)}
         elif suffix == ".csv":
-            arrays = _load_csv(p, inputs, targets, span)
+            arrays, located = _load_csv(p, inputs, targets, span)
         else:
             raise data_error(f"{p}: unknown data format `{suffix or p.name}`", span,
                              code="E1215", hint="use .npz, .npy, .csv or a folder of images")
-    except (ValueError, OSError) as e:
-        raise data_error(f"cannot read {p}: {e}", span, code="E1215") from None
+    except UnicodeDecodeError:
+        raise data_error(f"cannot read {p}: it is not UTF-8 text", span, code="E1215",
+                         hint="a .csv file is UTF-8 text with a header line") from None
+    except (ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        raise data_error(f"cannot read {p}: it is not a valid {suffix} file", span,
+                         code="E1215", hint="an .npz is numpy.savez's archive of arrays by "
+                         "name, an .npy numpy.save's one array (no pickled objects)") from None
+    except OSError as e:
+        raise data_error(f"cannot read {p}: {e.strerror or type(e).__name__}", span,
+                         code="E1215") from None
+
+    def locate(name, flat):
+        if located is not None:
+            return located(name, flat)
+        shape = arrays[name].shape
+        idx = np.unravel_index(flat, shape) if shape else ()
+        at = f", position [{', '.join(str(int(i)) for i in idx[1:])}]" if len(idx) > 1 else ""
+        return f"{p}, array `{name}`, sample {int(idx[0]) if idx else 0}{at}"
+
     out = {}
     n = None
     for name, a in arrays.items():
@@ -359,14 +453,106 @@ def _load_path(p: Path, inputs, targets, span) -> Data:
         if a.dtype.kind not in "biuf":
             raise data_error(f"array `{name}` in {p} has dtype {a.dtype}, not numbers", span,
                              code="E1215")
-        x = torch.from_numpy(np.ascontiguousarray(a)).to(_torch_dtype(t.dtype))
+        if a.ndim == 0:
+            raise data_error(f"array `{name}` in {p} is a single number, not one value per "
+                             f"sample", span, code="E1214",
+                             hint=f"the model needs {t} for it, batch dim first")
+        x = _convert(a, t, name, lambda flat, name=name: locate(name, flat), span)
         x = _fit_shape(x, t, name, p, span)
         if n is not None and x.shape[0] != n:
             raise data_error(f"arrays in {p} hold different numbers of samples: "
                              f"{n} and {x.shape[0]} (`{name}`)", span, code="E1214")
         n = x.shape[0]
         out[name] = x
-    return Data(out, int(n or 0), [], str(p))
+    if not n:
+        raise data_error(f"{p} holds no samples", span, code="E1214")
+    data = Data(out, int(n), [], str(p))
+    data.locate = locate
+    return data
+
+
+INT_LIMITS = {"i64": (-2**63, 2**63 - 1), "i32": (-2**31, 2**31 - 1), "i16": (-2**15, 2**15 - 1),
+              "i8": (-128, 127), "u8": (0, 255), "bool": (0, 1)}
+
+
+def _convert(a, t: TensorType, name: str, locate, span):
+    """``a`` (a NumPy array) as a tensor of ``t``'s dtype, refusing what the conversion would
+    change silently: NaN and infinities, values beyond the dtype's range, and fractions where
+    the type holds integers."""
+    import numpy as np
+    import torch
+    dtype = _torch_dtype(t.dtype)
+    if t.dtype in FLOAT_DTYPES:
+        x = torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            flat = int(bad.flatten().nonzero()[0, 0])
+            raw = a.reshape(-1)[flat]
+            what = f"{raw}" if not np.isfinite(raw) else f"{raw:g} is out of range for {t.dtype}"
+            raise data_error(f"{locate(flat)}: the value {what}; training needs finite numbers",
+                             span, code="E1226",
+                             hint="fix or drop that sample; rescale values beyond the type's "
+                                  "range")
+        return x
+    lo, hi = INT_LIMITS.get(t.dtype, (-2**63, 2**63 - 1))
+    if a.dtype.kind == "f":
+        finite = np.isfinite(a)
+        bad = ~finite
+        if not bad.any():
+            bad = a != np.floor(a)
+            if bad.any():
+                flat = int(np.flatnonzero(bad)[0])
+                raise data_error(f"{locate(flat)}: {a.reshape(-1)[flat]:g} is not a whole "
+                                 f"number, but `{name}` is {t}", span, code="E1226",
+                                 hint="class labels are 0, 1, 2, ...; declare a float target "
+                                      "for real values")
+            bad = (a < lo) | (a > hi)
+        if bad.any():
+            flat = int(np.flatnonzero(bad)[0])
+            raise data_error(f"{locate(flat)}: the value {a.reshape(-1)[flat]:g} does not fit "
+                             f"`{name}`: {t} (from {lo:,} to {hi:,})", span, code="E1226")
+        return torch.from_numpy(a.astype(np.int64)).to(dtype)
+    if a.dtype.kind == "u" and a.dtype.itemsize == 8:
+        bad = a > np.uint64(hi)
+    else:
+        bad = (a < lo) | (a > hi)
+    if bad.any():
+        flat = int(np.flatnonzero(bad)[0])
+        raise data_error(f"{locate(flat)}: the value {a.reshape(-1)[flat]} does not fit "
+                         f"`{name}`: {t} (from {lo:,} to {hi:,})", span, code="E1226")
+    return torch.from_numpy(np.ascontiguousarray(a).astype(np.int64)).to(dtype)
+
+
+def _npz_member_bytes(z, name: str) -> int:
+    import numpy.lib.format as fmt
+    member = name if name in z.zip.namelist() else name + ".npy"
+    with z.zip.open(member) as fh:
+        version = fmt.read_magic(fh)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    return math.prod(shape) * dtype.itemsize
+
+
+def _load_npz(p: Path, inputs, targets, span) -> dict:
+    import numpy as np
+    arrays = {}
+    with np.load(p, allow_pickle=False) as z:
+        if not hasattr(z, "files"):
+            raise ValueError("not an archive")
+        found = list(z.files)
+        for n in list(inputs) + list(targets):
+            if n not in found:
+                shown = ", ".join(f"`{f}`" for f in found[:20]) + (", ..." if len(found) > 20
+                                                                   else "")
+                raise data_error(f"{p} has no array `{n}`", span, code="E1215",
+                                 hint="its arrays: " + (shown or "none")
+                                 + "; an .npz needs one array per model input and target, "
+                                   "by name")
+        total = sum(_npz_member_bytes(z, n) for n in list(inputs) + list(targets))
+        check_size(total, str(p), span)
+        for n in list(inputs) + list(targets):
+            arrays[n] = z[n]
+    return arrays
 
 
 def _fit_shape(x, t: TensorType, name, p, span):
@@ -386,33 +572,87 @@ def _fit_shape(x, t: TensorType, name, p, span):
     return x
 
 
-def _load_csv(p: Path, inputs, targets, span) -> dict:
+def _plain_names(header: list) -> bool:
+    """Whether a CSV header reads like column names (and may be quoted back in messages)."""
+    import re
+    return len(header) <= 256 and all(re.fullmatch(r"[A-Za-z_][\w .\-]{0,63}", h)
+                                      for h in header)
+
+
+def _load_csv(p: Path, inputs, targets, span):
+    """The arrays of a CSV file, and a function naming the line and column of a value."""
+    import array
     import csv
 
     import numpy as np
-    with open(p, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise data_error(f"{p} is empty", span, code="E1215")
-    header = [h.strip() for h in rows[0]]
-    missing = [t for t in targets if t not in header]
-    if missing:
-        raise data_error(f"{p} has no column `{missing[0]}` for the target", span, code="E1215",
-                         hint="its columns: " + ", ".join(header))
+    size = p.stat().st_size
+    check_size(size * 4, str(p), span)     # every value takes 2 bytes of text or more
     if len(inputs) != 1:
         raise data_error(f"a CSV file feeds one model input, but the model has {len(inputs)}",
                          span, code="E1215", hint="use an .npz file with one array per input")
-    try:
-        data = np.array([[float(v) for v in r] for r in rows[1:] if r], dtype=np.float64)
-    except ValueError as e:
-        raise data_error(f"{p}: not a number: {e}", span, code="E1215") from None
-    if data.ndim != 2 or data.shape[1] != len(header):
-        raise data_error(f"{p}: rows do not all have {len(header)} columns", span, code="E1215")
+    values = array.array("d")
+    lines = array.array("q")
+    with open(p, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise data_error(f"{p} is empty", span, code="E1215",
+                                 hint="a CSV file starts with a header line naming its columns")
+            header = [h.strip() for h in header]
+            plain = _plain_names(header)
+            missing = [t for t in targets if t not in header]
+            if missing:
+                hint = (f"its columns: {', '.join(header)}" if plain else
+                        "its first line does not read like a header of column names")
+                raise data_error(f"{p} has no column `{missing[0]}` for the target", span,
+                                 code="E1215", hint=hint + "; the first line of a CSV file "
+                                 "names its columns, and the columns named like targets (" +
+                                 ", ".join(targets) + ") are the targets")
+            width = len(header)
+
+            def col(j):
+                return f"column {j + 1}" + (f" (`{header[j]}`)" if plain else "")
+            for r in reader:
+                if not r:
+                    continue
+                if len(r) != width:
+                    raise data_error(f"{p}, line {reader.line_num}: {len(r)} values, but the "
+                                     f"header names {width} columns", span, code="E1215")
+                for j, v in enumerate(r):
+                    try:
+                        x = float(v)
+                    except ValueError:
+                        raise data_error(f"{p}, line {reader.line_num}, {col(j)}: not a number",
+                                         span, code="E1215",
+                                         hint="every value after the header line is a "
+                                              "number") from None
+                    if not math.isfinite(x):
+                        what = "NaN" if x != x else "infinite (or beyond a float's range)"
+                        raise data_error(f"{p}, line {reader.line_num}, {col(j)}: the value is "
+                                         f"{what}; training needs finite numbers", span,
+                                         code="E1226", hint="fix or drop that row")
+                    values.append(x)
+                lines.append(reader.line_num)
+        except csv.Error as e:
+            raise data_error(f"{p}, line {reader.line_num}: not valid CSV ({e})", span,
+                             code="E1215") from None
+    data = np.frombuffer(values, dtype=np.float64).reshape(-1, width) if width else \
+        np.zeros((0, 0))
     feats = [i for i, h in enumerate(header) if h not in targets]
-    out = {next(iter(inputs)): data[:, feats]}
+    iname = next(iter(inputs))
+    out = {iname: data[:, feats]}
     for t in targets:
         out[t] = data[:, header.index(t)]
-    return out
+
+    def locate(name, flat):
+        if name == iname:
+            row, j = divmod(int(flat), max(1, len(feats)))
+            j = feats[j] if feats else 0
+        else:
+            row, j = int(flat), header.index(name)
+        return f"{p}, line {lines[row]}, {col(j)}"
+    return out, locate
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -442,6 +682,9 @@ def _load_image_folder(p: Path, inputs, targets, span) -> Data:
         for f in sorted((p / cls).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
+            if not f.is_file():
+                raise data_error(f"{f} is not a regular file", span, code="E1215",
+                                 hint="a class folder holds image files only")
             try:
                 with Image.open(f) as im:
                     im = im.convert("L" if c == 1 else "RGB").resize((w, h))
@@ -449,6 +692,8 @@ def _load_image_folder(p: Path, inputs, targets, span) -> Data:
             except OSError as e:
                 raise data_error(f"cannot read image {f}: {e}", span, code="E1215") from None
             xs.append(a[None] if c == 1 else a.transpose(2, 0, 1))
+            if len(xs) % 1024 == 0:
+                check_size(len(xs) * c * h * w * 4, f"the images of {p}", span)
             ys.append(k)
     if not xs:
         raise data_error(f"{p} holds no images", span, code="E1215")
@@ -457,6 +702,68 @@ def _load_image_folder(p: Path, inputs, targets, span) -> Data:
         arrays[tname] = _fit_labels(np.array(ys), ttype)
     return Data(arrays, len(xs), [f"{p}: {len(xs)} images in {len(classes)} classes "
                                    f"({', '.join(classes)})"], str(p))
+
+
+# ------------------------------------------------------------------ value ranges
+
+def value_limits(loss_info, types: dict, targets: dict, input_ranges: dict,
+                 data_inputs: dict) -> dict:
+    """What values each target and integer input may hold: name -> (low, high or None, why),
+    both ends included. Class indices lie in [0, C) of the scores they are compared with,
+    binary cross-entropy targets in [0, 1], token ids in the input's declared range."""
+    limits: dict = {}
+    for term in (loss_info.terms if loss_info is not None else ()):
+        if len(term.args) != 2 or term.args[1] not in targets:
+            continue
+        sname, tname = term.args
+        tt, st = targets[tname], types.get(sname)
+        if term.fn in ("cross_entropy", "nll") and tt.dtype not in FLOAT_DTYPES and \
+                st is not None and st.rank >= 2:
+            at1 = tuple(tt.shape) == (st.shape[0],) + tuple(st.shape[2:])
+            c = _static(st.shape[1] if at1 else st.shape[-1])
+            why = f"`{sname}` scores {c} classes" if c else f"class indices of `{sname}`"
+            _narrow(limits, tname, 0, c - 1 if c else None, why)
+        elif term.fn in ("bce", "bce_probs"):
+            _narrow(limits, tname, 0, 1, f"{term.fn} compares `{sname}` with targets in [0, 1]")
+    for name, rng in input_ranges.items():
+        if name not in data_inputs:
+            continue
+        from nndsl.ir.symbols import concrete_range
+        try:
+            lo, hi = concrete_range(rng, {})
+        except Exception:    # a bound that depends on sizes: checked where the model runs
+            continue
+        if lo is None or hi is None:
+            continue
+        _narrow(limits, name, int(lo), int(hi) - 1, f"`{name}` takes ids from {lo} to {hi - 1}")
+    return limits
+
+
+def _narrow(limits: dict, name, lo, hi, why) -> None:
+    old = limits.get(name)
+    if old is None or (hi is not None and (old[1] is None or hi < old[1])):
+        limits[name] = (lo, hi, why)
+
+
+def check_values(data: Data, limits: dict, span: Span | None) -> None:
+    """Refuse a value outside its limits (a label 7 of 2 classes, -1, a token id past the
+    vocabulary), naming where it is."""
+    for name, (lo, hi, why) in limits.items():
+        x = data.arrays.get(name)
+        if x is None or x.numel() == 0:
+            continue
+        bad = x < lo
+        if hi is not None:
+            bad |= x > hi
+        if not bool(bad.any()):
+            continue
+        flat = int(bad.flatten().nonzero()[0, 0])
+        v = x.flatten()[flat].item()
+        shown = f"{v:g}" if isinstance(v, float) else str(v)
+        rng = f"from {lo} to {hi}" if hi is not None else f"{lo} or more"
+        raise data_error(f"{data.where(name, flat)}: {shown} is out of range for `{name}`: "
+                         f"{why}, so its values are {rng}", span, code="E1226",
+                         hint="fix the data, or change the model to fit it")
 
 
 # ------------------------------------------------------------------ splits, batches

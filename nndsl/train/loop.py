@@ -33,6 +33,7 @@ from nndsl.train.config import TrainConfig, in_scope
 from nndsl.train.console import Console
 from nndsl.train.metrics import compute as compute_metric
 from nndsl.train.optim import build_optimizer
+from nndsl.train.paths import remove_empty, spec_path, writable_folder
 from nndsl.train.plots import write_plots
 from nndsl.train.schedules import Schedule
 
@@ -47,6 +48,12 @@ class RunResult:
     interrupted: bool
     seconds: float
     notes: list = field(default_factory=list)
+
+
+def _non_finite(tensors: dict) -> str | None:
+    """The name of the first float tensor holding NaN or an infinity, or None."""
+    return next((k for k, v in tensors.items() if v.is_floating_point()
+                 and not bool(torch.isfinite(v).all())), None)
 
 
 def pick_device(name: str) -> torch.device:
@@ -91,6 +98,7 @@ class _Run:
         self.bad_epochs = 0
         self.step = 0
         self.saves = 0
+        self.last_finite = None     # (loss, step, epoch, batch) of the last finite batch loss
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -111,6 +119,11 @@ class _Run:
                                   ranges=dict(c.graph.meta.get("input_ranges", {})))
         for n in self.data.notes:
             self.note(n)
+        types = {**c.input_types, **c.output_types}
+        limits = data_mod.value_limits(cfg.loss_info, types, cfg.targets,
+                                       dict(c.graph.meta.get("input_ranges", {})),
+                                       self.data_inputs)
+        data_mod.check_values(self.data, limits, cfg.spans.get("data"))
         self.splits = data_mod.split(self.data.n, cfg.val_split, cfg.test_split, cfg.seed)
         self.stats = data_mod.standardize(self.data, self.splits.train)
         self.model = c.to_torch(seed=cfg.seed).to(self.device).checkpoint_blocks(cfg.checkpoint)
@@ -178,10 +191,9 @@ class _Run:
         from nndsl.backends.torch import read_weights
         from nndsl.ir.weights import mismatch_error
         init = self.cfg.init
-        path = Path(init["path"])
-        if not path.is_absolute() and not path.exists():
-            path = Path(self.cfg.base) / path
         span = self.cfg.spans.get("init")
+        path = spec_path(init["path"], self.cfg.base, span, "init weights", "E1217",
+                         suffixes=(".safetensors",))
         try:
             sd = dict(read_weights(path))
             own = self.model.state_dict()
@@ -206,16 +218,22 @@ class _Run:
         except NndslError as e:
             if isinstance(e, TrainError):
                 raise
-            raise TrainError(f"init: {e.message}", span=span, code="E1217", hint=e.hint) from None
+            raise TrainError(f"init: {e.message}", span=span, code="E1217", hint=e.hint,
+                             notes=e.notes) from None
 
     # ------------------------------------------------------------------ running
     def fit(self) -> RunResult:
         t_start = time.perf_counter()
-        self._setup()
+        made = writable_folder(self.out) if self.dist.main else []
+        try:
+            self._setup()
+            start_epoch, start_batch, acc = 0, 0, None
+            if self.resume:
+                start_epoch, start_batch, acc = self._restore()
+        except BaseException:
+            remove_empty(made)      # a run refused before it began leaves no folder behind
+            raise
         cfg = self.cfg
-        start_epoch, start_batch, acc = 0, 0, None
-        if self.resume:
-            start_epoch, start_batch, acc = self._restore()
         if self.dist.main:
             self._write_config()
         old_handler = self._install_sigint()
@@ -335,12 +353,14 @@ class _Run:
             if self.recipe.custom_step:     # the recipe runs its own backward passes
                 loss, extra = self.recipe.train_step(batch, xs)
                 env = {}
+                lv = self._finite_loss(loss, epoch, b)
                 self._optimizer_step(batch, xs)
                 for k, v in extra.items():
                     acc.setdefault("extra", {}).setdefault(k, 0.0)
                     acc["extra"][k] += float(v) * bs
             else:
                 loss, env = self._forward_loss(batch, xs)
+                lv = self._finite_loss(loss, epoch, b)
                 scaled = loss / cfg.accumulate if cfg.accumulate > 1 else loss
                 if self.scaler is not None:
                     self.scaler.scale(scaled).backward()
@@ -348,7 +368,7 @@ class _Run:
                     scaled.backward()
                 if (b + 1) % cfg.accumulate == 0 or b == nb - 1:
                     self._optimizer_step(batch, xs)
-            acc["loss_sum"] += float(loss.detach()) * bs
+            acc["loss_sum"] += lv * bs
             acc["count"] += bs
             for n in self.metric_names:
                 acc["collected"][n].append(env[n].detach().float().cpu())
@@ -364,6 +384,35 @@ class _Run:
                 return None
         seconds = time.perf_counter() - t0
         return self._finish_epoch(epoch, acc, seconds)
+
+    def _finite_loss(self, loss, epoch: int, b: int) -> float:
+        """The batch's loss as a float; a clear stop when it is NaN or infinite (every process
+        stops together), before the step that would spread it into the weights."""
+        lv = float(loss.detach())
+        bad = not math.isfinite(lv)
+        if self.dist.active:
+            bad = D.all_sum(self.dist, [1.0 if bad else 0.0], self.device)[0] > 0
+        if not bad:
+            self.last_finite = (lv, self.step + 1, epoch + 1, b + 1)
+            return lv
+        self._raise_non_finite(f"the loss became {lv} at step {self.step + 1} (epoch "
+                               f"{epoch + 1}, batch {b + 1})")
+
+    def _raise_non_finite(self, what: str):
+        last = self.last_finite
+        said = [what]
+        if last is not None:
+            said.append(f"the last finite loss was {last[0]:.6g} at step {last[1]} (epoch "
+                        f"{last[2]}, batch {last[3]})")
+        if (self.ckdir / "last.safetensors").exists():
+            said.append(f"the last good checkpoint is kept in {self.ckdir} (continue from it "
+                        f"with --resume {self.out} after a change)")
+        else:
+            said.append("no checkpoint was written")
+        raise TrainError("training stopped: " + "; ".join(said), code="E1227",
+                         hint="lower the learning rate (--lr, or the optimizer's lr), clip "
+                              "gradients (clip_grad = 1.0), or check the data for extreme "
+                              "values")
 
     def _optimizer_step(self, batch: dict, xs: dict) -> None:
         cfg = self.cfg
@@ -505,6 +554,10 @@ class _Run:
         rng = self._rng_state()
         weights, optim_state = self._full_states()
         weights = {k: v for k, v in weights.items() if k not in self.constants}
+        bad = _non_finite(weights)
+        if bad is not None:     # never overwrite a good checkpoint with broken weights
+            self._raise_non_finite(f"the weights `{bad}` became NaN or infinite by step "
+                                   f"{self.step}")
         try:
             if self.dist.main:
                 self._write_checkpoint(tag, epoch, batch, acc, rng, weights, optim_state)
@@ -562,14 +615,17 @@ class _Run:
     def _restore(self):
         weights, state = ckpt.load_checkpoint(self.ckdir, "last")
         weights = {k: v for k, v in weights.items() if k not in self.constants}
-        from nndsl.ir.weights import mismatch_error
-        own = {k: tuple(v.shape) for k, v in self.model.state_dict().items()
-               if k not in self.constants}
-        err = mismatch_error(own, weights)
-        if err is not None:
-            raise TrainError(f"the checkpoint in {self.ckdir} does not fit the model: "
-                             f"{err.message}", code="E1218",
-                             hint="resume with the spec (and --param values) the run began with")
+        from nndsl.train.resume import check_state
+        check_state(self, weights, state)     # every field, before any of it is used
+        try:
+            return self._apply_state(weights, state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError,
+                AttributeError) as e:
+            raise TrainError(f"cannot resume from the checkpoint in {self.ckdir}: "
+                             f"{type(e).__name__}: {e}", code="E1218", hint=ckpt.DAMAGED) \
+                from None
+
+    def _apply_state(self, weights: dict, state: dict):
         self._load_full_states(weights, state["optimizer"])
         old_total = state["schedule"].get("total", self.schedule.total)
         self.schedule.load_state_dict(state["schedule"])
@@ -592,6 +648,10 @@ class _Run:
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.best = state["best"]
+        if self.best is not None and self.cfg.monitor not in self.best:
+            self.note(f"the run's best epoch was picked by another value than "
+                      f"{self.cfg.monitor}: the best checkpoint starts over")
+            self.best = None
         self.bad_epochs = int(state["bad_epochs"])
         self.lrs = list(state.get("lrs") or [])
         epoch, batch = int(state["epoch"]), int(state["batch"])

@@ -193,11 +193,9 @@ def _other_model(compiled, name: str, span, role: str):
 
 def _teacher(a, span, base: Path):
     import nndsl
-    path = Path(a["teacher"])
-    if not path.is_absolute() and not path.exists():
-        path = base / path
-    if not path.exists():
-        raise _err(f"no teacher spec {a['teacher']}", span, f"looked in {path}", code="E1225")
+    from nndsl.train.paths import spec_path
+    path = spec_path(a["teacher"], base, span, "teacher spec", "E1225", suffixes=(".nn",),
+                     under_base=True)
     try:
         return nndsl.compile(path, model=a["model"] or None, opt="O1")
     except NndslError as e:
@@ -287,14 +285,15 @@ class Distill(Supervised):
         teacher = info["teacher"]
         self.teacher = teacher.to_torch(seed=run.cfg.seed + 17).to(run.device).eval()
         if a["weights"]:
-            path = Path(a["weights"])
-            if not path.is_absolute() and not path.exists():
-                path = Path(run.cfg.base) / path
+            from nndsl.train.paths import spec_path
+            path = spec_path(a["weights"], run.cfg.base, run.cfg.spans.get("recipe"),
+                             "the teacher's weights", "E1225", suffixes=(".safetensors",))
             try:
                 self.teacher.load_weights(path)
             except NndslError as e:
                 raise TrainError(f"the teacher's weights: {e.message}", code="E1225",
-                                 span=run.cfg.spans.get("recipe"), hint=e.hint) from None
+                                 span=run.cfg.spans.get("recipe"), hint=e.hint,
+                                 notes=e.notes) from None
             run.note(f"distill: teacher `{teacher.name}` ({teacher.param_count():,} parameters) "
                      f"from {path}")
         else:
@@ -562,20 +561,29 @@ def mmd(x, y) -> float:
 def sample_run(run_dir, n: int = 16, seed: int = 0, which: str = "best"):
     """``n`` samples from the generative model trained in ``run_dir`` (its ``which``
     checkpoint), drawn from a generator seeded with ``seed``; returns (tensor, model name)."""
-    import json
     from types import SimpleNamespace
 
     import torch
 
     import nndsl
     from nndsl.train.config import resolve
+    from nndsl.train.checkpoint import DAMAGED, read_json
     run_dir = Path(run_dir)
-    try:
-        conf = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        raise TrainError(f"{run_dir} is not a run folder (no readable config.json)",
+    if not (run_dir / "config.json").exists():
+        raise TrainError(f"{run_dir} is not a run folder (no config.json)",
                          code="E1218", hint="give the --out folder of an `nndsl train` run")
-    name = (conf.get("recipe") or {}).get("name", "supervised")
+    conf = read_json(run_dir / "config.json", "the run's configuration", limit=64 << 20)
+    recipe = conf.get("recipe") if isinstance(conf, dict) else None
+    cli = conf.get("cli") if isinstance(conf, dict) else None
+    if not isinstance(conf, dict) or not isinstance(conf.get("spec"), str) or \
+            not isinstance(conf.get("model"), str) or \
+            not isinstance(recipe or {}, dict) or not isinstance(cli or {}, dict) or \
+            not isinstance((cli or {}).get("params") or {}, dict) or \
+            not isinstance((recipe or {}).get("name", "supervised"), str):
+        raise TrainError(f"{run_dir / 'config.json'} is not a run's configuration (it needs "
+                         f"`spec`, `model`, `recipe` and `cli` as nndsl writes them)",
+                         code="E1218", hint=DAMAGED)
+    name = (recipe or {}).get("name", "supervised")
     if name not in GENERATIVE:
         raise TrainError(f"{run_dir} is a run of the {name} recipe, which does not generate "
                          f"samples", code="E1224", hint="sampling works for vae, gan and ddpm runs")

@@ -3,7 +3,6 @@ overrides, pick the run folder, and run the loop."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nndsl.errors import TrainError
@@ -21,6 +20,39 @@ def default_out(name: str) -> Path:
     while (base.parent / f"{name}-{k}").exists():
         k += 1
     return base.parent / f"{name}-{k}"
+
+
+# the command line a run began with, as config.json keeps it: key -> what it must be
+_CLI_TYPES = {"data": str, "epochs": int, "batch": int, "lr": (int, float), "seed": int,
+              "device": str, "amp": bool, "compile": bool, "checkpoint": bool, "params": dict,
+              "prune": str, "qat": str, "group": int}
+
+
+def _saved_config(conf: Path) -> dict:
+    """A run folder's config.json, checked as far as resuming reads it."""
+    from nndsl.train.checkpoint import DAMAGED, read_json
+    saved = read_json(conf, "the run's configuration", limit=64 << 20)
+
+    def bad(where, what):
+        return TrainError(f"{conf}: `{where}` {what}", code="E1218", hint=DAMAGED)
+    if not isinstance(saved, dict):
+        raise TrainError(f"{conf} must hold an object of configuration entries, not "
+                         f"{type(saved).__name__}", code="E1218", hint=DAMAGED)
+    if not isinstance(saved.get("model"), str):
+        raise bad("model", "must be the name of the trained model")
+    cli = saved.get("cli", {})
+    if not isinstance(cli, dict):
+        raise bad("cli", "must be an object (the command line's options)")
+    for k, v in cli.items():
+        want = _CLI_TYPES.get(k)
+        if want is None:
+            continue        # not read by training
+        if isinstance(v, bool) and want is not bool or not isinstance(v, want):
+            raise bad(f"cli.{k}", f"has the wrong type ({type(v).__name__})")
+    for k, v in cli.get("params", {}).items():
+        if not isinstance(v, (int, float, str, bool, list)):
+            raise bad(f"cli.params.{k}", "must be a number, a string, a boolean or a list")
+    return saved
 
 
 def _trained_model(spec) -> str | None:
@@ -55,10 +87,7 @@ def run_training(spec, *, model: str | None = None, params: dict | None = None,
         if not conf.exists():
             raise TrainError(f"{rdir} is not a run folder (no config.json)", code="E1218",
                              hint="give --resume the --out folder of an earlier run")
-        try:
-            saved = json.loads(conf.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise TrainError(f"cannot read {conf}: {e}", code="E1218") from None
+        saved = _saved_config(conf)
         cli = {**saved.get("cli", {}), **cli}
         prune = prune or cli.get("prune")
         qat = qat or cli.get("qat")
