@@ -425,3 +425,19 @@ def test_huge_train_section_numbers_are_refused_quickly(tmp_path, capsys):
     rc = main(["check", str(spec)])
     err = capsys.readouterr().err
     assert rc == 1 and "too large" in err, err
+
+
+def test_sequences_length_must_fit_a_fixed_input(tmp_path, capsys):
+    text = SEQ.replace("i64[N, T]", "i64[N, 8]")
+    err = fails(capsys, "E1214", write_spec(tmp_path, data="sequences(length=5)", text=text),
+                "--out", tmp_path / "r")
+    assert "does not fit the model's input `tokens`: i64[N, 8], 8 tokens per sequence" in err
+
+
+def test_sampling_a_tampered_run_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("[]")
+    rc = main(["sample", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("error[E1218]") and "Traceback" not in err, err
+    assert "config.json is not a run's configuration" in err
