@@ -235,7 +235,8 @@ def _example_feeds(specs, meta: dict, batch: int, seed: int) -> dict:
         kind = "bool" if dtype == np.bool_ else "f32" if np.issubdtype(dtype, np.floating) \
             else "i64"
         feeds[s.name] = draw(shapes[s.name], kind, dists.get(s.name),
-                             range_from_json(ranges.get(s.name), env), gen).numpy().astype(dtype)
+                             range_from_json(ranges.get(s.name), env), gen,
+                             name=s.name).numpy().astype(dtype)
     return feeds
 
 

@@ -91,6 +91,23 @@ def test_narrowing_and_wrong_shape_are_listed_together(compiled):
     assert "1.bias: expected [3], got [4]" in msg
 
 
+@pytest.mark.parametrize("dtype, name", [(torch.int64, "i64"), (torch.bool, "bool"),
+                                         (torch.float64, "f64")])
+def test_to_torch_checks_weight_dtypes_too(compiled, dtype, name):
+    sd = {k: v.to(dtype) for k, v in _state(compiled).items()}
+    with pytest.raises(nndsl.WeightsError) as e:
+        compiled.to_torch(weights=sd)
+    assert "wrong dtype" in str(e.value) and "linear_0.weight" in str(e.value)
+    assert f"expected f32, got {name}" in str(e.value)
+
+
+def test_to_torch_widens_half_weights_exactly(compiled):
+    sd = {k: v.half() for k, v in _state(compiled).items()}
+    m = compiled.to_torch(weights=sd)
+    for k, v in m.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, sd[k].float()), k
+
+
 def test_export_refuses_arrays_of_another_dtype_than_the_graph(compiled):
     from nndsl.backends.onnx import to_onnx
     arrays = {k: v.numpy().astype(np.float64) for k, v in _state(compiled).items()}

@@ -365,7 +365,8 @@ class GraphModule(nn.Module):
 def _check_names(params, sd) -> None:
     """The module's own parameters, strictly (derived ones included)."""
     from nndsl.ir.weights import mismatch_error
-    err = mismatch_error({n.name: storage_shape(n.type.dtype, n.type.shape) for n in params}, sd)
+    err = mismatch_error({n.name: storage_shape(n.type.dtype, n.type.shape) for n in params}, sd,
+                         dtypes={n.name: n.type.dtype for n in params if not n.attr.get("derive")})
     if err is not None:
         raise err
 
