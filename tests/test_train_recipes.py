@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 from pathlib import Path
 from types import SimpleNamespace
@@ -157,8 +158,8 @@ def test_distillation_from_a_trained_teacher(tmp_path):
         "../../runs/teacher/checkpoints/best.safetensors", str(weights))
     # the spec's teacher is 512 wide, the trained one 128: a located error, not a crash
     path = tmp_path / "student.nn"
-    path.write_text(student.replace('teacher="distill_teacher.nn"',
-                                    f'teacher="{eff / "distill_teacher.nn"}"'))
+    shutil.copy(eff / "distill_teacher.nn", tmp_path)   # a teacher lies in the spec's folder tree
+    path.write_text(student)
     with pytest.raises(nndsl.NndslError, match="the teacher's weights"):
         run_training(path, overrides={"epochs": 1}, out=tmp_path / "bad", quiet=True)
     teacher_spec = tmp_path / "teacher128.nn"
