@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nndsl.errors import SourceRegistry, Span, TrainError
+from nndsl.errors import Span, TrainError, span_line
 from nndsl.ir.types import DTYPES, SymDim, TensorType
 from nndsl.syntax import ast
 from nndsl.train import augment as augment_mod
@@ -138,7 +138,7 @@ def source_text(span: Span | None) -> str:
         return ""
     lines = []
     for ln in range(span.line, span.end_line + 1):
-        text = SourceRegistry.line(span.file, ln) or ""
+        text = span_line(span, ln) or ""
         start = span.col - 1 if ln == span.line else 0
         end = span.end_col - 1 if ln == span.end_line else len(text)
         lines.append(text[start:end].strip())

@@ -55,10 +55,10 @@ def _saved_config(conf: Path) -> dict:
     return saved
 
 
-def _trained_model(spec) -> str | None:
+def _trained_model(spec, lib=()) -> str | None:
     """In a file of several models, the one its train section names (if just one has one)."""
     from nndsl.api import load
-    program, _ = load(spec)
+    program, _ = load(spec, lib=lib)
     trained = list(dict.fromkeys(t.model for t in program.main.trains))
     if len(program.models) > 1 and len(trained) == 1:
         return trained[0]
@@ -68,8 +68,10 @@ def _trained_model(spec) -> str | None:
 def run_training(spec, *, model: str | None = None, params: dict | None = None,
                  overrides: dict | None = None, out=None, resume=None, ddp: bool = False,
                  quiet: bool = False, hooks=(), prune: str | None = None,
-                 qat: str | None = None, group: int | None = None):
+                 qat: str | None = None, group: int | None = None, lib=()):
     """Train the model of ``spec`` (a path or source text); returns a ``RunResult``.
+
+    ``lib`` lists folders imports may read besides the spec's own (``nndsl train --lib``).
 
     ``prune`` (``magnitude=S`` gradually, or ``N:M``) keeps masks applied while training;
     ``qat`` (``int8``, ``int4``, with ``group`` for int4) trains with quantization noise on the
@@ -97,7 +99,7 @@ def run_training(spec, *, model: str | None = None, params: dict | None = None,
                              code="E1218")
         out = rdir
     if model is None:
-        model = _trained_model(spec)
+        model = _trained_model(spec, lib)
     for key, value in (("prune", prune), ("qat", qat), ("group", group)):
         if value is not None:
             cli[key] = value
@@ -105,7 +107,7 @@ def run_training(spec, *, model: str | None = None, params: dict | None = None,
         raise TrainError("--prune needs whole weights; it does not combine with --fsdp",
                          code="E1230", hint="use --ddp, or train on one process")
     c = nndsl.compile(spec, model=model, params=cli.get("params"), opt="O1", qat=qat,
-                      group=group if qat else None, optimize_section=False)
+                      group=group if qat else None, optimize_section=False, lib=tuple(lib))
     hooks = list(hooks)
     if prune is not None:
         from nndsl.train.sparsity import PruneDuringTraining
