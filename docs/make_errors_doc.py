@@ -87,8 +87,11 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     # arguments
     "E0211": ("Too many or too few arguments, or tensor inputs, for a function, layer or "
               "block.", "Match the signature the message quotes."),
-    "E0212": ("A value of the wrong kind: an argument, operand, index, loop sequence or "
-              "initializer of the wrong type (this code covers many different mistakes).", "Give a value of the kind the message asks for."),
+    "E0212": ("An argument of the wrong kind or value for a function, layer, block or builtin "
+              "(a string where an int is needed, a float that is not finite, a block "
+              "parameter of another declared type, a non-tensor for a block's tensor input, a "
+              "non-number initializer argument).",
+              "Give a value of the kind the message asks for (numbers without quotes)."),
     "E0213": ("A keyword argument or `--param` the function, block or model does not have.",
               "Use one of the parameters the hint lists."),
     "E0214": ("A parameter declared with a type the language does not have.",
@@ -143,6 +146,40 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Quantize a model with linear or conv layers, or pick another scheme."),
     "E0239": ("A pruning option finds nothing to prune.",
               "Prune a model with weights the option applies to."),
+    # values of the wrong kind (not arguments)
+    "E0240": ("An operator applied to values it is not defined on: arithmetic or comparison "
+              "of a string, list or layer, `@` without two tensors, a symbolic dim or NaN "
+              "combined with a tensor.", "Combine tensors with tensors or numbers; make a "
+              "tensor of a dim with `full` or `arange`."),
+    "E0241": ("Arithmetic on a symbolic dim whose result is not a dim: `/`, `**`, or `//` and "
+              "`%` by something other than an int.", "Use `//` and `%` by an int; fix the dim "
+              "in the input type if you need other arithmetic."),
+    "E0242": ("A subscript of the wrong kind: indexing a value that is not a list or tensor, "
+              "a list index or slice bound that is not an int, a tensor index that is not an "
+              "int, slice, `...`, `none` or i64 tensor, a slice outside `[...]`.",
+              "Index lists with ints and tensors with ints, slices, `...`, `none` or i64 ids."),
+    "E0243": ("More than one `...` in one index or one shape pattern.",
+              "Write `...` once; spell the other dims out."),
+    "E0244": ("`for` over something that is not a list, a tuple or `range(...)`, or `repeat` "
+              "with a count that is not a non-negative int.",
+              "Loop over `range(n)` or a list; give `repeat` a compile-time int."),
+    "E0245": ("`range(...)` of something other than 1 to 3 compile-time ints (a symbolic dim, "
+              "a float, a tensor).", "Give `range` ints; to step through a sequence of "
+              "symbolic length use `scan`."),
+    "E0246": ("A name (`as NAME`) put where it cannot go: on a layer instance being applied, on "
+              "a function without weights, on a value that is not a layer or block call.",
+              "Name a layer where it is created: `fc = linear(10) as head`."),
+    "E0247": ("A layer option outside the values it takes: gelu `approximate`, rnn "
+              "`nonlinearity`, an embedding `padding_idx` that is not a row of the table.",
+              "Use one of the values the message lists."),
+    "E0248": ("A model output that is not a tensor (a number, a list, a layer).",
+              "Output a tensor: apply the layer to an input."),
+    "E0249": ("A dim in an input type or `param` shape that is not an int or a symbol (a "
+              "float, a string), or a `param` dim that is not a positive int.",
+              "Write dims as ints or names: `f32[N, 4]`."),
+    "E0250": ("Tensor indices that cannot be combined in one subscript: two i64 tensors, or "
+              "an i64 tensor with an int.", "Index in two steps (`x[:, 0][ids]`), or use "
+              "`gather` for an index per element."),
     # shapes
     "E0302": ("A dim or axis out of range for the tensor's rank (indexing, split, permute, "
               "flatten, squeeze...).", "Use a dim within the rank the message shows."),
@@ -168,7 +205,8 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E0312": ("Split, chunk or concat sizes that do not add up or fit.",
               "Split into parts that sum to the dim's size; concat tensors that agree "
               "outside the dim."),
-    "E0313": ("A slice with a step that is not positive.", "Use a positive step."),
+    "E0313": ("A slice step that is not allowed: not a positive int on a tensor, zero on a "
+              "list.", "Use a positive step on tensors; a non-zero step on lists."),
     "E0314": ("An op that needs a static size got a symbolic dim.",
               "Fix that dim in the input type, or assert its size."),
     "E0315": ("A dim or parameter shape that is not positive.", "Use positive sizes."),
@@ -245,6 +283,11 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "raises the limit."),
     "E0605": ("The spec is nested too deeply for the compiler's recursion (command line only).",
               "Split deep expressions into several assignments."),
+    "E0613": ("Imports nested more than 64 files deep (a file importing a file importing ...).",
+              "Import the files from one place instead of through a chain."),
+    "E0614": ("The program imports too much: more than the limit on imported files, or files "
+              "adding up to more than twice the size limit of one spec.",
+              "Import fewer files; the hint names the variable that raises the size limit."),
     # internal checks
     "E0609": ("An example or random input would take more memory than the limit.",
               "Use a smaller batch or smaller symbolic dims."),

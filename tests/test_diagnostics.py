@@ -383,7 +383,7 @@ def test_range_over_a_symbolic_dim_points_to_scan():
             }
             """))
     e = err.value
-    assert e.code == "E0212"
+    assert e.code == "E0245"
     assert e.message.startswith("range needs compile-time integers, but `T` is a symbolic dim")
     assert "scan(step, over=xs)" in e.hint and "steps=T" in e.hint
     assert "Recurrence: scan" in e.hint

@@ -174,7 +174,7 @@ def test_huge_numbers_beside_tensors_are_located(tmp_path, capsys):
     assert err.startswith("error[E0601]: slice bound 9223372036854775808 is out of range"), err
     assert "bad.nn:3:26" in err
     err = _check(tmp_path, capsys, _model("    output y = x * (inf - inf)"))
-    assert err.startswith("error[E0212]: `*` of a tensor and NaN") and "bad.nn:3:16" in err
+    assert err.startswith("error[E0240]: `*` of a tensor and NaN") and "bad.nn:3:16" in err
 
 
 def test_counts_out_of_range_are_usage_errors(capsys):

@@ -180,12 +180,12 @@ def test_a_comparison_as_a_mask_is_the_same_error():
 @pytest.mark.parametrize("index, extra, code, text", [
     ("f", "input f: f32[4]", "E0304", "i64 ids"),
     ("i32", "input i32: i32[4]", "E0304", "cast(index, i64)"),
-    ("a, b", "input a: i64[2]\n    input b: i64[2]", "E0212", "one tensor index at a time"),
-    ("a, 0", "input a: i64[2]", "E0212", "integer index"),
+    ("a, b", "input a: i64[2]\n    input b: i64[2]", "E0250", "one tensor index at a time"),
+    ("a, 0", "input a: i64[2]", "E0250", "integer index"),
     ("0, 1, 2, 3", "", "E0302", "too many indices"),
     ("none, 0, 1, 2, 3", "", "E0302", "too many indices"),
-    ("..., ...", "", "E0212", "at most one `...`"),
-    ("\"a\"", "", "E0212", "an index must be"),
+    ("..., ...", "", "E0243", "at most one `...`"),
+    ("\"a\"", "", "E0242", "an index must be"),
 ])
 def test_mistakes_are_located(index, extra, code, text):
     e = _error(index, extra=extra)

@@ -34,7 +34,7 @@ def _builtins() -> dict:
                     f"`{sym}` depends on the symbolic dim{'s' if len(names) > 1 else ''} "
                     + ", ".join(f"`{n}`" for n in names))
             raise ArgumentError(f"range needs compile-time integers, but {what}: its size is "
-                                f"known only when the model runs", code="E0212",
+                                f"known only when the model runs", code="E0245",
                                 hint="a `for` loop is unrolled when compiling; to loop over the "
                                      "time steps of a sequence, write the step as a block and "
                                      f"use `scan(step, over=xs)` (or `steps={names[0]}`), see "
@@ -42,7 +42,7 @@ def _builtins() -> dict:
                                      "a number in the input type")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in a) or \
                 not 1 <= len(a) <= 3:
-            raise ArgumentError("range takes 1 to 3 integers", code="E0212")
+            raise ArgumentError("range takes 1 to 3 integers", code="E0245")
         r = range(*a)
         cap = active().max_list
         if len(r) > cap:

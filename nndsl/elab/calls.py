@@ -128,7 +128,7 @@ class CallMixin:
             if not complete:
                 if name:
                     raise ArgumentError(f"`{callee.name}` has no weights; it cannot be named",
-                                        span=span, code="E0212")
+                                        span=span, code="E0246")
                 return Partial(callee, args, span)
             ctx = BuildCtx(self, frame, span, frame.scope, None)
             return self._build(callee, ctx, args)
@@ -154,7 +154,7 @@ class CallMixin:
         if isinstance(callee, Instance):
             if name:
                 raise ArgumentError("a layer is named where it is created, not where it is "
-                                    "applied", span=span, code="E0212")
+                                    "applied", span=span, code="E0246")
             if kw or any(not isinstance(v, TensorVal) for v, _ in pos):
                 raise ArgumentError(f"the layer `{callee.qualname or callee.name}` has its "
                                     f"options already; pass only tensors", span=span,

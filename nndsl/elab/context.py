@@ -170,7 +170,7 @@ class BuildCtx:
     def operands(self, vals: list) -> list:
         like = next((v for v in vals if isinstance(v, TensorVal)), None)
         if like is None:
-            self.error("at least one operand must be a tensor", code="E0212")
+            self.error("at least one operand must be a tensor", code="E0240")
         out = []
         for v in vals:
             if isinstance(v, TensorVal):
@@ -179,15 +179,15 @@ class BuildCtx:
                 out.append(self.scalar(v, like))
             elif isinstance(v, SymDim):
                 self.error(f"a symbolic dim ({v}) cannot be used as a tensor value",
-                           code="E0212", hint="use arange/full to make a tensor")
+                           code="E0240", hint="use arange/full to make a tensor")
             else:
                 raise ArgumentError(f"expected a tensor or a number, got {_describe(v)}",
-                                    span=self.span, code="E0212")
+                                    span=self.span, code="E0240")
         return out
 
     def binary(self, op: str, a, b) -> TensorVal:
         if op == "matmul" and not (isinstance(a, TensorVal) and isinstance(b, TensorVal)):
-            self.error("`@` needs two tensors", code="E0212")
+            self.error("`@` needs two tensors", code="E0240")
         x, y = self.operands([a, b])
         return self.emit(op, [x, y], {})[0]
 

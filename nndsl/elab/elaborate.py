@@ -162,7 +162,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
             v = self._eval(s.value, frame)
             if not isinstance(v, TensorVal):
                 raise ArgumentError(f"output `{s.name}` must be a tensor, got {_describe(v)}",
-                                    span=s.value.span, code="E0212")
+                                    span=s.value.span, code="E0248")
             if any(n == s.name for n, _ in self.graph.outputs):
                 raise DefinitionError(f"output `{s.name}` is declared twice", span=s.span,
                                       code="E0501")
@@ -183,13 +183,13 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
             seq = self._eval(s.iterable, frame)
             if isinstance(seq, TensorVal) or not isinstance(seq, tuple):
                 raise ArgumentError(f"`for` needs a list, a tuple or range(...), got "
-                                    f"{_describe(seq)}", span=s.iterable.span, code="E0212")
+                                    f"{_describe(seq)}", span=s.iterable.span, code="E0244")
             self._loop(s, frame, seq, s.targets, s.destructure)
         elif isinstance(s, ast.RepeatStmt):
             n = self._eval(s.count, frame)
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                 raise ArgumentError(f"`repeat` needs a non-negative int, got {_describe(n)}",
-                                    span=s.count.span, code="E0212")
+                                    span=s.count.span, code="E0244")
             self._loop(s, frame, range(n), (), False)
         elif isinstance(s, ast.IfStmt):
             cond = self._truth(self._eval(s.cond, frame), s.cond.span)
@@ -361,7 +361,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
             v = self._eval(d, frame)
             if isinstance(v, bool) or not isinstance(v, (int, SymDim)):
                 raise ArgumentError(f"a dim must be an int or a symbol, got {_describe(v)}",
-                                    span=d.span, code="E0212")
+                                    span=d.span, code="E0249")
             if isinstance(v, int) and v <= 0:
                 raise ShapeError(f"dims must be positive, got {v}", span=d.span, code="E0315")
             if isinstance(v, int) and v > 2**40:
@@ -458,7 +458,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
         shape = v.type.shape
         ell = [i for i, p in enumerate(pats) if isinstance(p, ast.EllipsisExpr)]
         if len(ell) > 1:
-            raise ArgumentError("at most one `...` in a shape", span=tt.span, code="E0212")
+            raise ArgumentError("at most one `...` in a shape", span=tt.span, code="E0243")
         if ell:
             i = ell[0]
             n_after = len(pats) - i - 1
@@ -512,7 +512,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
             v = self._eval(d, frame)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ArgumentError(f"a parameter's dims must be positive ints, got "
-                                    f"{_describe(v)}", span=d.span, code="E0212")
+                                    f"{_describe(v)}", span=d.span, code="E0249")
             dims.append(v)
         init = ("zeros",)
         if s.init is not None:

@@ -164,7 +164,7 @@ class ExpressionMixin:
             return BuildCtx(self, frame, e.span, frame.scope, None).emit("neg", [v], {})[0]
         if isinstance(v, (int, float, SymDim)) and not isinstance(v, bool):
             return -v
-        raise ArgumentError(f"cannot negate {_describe(v)}", span=e.span, code="E0212")
+        raise ArgumentError(f"cannot negate {_describe(v)}", span=e.span, code="E0240")
 
     def _e_binop(self, e: ast.BinOp, frame):
         if e.op in ("and", "or"):
@@ -192,13 +192,13 @@ class ExpressionMixin:
                                      f"tensor (at most ±2^62)",
                                      span=span, code="E0601", hint="check the number")
                 if isinstance(n, float) and math.isnan(n):
-                    raise ArgumentError(f"`{op}` of a tensor and NaN", span=span, code="E0212",
+                    raise ArgumentError(f"`{op}` of a tensor and NaN", span=span, code="E0240",
                                         hint="NaN makes every result NaN; check the number")
             ctx = BuildCtx(self, frame, span, frame.scope, None)
             name = _TENSOR_BINOPS.get(op)
             if name is None:
                 raise ArgumentError(f"operator `{op}` is not defined on tensors", span=span,
-                                    code="E0212")
+                                    code="E0240")
             return ctx.binary(name, a, b)
         if op in ("==", "!=", "<", "<=", ">", ">="):
             return self._compare(op, a, b, span)
@@ -216,7 +216,7 @@ class ExpressionMixin:
         if not (isinstance(a, num) and isinstance(b, num)) or isinstance(a, bool) or \
                 isinstance(b, bool):
             raise ArgumentError(f"cannot apply `{op}` to {_describe(a)} and {_describe(b)}",
-                                span=span, code="E0212")
+                                span=span, code="E0240")
         sym = isinstance(a, SymDim) or isinstance(b, SymDim)
         try:
             r = self._arith(op, a, b, sym, span)
@@ -239,23 +239,23 @@ class ExpressionMixin:
         if op == "/":
             if sym:
                 raise ArgumentError("`/` on a symbolic dim gives no integer; use `//`",
-                                    span=span, code="E0212")
+                                    span=span, code="E0241")
             return a / b
         if op == "//":
             if sym and isinstance(b, (SymDim, float)):
                 raise ArgumentError("a symbolic dim can only be divided by an int",
-                                    span=span, code="E0212")
+                                    span=span, code="E0241")
             return a // b
         if op == "%":
             if isinstance(a, SymDim):
                 if not isinstance(b, int):
                     raise ArgumentError("a symbolic dim can only be taken modulo an int",
-                                        span=span, code="E0212")
+                                        span=span, code="E0241")
                 return 0 if a.divisible_by(b) else _Mod(a, b)
             return a % b
         if op == "**":
             if sym:
-                raise ArgumentError("`**` on a symbolic dim", span=span, code="E0212")
+                raise ArgumentError("`**` on a symbolic dim", span=span, code="E0241")
             if isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and \
                     b * math.log2(abs(a)) > MAX_INT_BITS:
                 raise LimitError(f"{a} ** {b} is too large: compile-time integers lie within "
@@ -263,7 +263,7 @@ class ExpressionMixin:
                                  hint="check the exponent")
             return a ** b
         if op == "@":
-            raise ArgumentError("`@` needs tensors", span=span, code="E0212")
+            raise ArgumentError("`@` needs tensors", span=span, code="E0240")
         raise ArgumentError(f"unknown operator {op}", span=span)  # pragma: no cover
 
     def _check_length(self, limit: str, n: int, span: Span) -> None:
@@ -291,14 +291,14 @@ class ExpressionMixin:
                 return op == "=="
             if not isinstance(a, (int, SymDim)) or not isinstance(b, (int, SymDim)):
                 raise ArgumentError(f"cannot compare {_describe(a)} with {_describe(b)}",
-                                    span=span, code="E0212")
+                                    span=span, code="E0240")
             return SymCond(op, a, b)
         try:
             return {"==": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b,
                     "<=": lambda: a <= b, ">": lambda: a > b, ">=": lambda: a >= b}[op]()
         except TypeError:
             raise ArgumentError(f"cannot compare {_describe(a)} with {_describe(b)}", span=span,
-                                code="E0212") from None
+                                code="E0240") from None
 
     def _e_attr(self, e: ast.Attr, frame):
         v = self._eval(e.value, frame)
@@ -335,7 +335,7 @@ class ExpressionMixin:
         v = self._eval(e.value, frame)
         if isinstance(v, tuple):
             if len(e.subscripts) != 1:
-                raise ArgumentError("a list takes one index", span=e.span, code="E0212")
+                raise ArgumentError("a list takes one index", span=e.span, code="E0242")
             sub = e.subscripts[0]
             if isinstance(sub, ast.SliceExpr):
                 parts = []
@@ -343,27 +343,27 @@ class ExpressionMixin:
                     b = self._eval(x, frame) if x is not None else None
                     if b is not None and (not isinstance(b, int) or isinstance(b, bool)):
                         raise ArgumentError(f"the {what} of a list slice must be an int, got "
-                                            f"{_describe(b)}", span=x.span, code="E0212",
+                                            f"{_describe(b)}", span=x.span, code="E0242",
                                             hint="use // for integer division, or int(...)"
                                             if isinstance(b, float) else None)
                     parts.append(b)
                 if parts[2] == 0:
                     raise ArgumentError("a list slice's step cannot be zero",
-                                        span=sub.step.span, code="E0212",
+                                        span=sub.step.span, code="E0313",
                                         hint="write a step of 1 (or leave it out), or -1 to "
                                              "reverse the list")
                 return v[slice(*parts)]
             i = self._eval(sub, frame)
             if not isinstance(i, int) or isinstance(i, bool):
                 raise ArgumentError(f"a list index must be an int, got {_describe(i)}",
-                                    span=sub.span, code="E0212")
+                                    span=sub.span, code="E0242")
             if not -len(v) <= i < len(v):
                 raise ArgumentError(f"index {i} out of range for a list of {len(v)}",
                                     span=sub.span, code="E0220")
             return v[i]
         if isinstance(v, TensorVal):
             return self._index_tensor(v, e, frame)
-        raise ArgumentError(f"cannot index {_describe(v)}", span=e.span, code="E0212")
+        raise ArgumentError(f"cannot index {_describe(v)}", span=e.span, code="E0242")
 
     def _index_tensor(self, v: TensorVal, e: ast.Index, frame: Frame):
         """NumPy's indexing on a tensor, with static shapes: ints and slices (``slice``,
@@ -372,7 +372,7 @@ class ExpressionMixin:
         mask is refused: its result's shape would depend on the data."""
         subs = list(e.subscripts)
         if sum(isinstance(s, ast.EllipsisExpr) for s in subs) > 1:
-            raise ArgumentError("at most one `...` in an index", span=e.span, code="E0212")
+            raise ArgumentError("at most one `...` in an index", span=e.span, code="E0243")
         items = []   # (kind, value, node): slice, int, tensor, new, ...
         for s in subs:
             if isinstance(s, ast.EllipsisExpr):
@@ -413,7 +413,7 @@ class ExpressionMixin:
                 if isinstance(i, bool) or not isinstance(i, (int, SymDim)):
                     raise ArgumentError(f"an index must be an int, a slice, `...`, `none` or an "
                                         f"i64 tensor, got {_describe(i)}", span=s.span,
-                                        code="E0212")
+                                        code="E0242")
                 size = v.type.shape[ax]
                 if isinstance(i, int) and isinstance(size, int) and not -size <= i < size or \
                         isinstance(i, SymDim) and i == size:
@@ -451,10 +451,10 @@ class ExpressionMixin:
         for val, part in ((st, s.start), (en, s.stop)):
             if val is not None and (isinstance(val, bool) or not isinstance(val, (int, SymDim))):
                 raise ArgumentError(f"slice bounds must be ints or dims, got "
-                                    f"{_describe(val)}", span=part.span, code="E0212")
+                                    f"{_describe(val)}", span=part.span, code="E0242")
         sp = 1 if sp is None else sp
         if not isinstance(sp, int) or sp <= 0:
-            raise ArgumentError("slice step must be a positive int", span=s.span, code="E0212")
+            raise ArgumentError("slice step must be a positive int", span=s.span, code="E0313")
         for val, part in ((st, s.start), (en, s.stop), (sp, s.step)):
             if isinstance(val, int) and abs(val) > MAX_INT:
                 shown = str(val) if val.bit_length() < 100 else f"({len(str(abs(val)))} digits)"
@@ -491,12 +491,12 @@ class ExpressionMixin:
                              hint="convert it with cast(index, i64)")
         if len(tensors) > 1:
             raise ArgumentError("one tensor index at a time: NumPy would broadcast several "
-                                "together", span=tensors[1][2].span, code="E0212",
+                                "together", span=tensors[1][2].span, code="E0250",
                                 hint="index one dim per step (`x[i][:, j]`), or use "
                                      "gather(x, index, dim) for an index per element")
         if any(k == "int" for k, _, _ in items):
             raise ArgumentError("a tensor index cannot be combined with an integer index in "
-                                "one subscript", span=e.span, code="E0212",
+                                "one subscript", span=e.span, code="E0250",
                                 hint="index in two steps, the integer first: `x[:, 0]`, then "
                                      "`[ids]` on the result")
 
@@ -553,7 +553,7 @@ class ExpressionMixin:
             v.name = e.name
             return v
         raise ArgumentError(f"only a layer or block call can be named, not {_describe(v)}",
-                            span=e.span, code="E0212")
+                            span=e.span, code="E0246")
 
     def _e_call(self, e: ast.Call, frame):
         callee = self._eval(e.func, frame)
@@ -576,7 +576,7 @@ class ExpressionMixin:
         return pos, kw
 
     def _e_slice(self, e, frame):
-        raise ArgumentError("a slice is only valid inside [...]", span=e.span, code="E0212")
+        raise ArgumentError("a slice is only valid inside [...]", span=e.span, code="E0242")
 
     _e_ellipsis = _e_slice
 

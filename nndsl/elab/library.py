@@ -170,7 +170,7 @@ def _embedding(ctx, a):
     n, d, pad = a["num"], a["dim"], a["padding_idx"]
     if pad is not None and not -n <= pad < n:
         ctx.error(f"embedding padding_idx={pad} is not a row of the {n}-row table",
-                  code="E0212", hint=f"use an index in [0, {n - 1}] (or -{n} to -1)")
+                  code="E0247", hint=f"use an index in [0, {n - 1}] (or -{n} to -1)")
     init = ("normal", 0.0, 1.0) if pad is None else ("normal_pad", 0.0, 1.0, pad % n)
     w = ctx.param("weight", (n, d), init)
     ctx.index_range(x, n)
@@ -185,7 +185,7 @@ def _recurrent(kind: str, gates: int):
                       code="E0310")
         if kind == "rnn" and a["nonlinearity"] not in ("tanh", "relu"):
             ctx.error(f"rnn nonlinearity must be \"tanh\" or \"relu\", got "
-                      f"\"{a['nonlinearity']}\"", code="E0212")
+                      f"\"{a['nonlinearity']}\"", code="E0247")
         feat = _static_features(ctx, x, 2, f"{kind}'s input features")
         h, layers = a["hidden"], a["layers"]
         dirs = 2 if a["bidirectional"] else 1
@@ -344,7 +344,7 @@ def _per_dim(ctx, a, names: tuple, nd: int, op: str) -> None:
 def _gelu(ctx, a):
     if a["approximate"] not in ("none", "tanh"):
         ctx.error(f"gelu approximate must be \"none\" or \"tanh\", got \"{a['approximate']}\"",
-                  code="E0212")
+                  code="E0247")
     return _one("gelu")(ctx, a)
 
 
