@@ -68,6 +68,14 @@ def _limit(flag: str):
     return parse
 
 
+def _typed_path(value: str | None) -> str | None:
+    """A data path typed on the command line is relative to the working folder (a spec's own
+    paths are relative to the spec); a built-in name such as `digits` stays as it is."""
+    if value is None or (os.sep not in value and "/" not in value and not Path(value).suffix):
+        return value
+    return os.path.abspath(value)
+
+
 def _limits(args) -> Limits:
     return DEFAULT.with_(**{name: getattr(args, name, None) for name in LIMITS})
 
@@ -87,7 +95,8 @@ def _compile(args, opt: str | None = None):
                       group=args.group, prune=args.prune, keep=tuple(args.keep or ()),
                       prune_scopes=tuple(args.prune_only) if args.prune_only else None,
                       prune_exclude=tuple(args.prune_exclude or ()),
-                      calibrate=args.calibrate, observer=args.observer, weights=args.weights)
+                      calibrate=_typed_path(args.calibrate), observer=args.observer,
+                      weights=args.weights)
     _warn(c, args)
     which = getattr(args, "print_after", None)
     if which and opt is None:
@@ -247,7 +256,7 @@ def cmd_run(args) -> int:
 
 def cmd_train(args) -> int:
     from nndsl.train.run import run_training
-    overrides = {"data": args.data, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
+    overrides = {"data": _typed_path(args.data), "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
                  "seed": args.seed, "device": args.device, "amp": args.amp,
                  "compile": args.compile, "checkpoint": args.checkpoint}
     from nndsl.api import on_compile
@@ -256,7 +265,7 @@ def cmd_train(args) -> int:
                               overrides=overrides, out=args.out, resume=args.resume,
                               ddp="fsdp" if args.fsdp else args.ddp,
                               quiet=args.quiet, prune=args.prune, qat=args.qat,
-                              group=args.group)
+                              group=args.group, lib=tuple(args.lib or ()))
     return 130 if result.interrupted else 0
 
 
@@ -450,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="which model of the file (when it defines several)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="override a model parameter (repeatable)")
+    p.add_argument("--lib", action="append", metavar="DIR",
+                   help="a folder imports may read from, besides the spec's own (repeatable)")
     p.add_argument("--data", metavar="NAME|PATH",
                    help="a built-in data set (digits, iris, ...) or .npz/.npy/.csv/image folder")
     p.add_argument("--epochs", type=_count, help="epochs in all (with --resume: the new total)")

@@ -107,6 +107,33 @@ def test_data_is_the_specs_not_the_working_folders(tmp_path, capsys, monkeypatch
     assert conf["samples"]["train"] + conf["samples"]["val"] == 24
 
 
+def test_data_typed_on_the_command_line_is_the_working_folders(tmp_path, capsys, monkeypatch):
+    spec = write_spec(tmp_path / "spec")
+    write_csv(tmp_path / "spec" / "mine.csv", ["a,b,c,label", "1,2,3,0"])   # must not stand in
+    (tmp_path / "cwd").mkdir()
+    write_csv(tmp_path / "cwd" / "mine.csv", rows())
+    monkeypatch.chdir(tmp_path / "cwd")
+    rc, err = train(capsys, spec, "--data", "mine.csv", "--out", tmp_path / "run")
+    assert rc == 0, err
+    conf = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert conf["samples"]["train"] + conf["samples"]["val"] == 24
+
+
+def test_train_reads_imports_from_lib_folders(tmp_path, capsys):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "tabnet.nn").write_text(TAB.split("train tab")[0])
+    (tmp_path / "spec").mkdir()
+    spec = tmp_path / "spec" / "run.nn"
+    write_csv(tmp_path / "spec" / "data.csv", rows())
+    spec.write_text('import "tabnet.nn"\ntrain tab' + TAB.split("train tab")[1]
+                    .replace("DATA", '"data.csv"').replace("EXTRA", ""))
+    err = fails(capsys, "E0504", spec, "--out", tmp_path / "r0")
+    assert "--lib" in err
+    rc, err = train(capsys, spec, "--lib", lib, "--out", tmp_path / "r1")
+    assert rc == 0, err
+
+
 def test_data_only_in_the_working_folder_is_not_found(tmp_path, capsys, monkeypatch):
     spec = write_spec(tmp_path / "spec")
     (tmp_path / "cwd").mkdir()

@@ -210,7 +210,8 @@ def _read_import(imp: ast.Import, module: ast.Module, shown: str, real: Path,
             where = _shown(reading.base if module.file.startswith("<") else
                            Path(module.file).parent)
             hint = (f"an import path is relative to the importing file's folder "
-                    f"({where}{os.sep})" + (" or to a library folder" if reading.lib else ""))
+                    f"({where}{os.sep})" + (" or to a library folder" if reading.lib else
+                                            "; add a library folder with `--lib DIR`"))
         elif e.code == "E0104":
             message = f"{shown} is empty"
             hint = "an imported file defines blocks or models; write one, or remove the import"
