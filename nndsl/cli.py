@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from nndsl.backends.torch.reserved import check_names
 from nndsl.errors import ArgumentError, NndslError
 from nndsl.fsutil import write_error
 from nndsl.limits import DEFAULT, LIMITS, Limits, Progress, parse_size, show
@@ -180,6 +181,7 @@ def cmd_check(args) -> int:
     for m in models:
         args.model = m
         c = _compile(args)
+        check_names(c.graph)   # names the torch module could not take
         print(f"ok: {c.name} — {c.param_count():,} parameters")
     return 0
 
