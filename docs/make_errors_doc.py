@@ -110,9 +110,9 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Call a layer, block or function; a tensor is applied with `|>` into a layer."),
     "E0222": ("A keyword argument given twice, both by position and by keyword, or given to "
               "something that takes none.", "Give each argument once."),
-    "E0223": ("A bad size for example inputs: a batch that is not a positive int, an unknown "
-              "symbolic dim, an id range bound that cannot be read.",
-              "Give positive ints for the model's own symbolic dims."),
+    "E0223": ("A bad size for example or random inputs: a batch, a `--dim` size or a sample "
+              "count (`-n`) that is not a positive int.",
+              "Give positive ints: `--batch 2`, `--dim T=16`."),
     "E0224": ("Sizes given for symbolic dims break the spec's `assert` constraints.",
               "Pick sizes that satisfy the asserts the message lists."),
     "E0225": ("An unknown optimization level.", "Use `O0`, `O1` or `O2`."),
@@ -125,10 +125,8 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Use `--format dot|svg|html` or an `-o` ending in `.dot`, `.svg` or `.html`."),
     "E0230": ("`scan`'s step is not a block (a layer, a tensor, a model).",
               "Pass a block: `scan(cell, over=xs, init=h0)`."),
-    "E0231": ("`scan`'s step has inputs that neither the sequences nor the state fill; also "
-              "`--group` that does not divide a layer's width.",
-              "Give the step as many inputs as `over` and `init` provide; pick a group size "
-              "that divides the widths."),
+    "E0231": ("`scan`'s step has inputs that neither the sequences nor the state fill.",
+              "Give the step as many inputs as `over` and `init` provide."),
     "E0232": ("`scan`'s step returns the wrong number or kind of values for its state.",
               "Return the new state (and the per-step outputs) as the message describes."),
     "E0233": ("`scan` without sequences or steps, or a `steps`/`over`/`init` of the wrong kind.",
@@ -146,6 +144,21 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Quantize a model with linear or conv layers, or pick another scheme."),
     "E0239": ("A pruning option finds nothing to prune.",
               "Prune a model with weights the option applies to."),
+    "E0251": ("`--group` (quantization group size) that does not divide the width of some "
+              "layers.", "Pick a group size that divides the widths the message lists."),
+    "E0252": ("A size given (`--dim`, `dims=`) for a symbolic dim the model does not have.",
+              "Use one of the model's symbolic dims, which the hint lists."),
+    "E0253": ("An id range bound in an exported model's metadata that cannot be evaluated: it "
+              "names an unknown dim or is not `+ - * //` arithmetic.",
+              "Re-export the model with `nndsl compile --to onnx`."),
+    "E0254": ("A bad quantization option: an unknown scheme, `--group` without int8-weight or "
+              "int4-weight, a group that is not an even int of at least 2.",
+              "Use a scheme the hint lists; `--group 64` with `--quantize int4-weight`."),
+    "E0255": ("A bad `--prune` option: an unknown kind, a sparsity outside (0, 1), an N:M "
+              "pattern without 0 < N < M.", "For example `--prune magnitude=0.5` or "
+              "`--prune 2:4`."),
+    "E0256": ("A scope named in a compression option (`--keep`, `keep =`, prune scopes) that "
+              "the model does not have.", "Use the scope names `nndsl inspect` shows."),
     # values of the wrong kind (not arguments)
     "E0240": ("An operator applied to values it is not defined on: arithmetic or comparison "
               "of a string, list or layer, `@` without two tensors, a symbolic dim or NaN "
@@ -257,10 +270,14 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Pick one with `model=NAME` (CLI: `--model`)."),
     "E0512": ("No model of the given name (`--model`, an `optimize NAME` section).",
               "Use one of the models the hint lists."),
-    "E0513": ("A random input or optimize-section mistake: an unknown distribution or its "
-              "arguments, a distribution of the wrong dtype, a random block input, an "
-              "optimize section written twice.", "Use `normal uniform randint bernoulli` "
-              "with compile-time numbers on a model input."),
+    "E0513": ("A random input's distribution that cannot be drawn as written: an unknown "
+              "distribution, one of the wrong dtype for the input, a missing, unknown, repeated "
+              "or non-constant argument, bounds out of order.", "Use `normal uniform randint "
+              "bernoulli` with compile-time numbers, of the input's dtype."),
+    "E0514": ("An `optimize` section written twice for one model.",
+              "Merge the two sections into one."),
+    "E0515": ("A block's `input` declared random (`~ normal()`): only a model's inputs are drawn.",
+              "Declare the random input in the model and pass it to the block."),
     "E0520": ("An import that resolves outside the folders imports may read (a `..` path or "
               "a link leading out).", "Keep imported files inside the spec's folder or the "
               "library folders given."),
@@ -271,8 +288,8 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Split it into several assignments."),
     "E0603": ("A loop, range or list longer than the compile-time limit.",
               "Use fewer iterations; `scan` steps through long sequences without unrolling."),
-    "E0604": ("A float argument beyond f32, or blocks nested more than 64 deep.",
-              "Use values within f32; nest blocks less deeply."),
+    "E0604": ("A float argument beyond the f32 range (its magnitude is above 3.4e38).",
+              "Use values within f32, or `inf` where an unbounded value is allowed."),
     "E0607": ("The elaborated model grows past the limit on graph nodes (loops and block "
               "applications are expanded when compiling).", "Use fewer or smaller loops; the "
               "hint names the limit's setting."),
@@ -288,6 +305,8 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E0614": ("The program imports too much: more than the limit on imported files, or files "
               "adding up to more than twice the size limit of one spec.",
               "Import fewer files; the hint names the variable that raises the size limit."),
+    "E0615": ("Block applications nested more than 64 deep (a block calling a block calling "
+              "...).", "Nest blocks less deeply; unroll with a loop."),
     # internal checks
     "E0609": ("An example or random input would take more memory than the limit.",
               "Use a smaller batch or smaller symbolic dims."),

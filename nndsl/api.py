@@ -132,7 +132,7 @@ def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
     for o in program.main.optimizes:
         if o.model in seen_sections:
             raise DefinitionError(f"`optimize {o.model}` is written twice", span=o.span,
-                                  code="E0513", notes=[("first here", seen_sections[o.model])],
+                                  code="E0514", notes=[("first here", seen_sections[o.model])],
                                   hint="put every option of a model in one optimize section")
         seen_sections[o.model] = o.span
         if o.model not in models:

@@ -383,16 +383,16 @@ def test_compression_shows_in_inspect_and_diff(capsys):
 # ---- bad options ----
 
 @pytest.mark.parametrize("argv,code", [
-    (["--quantize", "int3"], "E0230"),
-    (["--quantize", "int8-dynamic", "--group", "64"], "E0230"),
-    (["--group", "64"], "E0230"),
-    (["--quantize", "int4-weight", "--group", "48"], "E0231"),
-    (["--prune", "magnitude=1.5"], "E0232"),
-    (["--prune", "channels=0"], "E0232"),
-    (["--prune", "4:2"], "E0232"),
-    (["--prune", "rows=0.5"], "E0232"),
+    (["--quantize", "int3"], "E0254"),
+    (["--quantize", "int8-dynamic", "--group", "64"], "E0254"),
+    (["--group", "64"], "E0254"),
+    (["--quantize", "int4-weight", "--group", "48"], "E0251"),
+    (["--prune", "magnitude=1.5"], "E0255"),
+    (["--prune", "channels=0"], "E0255"),
+    (["--prune", "4:2"], "E0255"),
+    (["--prune", "rows=0.5"], "E0255"),
     (["--prune", "heads=0.5"], "E0239"),          # the mlp has no attention
-    (["--quantize", "int8-weight", "--keep", "nowhere"], "E0233"),
+    (["--quantize", "int8-weight", "--keep", "nowhere"], "E0256"),
     (["--quantize", "int8-dynamic", "--keep", "layers", "--keep", "head"], "E0238"),
     (["--quantize", "int8-static"], "E0237"),
     (["--quantize", "int8-weight", "--calibrate", "digits"], "E0237"),
@@ -502,8 +502,8 @@ def test_optimize_section_sets_defaults_and_options_override_it():
 
 
 @pytest.mark.parametrize("entry,code,col", [
-    ('quantize = "int9"', "E0230", 5), ('quantise = "int8-dynamic"', "E0234", 5),
-    ('keep = "head"\n    quantize = 3', "E0234", 16), ('keep = ["nowhere"]', "E0233", 5)])
+    ('quantize = "int9"', "E0254", 5), ('quantise = "int8-dynamic"', "E0234", 5),
+    ('keep = "head"\n    quantize = 3', "E0234", 16), ('keep = ["nowhere"]', "E0256", 5)])
 def test_optimize_section_errors_point_at_the_entry(entry, code, col, tmp_path):
     path = tmp_path / "m.nn"
     path.write_text(OPT_SPEC.split("optimize")[0] + "optimize m {\n    " + entry + "\n}\n")
@@ -582,7 +582,7 @@ def test_training_options_are_checked(tmp_path, capsys):
     spec = tmp_path / "tiny.nn"
     spec.write_text(TRAIN_SPEC)
     for argv, code in ((["--qat", "f16"], "E0235"), (["--prune", "channels=0.5"], "E1230"),
-                       (["--prune", "magnitude=2"], "E0232")):
+                       (["--prune", "magnitude=2"], "E0255")):
         rc = main(["train", str(spec), "--out", str(tmp_path / "r"), "--quiet"] + argv)
         assert rc == 1 and f"error[{code}]" in capsys.readouterr().err
         assert not (tmp_path / "r").exists()

@@ -130,6 +130,12 @@ CASES: dict[str, object] = {
     "random_wrong_dtype": 3,
     "random_block_input": 2,
     "random_bad_range": 3,
+    # optimize sections
+    "optimize_twice": 6,
+    "quantize_unknown_scheme": 5,
+    "quantize_group_width": None,  # found by the quantization pass, on the graph: no location
+    "prune_bad_sparsity": 5,
+    "keep_unknown_scope": 7,
     # imports
     "import_cycle": ("tests/errors/imports/cycle_b.nn", 1),
     "import_missing": 1,

@@ -340,7 +340,7 @@ class CallMixin:
                                   code="E0505", hint="blocks cannot be recursive; use a loop")
         if len(self.call_stack) >= MAX_CALL_DEPTH:
             raise LimitError(f"blocks nested more than {MAX_CALL_DEPTH} deep", span=span,
-                             code="E0604")
+                             code="E0615")
         self._check_steps(1, span)   # a block application is a step, as a loop iteration is
         self.steps += 1
         inputs = {n: args[n] for n in _block_inputs(defn)}

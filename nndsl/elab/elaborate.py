@@ -337,7 +337,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
             if s.dist is not None:
                 raise DefinitionError(f"only a model input can be random: a block's input "
                                       f"`{s.name}` is what its caller passes", span=s.dist.span,
-                                      code="E0513", hint="declare the random input in the model "
+                                      code="E0515", hint="declare the random input in the model "
                                       "and pass it to the block")
             frame.env[s.name] = v
             return

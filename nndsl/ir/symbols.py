@@ -63,7 +63,7 @@ def bind_symbols(graph: Graph, batch: int = 1, **dims: int) -> dict[str, int]:
     syms = symbols(graph)
     unknown = [k for k in dims if k not in syms]
     if unknown:
-        raise ArgumentError(f"the model has no symbolic dim `{unknown[0]}`", code="E0223",
+        raise ArgumentError(f"the model has no symbolic dim `{unknown[0]}`", code="E0252",
                             hint="its symbolic dims: " + (", ".join(syms) or "none"))
     if not _positive_int(batch):
         raise ArgumentError(f"batch must be a positive int, got {batch!r}", code="E0223",
@@ -194,13 +194,13 @@ def _eval_text(text: str, env: dict) -> int:
         if isinstance(n, ast.Name):
             if n.id not in env:
                 raise ArgumentError(f"the id range bound `{text}` names the unknown dim `{n.id}`",
-                                    code="E0223")
+                                    code="E0253")
             return int(env[n.id])
         if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
             return -ev(n.operand)
         if isinstance(n, ast.BinOp) and type(n.op) in ops:
             return ops[type(n.op)](ev(n.left), ev(n.right))
-        raise ArgumentError(f"cannot read the id range bound `{text}`", code="E0223")
+        raise ArgumentError(f"cannot read the id range bound `{text}`", code="E0253")
     return ev(ast.parse(text, mode="eval"))
 
 

@@ -40,7 +40,7 @@ class Compression:
             quant_passes.check_options(self.quantize, self.group)
         elif self.group is not None and self.qat is None:
             raise ArgumentError("--group needs --quantize int8-weight or int4-weight",
-                                code="E0230")
+                                code="E0254")
         if (self.quantize == "int8-static") != (self.calibrate is not None):
             raise ArgumentError("int8-static needs calibration data (--calibrate NAME|PATH), "
                                 "and --calibrate is for int8-static only", code="E0237",

@@ -389,11 +389,11 @@ def parse_prune(text: str) -> tuple[str, object]:
             n_ = m_ = 0
         if not 0 < n_ < m_:
             raise ArgumentError(f"--prune {t}: N:M sparsity needs 0 < N < M, e.g. 2:4",
-                                code="E0232")
+                                code="E0255")
         return "n_m", (n_, m_)
     kind, _, value = t.partition("=")
     if kind not in ("magnitude", "global", "channels", "heads"):
-        raise ArgumentError(f"unknown pruning `{t}`", code="E0232",
+        raise ArgumentError(f"unknown pruning `{t}`", code="E0255",
                             hint="use magnitude=S, global=S, channels=S, heads=S (S in (0, 1)) "
                                  "or 2:4")
     try:
@@ -402,5 +402,5 @@ def parse_prune(text: str) -> tuple[str, object]:
         s = -1.0
     if not 0.0 < s < 1.0:
         raise ArgumentError(f"--prune {t}: the sparsity must be a number in (0, 1), got "
-                            f"`{value}`", code="E0232", hint=f"for example {kind}=0.5")
+                            f"`{value}`", code="E0255", hint=f"for example {kind}=0.5")
     return kind, s

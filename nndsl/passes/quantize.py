@@ -188,7 +188,7 @@ def check_scopes(graph: Graph, scopes, what: str) -> None:
     unknown = [k for k in scopes if k not in prefixes]
     if unknown:
         raise ArgumentError(f"{what}: no scope " + ", ".join(f"`{k}`" for k in unknown) +
-                            " in the model", code="E0233",
+                            " in the model", code="E0256",
                             hint="scopes are the names `nndsl inspect` shows (e.g. "
                                  "`layers.0.fc`)")
 
@@ -248,7 +248,7 @@ def _check_groups(graph: Graph, options: QuantOptions) -> None:
                 bad.append(f"{node.scope or node.name} ({node.op}, {cols} columns)")
     if bad:
         raise ArgumentError(f"--group {options.group} does not divide the width of "
-                            f"{len(bad)} layer(s): " + ", ".join(bad), code="E0231",
+                            f"{len(bad)} layer(s): " + ", ".join(bad), code="E0251",
                             hint="pick a group that divides every width (e.g. a power of two "
                                  "that divides them), or keep those layers in float")
 
@@ -370,13 +370,13 @@ def check_options(scheme: str, group) -> None:
     if scheme not in SCHEMES:
         import difflib
         close = difflib.get_close_matches(str(scheme), SCHEMES, n=1)
-        raise ArgumentError(f"unknown quantization scheme `{scheme}`", code="E0230",
+        raise ArgumentError(f"unknown quantization scheme `{scheme}`", code="E0254",
                             hint=(f"did you mean `{close[0]}`? " if close else "") +
                             "schemes: " + ", ".join(SCHEMES))
     if group is not None:
         if scheme not in ("int8-weight", "int4-weight"):
             raise ArgumentError(f"--group applies to int8-weight and int4-weight, not {scheme}",
-                                code="E0230")
+                                code="E0254")
         if not isinstance(group, int) or isinstance(group, bool) or group < 2 or group % 2:
             raise ArgumentError(f"--group must be an even int of at least 2, got {group!r}",
-                                code="E0230", hint="for example --group 64")
+                                code="E0254", hint="for example --group 64")
