@@ -194,21 +194,24 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "an i64 tensor with an int.", "Index in two steps (`x[:, 0][ids]`), or use "
               "`gather` for an index per element."),
     # shapes
-    "E0302": ("A dim or axis out of range for the tensor's rank (indexing, split, permute, "
-              "flatten, squeeze...).", "Use a dim within the rank the message shows."),
+    "E0302": ("A dim or axis out of range for the tensor's rank (split, chunk, softmax, "
+              "flatten, transpose...), or more indices than the tensor has dims.",
+              "Use a dim within the rank the message shows (negative dims count from the end)."),
     "E0303": ("Shapes that do not broadcast (arithmetic, masks, expand).",
               "Make the dims equal or 1; `unsqueeze` or `reshape` first."),
-    "E0304": ("The wrong dtype for an op or input (float where an integer is needed, mixed "
-              "dtypes, non-i64 ids...).", "`cast` to the dtype the op needs."),
+    "E0304": ("A tensor of a dtype the op does not take: an integer where a float is needed "
+              "(mean, softmax), a float where ids are needed (embedding, gather, index), a "
+              "non-bool mask, a bool where a number is needed.",
+              "`cast` to the dtype the op needs."),
     "E0305": ("Matrix-product shapes that do not fit (`@`, matmul, attention).",
               "The inner dims must agree: `[.., n, k] @ [.., k, m]`."),
     "E0306": ("A linear layer's input features do not match its weight.",
               "The input's last dim must equal the layer's in_features."),
     "E0307": ("A convolution or pooling whose output would be empty, or whose padding is too "
               "large.", "Use a smaller kernel or stride, more padding, or a larger input."),
-    "E0308": ("A convolution input of the wrong rank or channels, groups that do not divide "
-              "the channels, `padding=\"same\"` with a stride.",
-              "Give `[N, C, H, W]` with the channels the layer expects."),
+    "E0308": ("A convolution or pooling input of the wrong rank, or with channels the layer's "
+              "weight does not take.", "Give `[N, C, H, W]` (`[N, C, L]` in 1-d) with the "
+              "channels the layer expects."),
     "E0309": ("A normalization input of the wrong shape or channel count (batch_norm, "
               "layer_norm, group_norm, rms_norm).", "Normalize over dims the input has."),
     "E0310": ("A recurrent layer's input is not `[N, T, features]`, or its features do not "
@@ -223,8 +226,8 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E0314": ("An op that needs a static size got a symbolic dim.",
               "Fix that dim in the input type, or assert its size."),
     "E0315": ("A dim or parameter shape that is not positive.", "Use positive sizes."),
-    "E0316": ("A block's input does not match its declared pattern (rank or dims).",
-              "Pass a tensor of the rank and dims the block's `input` declares."),
+    "E0316": ("A block's input does not match its declared type (dtype, rank or dims).",
+              "Pass a tensor of the dtype, rank and dims the block's `input` declares."),
     "E0317": ("An index or slice out of range for a static dim.",
               "Index within the dim's size."),
     "E0318": ("A shared layer instance applied to inputs of different shapes.",
@@ -241,6 +244,25 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Use the modes and ranks the message lists."),
     "E0324": ("A bad range or count: clamp without bounds or min > max, topk k larger than "
               "the dim.", "Give bounds in order, k within the dim."),
+    "E0325": ("Tensors of different dtypes where the op needs one dtype (arithmetic, concat, "
+              "stack, einsum, scatter_add, an input and a layer's weight).",
+              "`cast` one of them so the dtypes agree."),
+    "E0326": ("A quantized op (made by the quantization passes) with operands of the wrong "
+              "dtype (weights not i8/i4, scales not f32, activations not u8).",
+              "Report it: the passes build these ops, a spec cannot."),
+    "E0327": ("Convolution groups that do not divide the input and output channels.",
+              "Pick `groups` dividing both channel counts."),
+    "E0328": ("`padding=\"same\"` with a stride other than 1.",
+              "Use `stride=1`, or give the padding as numbers."),
+    "E0329": ("A kernel, stride, padding or dilation list whose length is not the number of "
+              "spatial dims.", "Write one int for all spatial dims, or one per dim."),
+    "E0330": ("A tensor of too low a rank for the op (tril/triu need 2 dims; argsort, topk, "
+              "drop_path... need 1).", "`unsqueeze` or `reshape` the input first."),
+    "E0331": ("A list of dims that is not valid for the op: a permutation that repeats or "
+              "misses a dim, a dim named twice, flatten's start after its end, shifts and "
+              "dims of different lengths.", "Name each dim once, in a valid order."),
+    "E0332": ("`squeeze` of a dim whose size is not 1.",
+              "Squeeze only dims of size 1; `reshape` or index to drop others."),
     "E0340": ("A boolean mask used as an index.",
               "Use `where(mask, x, 0)` or `masked_fill`."),
     # assertions

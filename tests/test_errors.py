@@ -100,6 +100,12 @@ CASES: dict[str, object] = {
     "shape_index_select_rank": 4,
     "shape_segment_ids": 5,
     "shape_gather_dtype": 4,
+    "dtype_mix": 4,
+    "conv_same_stride": 3,
+    "rank_too_low": 3,
+    "permute_dims": 3,
+    "squeeze_size": 3,
+    "block_input_dtype": 7,
     "absurd_input_dim": 2,
     "absurd_linear": 3,
     # scan: cell-level recurrence

@@ -360,8 +360,8 @@ def test_drop_path_goes_at_o2_and_with_p_zero():
     ('upsample(x, 2, mode="bilinear")', "E0323", "[N, C, H, W]"),
     ('pixel_shuffle(reshape(x, [N, 3, 1, 1]), 2)', "E0323", "divisible by 4"),
     ('chunk(x, 2, dim=0)', "E0312", "symbolic"),
-    ('roll(x, [1, 2], [1])', "E0302", "one shift per dim"),
-    ('flip(x, [1, -1])', "E0302", "twice"),
+    ('roll(x, [1, 2], [1])', "E0331", "one shift per dim"),
+    ('flip(x, [1, -1])', "E0331", "twice"),
     ('stack([x, transpose(x)])', "E0312", "one shape"),
 ])
 def test_bad_arguments_are_located_errors(body, code, words):

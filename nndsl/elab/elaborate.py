@@ -447,11 +447,11 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
         if tt.dtype not in ("any", "float", "int"):
             if self._dtype(tt) != v.type.dtype:
                 raise ShapeError(f"input `{name}` expects {tt.dtype} but got {v.type}", span=tt.span,
-                                 code="E0304")
+                                 code="E0316")
         elif tt.dtype == "float" and v.type.dtype not in FLOAT_DTYPES or \
                 tt.dtype == "int" and v.type.dtype not in INT_DTYPES:
             raise ShapeError(f"input `{name}` expects a {tt.dtype} tensor but got {v.type}",
-                             span=tt.span, code="E0304")
+                             span=tt.span, code="E0316")
         if tt.dims is None:
             return
         pats = list(tt.dims)

@@ -82,10 +82,10 @@ def _conv(nd: int):
         g, out = a["groups"], a["out"]
         if cin % g or out % g:
             ctx.error(f"conv{nd}d groups={g} must divide both input channels {cin} and output "
-                      f"channels {out}", code="E0308")
+                      f"channels {out}", code="E0327")
         k = _tuple(a["kernel"], nd)
         if a["padding"] == "same" and any(s != 1 for s in _tuple(a["stride"], nd)):
-            ctx.error("padding=\"same\" needs stride 1", code="E0308")
+            ctx.error("padding=\"same\" needs stride 1", code="E0328")
         fan_in = cin // g * math.prod(k)
         w = ctx.param("weight", (out, cin // g) + k, _uniform(fan_in))
         b = ctx.param("bias", (out,), _uniform(fan_in)) if a["bias"] else None
@@ -105,7 +105,7 @@ def _conv_transpose2d(ctx, a):
              "conv_transpose2d")
     g, out = a["groups"], a["out"]
     if cin % g or out % g:
-        ctx.error(f"conv_transpose2d groups={g} must divide {cin} and {out}", code="E0308")
+        ctx.error(f"conv_transpose2d groups={g} must divide {cin} and {out}", code="E0327")
     k = _tuple(a["kernel"], 2)
     fan_in = out // g * math.prod(k)
     w = ctx.param("weight", (cin, out // g) + k, _uniform(fan_in))
@@ -337,7 +337,7 @@ def _per_dim(ctx, a, names: tuple, nd: int, op: str) -> None:
         v = a.get(n)
         if isinstance(v, (tuple, list)) and len(v) != nd:
             ctx.error(f"{op} {n} needs one value per spatial dim ({nd}), got "
-                      f"[{', '.join(map(str, v))}]", code="E0308",
+                      f"[{', '.join(map(str, v))}]", code="E0329",
                       hint=f"write one int for all {nd} spatial dims, or a list of {nd}")
 
 

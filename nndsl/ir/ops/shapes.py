@@ -64,7 +64,7 @@ def promote(a: TensorType, b: TensorType) -> str:
         return a.dtype
     if b.dtype in FLOAT_DTYPES and a.dtype in INT_DTYPES + ("bool",):
         return b.dtype
-    raise ShapeError(f"dtypes {a.dtype} and {b.dtype} do not mix", code="E0304",
+    raise ShapeError(f"dtypes {a.dtype} and {b.dtype} do not mix", code="E0325",
                      hint=f"convert one side with cast(x, {a.dtype})")
 
 
@@ -113,7 +113,7 @@ def _masked_fill(ins, a):
 
 def _tri(ins, a):
     if ins[0].rank < 2:
-        raise ShapeError(f"tril/triu need a tensor of rank >= 2, got {ins[0]}", code="E0302")
+        raise ShapeError(f"tril/triu need a tensor of rank >= 2, got {ins[0]}", code="E0330")
     return (ins[0],)
 
 
@@ -148,7 +148,7 @@ def _same_dtype(x: TensorType, params, op: str) -> None:
     """A layer computes in its input's dtype: its weights must have it too."""
     for t in params:
         if t is not None and t.dtype != x.dtype:
-            raise ShapeError(f"{op} input is {x.dtype} but a weight is {t}", code="E0304",
+            raise ShapeError(f"{op} input is {x.dtype} but a weight is {t}", code="E0325",
                              hint=f"cast the input with cast(x, {t.dtype}), or the weight")
 
 
@@ -365,7 +365,7 @@ def _flatten(ins, a):
         return (_T(x.dtype, (1,)),)
     s, e = norm_axis(a["start"], x.rank), norm_axis(a["end"], x.rank)
     if s > e:
-        raise ShapeError(f"flatten start {a['start']} comes after end {a['end']}", code="E0302")
+        raise ShapeError(f"flatten start {a['start']} comes after end {a['end']}", code="E0331")
     n: Dim = 1
     for d in x.shape[s:e + 1]:
         n = n * d
@@ -440,7 +440,7 @@ def _permute(ins, a):
     dims = [norm_axis(d, x.rank) for d in a["dims"]]
     if sorted(dims) != list(range(x.rank)):
         raise ShapeError(f"permute dims {list(a['dims'])} are not a permutation of the "
-                         f"{x.rank} dims of {x}", code="E0302")
+                         f"{x.rank} dims of {x}", code="E0331")
     return (_T(x.dtype, [x.shape[d] for d in dims]),)
 
 
@@ -452,7 +452,7 @@ def _squeeze(ins, a):
     dims = {norm_axis(d, x.rank) for d in dims}
     for d in dims:
         if x.shape[d] != 1:
-            raise ShapeError(f"cannot squeeze dim {d} of size {x.shape[d]} in {x}", code="E0302")
+            raise ShapeError(f"cannot squeeze dim {d} of size {x.shape[d]} in {x}", code="E0332")
     return (_T(x.dtype, [s for i, s in enumerate(x.shape) if i not in dims]),)
 
 
@@ -488,7 +488,7 @@ def _concat(ins, a):
             raise ShapeError(f"concat along dim {a['dim']}: {t} does not match {first} in the "
                              f"other dims", code="E0312")
         if t.dtype != first.dtype:
-            raise ShapeError(f"concat of {first.dtype} and {t.dtype}", code="E0304")
+            raise ShapeError(f"concat of {first.dtype} and {t.dtype}", code="E0325")
         total = total + t.shape[d]
     s = list(first.shape)
     s[d] = total
@@ -601,7 +601,7 @@ def _cumulative(op: str):
     def rule(ins, a):
         x = ins[0]
         if x.rank == 0:
-            raise ShapeError(f"{op} needs a tensor of rank >= 1, got {x}", code="E0302",
+            raise ShapeError(f"{op} needs a tensor of rank >= 1, got {x}", code="E0330",
                              hint="unsqueeze a scalar first")
         norm_axis(a["dim"], x.rank)
         # as torch: integer and boolean tensors accumulate in i64
@@ -614,7 +614,7 @@ def _drop_path(ins, a):
     _float(x, "drop_path")
     if x.rank < 1:
         raise ShapeError(f"drop_path drops whole samples along dim 0, but {x} has no dims",
-                         code="E0302")
+                         code="E0330")
     return (x,)
 
 
@@ -722,7 +722,7 @@ def _einsum(ins, a):
     for t in ins:
         if t.dtype != dtype or dtype not in FLOAT_DTYPES:
             raise ShapeError(f"einsum needs floating-point tensors of one dtype, got "
-                             f"{', '.join(str(t) for t in ins)}", code="E0304",
+                             f"{', '.join(str(t) for t in ins)}", code="E0325",
                              hint="convert them with cast(x, f32)")
     sizes: dict = {}
     ell: tuple = ()
@@ -753,7 +753,7 @@ def _stack(ins, a):
         if t.rank != first.rank or any(not _same(p, q) for p, q in zip(t.shape, first.shape)):
             raise ShapeError(f"stack needs tensors of one shape: {t} vs {first}", code="E0312")
         if t.dtype != first.dtype:
-            raise ShapeError(f"stack of {first.dtype} and {t.dtype}", code="E0304")
+            raise ShapeError(f"stack of {first.dtype} and {t.dtype}", code="E0325")
     d = norm_axis(a["dim"], first.rank + 1)
     s = list(first.shape)
     s.insert(d, len(ins))
@@ -763,7 +763,7 @@ def _stack(ins, a):
 def _distinct_dims(op: str, x: TensorType, dims) -> list:
     ds = [norm_axis(d, x.rank) for d in dims]
     if len(set(ds)) != len(ds):
-        raise ShapeError(f"{op} dims {list(dims)} name a dim twice", code="E0302")
+        raise ShapeError(f"{op} dims {list(dims)} name a dim twice", code="E0331")
     return ds
 
 
@@ -776,7 +776,7 @@ def _roll(ins, a):
     x = ins[0]
     if len(a["shifts"]) != len(a["dims"]):
         raise ShapeError(f"roll needs one shift per dim, got shifts {list(a['shifts'])} for dims "
-                         f"{list(a['dims'])}", code="E0302")
+                         f"{list(a['dims'])}", code="E0331")
     _distinct_dims("roll", x, a["dims"])
     return (x,)
 
@@ -957,7 +957,7 @@ def _scatter_add(ins, a):
                          f"src {src}", code="E0320",
                          hint="slice src to the index's shape, or expand the index to src's")
     if src.dtype != x.dtype:
-        raise ShapeError(f"scatter_add adds {src} into {x}: the dtypes differ", code="E0304",
+        raise ShapeError(f"scatter_add adds {src} into {x}: the dtypes differ", code="E0325",
                          hint=f"convert src with cast(src, {x.dtype})")
     return (x,)
 
@@ -1052,9 +1052,9 @@ def _scales(q: TensorType, s: TensorType, group, op: str) -> None:
     """``s`` holds one scale per row of ``q`` (``[rows]``), or per row and group of ``group``
     columns (``[rows, cols / group]``)."""
     if q.dtype not in ("i8", "i4") or q.rank < 1:
-        raise ShapeError(f"{op} needs an i8 or i4 weight, got {q}", code="E0304")
+        raise ShapeError(f"{op} needs an i8 or i4 weight, got {q}", code="E0326")
     if s.dtype != "f32":
-        raise ShapeError(f"{op} scales must be f32, got {s}", code="E0304")
+        raise ShapeError(f"{op} scales must be f32, got {s}", code="E0326")
     if group is None:
         want = (q.shape[0],)
     else:
@@ -1076,7 +1076,7 @@ def _dequantize(ins, a):
 
 def _u8(t: TensorType, op: str) -> None:
     if t.dtype != "u8":
-        raise ShapeError(f"{op} needs u8 (quantized) activations, got {t}", code="E0304")
+        raise ShapeError(f"{op} needs u8 (quantized) activations, got {t}", code="E0326")
 
 
 def _quantize(ins, a):
@@ -1094,10 +1094,10 @@ def _qlayer(op: str, base):
         x, w, s, b = ins
         _u8(x, op)
         if w.dtype != "i8":
-            raise ShapeError(f"{op} needs an i8 weight, got {w}", code="E0304")
+            raise ShapeError(f"{op} needs an i8 weight, got {w}", code="E0326")
         _scales(w, s, None, op)
         if b is not None and (b.dtype != "i32" or tuple(b.shape) != (w.shape[0],)):
-            raise ShapeError(f"{op} needs an i32 bias of {w.shape[0]}, got {b}", code="E0304")
+            raise ShapeError(f"{op} needs an i32 bias of {w.shape[0]}, got {b}", code="E0326")
         f32 = [x.with_dtype("f32"), w.with_dtype("f32"), None if b is None else
                b.with_dtype("f32")]
         return (base(f32, a)[0].with_dtype("u8"),)
@@ -1126,7 +1126,7 @@ def _fake_quantize(ins, a):
 def _linear_int8(ins, a):
     x, w, s, b = ins
     if w.dtype != "i8" or w.rank != 2:
-        raise ShapeError(f"linear_int8 needs an i8 [out, in] weight, got {w}", code="E0304")
+        raise ShapeError(f"linear_int8 needs an i8 [out, in] weight, got {w}", code="E0326")
     _scales(w, s, None, "linear_int8")
     return _linear([x, w.with_dtype("f32"), b], a)
 
