@@ -248,7 +248,8 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "stack, einsum, scatter_add, an input and a layer's weight).",
               "`cast` one of them so the dtypes agree."),
     "E0326": ("A quantized op (made by the quantization passes) with operands of the wrong "
-              "dtype (weights not i8/i4, scales not f32, activations not u8).",
+              "dtype or shape (weights not i8/i4, scales not f32 or not fitting the weight, "
+              "activations not u8, a group that does not divide the rows).",
               "Report it: the passes build these ops, a spec cannot."),
     "E0327": ("Convolution groups that do not divide the input and output channels.",
               "Pick `groups` dividing both channel counts."),

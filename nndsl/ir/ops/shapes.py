@@ -1061,11 +1061,11 @@ def _scales(q: TensorType, s: TensorType, group, op: str) -> None:
         cols = q.shape[-1]
         if q.rank != 2 or not isinstance(cols, int) or group <= 0 or cols % group:
             raise ShapeError(f"{op}: group {group} does not divide the rows of {q}",
-                             code="E0309")
+                             code="E0326")
         want = (q.shape[0], cols // group)
     if tuple(s.shape) != want:
         raise ShapeError(f"{op} scales {s} do not fit the weight {q} (group {group})",
-                         code="E0309")
+                         code="E0326")
 
 
 def _dequantize(ins, a):
@@ -1119,7 +1119,7 @@ def _fake_quantize(ins, a):
     g = a["group"]
     if x.rank < 1 or (g is not None and (not isinstance(x.shape[-1], int) or x.shape[-1] % g)):
         raise ShapeError(f"fake_quantize: group {g} does not divide the rows of {x}",
-                         code="E0309")
+                         code="E0326")
     return (x,)
 
 
