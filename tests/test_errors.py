@@ -35,6 +35,9 @@ OK = "ok"
 CASES: dict[str, object] = {
     # syntax
     "syntax_missing_bracket": 4,
+    "keyword_run_into_name": 2,
+    "parameter_declared_twice": 2,
+    "layer_applied_to_nothing": 6,
     "syntax_missing_brace": 4,
     "syntax_missing_call_paren": 5,
     "syntax_stray_token": 4,

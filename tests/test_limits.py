@@ -120,10 +120,10 @@ def test_exponential_block_fan_out_is_stopped_by_the_step_budget():
 
 
 def test_nested_loops_are_refused_before_they_run(tmp_path, capsys):
-    err = _check(tmp_path, capsys, _model("    repeat 100000 { repeat 100000 { x = x } }"))
+    err = _check(tmp_path, capsys, _model("    repeat 40000 { repeat 40000 { x = x } }"))
     assert err.startswith("error[E0603]: the loops and block applications of this model take "
-                          "more than 100,000 steps in all"), err
-    assert "bad.nn:3:21" in err and "in iteration 1 of this loop" in err
+                          "more than 50,000 steps in all"), err
+    assert "bad.nn:3:20" in err and "in iteration 2 of this loop" in err
     err = _check(tmp_path, capsys, _model("    repeat 10**15 { x = x }"))
     assert err.startswith("error[E0603]: a loop of 1,000,000,000,000,000 iterations"), err
 

@@ -81,11 +81,6 @@ FILE_LEVEL = {
 KNOWN_OPEN: dict[str, object] = {
     # hostile paths (tests/test_fuzz.py HOSTILE_NAMES): a description each
     # mutants of tests/test_fuzz.py (seed name#index): what goes wrong
-    "specs/transformers/detr.nn#11": "a huge repeat count: OverflowError (len of a range past "
-                                     "2^63) in Elaborator._loop, exit 3",
-    "specs/transformers/llama_mini.nn#10": "the same OverflowError in Elaborator._loop",
-    "specs/vision/resnet34.nn#10": "blocks = [65536, ...]: elaborating 65,536 residual blocks "
-                                   "takes minutes, no limit stops it",
 }
 
 

@@ -159,6 +159,12 @@ class CallMixin:
                 raise ArgumentError(f"the layer `{callee.qualname or callee.name}` has its "
                                     f"options already; pass only tensors", span=span,
                                     code="E0212")
+            if not pos:
+                shown = callee.qualname or callee.name
+                raise ArgumentError(f"the layer `{shown}` is applied to nothing: it needs a "
+                                    f"tensor", span=span, code="E0212",
+                                    hint=f"apply it to its input: `x |> {shown}` or "
+                                         f"`{shown}(x)`")
             return self.apply(callee, {"__pos__": [v for v, _ in pos]}, frame, span)
         raise ArgumentError(f"{_describe(callee)} is not callable", span=span, code="E0221")
 

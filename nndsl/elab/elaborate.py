@@ -226,8 +226,9 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
     def _loop(self, s, frame: Frame, seq, targets: tuple, destructure: bool) -> None:
         if not seq:
             self._skip(frame, s.body)
-        if len(seq) > self.limits.max_steps:
-            raise LimitError(f"a loop of {len(seq):,} iterations (limit "
+        n = _length(seq)
+        if n > self.limits.max_steps:
+            raise LimitError(f"a loop of {n:,} iterations (limit "
                              f"{self.limits.max_steps:,} steps in all)", span=s.span,
                              code="E0603", notes=self._loop_notes(),
                              hint=raise_hint("max_steps", self.limits.max_steps,
@@ -235,7 +236,7 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
                                              "long sequence use `scan`"))
         # every iteration is a step: a loop that would cross the budget is refused before it
         # starts (nested loops multiply), not after it has run a million bodies
-        self._check_steps(len(seq), s.span)
+        self._check_steps(n, s.span)
         outer = frame.scope
         here = [s, 0]
         self._loops.append(here)
@@ -562,3 +563,12 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
             what = "input" if node.op == "input" else node.op
             notes.append((f"{v.type} comes from {what} `{node.name}`", node.span))
         return notes
+
+
+def _length(seq) -> int:
+    """How many items ``seq`` has; a ``range`` of more than 2^63 items (which ``len`` cannot
+    give) is counted from its bounds."""
+    try:
+        return len(seq)
+    except OverflowError:
+        return max(0, (seq.stop - seq.start + seq.step - (1 if seq.step > 0 else -1)) // seq.step)

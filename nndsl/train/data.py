@@ -273,6 +273,10 @@ def load(spec: dict, inputs: dict, targets: dict, seed: int, span: Span | None,
 def _load_builtin(name, args, inputs, targets, seed, span, ranges) -> Data:
     import numpy as np
     import torch
+    if name not in BUILTINS:   # --calibrate's name (a train section's is checked when compiling)
+        raise data_error(f"unknown data set `{name}`", span,
+                         hint="built-in sets: " + ", ".join(BUILTINS) + "; or give a path (.npz, "
+                              ".npy, .csv, a folder of images)")
     if BUILTINS[name].samples is None:
         check_size(generated_bytes(name, args, inputs), f"`{name}` with these sizes", span,
                    SMALLER[name])
