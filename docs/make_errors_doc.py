@@ -441,6 +441,9 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Use less data, or raise the limit the message names."),
     "E1230": ("A pruning option while training that does not apply.",
               "Prune a trained model instead, or drop the option."),
+    "E1231": ("Training options that do not work together on this device (float16 mixed "
+              "precision, which needs gradient scaling, with the lookahead or sam optimizers).",
+              "Train without --amp, or with another optimizer."),
     # drawing
     "E1300": ("Graphviz's `dot` program is missing.",
               "Install Graphviz, or use `--format dot` or `--format html`."),

@@ -169,7 +169,8 @@ class _Run:
                 self.scaler = torch.amp.GradScaler("cuda")
                 if not isinstance(self.optimizer, torch.optim.Optimizer):
                     raise TrainError("float16 mixed precision with gradient scaling does not "
-                                     "work with lookahead or sam here", code="E1210")
+                                     "work with lookahead or sam here", code="E1231",
+                                     hint="train without --amp, or with another optimizer")
             else:
                 self.amp_dtype = torch.bfloat16
         self.float_inputs = [n for n, t in c.input_types.items()
