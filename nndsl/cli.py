@@ -267,7 +267,8 @@ def cmd_train(args) -> int:
                               overrides=overrides, out=args.out, resume=args.resume,
                               ddp="fsdp" if args.fsdp else args.ddp,
                               quiet=args.quiet, prune=args.prune, qat=args.qat,
-                              group=args.group, lib=tuple(args.lib or ()))
+                              group=args.group, lib=tuple(args.lib or ()),
+                              limits=_limits(args))
     return 130 if result.interrupted else 0
 
 
@@ -376,6 +377,17 @@ def _count(text: str) -> int:
     return v
 
 
+def limit_flags(p: argparse.ArgumentParser) -> None:
+    """The ``--max-...`` options of nndsl/limits.py, on a command that compiles a spec."""
+    lim = p.add_argument_group("limits (raise them for a spec that needs more)")
+    for info in LIMITS.values():
+        default = show(info.name, getattr(DEFAULT, info.name))
+        lim.add_argument(info.flag, dest=info.name, type=_limit(info.flag), default=None,
+                         metavar="N" if info.unit == "count" else "SIZE",
+                         help=f"{info.what} (default {default}"
+                              + ("; SIZE as 512M, 64G" if info.unit == "bytes" else "") + ")")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nndsl", description="Compile .nn neural-network specs.")
     ap.add_argument("--debug", action="store_true", help="show Python tracebacks")
@@ -419,13 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="never prune these scopes (repeatable)")
         c.add_argument("--keep", action="append", metavar="SCOPE",
                        help="leave this scope in float when quantizing (repeatable)")
-        lim = p.add_argument_group("limits (raise them for a spec that needs more)")
-        for info in LIMITS.values():
-            default = show(info.name, getattr(DEFAULT, info.name))
-            lim.add_argument(info.flag, dest=info.name, type=_limit(info.flag), default=None,
-                             metavar="N" if info.unit == "count" else "SIZE",
-                             help=f"{info.what} (default {default}"
-                                  + ("; SIZE as 512M, 64G" if info.unit == "bytes" else "") + ")")
+        limit_flags(p)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help=argparse.SUPPRESS)   # after the command too; never resets it
         return p
@@ -491,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="treat warnings (unused layers, inputs, parameters) as errors")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
+    limit_flags(p)
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("sample", help="draw samples from a trained vae, gan or ddpm run")
     p.add_argument("run", help="the run folder (--out of nndsl train)")

@@ -468,3 +468,12 @@ def test_sampling_a_tampered_run_folder_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error[E1218]") and "Traceback" not in err, err
     assert "config.json is not a run's configuration" in err
+
+
+def test_train_takes_the_compile_limits(tmp_path, capsys):
+    spec = write_spec(tmp_path / "spec")
+    write_csv(tmp_path / "spec" / "data.csv", rows())
+    err = fails(capsys, "E0607", spec, "--max-nodes", "3", "--out", tmp_path / "r0")
+    assert "`--max-nodes 6`" in err and not (tmp_path / "r0").exists()
+    rc, err = train(capsys, spec, "--max-nodes", "1000", "--out", tmp_path / "r1")
+    assert rc == 0, err

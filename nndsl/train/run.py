@@ -68,10 +68,11 @@ def _trained_model(spec, lib=()) -> str | None:
 def run_training(spec, *, model: str | None = None, params: dict | None = None,
                  overrides: dict | None = None, out=None, resume=None, ddp: bool = False,
                  quiet: bool = False, hooks=(), prune: str | None = None,
-                 qat: str | None = None, group: int | None = None, lib=()):
+                 qat: str | None = None, group: int | None = None, lib=(), limits=None):
     """Train the model of ``spec`` (a path or source text); returns a ``RunResult``.
 
-    ``lib`` lists folders imports may read besides the spec's own (``nndsl train --lib``).
+    ``lib`` lists folders imports may read besides the spec's own (``nndsl train --lib``);
+    ``limits`` (:class:`nndsl.limits.Limits`) are the compilation's budgets (``--max-...``).
 
     ``prune`` (``magnitude=S`` gradually, or ``N:M``) keeps masks applied while training;
     ``qat`` (``int8``, ``int4``, with ``group`` for int4) trains with quantization noise on the
@@ -107,7 +108,8 @@ def run_training(spec, *, model: str | None = None, params: dict | None = None,
         raise TrainError("--prune needs whole weights; it does not combine with --fsdp",
                          code="E1230", hint="use --ddp, or train on one process")
     c = nndsl.compile(spec, model=model, params=cli.get("params"), opt="O1", qat=qat,
-                      group=group if qat else None, optimize_section=False, lib=tuple(lib))
+                      group=group if qat else None, optimize_section=False, lib=tuple(lib),
+                      limits=limits)
     hooks = list(hooks)
     if prune is not None:
         from nndsl.train.sparsity import PruneDuringTraining
