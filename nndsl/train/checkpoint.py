@@ -154,8 +154,8 @@ def load_checkpoint(folder: Path, tag: str = "last") -> tuple[dict, dict]:
     for p in paths:
         regular_file(p, "the checkpoint file", "E1218",
                      limit=MAX_STATE_JSON if p.suffix == ".json" else None)
+    meta = read_json(paths[2], "the checkpoint file")
     try:
-        meta = json.loads(paths[2].read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or not isinstance(meta.get("token"), str) or \
                 "state" not in meta:
             raise TrainError(f"{paths[2]} is not a checkpoint's state: it needs an object "
@@ -171,15 +171,6 @@ def load_checkpoint(folder: Path, tag: str = "last") -> tuple[dict, dict]:
                                      hint=f"resume from {folder / 'best.safetensors'} with "
                                           f"init, or start again")
                 out.append({k: f.get_tensor(k) for k in f.keys()})
-    except UnicodeDecodeError:
-        raise TrainError(f"cannot read {paths[2]}: it is not UTF-8 JSON", code="E1218",
-                         hint=DAMAGED) from None
-    except json.JSONDecodeError as e:
-        raise TrainError(f"cannot read {paths[2]}: not valid JSON (line {e.lineno}, column "
-                         f"{e.colno})", code="E1218", hint=DAMAGED) from None
-    except RecursionError:
-        raise TrainError(f"cannot read {paths[2]}: nested too deeply", code="E1218",
-                         hint=DAMAGED) from None
     except (OSError, ValueError, SafetensorError) as e:
         raise TrainError(f"cannot read the checkpoint in {folder}: {e}", code="E1218",
                          hint=DAMAGED) from None
@@ -194,7 +185,6 @@ def load_checkpoint(folder: Path, tag: str = "last") -> tuple[dict, dict]:
     return weights, state
 
 
-@_writes
 def read_json(path: Path, what: str, limit: int = MAX_STATE_JSON):
     """A JSON file of a run folder: a regular file, not too large, valid JSON."""
     from nndsl.train.paths import regular_file
