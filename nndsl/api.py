@@ -253,7 +253,7 @@ def _calibrate(graph: Graph, weights, compression, samples: int, base: Path) -> 
     from nndsl.ir.derive import derive_state
     from nndsl.train import data as data_mod
     name = compression.calibrate
-    spec = {"path": str(name)} if any(c in str(name) for c in "/\\.") else {"name": str(name)}
+    spec = {"path": str(name)} if data_mod.names_a_path(str(name)) else {"name": str(name)}
     inputs = {n: graph.node(n).type for n in graph.inputs}
     data = data_mod.load(spec, inputs, {}, 0, None, base=base,
                          ranges=dict(graph.meta.get("input_ranges", {})))

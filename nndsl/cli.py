@@ -72,7 +72,8 @@ def _limit(flag: str):
 def _typed_path(value: str | None) -> str | None:
     """A data path typed on the command line is relative to the working folder (a spec's own
     paths are relative to the spec); a built-in name such as `digits` stays as it is."""
-    if value is None or (os.sep not in value and "/" not in value and not Path(value).suffix):
+    from nndsl.train.data import names_a_path
+    if value is None or not names_a_path(value):
         return value
     return os.path.abspath(value)
 

@@ -68,13 +68,22 @@ def clean_stale_temps(path: str | Path) -> None:
     path = Path(path)
     pattern = re.compile(re.escape(_stem(path.name)) + r"(\d+)\.[0-9a-f]{8}(\.[a-z]+)?"
                          + re.escape(_TEMP_SUFFIX))
+
+    def stale(name: str) -> bool:
+        m = pattern.fullmatch(name)
+        return m is not None and not _running(int(m.group(1)))
+    remove_files(path.parent, stale)
+
+
+def remove_files(folder: Path, wanted) -> None:
+    """Remove the regular files of ``folder`` whose name ``wanted`` accepts, as a clean-up:
+    quietly, leaving whatever cannot be removed (links and folders are never touched)."""
     try:
-        entries = list(os.scandir(path.parent))
+        entries = list(os.scandir(folder))
     except OSError:
         return
     for entry in entries:
-        m = pattern.fullmatch(entry.name)
-        if m and not _running(int(m.group(1))):
+        if wanted(entry.name):
             try:
                 if entry.is_file(follow_symlinks=False):
                     os.unlink(entry.path)

@@ -237,7 +237,7 @@ def data_from_cli(text: str) -> dict:
     """``--data NAME|PATH``: a built-in set's name, else a path."""
     if text in data_mod.DATASETS:
         return {"name": text}
-    looks_like_path = any(c in text for c in "/\\.") or Path(text).exists()
+    looks_like_path = data_mod.names_a_path(text) or Path(text).exists()
     if not looks_like_path:
         raise TrainError(f"unknown data set `{text}`", code="E1206",
                          hint=suggest(text, data_mod.DATASETS) + "built-in sets: "

@@ -258,6 +258,12 @@ def _static(d) -> int | None:
     return d if isinstance(d, int) else None
 
 
+def names_a_path(text: str) -> bool:
+    """Whether a data value (``--data``, ``--calibrate``, a train section's ``data``) names a
+    file or folder rather than a built-in set: it holds a path separator or a dot."""
+    return any(c in text for c in "/\\.")
+
+
 def load(spec: dict, inputs: dict, targets: dict, seed: int, span: Span | None,
          base: Path | None = None, ranges: dict | None = None) -> Data:
     """Load the data named by ``spec`` (``{"name": ...}`` or ``{"path": ...}``) for a model

@@ -16,7 +16,8 @@ from onnx import helper
 from nndsl.backends.onnx.builder import IR_VERSION, OPSET, Builder, value_info
 from nndsl.backends.onnx.lowering import lower_graph
 from nndsl.errors import LoweringError
-from nndsl.fsutil import clean_stale_temps, create_temp, fsync_dir, remove_quietly, write_fd
+from nndsl.fsutil import (clean_stale_temps, create_temp, fsync_dir, remove_files, remove_quietly,
+                          write_fd)
 from nndsl.ir.graph import Graph
 from nndsl.ir.symbols import batch_symbols, bind_symbols, constraint_to_json, range_to_json
 from nndsl.ir.types import SymDim, storage_shape
@@ -265,19 +266,11 @@ def _split_weights(model: onnx.ModelProto, fd: int):
 
 def _remove_old_data(path: Path, keep: Path | None) -> None:
     """The data files of earlier exports to ``path``, which no file reads any more."""
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return
-    for entry in entries:
-        m = _DATA_NAME.fullmatch(entry.name)
-        old = m is not None and m.group(1) == path.name or entry.name == path.name + ".data"
-        if old and (keep is None or entry.name != keep.name):
-            try:
-                if entry.is_file(follow_symlinks=False):
-                    os.unlink(entry.path)
-            except OSError:
-                pass
+    def old(name: str) -> bool:
+        m = _DATA_NAME.fullmatch(name)
+        ours = m is not None and m.group(1) == path.name or name == path.name + ".data"
+        return ours and (keep is None or name != keep.name)
+    remove_files(path.parent, old)
 
 
 def _clean_legacy_temp_dirs(path: Path) -> None:
