@@ -53,15 +53,19 @@ def _spec_args(spec, path, source) -> tuple[Path | None, str | None]:
 
 
 def load(spec: str | Path | None = None, *, path: str | Path | None = None,
-         source: str | None = None, lib=(), base: str | Path | None = None):
+         source: str | None = None, lib=(), base: str | Path | None = None,
+         name: str | Path | None = None):
     """The parsed program of a spec and its file name: ``path`` names a ``.nn`` file, ``source``
     is the text itself (its imports resolve in ``base``, default the working folder), and a
     positional ``spec`` is either, as :func:`is_path` decides. ``lib`` lists further folders
-    imports may read from."""
+    imports may read from. ``name`` gives source text the file it stands for (an editor's
+    unsaved buffer): it is read as if it were that file, imports and messages included."""
     file_path, text = _spec_args(spec, path, source)
     if file_path is not None:
         file = str(file_path)
         return load_program(read_source(file_path, name=file), file, lib=lib), file
+    if name is not None:
+        return load_program(text, str(name), lib=lib), str(name)
     try:
         return load_program(text, "<string>", lib=lib, base=base), "<string>"
     except ParseError as e:
@@ -79,7 +83,7 @@ def compile_source(source: str, **options) -> "Compiled":
 
 def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
             source: str | None = None, lib=(), base: str | Path | None = None,
-            model: str | None = None, params: dict | None = None,
+            name: str | Path | None = None, model: str | None = None, params: dict | None = None,
             opt: str = "O1", disable: tuple = (), after: str | None = None,
             quantize: str | None = None, group: int | None = None, prune: str | None = None,
             keep: tuple = (), prune_scopes: tuple | None = None, prune_exclude: tuple = (),
@@ -94,6 +98,7 @@ def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
     is a path when it is one line ending in ``.nn`` (:func:`is_path`), else source text.
     ``import "FILE.nn"`` reads files inside the spec's folder (``base`` for source text, default
     the working folder) and the folders ``lib`` lists (docs/LANGUAGE.md, "Imports and files").
+    ``name`` compiles source text as the file it names (:func:`load`).
 
     ``model`` picks one model of a file that defines several; ``params`` overrides the model's
     parameters (in a file of several models, values for the others are kept for them: a GAN's
@@ -115,7 +120,7 @@ def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
     ``weights`` (a state dict or ``.safetensors`` path in the spec's names) are the values
     channel pruning ranks channels by, and the default weights of ``to_torch``/``to_onnx``.
     """
-    program, file = load(spec, path=path, source=source, lib=lib, base=base)
+    program, file = load(spec, path=path, source=source, lib=lib, base=base, name=name)
     models = program.models
     if not models:
         raise DefinitionError(f"{file} defines no model", code="E0510",

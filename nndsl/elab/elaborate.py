@@ -17,6 +17,9 @@ calls and layer instances in :mod:`nndsl.elab.calls`, the build context and fram
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from nndsl.elab.builtins import _describe, _suggest
 from nndsl.elab.calls import CallMixin
 from nndsl.elab.context import BuildCtx, Frame, _join, _Return
@@ -66,6 +69,24 @@ def _trim_notes(err: NndslError, keep: int = 3) -> None:
     err.notes = notes
 
 
+# An optional observer of elaboration (editor support indexes what each expression evaluated
+# to): a function of the new Elaborator that returns ``on_eval(expr, value[, stage])`` or
+# None. Unset (the default), elaboration records nothing; see :func:`recording`.
+RECORDING: ContextVar = ContextVar("nndsl_recording", default=None)
+
+
+@contextmanager
+def recording(observer):
+    """Inside the ``with`` block, each :class:`Elaborator` made calls ``observer(elaborator)``;
+    the function it returns (if not None) hears ``(expr, value)`` for every expression
+    evaluated, and ``(target, result, True)`` for every stage of a pipeline."""
+    token = RECORDING.set(observer)
+    try:
+        yield
+    finally:
+        RECORDING.reset(token)
+
+
 class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
     """Builds the :class:`Graph` of one model of a :class:`Program`.
 
@@ -99,6 +120,8 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
         self.unread_params: dict[str, ast.ParamDef] = {}   # model parameters not read yet
         self.shadowed_params: dict[str, tuple] = {}   # reassigned before read: (param, where)
         self.skipped_names: set[str] = set()   # named in model code not run (a branch not taken)
+        observer = RECORDING.get()
+        self.recorder = observer(self) if observer is not None else None
 
     # ------------------------------------------------------------------ entry
     def elaborate(self, model: str, overrides: dict | None = None) -> Graph:

@@ -92,14 +92,19 @@ class ExpressionMixin:
         raise ArgumentError(f"{_describe(v)} is not a condition", span=span, code="E0216")
 
     # -------------------------------------------------------------- expressions
+    recorder = None   # on_eval(expr, value[, stage]) when observed (elaborate.recording)
+
     def _eval(self, e, frame: Frame):
         method = _EVAL.get(type(e))
         if method is None:  # pragma: no cover
             raise NndslError(f"cannot evaluate {type(e).__name__}", span=e.span)
         try:
-            return method(self, e, frame)
+            v = method(self, e, frame)
         except NndslError as err:
             raise err.with_span(e.span)
+        if self.recorder is not None:
+            self.recorder(e, v)
+        return v
 
     def _e_num(self, e, frame):
         return e.value
@@ -528,7 +533,12 @@ class ExpressionMixin:
                 value = self._pipe_stage(value, stage, frame)
             except NndslError as err:
                 raise err.with_span(stage.span)
-        return self._pipe_stage(value, e, frame)
+            if self.recorder is not None:
+                self.recorder(stage.target, value, True)
+        value = self._pipe_stage(value, e, frame)
+        if self.recorder is not None:
+            self.recorder(e.target, value, True)
+        return value
 
     def _pipe_stage(self, value, e: ast.Pipe, frame):
         target, name = e.target, None
