@@ -479,14 +479,17 @@ class Compiled:
         from nndsl.ir.derive import derive_state
         return derive_state(self.graph, _spec_arrays(self.graph, weights, seed))
 
-    def to_onnx(self, weights=None, seed: int = 0):
+    def to_onnx(self, weights=None, seed: int = 0, int8: str = "u8u8"):
         """An ``onnx.ModelProto`` carrying ``weights`` (a state dict or a ``.safetensors`` path;
-        the default initial weights when none are given), for inference."""
+        the default initial weights when none are given), for inference. ``int8`` is how
+        int8-dynamic's matrix products run in onnxruntime: ``u8u8`` (exact on every CPU) or
+        ``u8s8`` (int8 weights: faster kernels, exact where the CPU has VNNI dot products;
+        without VNNI, x86's AVX2 kernels can saturate)."""
         from nndsl import __version__
         from nndsl.backends.onnx import to_onnx
         weights = self.weights if weights is None else weights
         return to_onnx(self.graph, self._derived_arrays(weights, seed),
-                       producer_version=__version__)
+                       producer_version=__version__, int8=int8)
 
     def example_inputs(self, batch: int = 2, seed: int = 0, **dims) -> dict:
         """Random valid inputs by name, from a generator seeded with ``seed``: random inputs

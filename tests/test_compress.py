@@ -169,6 +169,44 @@ def test_int8_dynamic_uses_int8_kernels_and_keeps_what_it_cannot_take():
     assert "compression: quantize int8-dynamic" in text and "of the float model" in text
 
 
+def _dynamic_quantize_linear(x: np.ndarray):
+    """ONNX's DynamicQuantizeLinear, computed here: uint8 over [min(x, 0), max(x, 0)]."""
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    scale = np.float32((hi - lo) / 255)
+    zp = np.clip(np.rint(-lo / scale), 0, 255)
+    return np.clip(np.rint(x / scale) + zp, 0, 255), scale, zp
+
+
+@pytest.mark.parametrize("form", ["u8u8", "u8s8"])
+def test_int8_forms_compute_the_integer_product_exactly(form):
+    """Both ONNX forms of int8-dynamic's linear against the arithmetic written out in NumPy.
+    One input feature: a product has no pair to saturate with, so both forms are exact on any
+    CPU (u8s8 can saturate 16-bit pair sums where x86 has no VNNI)."""
+    c = nndsl.compile(source="model m() {\n    input x: f32[N, 1]\n"
+                             "    output y = x |> linear(16) as fc\n}\n",
+                      quantize="int8-dynamic")
+    arrays = c._derived_arrays(None, 0)
+    model = c.to_onnx(int8=form)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert inits["fc.weight_q"].dtype == np.int8            # stored as int8 either way
+    mmi = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert len(mmi) == 1 and len(mmi[0].input) == (4 if form == "u8u8" else 3)
+    x = np.random.default_rng(0).normal(size=(64, 1)).astype(np.float32)
+    got = _ort(model, {"x": torch.from_numpy(x)})
+    xq, sx, zx = _dynamic_quantize_linear(x)
+    acc = (xq - zx) @ arrays["fc.weight_q"].astype(np.float64).T
+    want = acc * (sx * arrays["fc.weight_scale"]) + arrays["fc.bias"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+def test_int8_forms_are_checked():
+    c = nndsl.compile(MLP, quantize="int8-dynamic")
+    with pytest.raises(nndsl.errors.NndslError, match="E0257|unknown int8 form"):
+        c.to_onnx(int8="s8s8")
+    for form in ("u8u8", "u8s8"):
+        onnx.checker.check_model(c.to_onnx(int8=form), full_check=True)
+
+
 def test_weights_files_shrink(tmp_path):
     from nndsl.backends.torch.codegen import write_package
     sizes = {}

@@ -23,7 +23,8 @@ INT64_MAX = 2**63 - 1
 class Builder:
     """Collects the nodes of one ONNX graph. Names are derived from IR scope paths."""
 
-    def __init__(self, symbol_sources: dict[str, tuple[str, int]]):
+    def __init__(self, symbol_sources: dict[str, tuple[str, int]], int8: str = "u8u8"):
+        self.int8 = int8          # the form of int8-dynamic's matrix products (lowering.INT8_FORMS)
         self.nodes: list = []
         self.initializers: list = []
         self.value_infos: list = []   # types of intermediate values that inference cannot know
@@ -50,7 +51,7 @@ class Builder:
         """A builder for a subgraph (a ``Loop`` body): names stay unique across the whole model;
         the constants and dims already made here are outer-scope values the body may read, but
         what the body makes stays its own."""
-        s = Builder(self.symbol_sources)
+        s = Builder(self.symbol_sources, self.int8)
         s._names = self._names
         s._consts = dict(self._consts)
         s._dims = dict(self._dims)

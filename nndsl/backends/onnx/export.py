@@ -14,8 +14,8 @@ import onnx
 from onnx import helper
 
 from nndsl.backends.onnx.builder import IR_VERSION, OPSET, Builder, value_info
-from nndsl.backends.onnx.lowering import lower_graph
-from nndsl.errors import LoweringError
+from nndsl.backends.onnx.lowering import INT8_FORMS, lower_graph
+from nndsl.errors import ArgumentError, LoweringError
 from nndsl.fsutil import (clean_stale_temps, create_temp, fsync_dir, remove_files, remove_quietly,
                           write_fd)
 from nndsl.ir.graph import Graph
@@ -53,14 +53,19 @@ def _read_names(nodes) -> set:
     return out
 
 
-def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: str = "") -> onnx.ModelProto:
-    """Lower ``graph`` to ONNX with the given parameter values (numpy arrays by spec name)."""
+def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray], producer_version: str = "",
+            int8: str = "u8u8") -> onnx.ModelProto:
+    """Lower ``graph`` to ONNX with the given parameter values (numpy arrays by spec name);
+    ``int8``: how int8-dynamic's matrix products run (``lowering.INT8_FORMS``)."""
+    if int8 not in INT8_FORMS:
+        raise ArgumentError(f"unknown int8 form `{int8}`", code="E0257",
+                            hint="the forms: " + ", ".join(INT8_FORMS))
     half = next((n for n in graph if any(t.dtype == "bf16" for t in n.types)), None)
     if half is not None:
         raise LoweringError("bf16 graphs run on the torch backend only: onnxruntime has no "
                             "bf16 kernels on the CPU", span=half.span, code="E0905",
                             hint="quantize with f16 for ONNX, or export the float model")
-    b = Builder(_symbol_sources(graph))
+    b = Builder(_symbol_sources(graph), int8)
     names: dict = {}
     for n in graph.inputs:
         b.reserve(n)

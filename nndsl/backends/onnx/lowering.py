@@ -184,18 +184,19 @@ def _attention(b, a, ins, n):
         scale = 1.0 / float(qt.shape[-1]) ** 0.5
     scores = b.op1("MatMul", [q, b.op1("Transpose", [k], perm=perm)])
     scores = b.op1("Mul", [scores, b.const(scale, qt.dtype)])
-    neg_inf = b.const(float("-inf"), qt.dtype) if a["causal"] or mask is not None and \
-        n.in_types[3].dtype == "bool" else None
+    # Masks are added, as -inf where a score is dropped and 0 where it is kept: a mask is
+    # [T, S] where the scores are [..., T, S], and onnxruntime's Add broadcasts it several
+    # times faster than Where picks between the scores and -inf.
     if a["causal"]:
+        # -inf strictly above the diagonal (Trilu keeps j - i >= 1 and zeroes the rest)
         size = b.shape((qt.shape[-2], n.in_types[1].shape[-2]))
-        ones = b.op1("ConstantOfShape", [size], value=_tensor([1.0], qt.dtype))
-        keep = b.op1("Cast", [b.op1("Trilu", [ones], upper=0)], to=TensorProto.BOOL)
-        scores = b.op1("Where", [keep, scores, neg_inf])
+        full = b.op1("ConstantOfShape", [size], value=_tensor([float("-inf")], qt.dtype))
+        scores = b.op1("Add", [scores, b.op1("Trilu", [full, b.const(1)], upper=1)])
     if mask is not None:
         if n.in_types[3].dtype == "bool":
-            scores = b.op1("Where", [mask, scores, neg_inf])
-        else:
-            scores = b.op1("Add", [scores, mask])
+            mask = b.op1("Where", [mask, b.const(0.0, qt.dtype),
+                                   b.const(float("-inf"), qt.dtype)])
+        scores = b.op1("Add", [scores, mask])
     att = b.op1("Softmax", [scores], axis=-1)
     b.op1("MatMul", [att, v], out=n.out)
 
@@ -300,22 +301,32 @@ def _fake_quantize(b, a, ins, n):
     b.op1("Reshape", [b.op1("Mul", [q, s]), b.const(list(t.shape))], out=n.out)
 
 
+# How int8-dynamic's matrix products run in onnxruntime: ``u8u8`` (uint8 activations and
+# weights) is exact on every CPU; ``u8s8`` (int8 weights, as onnxruntime's own quantize_dynamic
+# writes them) runs faster kernels, exact on CPUs with VNNI dot products (AVX512-VNNI, AVX-VNNI,
+# AMX) and on ARM, but on x86 CPUs with AVX2 and no VNNI their 16-bit pair sums can saturate.
+INT8_FORMS = ("u8u8", "u8s8")
+
+
 def _linear_int8(b, a, ins, n):
     """Dynamic int8: ``(xq, sx, zx) = DynamicQuantizeLinear(x)``, then
-    ``y = float(MatMulInteger(xq, Wᵀ, zx, 0)) · (sx · s_w) + b`` (onnxruntime fuses the chain
-    into one int8 kernel)."""
+    ``y = float(MatMulInteger(xq, Wᵀ, zx, z_w)) · (sx · s_w) + b`` (onnxruntime fuses the chain
+    into one int8 kernel). The weights go in as int8 (``b.int8 == "u8s8"``) or shifted to uint8
+    (``"u8u8"``): see ``INT8_FORMS``."""
     x, w, s, bias = ins
     xt = n.in_types[0]
     if xt.dtype != "f32":
         x = b.op1("Cast", [x], to=TensorProto.FLOAT)
     xq, sx, zx = b.op("DynamicQuantizeLinear", [x], 3)
-    # The weight goes in as uint8 with zero point 128 (constant-folded when the model loads):
-    # onnxruntime's u8·s8 kernels saturate 16-bit pair sums on CPUs without VNNI; u8·u8 do not.
     wt = b.op1("Transpose", [w], perm=[1, 0])
-    wt = b.op1("Cast", [b.op1("Add", [b.op1("Cast", [wt], to=TensorProto.INT32),
-                                      b.const(128, "i32")])], to=TensorProto.UINT8)
-    zw = b.const([128] * n.in_types[1].shape[0], "u8")
-    acc = b.op1("MatMulInteger", [xq, wt, zx, zw])
+    if b.int8 == "u8u8":
+        # uint8 weights with zero point 128 (constant-folded when the model loads): exact on
+        # every CPU, where u8·s8 kernels saturate 16-bit pair sums on x86 without VNNI
+        wt = b.op1("Cast", [b.op1("Add", [b.op1("Cast", [wt], to=TensorProto.INT32),
+                                          b.const(128, "i32")])], to=TensorProto.UINT8)
+        acc = b.op1("MatMulInteger", [xq, wt, zx, b.const([128] * n.in_types[1].shape[0], "u8")])
+    else:
+        acc = b.op1("MatMulInteger", [xq, wt, zx])      # u8·s8, weights' zero point 0
     y = b.op1("Mul", [b.op1("Cast", [acc], to=TensorProto.FLOAT), b.op1("Mul", [sx, s])])
     if bias:
         y = b.op1("Add", [y, bias])
