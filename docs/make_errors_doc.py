@@ -160,7 +160,8 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E0256": ("A scope named in a compression option (`--keep`, `keep =`, prune scopes) that "
               "the model does not have.", "Use the scope names `nndsl inspect` shows."),
     "E0257": ("An ONNX export's int8 form (`--onnx-int8`, `to_onnx(int8=...)`) that is not "
-              "one of `u8u8` and `u8s8`.", "Use `u8u8` (exact on every CPU) or `u8s8`."),
+              "one of `u8u8` and `u8s8`, or `--onnx-int8` without `--to onnx`.",
+              "Use `u8u8` (exact on every CPU) or `u8s8`, with `--to onnx`."),
     # values of the wrong kind (not arguments)
     "E0240": ("An operator applied to values it is not defined on: arithmetic or comparison "
               "of a string, list or layer, `@` without two tensors, a symbolic dim or NaN "

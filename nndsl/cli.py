@@ -209,13 +209,16 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    if args.onnx_int8 is not None and args.to != "onnx":
+        raise ArgumentError("--onnx-int8 chooses how an ONNX export runs int8-dynamic",
+                            code="E0257", hint="use it with --to onnx")
     if args.output:
         check_output(args.output, folder=args.to == "torch")
     c = _compile(args)
     if args.to == "onnx":
         from nndsl.backends.onnx import save
         out = check_output(args.output or f"build/{c.name}.onnx")
-        model = c.to_onnx(weights=args.weights)
+        model = c.to_onnx(weights=args.weights, int8=args.onnx_int8 or "u8u8")
         try:
             files = save(model, out, external_threshold=args.external_data_threshold)
         except (OSError, ValueError) as e:
@@ -455,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output directory (torch) or .onnx file")
     p.add_argument("--external-data-threshold", type=int, default=None, metavar="BYTES",
                    help="ONNX: weights larger than this go to FILE.onnx.HASH.data (default 1 GiB)")
+    p.add_argument("--onnx-int8", choices=["u8u8", "u8s8"], default=None,
+                   help="ONNX, int8-dynamic: u8u8 (default) is exact on every CPU; u8s8 runs "
+                        "onnxruntime's faster kernels, exact only on CPUs with VNNI (or ARM)")
     p.set_defaults(fn=cmd_compile)
     p = spec_cmd("run", "run a spec (torch) or an .onnx file (onnxruntime) on inputs")
     p.add_argument("--input", action="append", metavar="NAME=FILE.npy|FILE.npz",

@@ -207,6 +207,17 @@ def test_int8_forms_are_checked():
         onnx.checker.check_model(c.to_onnx(int8=form), full_check=True)
 
 
+def test_onnx_int8_form_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["compile", str(MLP), "--quantize", "int8-dynamic", "--to", "onnx",
+                 "--onnx-int8", "u8s8", "-o", str(out)]) == 0
+    mmi = [n for n in onnx.load(str(out)).graph.node if n.op_type == "MatMulInteger"]
+    assert mmi and all(len(n.input) == 3 for n in mmi)
+    assert main(["compile", str(MLP), "--quantize", "int8-dynamic", "--onnx-int8", "u8s8",
+                 "-o", str(tmp_path / "pkg")]) == 1
+    assert "E0257" in capsys.readouterr().err and not (tmp_path / "pkg").exists()
+
+
 def test_weights_files_shrink(tmp_path):
     from nndsl.backends.torch.codegen import write_package
     sizes = {}
