@@ -3,8 +3,10 @@
     to_dot(graph)      deterministic DOT text: one box per op, edges labelled with the tensor
                        type that flows along them, blocks as nested clusters following scopes
     to_svg(graph)      ``dot -Tsvg`` on that text (raises :class:`GraphvizError` without ``dot``)
-    to_html(compiled)  one self-contained page: the drawing inline and a sortable, filterable
-                       table of nodes with their parameters and FLOPs
+    to_html(compiled)  one self-contained page: the drawing inline, a sortable, filterable
+                       table of nodes with their parameters and FLOPs, and the spec's source
+                       (highlighted by the Pygments lexer of ``nndsl.editor.lexer`` when
+                       Pygments is installed); selecting a node marks its source lines
 
 Parameters and buffers are not drawn as nodes: each op's label counts the ones it reads.
 """
@@ -17,7 +19,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from nndsl.errors import ArgumentError, NndslError
+from nndsl.errors import ArgumentError, NndslError, source_lines
 from nndsl.ir.graph import Graph, Node, Value, body_of
 from nndsl.ir.printer import fmt_attr
 from nndsl.ir.types import SymDim, TensorType
@@ -360,11 +362,14 @@ def to_html(graph, batch: int = 1) -> str:
     outs = ", ".join(f"{n}: {t}" for n, t in compiled.output_types.items())
     where = " · ".join(x for x in (compiled.file, compiled.opt) if x)
 
+    source = _source_of(g)
     body = []
     for i, r in enumerate(rows):
-        types = "<br>".join(html_text(t) for t in g.node(r.name).types)
+        node = g.node(r.name)
+        types = "<br>".join(html_text(t) for t in node.types)
+        lines = _line_attrs(node, source)
         body.append(
-            f'<tr data-node="{html_text(r.name)}" data-i="{i}">'
+            f'<tr data-node="{html_text(r.name)}" data-i="{i}"{lines}>'
             f'<td class="name">{html_text(r.name)}</td><td class="scope">{html_text(r.scope)}</td>'
             f'<td class="op">{html_text(op_label(g.node(r.name)))}</td><td class="type">{types}</td>'
             f'<td class="num{"" if r.params else " zero"}" data-v="{r.params}">{r.params:,}</td>'
@@ -384,8 +389,87 @@ def to_html(graph, batch: int = 1) -> str:
         flops_note=html_text(flops_note), short_flops=_short(flops), n=len(rows),
         ins=html_text(ins), outs=html_text(outs),
         graph=graph_html, rows="\n".join(body),
-        css=_CSS, js=_JS)
+        source=_source_pane(source), layout="" if source else ' class="nosource"',
+        css=_CSS + _source_css(source), js=_JS)
     return page
+
+
+# ---- the spec's source --------------------------------------------------------------------
+
+def _source_of(graph: Graph) -> tuple[str, str] | None:
+    """The file name and text of the spec the graph was compiled from (the text the parser
+    read, carried by the model's span), or None for a graph built otherwise."""
+    span = graph.meta.get("model_span")
+    src = getattr(span, "source", None)
+    if src is None or not isinstance(src.text, str):
+        return None
+    return span.file, src.text
+
+
+def _line_attrs(node: Node, source: tuple[str, str] | None) -> str:
+    """``data-line``/``data-end``: the source lines of the spec a node was written on (none for
+    a node from an imported file)."""
+    span = node.span
+    if source is None or span is None or span.file != source[0]:
+        return ""
+    return f' data-line="{span.line}" data-end="{max(span.line, span.end_line)}"'
+
+
+def _pygments():
+    """The lexer and HTML formatter, or None when Pygments is not installed."""
+    try:
+        from pygments.formatters import HtmlFormatter
+
+        from nndsl.editor.lexer import NndslLexer
+    except ImportError:
+        return None
+    return NndslLexer(stripnl=False, ensurenl=False), HtmlFormatter(nowrap=True)
+
+
+def _source_lines_html(text: str) -> list[str]:
+    """Each line of the spec as HTML, as the parser counts lines (split at ``\n`` only)."""
+    lines = source_lines(text)
+    tools = _pygments()
+    if tools is None:
+        return [html.escape(ln, quote=False) for ln in lines]
+    import io
+
+    from pygments import format as pygments_format
+    lexer, formatter = tools
+    # the lexer's positions are the text's: a lone \r (no line break for the parser) shows as
+    # a space, so the lines stay those of error messages and spans
+    flat = "\n".join(ln.replace("\r", " ") for ln in lines)
+    out = io.StringIO()
+    pygments_format(lexer.get_tokens(flat), formatter, out)
+    # the formatter closes every span at the end of a line: each piece is one line
+    parts = out.getvalue().split("\n")
+    if parts and parts[-1] == "" and len(parts) == len(lines) + 1:
+        parts.pop()
+    if len(parts) != len(lines):   # not expected; the plain text keeps the lines aligned
+        return [html.escape(ln, quote=False) for ln in lines]
+    return parts
+
+
+def _source_pane(source: tuple[str, str] | None) -> str:
+    if source is None:
+        return ""
+    file, text = source
+    lines = _source_lines_html(text)
+    body = "".join(f'<span class="line" id="src-{i}" data-line="{i}">{ln}\n</span>'
+                   for i, ln in enumerate(lines, 1))
+    return (f'<section id="source-pane" aria-label="source">\n'
+            f'<div class="toolbar"><span class="label">Source</span>'
+            f'<span class="hint">{html_text(file)} · click a line to find its node</span></div>\n'
+            f'<div class="sourcewrap"><pre id="source" class="src">{body}</pre></div>\n'
+            f'</section>')
+
+
+def _source_css(source) -> str:
+    """The colours of the highlighted source (Pygments' default style), inline in the page."""
+    tools = _pygments() if source is not None else None
+    if tools is None:
+        return ""
+    return "\n".join(tools[1].get_token_style_defs(".src")) + "\n"
 
 
 def _short(n: int) -> str:
@@ -412,9 +496,21 @@ header .where { color: var(--muted); font-size: 13px; }
 .stats b { color: var(--fg); font-weight: 600; font-variant-numeric: tabular-nums; }
 .stats code { color: var(--fg); }
 main { flex: 1; min-height: 0; display: grid;
-       grid-template-columns: minmax(0, 1fr) minmax(0, 1.25fr); }
+       grid-template-columns: minmax(0, 1fr) minmax(0, 1.25fr);
+       grid-template-rows: minmax(0, 1.4fr) minmax(0, 1fr); }
 section { min-height: 0; display: flex; flex-direction: column; }
-#graph-pane { border-right: 1px solid var(--line); }
+#graph-pane { border-right: 1px solid var(--line); grid-row: 1 / 3; }
+main.nosource #table-pane { grid-row: 1 / 3; }
+#source-pane { border-top: 1px solid var(--line); }
+.sourcewrap { flex: 1; overflow: auto; background: var(--panel); }
+pre.src { margin: 0; padding: 8px 0; font: 12px/1.5 ui-monospace, "DejaVu Sans Mono", Menlo,
+          Consolas, monospace; counter-reset: none; }
+pre.src .line { display: block; padding: 0 12px 0 0; cursor: pointer; }
+pre.src .line::before { content: attr(data-line); display: inline-block; width: 3.5em;
+                        padding-right: 1em; text-align: right; color: #9ca3af;
+                        user-select: none; }
+pre.src .line:hover { background: #eef2f8; }
+pre.src .line.hl { background: var(--sel); }
 .toolbar { display: flex; align-items: center; gap: 8px; padding: 8px 12px;
            border-bottom: 1px solid var(--line); }
 .toolbar .label { font-weight: 600; margin-right: auto; }
@@ -522,6 +618,39 @@ _JS = r"""
     }
   }
 
+  // The spec's source: each line a <span class="line" data-line="N">; a row names the lines
+  // its node was written on (data-line, data-end) when they are in this file.
+  var source = document.getElementById("source");
+  var marked = [];
+  function lineRange(tr) {
+    var a = Number(tr.getAttribute("data-line"));
+    var b = Number(tr.getAttribute("data-end"));
+    return a > 0 ? [a, Math.max(a, b)] : null;
+  }
+  function markSource(tr, scroll) {
+    marked.forEach(function (el) { el.classList.remove("hl"); });
+    marked = [];
+    var r = tr && source ? lineRange(tr) : null;
+    if (!r) { return; }
+    for (var n = r[0]; n <= r[1]; n++) {
+      var el = document.getElementById("src-" + n);
+      if (el) { el.classList.add("hl"); marked.push(el); }
+    }
+    if (scroll && marked.length > 0) { marked[0].scrollIntoView({block: "nearest"}); }
+  }
+  function nodeAtLine(n) {
+    // the node written most narrowly around line n; the first in the table's order on ties
+    var best = null;
+    var width = Infinity;
+    rows.slice().sort(function (a, b) {
+      return Number(a.getAttribute("data-i")) - Number(b.getAttribute("data-i"));
+    }).forEach(function (tr) {
+      var r = lineRange(tr);
+      if (r && r[0] <= n && n <= r[1] && r[1] - r[0] < width) { best = tr; width = r[1] - r[0]; }
+    });
+    return best ? best.getAttribute("data-node") : null;
+  }
+
   function select(name, from) {
     if (selected !== null) {
       if (rowOf[selected]) { rowOf[selected].classList.remove("sel"); }
@@ -532,9 +661,11 @@ _JS = r"""
     var g = shapes[name];
     if (tr) { tr.classList.add("sel"); }
     if (g) { g.classList.add("sel"); }
-    if (from === "graph" && tr && !tr.hidden) {
+    markSource(tr, from !== "source");
+    if ((from === "graph" || from === "source") && tr && !tr.hidden) {
       tr.scrollIntoView({block: "nearest"});
-    } else if (from === "table" && g) {
+    }
+    if ((from === "table" || from === "source") && g) {
       g.scrollIntoView({block: "center", inline: "center"});
     }
   }
@@ -575,6 +706,13 @@ _JS = r"""
       var g = ev.target.closest("g.node");
       var t = g ? g.querySelector("title") : null;
       if (t) { select(t.textContent, "graph"); }
+    });
+  }
+  if (source) {
+    source.addEventListener("click", function (ev) {
+      var line = ev.target.closest(".line");
+      var name = line ? nodeAtLine(Number(line.getAttribute("data-line"))) : null;
+      if (name !== null) { select(name, "source"); }
     });
   }
   box.addEventListener("input", function () { applyFilter(box.value); });
@@ -648,7 +786,7 @@ style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <li>out <code>{outs}</code></li>
 </ul>
 </header>
-<main>
+<main{layout}>
 <section id="graph-pane" aria-label="drawing">
 <div class="toolbar"><span class="label">Graph</span>
 <span class="hint">click a node to find it in the table</span>
@@ -681,6 +819,7 @@ placeholder="Filter by name, scope, op or type (e.g. conv layers.1)"
 <p id="empty" class="empty" hidden>No node matches the filter.</p>
 </div>
 </section>
+{source}
 </main>
 <script>{js}</script>
 </body>

@@ -1,5 +1,6 @@
 """`nndsl graph`: DOT text, SVG through Graphviz, and the HTML page checked in headless Chromium."""
 
+import html
 import json
 import os
 import re
@@ -184,6 +185,58 @@ def test_html_is_one_self_contained_deterministic_page(resnet):
     assert to_html(resnet) == page
 
 
+def test_html_shows_the_highlighted_source(resnet):
+    page = to_html(resnet)
+    text = (Path(__file__).resolve().parents[1] / RESNET).read_text(encoding="utf-8")
+    assert '<section id="source-pane"' in page and '<main class="nosource">' not in page
+    lines = re.findall(r'<span class="line" id="src-(\d+)" data-line="\1">', page)
+    assert lines == [str(i) for i in range(1, len(text.splitlines()) + 1)]
+    # highlighted by the nndsl lexer, its colours inline in the page's style sheet
+    assert '<span class="kd">model</span><span class="w"> </span><span class="nf">resnet18</span>' \
+        in page
+    assert '<span class="kn">import</span>' in page and '<span class="nn">std.resnet</span>' in page
+    assert '<span class="nb">linear</span>' in page and '<span class="kt">f32</span>' in page
+    assert re.search(r"^\.src \.kd \{ [^}]+\}", page, re.M)
+    # rows of nodes written in this file name their lines; the rest come from std/resnet.nn
+    assert '<tr data-node="fc" data-i="68" data-line="10" data-end="10">' in page
+    assert '<tr data-node="stem.conv" data-i="0">' in page
+    # the plain text, line by line, is exactly the spec's
+    shown = re.sub(r"<[^>]+>", "", page[page.index('<pre id="source"'):page.index("</pre>",
+                   page.index('<pre id="source"'))])
+    assert html.unescape(shown) == text
+
+
+HOSTILE = """# <b>bold</b> & </script><script>alert(1)</script>
+model m() {
+    input x: f32[N, 4]
+    output y = x |> relu   # "quoted" 'single'
+}"""
+
+
+def test_html_source_is_escaped_and_keeps_its_lines():
+    page = to_html(nndsl.compile(HOSTILE))
+    assert "<b>bold</b>" not in page and "alert(1)</script>" not in page
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; &lt;/script&gt;" in page
+    assert page.count("<script>") == 1
+    assert re.findall(r'id="src-(\d+)"', page) == ["1", "2", "3", "4", "5"]
+    assert '<span class="line" id="src-5" data-line="5"><span class="p">}</span>\n</span>' in page
+
+
+def test_html_source_without_pygments_is_plain_text(resnet, monkeypatch):
+    import nndsl.draw as draw
+    monkeypatch.setattr(draw, "_pygments", lambda: None)
+    page = to_html(resnet)
+    assert '<span class="kd">' not in page and ".src .kd" not in page
+    assert '<span class="line" id="src-4" data-line="4">model resnet18(classes: int = 1000, ' \
+           'width: int = 64) {\n</span>' in page
+
+
+def test_html_of_a_bare_graph_has_no_source_pane():
+    page = to_html(_odd_graph())
+    assert 'id="source-pane"' not in page and '<main class="nosource">' in page
+    assert '<pre id="source"' not in page and not re.search(r"<tr [^>]*data-line=", page)
+
+
 # ---- the command line -------------------------------------------------------------------------
 
 def test_cli_writes_all_three_formats(tmp_path, capsys, resnet):
@@ -333,13 +386,24 @@ DRIVER = """<script>
   out.sortState = heads[4].parentNode.getAttribute("aria-sort");
   heads[0].click();
   out.byName = names(rows());
+  function marked() {
+    return Array.prototype.map.call(document.querySelectorAll("#source .line.hl"),
+                                    function (l) { return l.getAttribute("data-line"); });
+  }
   var row = document.querySelector('#nodes tbody tr[data-node="layers.1.b0.conv1"]');
   row.click();
   out.rowSelected = row.classList.contains("sel");
   out.shapesAfterRowClick = selectedShapes();
+  out.markedAfterRowClick = marked();   // written in std/resnet.nn: no line of this file
   shape("fc").querySelector("text").dispatchEvent(new MouseEvent("click", {bubbles: true}));
   out.rowsAfterShapeClick = names(rows().filter(function (r) {
     return r.classList.contains("sel"); }));
+  out.markedAfterShapeClick = marked();
+  document.getElementById("src-10").querySelector("span").dispatchEvent(
+    new MouseEvent("click", {bubbles: true}));
+  out.rowsAfterLineClick = names(rows().filter(function (r) {
+    return r.classList.contains("sel"); }));
+  out.shapesAfterLineClick = selectedShapes();
   shape("image").querySelector("text").dispatchEvent(new MouseEvent("click", {bubbles: true}));
   var box = document.getElementById("filter");
   box.value = "BN layers.2";
@@ -379,6 +443,10 @@ def test_html_clicks_sorting_and_filtering_in_chromium(page, resnet, tmp_path):
     assert out["byName"] == sorted(r.name for r in rows)
     assert out["rowSelected"] and out["shapesAfterRowClick"] == ["layers.1.b0.conv1"]
     assert out["rowsAfterShapeClick"] == ["fc"]
+    # the source: a node written in the spec marks its line; a line selects its first node
+    assert out["markedAfterRowClick"] == [] and out["markedAfterShapeClick"] == ["10"]
+    assert out["rowsAfterLineClick"] == ["adaptive_avg_pool2d"]
+    assert out["shapesAfterLineClick"] == ["adaptive_avg_pool2d"]
     want = [r.name for r in rows if r.op == "batch_norm" and r.scope.startswith("layers.2.")]
     assert sorted(out["filtered"]) == sorted(want) and len(want) == 5
     assert out["count"] == f"5 of {len(rows)} nodes" and sorted(out["hits"]) == sorted(want)
