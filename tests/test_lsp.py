@@ -270,16 +270,41 @@ async def test_inlay_hints_off_by_default(client: LanguageClient, folder):
     assert not got
 
 
+async def inlay_hints(client, path: Path) -> dict:
+    got = await client.text_document_inlay_hint_async(types.InlayHintParams(
+        types.TextDocumentIdentifier(path.as_uri()),
+        types.Range(types.Position(0, 0), types.Position(10, 0))))
+    return {(h.position.line, h.position.character): h.label for h in got or ()}
+
+
 async def test_inlay_hints_when_enabled(hints_client: LanguageClient, folder):
     path = folder / "uses.nn"
     await open_doc(hints_client, path, USES_BLOCKS)
-    got = await hints_client.text_document_inlay_hint_async(types.InlayHintParams(
-        types.TextDocumentIdentifier(path.as_uri()),
-        types.Range(types.Position(0, 0), types.Position(10, 0))))
-    hints = {(h.position.line, h.position.character): h.label for h in got}
+    hints = await inlay_hints(hints_client, path)
     lines = USES_BLOCKS.split("\n")
     assert hints[(3, len(lines[3]))] == ": f32[N, 32]"
     assert hints[(4, len(lines[4]))] == ": f32[N, 4]"
+    # a workspace setting turns them off and on again
+    hints_client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"nndsl": {"inlayHints": False}}))
+    assert await inlay_hints(hints_client, path) == {}
+    hints_client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"nndsl": {"inlayHints": True}}))
+    assert len(await inlay_hints(hints_client, path)) == 2
+
+
+async def test_typing_fast_publishes_the_last_text(client: LanguageClient, folder):
+    path = folder / "typing.nn"
+    uri = path.as_uri()
+    await open_doc(client, path, SHAPE_ERROR)
+    client.diagnostics.pop(uri, None)
+    for i in range(6):   # keystrokes closer together than the debounce
+        _versions[uri] += 1
+        text = SHAPE_ERROR.replace("linear(5)", f"linear({3 + i})")   # the last: linear(8)
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            types.VersionedTextDocumentIdentifier(version=_versions[uri], uri=uri),
+            [types.TextDocumentContentChangeWholeDocument(text)]))
+    assert await diagnostics(client, uri) == []   # only the last text was compiled
 
 
 BAD_INPUTS = {
@@ -300,6 +325,8 @@ async def test_bad_input_gives_a_diagnostic_and_the_server_stays(client: Languag
                                                                  folder, case):
     diags = await open_doc(client, folder / f"bad_{case}.nn", BAD_INPUTS[case])
     assert [d.code for d in diags][:1] == [EXPECTED[case]], diags
+    if case in ("not_utf8", "cycle"):   # found in an imported file: shown at the import
+        assert diags[0].range.start.line == 0 and diags[0].related_information
     path = folder / "uses.nn"
     await open_doc(client, path, USES_BLOCKS)
     assert "h: f32[N, 32]" in await hover(client, path, 3, 4)

@@ -226,6 +226,8 @@ class Analysis:
         where = span if self._in_doc(span) else None
         if where is None:
             where = next((s for _, s in notes if self._in_doc(s)), None)
+            if where is None and span is not None:   # in a file read through an import
+                where = self._first_import()
             if span is not None:
                 message = f"{span}: {message}"
                 related.insert(0, ("the error is here" if severity == "error" else "here", span))
@@ -239,6 +241,14 @@ class Analysis:
                                                                       "W0103", "W0201"))
         if all(d.key() != x.key() for x in self.diagnostics):
             self.diagnostics.append(d)
+
+    def _first_import(self) -> Span | None:
+        m = re.search(r"^[ \t]*(import\b[^\n]*)", self.text, re.M)
+        if m is None:
+            return None
+        a = self.index.nn_position(m.start(1))
+        b = self.index.nn_position(len(m.group(1).rstrip("\r")) + m.start(1))
+        return Span(self.file, a[0], a[1], b[0], b[1])
 
     def add_internal(self, exc: BaseException, what: str) -> None:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -697,10 +707,24 @@ class Analysis:
                            else "")
         elif isinstance(s, ast.TensorTypeExpr):
             return _code(f"{b.name}: dim") + "\n\na size named by the input's type"
+        if rec is None:
+            rec = self._first_use(b, site.owner)
         text = self._value_text(b.name, rec)
         if text is None:
             return _code(b.name) + f"\n\n{b.what} (not evaluated with the default parameters)"
-        return text
+        return (f"{b.what}\n\n" if isinstance(s, ast.InputStmt) else "") + text
+
+    def _first_use(self, b: Binding, owner) -> Record | None:
+        """The value of the first recorded use of a name after it is bound (a block's input,
+        whose value comes from each application)."""
+        for site in self.sites:
+            if site.kind == "expr" and site.owner is owner and site.start >= b.end and \
+                    isinstance(site.node, ast.Name) and site.node.id == b.name:
+                if self._binding_for(b.name, owner, site.start) is b:
+                    rec = self.values.get(_key(site.node.span))
+                    if rec is not None:
+                        return rec
+        return None
 
     def _input_type(self, s: ast.InputStmt):
         node = self._node_at(s.span, "input")

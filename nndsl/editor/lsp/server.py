@@ -322,7 +322,14 @@ def build() -> NndslServer:
             return None
         text, (start, end) = found
         (l0, c0), (l1, c1) = a.index.lsp_position(start, enc), a.index.lsp_position(end, enc)
-        return types.Hover(types.MarkupContent(types.MarkupKind.Markdown, text),
+        kind = types.MarkupKind.Markdown
+        try:
+            formats = ls.client_capabilities.text_document.hover.content_format
+            if formats and types.MarkupKind.Markdown not in formats:
+                kind = types.MarkupKind.PlainText
+        except AttributeError:
+            pass
+        return types.Hover(types.MarkupContent(kind, text),
                            types.Range(types.Position(l0, c0), types.Position(l1, c1)))
 
     @ls_.feature(types.TEXT_DOCUMENT_DEFINITION)
