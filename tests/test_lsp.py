@@ -38,7 +38,7 @@ raise SystemExit(main([]))
 SERVER = ClientServerConfig(server_command=[sys.executable, "-c", _WRAPPER])
 PLAIN = ClientServerConfig(server_command=[sys.executable, "-m", "nndsl.editor.lsp"])
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+ASYNC = pytest.mark.asyncio(loop_scope="module")
 
 SHAPE_ERROR = """\
 # é ünïcode comment
@@ -152,6 +152,7 @@ def utf16(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
+@ASYNC
 async def test_diagnostics_range_code_and_fix(client: LanguageClient, folder):
     path = folder / "shape.nn"
     diags = await open_doc(client, path, SHAPE_ERROR)
@@ -169,6 +170,7 @@ async def test_diagnostics_range_code_and_fix(client: LanguageClient, folder):
     assert await change_doc(client, path, FIXED) == []
 
 
+@ASYNC
 async def test_warnings_and_errors_of_several_models(client: LanguageClient, folder):
     text = ("model a() {\n    input x: f32[N, 4]\n    unused = x |> linear(3)\n"
             "    output y = x |> relu\n}\n"
@@ -181,6 +183,7 @@ async def test_warnings_and_errors_of_several_models(client: LanguageClient, fol
     assert w.severity == types.DiagnosticSeverity.Warning and w.range.start.line == 2
 
 
+@ASYNC
 async def test_hover_types_and_layer_counts(client: LanguageClient, folder):
     path = folder / "uses.nn"
     assert await open_doc(client, path, USES_BLOCKS) == []
@@ -196,6 +199,7 @@ async def test_hover_types_and_layer_counts(client: LanguageClient, folder):
     assert "outputs: `y: f32[N, 4]`" in text
 
 
+@ASYNC
 async def test_definition_sibling_std_and_variable(client: LanguageClient, folder):
     path = folder / "uses.nn"
     await open_doc(client, path, USES_BLOCKS)
@@ -226,6 +230,7 @@ async def test_definition_sibling_std_and_variable(client: LanguageClient, folde
     assert loc.uri == std.as_uri()
 
 
+@ASYNC
 async def test_document_symbols(client: LanguageClient):
     spec = ROOT / "specs" / "fundamentals" / "mlp.nn"
     await open_doc(client, spec, spec.read_text(encoding="utf-8"))
@@ -238,6 +243,7 @@ async def test_document_symbols(client: LanguageClient):
     assert [c.name for c in mlp.children] == ["x", "logits"]
 
 
+@ASYNC
 async def test_completion(client: LanguageClient, folder):
     path = folder / "complete.nn"
     text = "import std.resnet\nmodel m() {\n    input x: f32[N, 4]\n    y = x |> li\n" \
@@ -261,6 +267,7 @@ async def test_completion(client: LanguageClient, folder):
     assert {"resnet", "transformer", "attention"} <= labels and "linear" not in labels
 
 
+@ASYNC
 async def test_inlay_hints_off_by_default(client: LanguageClient, folder):
     path = folder / "uses.nn"
     await open_doc(client, path, USES_BLOCKS)
@@ -277,6 +284,7 @@ async def inlay_hints(client, path: Path) -> dict:
     return {(h.position.line, h.position.character): h.label for h in got or ()}
 
 
+@ASYNC
 async def test_inlay_hints_when_enabled(hints_client: LanguageClient, folder):
     path = folder / "uses.nn"
     await open_doc(hints_client, path, USES_BLOCKS)
@@ -293,6 +301,7 @@ async def test_inlay_hints_when_enabled(hints_client: LanguageClient, folder):
     assert len(await inlay_hints(hints_client, path)) == 2
 
 
+@ASYNC
 async def test_typing_fast_publishes_the_last_text(client: LanguageClient, folder):
     path = folder / "typing.nn"
     uri = path.as_uri()
@@ -321,6 +330,7 @@ EXPECTED = {"not_utf8": "E0003", "cycle": "E0503", "limit": "E0603", "crash": "i
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
+@ASYNC
 async def test_bad_input_gives_a_diagnostic_and_the_server_stays(client: LanguageClient,
                                                                  folder, case):
     diags = await open_doc(client, folder / f"bad_{case}.nn", BAD_INPUTS[case])
@@ -332,6 +342,7 @@ async def test_bad_input_gives_a_diagnostic_and_the_server_stays(client: Languag
     assert "h: f32[N, 32]" in await hover(client, path, 3, 4)
 
 
+@ASYNC
 async def test_latency_on_zoo_specs(client: LanguageClient):
     """After the first compile, requests are served from the cached analysis."""
     for rel, probe in (("specs/vision/resnet18.nn", "basic_block(c, s)"),
@@ -343,13 +354,45 @@ async def test_latency_on_zoo_specs(client: LanguageClient):
         line = next(i for i, ln in enumerate(lines) if probe in ln)
         pos = types.Position(line, lines[line].index(probe) + 2)
         doc = types.TextDocumentIdentifier(spec.as_uri())
-        worst = 0.0
+        worst = {"hover": 0.0, "definition": 0.0, "completion": 0.0}
         for _ in range(5):
-            t = time.perf_counter()
-            h = await client.text_document_hover_async(types.HoverParams(doc, pos))
-            d = await client.text_document_definition_async(types.DefinitionParams(doc, pos))
-            c = await client.text_document_completion_async(types.CompletionParams(doc, pos))
-            worst = max(worst, time.perf_counter() - t)
-            assert h is not None and d is not None and c.items
-        print(f"{rel}: hover + definition + completion, worst of 5: {worst * 1000:.1f} ms")
-        assert worst < 1.0
+            for what, call, params in (
+                    ("hover", client.text_document_hover_async, types.HoverParams(doc, pos)),
+                    ("definition", client.text_document_definition_async,
+                     types.DefinitionParams(doc, pos)),
+                    ("completion", client.text_document_completion_async,
+                     types.CompletionParams(doc, pos))):
+                t = time.perf_counter()
+                got = await call(params)
+                worst[what] = max(worst[what], time.perf_counter() - t)
+                assert got is not None
+        print(f"\n{rel}, worst of 5 round trips: " +
+              ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in worst.items()))
+        assert max(worst.values()) < 1.0
+
+
+@ASYNC
+async def test_a_slow_compilation_is_cancelled_by_a_newer_text(client: LanguageClient, folder):
+    path = folder / "slow.nn"
+    uri = path.as_uri()
+    slow = ("model m() {\n    input x: f32[N, 4]\n    h = x\n"
+            "    repeat 30000 { h = h |> relu }\n    output y = h\n}\n")
+    _versions[uri] = 1
+    client.diagnostics.pop(uri, None)
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        types.TextDocumentItem(uri, "nndsl", 1, slow)))
+    await asyncio.sleep(0.3)   # it is compiling now
+    t = time.perf_counter()
+    fixed = slow.replace("30000", "3").replace("h = x\n", "h = x |> nosuch\n")
+    assert [d.code for d in await change_doc(client, path, fixed)] == ["E0201"]
+    print(f"\ndiagnostics of the new text {(time.perf_counter() - t) * 1000:.0f} ms after it")
+
+
+def test_main_without_pygls_says_how_to_install_it():
+    import subprocess
+    code = ("import sys; sys.modules['pygls'] = None; sys.modules['pygls.lsp'] = None; "
+            "from nndsl.editor.lsp import main; sys.exit(main([]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip() == 'error: the language server needs pygls: pip install "nndsl[lsp]"'
+    assert r.stdout == ""

@@ -8,9 +8,11 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the language server on stdin/stdout until the client ends the session. Returns the
-    exit status: 0 after a clean shutdown, 2 when pygls is not installed (one line on stderr
-    says how to install it) or the arguments are wrong."""
+    """Run the language server on stdin/stdout until the client ends the session (``argv``:
+    the arguments after ``nndsl lsp``; None reads ``sys.argv``). Returns the exit status: 0
+    when the session ends with ``shutdown`` and ``exit`` or the input ends, 1 on ``exit``
+    without ``shutdown``, 2 when pygls is not installed (one line on stderr says how to
+    install it) or the arguments are wrong."""
     import argparse
     parser = argparse.ArgumentParser(prog="nndsl lsp", description="the nndsl language "
                                      "server, over stdio")
@@ -21,8 +23,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
     except SystemExit as e:
         return int(e.code or 0) and 2
-    import importlib.util
-    if any(importlib.util.find_spec(m) is None for m in ("pygls", "lsprotocol")):
+    import importlib
+    try:
+        for m in ("lsprotocol.types", "pygls.lsp.server"):
+            importlib.import_module(m)
+    except ImportError:
         print('error: the language server needs pygls: pip install "nndsl[lsp]"',
               file=sys.stderr)
         return 2
@@ -34,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr   # stdout carries the protocol: a stray print must not reach it
     try:
         build().start_io(stdin, stdout)
+    except SystemExit as e:   # the client's `exit`: 0 after `shutdown`, 1 without
+        return e.code if isinstance(e.code, int) else 0
     finally:
         sys.stdout = sys.__stdout__
     return 0
