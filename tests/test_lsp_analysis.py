@@ -118,3 +118,13 @@ def test_zoo_specs_index(rel):
     model = a.module.definitions[-1]
     hover, _ = a.hover(a.index.span_offsets(model.name_span)[0])
     assert "parameters:" in hover and "FLOPs" in hover
+
+
+def test_a_library_of_blocks_is_not_an_error_and_instances_count_parameters():
+    a = analyze("block b() {\n input x: f32[N, 4]\n return x |> relu\n}\n")
+    assert a.diagnostics == [] and a.ok
+    text = ("model m() {\n input t: i64[N]\n emb = embedding(10, 4)\n"
+            " output y = emb(t)\n}\n")
+    a = analyze(text)
+    hover, _ = a.hover(text.index("emb(t)") + 1)
+    assert "layer embedding(num=10, dim=4" in hover and "parameters: 40" in hover

@@ -278,6 +278,8 @@ class Analysis:
         except Exception as e:   # noqa: BLE001
             self.add_internal(e, "indexing the document")
         models = program.models
+        if not models:   # a library of blocks: checked where a model applies them
+            return self
         for m in (models if len(models) > 1 else [None]):
             try:
                 with recording(rec):
@@ -519,6 +521,15 @@ class Analysis:
         self._flops[key] = out
         return out
 
+    def _scope_params(self, scope: str) -> int:
+        """Trainable parameter elements of a layer or block instance (its scope)."""
+        total = 0
+        for el in self.elaborators:
+            if el.root is not None:
+                total += sum(_numel(n.type) for n in el.root.params()
+                             if n.attr.get("trainable") and n.under(scope))
+        return total
+
     def producer(self, rec: Record):
         """The graph node that made a recorded tensor value."""
         v = rec.value
@@ -579,8 +590,10 @@ class Analysis:
             lines = [_code(f"{name}: {what} {callee.name}({opts})" if name else
                            f"{what} {callee.name}({opts})")]
             if v.qualname:
+                n = self._scope_params(v.qualname)
                 lines.append(f"scope `{v.qualname}`, applied {v.applied} "
-                             f"time{'s' if v.applied != 1 else ''}")
+                             f"time{'s' if v.applied != 1 else ''}" +
+                             (f"  \nparameters: {_count(n)}" if n else ""))
             return "\n\n".join(lines)
         if isinstance(v, Surface):
             return describe_surface(v)
