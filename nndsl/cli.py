@@ -1,4 +1,4 @@
-"""The ``nndsl`` command line: check, inspect, compile, run, train, passes.
+"""The ``nndsl`` command line: check, inspect, compile, run, train, passes, fmt.
 
 Every user mistake prints a located ``error[CODE]`` on stderr and exits 1; usage errors exit 2.
 No Python traceback reaches the user unless ``--debug`` asks for one.
@@ -346,6 +346,24 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_fmt(args) -> int:
+    from nndsl.editor.fmt import run
+    return run(args.paths, check=args.check, width=args.width)
+
+
+def _width(text: str) -> int:
+    """``nndsl fmt --width``: a line width the layout can work with."""
+    from nndsl.editor.fmt import MAX_WIDTH, MIN_WIDTH
+    try:
+        v = int(text.strip()) if len(text) <= 20 else None
+    except ValueError:
+        v = None
+    if v is None or not MIN_WIDTH <= v <= MAX_WIDTH:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a width: an integer from "
+                                         f"{MIN_WIDTH} to {MAX_WIDTH}")
+    return v
+
+
 MAX_SEED = 2**63   # seeds lie in [0, 2^63): torch and NumPy generators take a 64-bit seed
 
 
@@ -520,6 +538,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: from the -o suffix (.dot/.gv, .svg, .html), else dot")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
     p.set_defaults(fn=cmd_graph)
+    p = sub.add_parser("fmt", help="lay out .nn specs in the canonical style (in place)")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a .nn file, a folder (every .nn file below it) or - (stdin to stdout)")
+    p.add_argument("--check", action="store_true",
+                   help="change nothing: print a diff and exit 1 when a file is not formatted")
+    p.add_argument("--width", type=_width, default=100, metavar="N",
+                   help="the line width (default 100)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_fmt)
     p = sub.add_parser("passes", help="list the optimization pipelines and passes")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
