@@ -452,6 +452,10 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Install Graphviz, or use `--format dot` or `--format html`."),
     "E1301": ("Graphviz's `dot` failed or took too long.",
               "Use `--format dot` or `--format html`."),
+    # formatting
+    "E1401": ("`nndsl fmt` refused to write: its layout of the spec would not parse to the same "
+              "program, or would lose a comment. The file is left as it is.",
+              "Report it with the file: it is a bug in the formatter."),
 }
 
 GENERATED_SHOWN = {   # how a generated golden spec (tests/test_errors.py GENERATED) is shown
