@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pygments.lexer import RegexLexer, bygroups, default
+from pygments.lexer import RegexLexer
 from pygments.token import (Comment, Keyword, Name, Number, Operator, Punctuation, String, Text,
                             Whitespace)
 
@@ -48,13 +48,15 @@ class Facts:
     constants: tuple[str, ...]       # keywords that are a value alone (true, false, none)
     word_operators: tuple[str, ...]  # keywords that are operators (and, or, not)
     other_keywords: tuple[str, ...]  # the rest (input, for, if, ...)
+    statements: tuple[str, ...]      # keywords only statements use (input, return, for...)
+    before_name: tuple[str, ...]     # tokens the grammar follows by nothing but a name (as, .)
     layers: tuple[str, ...]          # built-in layers (with weights)
     functions: tuple[str, ...]       # built-in functions and compile-time builtins
     dtypes: tuple[str, ...]          # element types (f32, i64, bool...)
     builtin_constants: tuple[str, ...]   # named numbers (inf, pi)
     operators: tuple[str, ...]       # operator spellings, longest first
     punctuation: tuple[str, ...]     # brackets, commas, colons, dots
-    name: str                        # regexes of the grammar's terminals, as lark has them
+    name: str                        # regexes of the grammar's terminals
     number: str
     string: str
     comment: str
@@ -131,6 +133,25 @@ def _keyword_kinds(lark, keywords: dict[str, str]) -> dict[str, str]:
     return {w: kinds.get(w, "keyword") for w in keywords}
 
 
+def _contexts(lark, spelling: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keywords only statements use (every rule they appear in is one of ``_stmt``), and the
+    tokens every rule follows by a NAME (``as``, ``.``, ``input``...), by their spellings. The
+    parser's lexer is contextual: where only a name can come, ``block`` or ``output`` is a name
+    (``x |> dense_block(n) as block``), and so it is here."""
+    origins: dict[str, set] = {}
+    after: dict[str, set] = {}
+    kinds = {r.expansion[0].name for r in lark.rules if r.origin.name == "_stmt" and r.expansion}
+    for rule in lark.rules:
+        names = [s.name for s in rule.expansion]
+        for i, n in enumerate(names):
+            origins.setdefault(n, set()).add(rule.origin.name)
+            after.setdefault(n, set()).add(names[i + 1] if i + 1 < len(names) else None)
+    statements = sorted(w for t, w in spelling.items() if w.isidentifier()
+                        and origins.get(t, {""}) <= kinds)
+    before = sorted(w for t, w in spelling.items() if after.get(t) == {"NAME"})
+    return tuple(statements), tuple(before)
+
+
 def _facts() -> Facts:
     from lark.lexer import PatternStr
     lark = _lark()
@@ -146,6 +167,8 @@ def _facts() -> Facts:
         else:
             symbols.update(_literal_alternatives(pattern.to_regexp()) or ())
     kinds = _keyword_kinds(lark, keywords)
+    spelling = {t: p.value for t, p in terminals.items() if isinstance(p, PatternStr)}
+    statements, before_name = _contexts(lark, spelling)
 
     def kind(k: str) -> tuple[str, ...]:
         return tuple(sorted(w for w, v in kinds.items() if v == k))
@@ -161,14 +184,21 @@ def _facts() -> Facts:
         keywords=tuple(sorted(keywords)),
         definitions=kind("definition"), imports=kind("import"), constants=kind("constant"),
         word_operators=kind("word_operator"), other_keywords=kind("keyword"),
+        statements=statements, before_name=before_name,
         layers=tuple(sorted(set(LAYERS) - set(dtypes))),
         functions=tuple(f for f in functions if f not in dtypes and f not in LAYERS),
         dtypes=dtypes, builtin_constants=tuple(consts),
         operators=tuple(sorted(symbols - _PUNCTUATION, key=lambda s: (-len(s), s))),
         punctuation=tuple(sorted(_PUNCTUATION)),
-        name=terminals["NAME"].to_regexp(), number=terminals["NUMBER"].to_regexp(),
-        string=terminals["STRING"].to_regexp(), comment=terminals["COMMENT"].to_regexp(),
-        whitespace=terminals["WS"].to_regexp(), suffix=SPEC_SUFFIX)
+        name=_regexp(terminals["NAME"]), number=_regexp(terminals["NUMBER"]),
+        string=_regexp(terminals["STRING"]), comment=_regexp(terminals["COMMENT"]),
+        whitespace=_regexp(terminals["WS"]), suffix=SPEC_SUFFIX)
+
+
+def _regexp(pattern) -> str:
+    """A terminal's regex (lark reads the grammar's escapes: ``\\n`` is a newline character
+    here), wrapped with its flags when it has any."""
+    return pattern.to_regexp() if pattern.flags else pattern.value
 
 
 FACTS = _facts()
@@ -217,9 +247,16 @@ def _words(words) -> str:
     return "(" + "|".join(re.escape(w) for w in sorted(words, key=lambda w: (-len(w), w))) + ")"
 
 
-_END_WORD = r"\b"   # `modelx` is a name, not `model` and `x` (the parser refuses run-ons)
-
-
+_NAME = re.compile(FACTS.name)
+_KEYWORDS = frozenset(FACTS.keywords)
+_TOP_LEVEL = frozenset(FACTS.definitions + FACTS.imports)   # only between definitions
+_STATEMENTS = frozenset(FACTS.statements)
+_BEFORE_NAME = frozenset(FACTS.before_name)
+# after an operator or one of these, an expression goes on: no statement starts there
+_INSIDE_EXPRESSION = frozenset("([,")
+_OPENERS = frozenset(o for o, _ in FACTS.brackets)
+_CLOSERS = frozenset(c for _, c in FACTS.brackets)
+_WORD_TYPES = frozenset(_WORDS.values()) | {Name}
 _DEFINITION = re.compile(r"^%s\s+%s\s*[({]" % (_words(FACTS.definitions), FACTS.name), re.M)
 
 
@@ -231,38 +268,52 @@ class NndslLexer(RegexLexer):
     filenames = ["*" + FACTS.suffix]
     mimetypes = ["text/x-nndsl"]
 
-    _trivia = [
-        (FACTS.whitespace, Whitespace),
-        (FACTS.comment, Comment.Single),
-    ]
-
     tokens = {
         "root": [
             (r"\A\ufeff", Text),   # a byte-order mark, which the parser skips too
-            *_trivia,
-            (_words(FACTS.definitions) + _END_WORD, Keyword.Declaration, "definition"),
-            (_words(FACTS.imports) + _END_WORD, Keyword.Namespace, "import"),
+            (FACTS.whitespace, Whitespace),
+            (FACTS.comment, Comment.Single),
             (FACTS.string, _string),
             (FACTS.number, _number),
             (FACTS.name, _name),
             (_words(FACTS.operators), Operator),
             (_words(FACTS.punctuation), Punctuation),
         ],
-        # the name after `model`, `block`, `train` or `optimize`
-        "definition": [
-            *_trivia,
-            (FACTS.name, Name.Function, "#pop"),
-            default("#pop"),
-        ],
-        # `import std.resnet` or `import "file.nn"`
-        "import": [
-            *_trivia,
-            (FACTS.string, String.Double, "#pop"),
-            (r"(%s)((?:\.%s)*)" % (FACTS.name, FACTS.name),
-             bygroups(Name.Namespace, Name.Namespace), "#pop"),
-            default("#pop"),
-        ],
     }
+
+    def get_tokens_unprocessed(self, text, stack=("root",)):
+        """The tokens of the regex rules, each word then typed by where it stands, as the
+        parser's contextual lexer would: a keyword where only a name may come is a name; the
+        name after ``model``/``block``/``train``/``optimize`` is a function name; the module
+        path after ``import`` a namespace."""
+        depth = 0              # brackets open
+        prev = (None, None)    # type and text of the last token that is not trivia
+        in_path = False
+        for pos, ttype, value in super().get_tokens_unprocessed(text, stack):
+            if ttype in Whitespace or ttype in Comment or ttype is Text:
+                yield pos, ttype, value
+                continue
+            ptype, pvalue = prev
+            after_name_only = pvalue in _BEFORE_NAME and ptype not in Name
+            word = ttype in _WORD_TYPES and _NAME.fullmatch(value) is not None
+            if word and value in _KEYWORDS:
+                if (after_name_only or (value in _TOP_LEVEL and depth > 0)
+                        or (value in _STATEMENTS and (ptype in Operator
+                                                      or pvalue in _INSIDE_EXPRESSION))):
+                    ttype = Name
+            if in_path and ((value == "." and pvalue != ".") or (word and pvalue == ".")):
+                ttype = Name.Namespace
+            else:
+                in_path = ptype is Keyword.Namespace and word and ttype in Name
+                if in_path:
+                    ttype = Name.Namespace
+                elif word and ttype in Name and after_name_only:
+                    ttype = Name.Function if ptype is Keyword.Declaration else Name
+            if ttype is Punctuation:
+                depth += value in _OPENERS
+                depth -= value in _CLOSERS and depth > 0
+            prev = (ttype, value)
+            yield pos, ttype, value
 
     def analyse_text(text):
         """A likely spec: a line that starts with a definition, ``model NAME(``, ``train NAME {``..."""
