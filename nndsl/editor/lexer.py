@@ -11,6 +11,10 @@ so the lexer never drifts from the compiler:
     numbers, names, strings, comments, whitespace
                     the grammar's terminals ``NUMBER``, ``NAME``, ``STRING``, ``COMMENT``, ``WS``
     operators       every other literal terminal of the grammar
+    contexts        where the grammar takes only a name, and which keywords only statements
+                    or the top level use (:func:`_contexts`): the parser's lexer is
+                    contextual, so ``x |> f as block`` names a value ``block``, and the lexer
+                    reads it so too (:meth:`NndslLexer.get_tokens_unprocessed`)
 
 :data:`FACTS` holds them; ``tools/make_tmlanguage.py`` writes the TextMate grammar of
 ``editors/vscode/`` from the same object. A character the grammar does not accept (a tab is

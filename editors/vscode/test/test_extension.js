@@ -2,8 +2,9 @@
 // extension.js against a stand-in `vscode` module and a stand-in server (fake_server.py).
 //
 //   node test/test_extension.js PYTHON LOG_FILE
+//   node test/test_extension.js --server COMMAND ARGS...   # a smoke run against a real server
 //
-// Exits 0 when every check passes; tests/test_lexer.py runs it.
+// Exits 0 when every check passes; tests/test_lexer.py runs the first form.
 "use strict";
 
 const assert = require("assert");
@@ -279,7 +280,40 @@ async function extension() {
   await ext2.deactivate();
 }
 
-framing()
-  .then(extension)
+/** The extension against a real server: a spec with a mistake gets a diagnostic, and every
+ *  provider the server offers answers without an error. */
+async function smoke(command, args) {
+  const config = {"nndsl.server.path": command, "nndsl.server.args": args,
+                  "nndsl.inlayHints.enabled": true};
+  const fake = fakeVscode(config);
+  fake.document.text = "model m() {\n    input x: f32[N, 4]\n    h = x |> relu\n" +
+                       "    output y = x |> linear(2) |> nosuch\n}\n";
+  const load = Module._load;
+  Module._load = function (request, ...rest) {
+    return request === "vscode" ? fake.vscode : load.call(this, request, ...rest);
+  };
+  const ext = require(path.join(ROOT, "extension.js"));
+  await ext.activate({subscriptions: []});
+  const uri = fake.document.uri.toString();
+  const diags = await until(() => { const d = fake.diagnostics.get(uri); return d && d.length && d; },
+                            "diagnostics", 60000);
+  console.log("diagnostics:", diags.map((d) => `${d.range.start.line + 1}: ${d.code} ${d.message}`));
+  const token = {isCancellationRequested: false, onCancellationRequested: () => ({dispose() {}})};
+  const P = fake.providers;
+  const pos = new fake.vscode.Position(2, 4);
+  console.log("providers:", Object.keys(P).filter((k) => !k.startsWith("command:")));
+  if (P.hover) { console.log("hover:", JSON.stringify(await P.hover.provider.provideHover(fake.document, pos, token))); }
+  if (P.symbols) { console.log("symbols:", (await P.symbols.provider.provideDocumentSymbols(fake.document, token)).map((s) => s.name)); }
+  if (P.completion) {
+    const c = await P.completion.provider.provideCompletionItems(fake.document, new fake.vscode.Position(2, 14), token, {triggerKind: 0});
+    console.log("completion:", (c.items || c).length, "items");
+  }
+  if (P.inlay) { console.log("inlay:", (await P.inlay.provider.provideInlayHints(fake.document, new fake.vscode.Range(0, 0, 5, 0), token)).map((h) => h.label)); }
+  await ext.deactivate();
+  assert.ok(!fake.lines.some((l) => l.startsWith("ERROR") || / failed: /.test(l)), fake.lines.join("\n"));
+}
+
+(process.argv[2] === "--server" ? smoke(process.argv[3], process.argv.slice(4))
+  : framing().then(extension))
   .then(() => { console.log("ok"); process.exit(0); },
         (e) => { console.error(e && e.stack || e); process.exit(1); });
