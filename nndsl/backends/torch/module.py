@@ -207,15 +207,36 @@ class GraphModule(nn.Module):
 
     # ---- running ----
     def forward(self, *args, **kwargs):
-        vals = self._run(args, kwargs, keep_all=False)
+        """The outputs (one tensor, or a tuple in declared order).
+
+        ``capture=NAMES`` (a name or a list of them: node names as ``nndsl inspect`` shows
+        them, ``NAME#i`` for output ``i`` of a node with several, input and parameter names)
+        returns ``(outputs, {name: value})`` as well: the values computed on the way, still in
+        autograd's graph. ``capture={NAME: fn}`` is a hook: ``fn(value)`` is called when the
+        value is computed, and what it returns (unless ``None``) is used in its place from
+        then on. A model with an input named ``capture`` takes ``capture=`` as that input.
+        Without ``capture`` nothing of this runs."""
+        watch = None
+        if "capture" in kwargs and "capture" not in self.input_names:
+            capture = kwargs.pop("capture")
+            if capture is not None:
+                watch, order = _watch_plan(self, capture)
+                seen: dict = {}
+        if watch is None:
+            vals = self._run(args, kwargs, keep_all=False)
+        else:
+            vals = self._run(args, kwargs, keep_all=False, watch=(watch, seen))
         outs = [vals[n] if i is None else vals[n][i] for n, i in self._outputs]
-        return outs[0] if len(outs) == 1 else tuple(outs)
+        out = outs[0] if len(outs) == 1 else tuple(outs)
+        if watch is None:
+            return out
+        return out, {name: seen[name] for name in order}
 
     def run_all(self, *args, **kwargs) -> dict:
         """Every value the graph computes, by node name (multi-output nodes give tuples)."""
         return self._run(args, kwargs, keep_all=True)
 
-    def _run(self, args, kwargs, keep_all: bool) -> dict:
+    def _run(self, args, kwargs, keep_all: bool, watch=None) -> dict:
         xs = self._bind_inputs(args, kwargs)
         env = {}
         for sym, i, ax in self._symbols:
@@ -232,7 +253,12 @@ class GraphModule(nn.Module):
             vals[name] = getattr(owner, leaf)
         plan, i = self._plan, 0
         segments = self._segments if (self.checkpointing and self.training and not keep_all
-                                      and torch.is_grad_enabled()) else {}
+                                      and watch is None and torch.is_grad_enabled()) else {}
+        if watch is not None:
+            hooks, seen = watch
+            for name in list(vals):     # inputs and parameters
+                if name in hooks:
+                    _apply_hooks(hooks[name], name, vals, seen)
         while i < len(plan):
             if i in segments:
                 end, ins, outs = segments[i]
@@ -249,6 +275,8 @@ class GraphModule(nn.Module):
             ins = [None if r is None else (vals[r[0]] if r[1] is None else vals[r[0]][r[1]])
                    for r in reads]
             vals[name] = low(rt, attrs, ins)
+            if watch is not None and name in hooks:
+                _apply_hooks(hooks[name], name, vals, seen)
             if not keep_all:
                 for dead in free:
                     del vals[dead]
@@ -360,6 +388,86 @@ class GraphModule(nn.Module):
             for k, v in self.state_dict().items():
                 if k in sd:
                     v.copy_(sd[k].to(v.dtype))
+
+
+def _value_names(module: GraphModule) -> list:
+    """Every name ``capture=`` takes, in graph order: inputs, parameters, op nodes."""
+    return [*module.input_names, *module._param_sites, *(step[0] for step in module._plan)]
+
+
+def _watch_plan(module: GraphModule, capture) -> tuple[dict, list]:
+    """``capture`` (a name, a list of names, or a dict of name -> hook) checked against the
+    module's values: ``({node: [(key, index, hook)]}, keys in order)``. An unknown name is an
+    error naming the closest known ones."""
+    if isinstance(capture, str):
+        capture = [capture]
+    if isinstance(capture, Mapping):
+        items = list(capture.items())
+    else:
+        try:
+            items = [(name, None) for name in capture]
+        except TypeError:
+            raise InputError(f"capture= takes a name, a list of names or a dict of name -> "
+                             f"function, not {type(capture).__name__}", code="E1701") from None
+    known = _value_names(module)
+    index = set(known)
+    hooks: dict = {}
+    order = []
+    for key, fn in items:
+        if not isinstance(key, str):
+            raise InputError(f"capture= names values by their names (str), not "
+                             f"{type(key).__name__}", code="E1701")
+        if fn is not None and not callable(fn):
+            raise InputError(f"capture hook for `{key}` is a {type(fn).__name__}, not a "
+                             f"function", code="E1701")
+        node, sep, which = key.rpartition("#")
+        idx = None
+        if sep and node in index and which.isdigit():
+            idx = int(which)
+        else:
+            node = key
+        if node not in index:
+            raise unknown_value_error(key, known, module.graph_name)
+        hooks.setdefault(node, []).append((key, idx, fn))
+        if key not in order:
+            order.append(key)
+    return hooks, order
+
+
+def unknown_value_error(name: str, known: list, model: str, what: str = "value",
+                        code: str = "E1701") -> InputError:
+    """The error for a name no value of the model has, with the closest names as a hint."""
+    import difflib
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+    if not close:   # a scope prefix: the names under it
+        close = [k for k in known if k.startswith(name + ".")][:5]
+    if close:
+        hint = "close names: " + ", ".join(close)
+    else:
+        hint = "`nndsl inspect SPEC` lists the names (the scope column)"
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    return InputError(f"{model} has no {what} named `{shown}`", code=code, hint=hint)
+
+
+def _apply_hooks(entries, name: str, vals: dict, seen: dict) -> None:
+    """Run the hooks on the value ``name`` (or one output of it) and record what they see."""
+    for key, idx, fn in entries:
+        v = vals[name]
+        if idx is not None:
+            if not isinstance(v, tuple) or idx >= len(v):
+                raise InputError(f"`{name}` has no output {idx}", code="E1701",
+                                 hint=f"`{name}` has {len(v) if isinstance(v, tuple) else 1} "
+                                      f"output(s), numbered from 0")
+            v = v[idx]
+        if fn is not None:
+            new = fn(v)
+            if new is not None:
+                v = new
+                if idx is None:
+                    vals[name] = v
+                else:
+                    vals[name] = vals[name][:idx] + (v,) + vals[name][idx + 1:]
+        seen[key] = v
 
 
 def _check_names(params, sd) -> None:
