@@ -63,7 +63,7 @@ _CLOSERS = frozenset(_OPENERS.values())
 _COMPOUND = frozenset({"for_stmt", "repeat_stmt", "if_stmt"})
 # How loosely a line break binds where it may be inserted: a comma first, then the operators from
 # the loosest to the tightest. Breaks go before an operator and after a comma or an opening bracket.
-_AFTER_COMMA, _ELSE, _OR, _AND, _COMPARE, _PIPE, _SUM, _PRODUCT, _POWER = range(9)
+_AFTER_COMMA, _ELSE, _OR, _AND, _COMPARE, _PIPE, _SUM, _PRODUCT, _POWER, _HANG = range(10)
 
 
 class FormatError(NndslError):
@@ -252,7 +252,7 @@ class _Printer:
                 c = _AFTER_COMMA
             if c is None and _is_open(p) and (p.text != "{" or p.rule == "if_expr") \
                     and not _is_close(t):
-                c = _AFTER_COMMA
+                c = _HANG
             self.cand[i] = c
             g = self.gaps[i]
             self.forced[i] = g.trail is not None or bool(g.own)
@@ -333,6 +333,18 @@ class _Printer:
             return o[2] + INDENT if o[3] else o[1]
         return base + INDENT
 
+    def _pick(self, cands: list, end: int | None) -> int:
+        """Where to break a line too long: among the places that leave this line within the
+        width, those that also leave the rest of it within the width if there are any, the
+        outermost and loosest, the last of equals; where no place leaves this line within the
+        width, the first place. ``end``: the column the line ends at, unbroken."""
+        width = self.width
+        fitting = [c for c in cands if c[3] <= width]
+        if not fitting:
+            return cands[0][2]
+        good = [c for c in fitting if end is not None and c[4] + end - self.col[c[2]] <= width]
+        return min(good or fitting, key=lambda c: (c[0], c[1], -c[2]))[2]
+
     def line(self, a: int, b: int, indent: int) -> None:
         """Lay out tokens ``a``..``b`` (one statement, or a header up to its ``{``) from
         ``indent``, breaking lines where the author did and where the width needs it."""
@@ -347,7 +359,7 @@ class _Printer:
             saved = [e[:] for e in stack]
             while True:                 # lay out one line; again if a break was inserted
                 stack = [e[:] for e in saved]
-                col, k, cands, over = ind, j, [], False
+                col, k, cands, over, whole = ind, j, [], False, False
                 while True:
                     t = toks[k]
                     if k > j:
@@ -365,19 +377,20 @@ class _Printer:
                     if nxt > b or nxt in inserted or self.forced[nxt] or (
                             self.author[nxt] and (not _is_close(toks[nxt])
                                                   or (stack and stack[-1][3]))):
+                        whole = True
                         break
                     c = self.cand[nxt]
-                    if c is not None:
-                        cands.append((len(stack), c, nxt, col))
-                    if over and cands:
-                        break
+                    if c is not None:   # (depth, looseness, where, line so far, next line's indent)
+                        nind = ind + INDENT if _is_open(t) else self._continuation(nxt, stack, indent)
+                        cands.append((len(stack), c, nxt, col, nind))
+                    if over and cands and col > 3 * width:
+                        break           # no break this far on leaves a line that fits
                     k = nxt
                 if over and cands:
-                    fitting = [c for c in cands if c[3] <= width]
-                    pick = min(fitting, key=lambda c: (c[0], c[1], -c[2])) if fitting else cands[0]
-                    inserted.add(pick[2])
-                    if _is_open(toks[pick[2] - 1]):    # a bracket left open at the end of a line
-                        inserted.add(self.match[pick[2] - 1])    # closes on a line of its own
+                    pick = self._pick(cands, col if whole else None)
+                    inserted.add(pick)
+                    if _is_open(toks[pick - 1]):    # a bracket left open at the end of a line
+                        inserted.add(self.match[pick - 1])    # closes on a line of its own
                     continue
                 break
             end = k + 1
