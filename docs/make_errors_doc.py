@@ -369,6 +369,10 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E1004": ("A weights file that is not `.safetensors`.",
               "Save the weights with safetensors."),
     "E1005": ("A `.safetensors` file that cannot be read.", "Re-save the weights."),
+    "E1006": ("int8-static cannot quantize a layer: its bias does not fit int32 at the scale "
+              "of its products, because its calibrated inputs were nearly zero.",
+              "Keep the layer in float with `--keep SCOPE`, or calibrate on data like the "
+              "model's real inputs."),
     "E1008": ("A file cannot be written (an output path).",
               "Write to a folder that exists and is writable."),
     # runtime inputs

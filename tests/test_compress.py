@@ -492,6 +492,24 @@ def test_int8_static_close_to_float_on_data_like_its_calibration(spec, params, o
     assert np.abs(o - y).max() <= 0.05 * scale
 
 
+def test_int8_static_bias_that_cannot_fit_int32_is_an_error_not_a_wrong_answer():
+    """Inputs that are nearly zero on the calibration data give a tiny scale; the bias at
+    s_x · s_w then overflows int32. Clipping it would compute garbage silently."""
+    src = ("model m() {\n    input x: f32[N, 784]\n"
+           "    output y = x * 1e-13 |> linear(10) as fc |> relu |> linear(10) as head\n}\n")
+    c = nndsl.compile(source=src, opt="O2", quantize="int8-static", calibrate="digits",
+                      calibrate_samples=16)
+    with pytest.raises(nndsl.errors.NndslError) as e:
+        c.to_torch()
+    assert e.value.code == "E1006" and "`fc`" in str(e.value) and "--keep fc" in str(e.value)
+    kept = nndsl.compile(source=src, opt="O2", quantize="int8-static", calibrate="digits",
+                         calibrate_samples=16, keep=("fc",))
+    f = nndsl.compile(source=src, opt="O2")
+    xs = _digits(f, slice(0, 8))
+    ref = _run(f, xs)
+    assert np.abs(_run(kept, xs) - ref).max() <= 0.05 * np.abs(ref).max()
+
+
 def test_int8_static_calibration_ranges_are_what_the_data_held():
     from nndsl.backends.torch.calibrate import calibrate
     from nndsl.passes.quantize_static import qparams

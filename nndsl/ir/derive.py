@@ -25,6 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
+from nndsl.errors import WeightsError
 from nndsl.ir.evaluate import constant as run_program
 from nndsl.ir.graph import Graph
 
@@ -84,10 +85,20 @@ def quantize_weight(w, *, to: str, group: int | None = None):
     return pack_int4(q) if to == "i4" else q
 
 
+class BiasOverflow(ValueError):
+    """A bias too large for int32 at the scale of its layer's products."""
+
+
 def quantize_bias(b, w, *, x_scale: float):
-    """A layer's bias in int32 at the scale of its products, ``s_x · s_w`` per output."""
+    """A layer's bias in int32 at the scale of its products, ``s_x · s_w`` per output. A bias
+    that does not fit (its layer's calibrated inputs are nearly zero: ``s_x`` is tiny) raises
+    :class:`BiasOverflow` rather than being clipped to a wrong value."""
     s = quant_scale(w, to="i8").astype(np.float64) * x_scale
-    return np.rint(b.astype(np.float64) / s).clip(-2**31, 2**31 - 1).astype(np.int32)
+    q = np.rint(b.astype(np.float64) / s)
+    if np.abs(q).max(initial=0) > 2**31 - 1:
+        raise BiasOverflow(f"its bias needs {np.abs(q).max():.3g} steps of s_x · s_w "
+                           f"(s_x = {x_scale:.3g}); int32 holds 2^31 - 1")
+    return q.astype(np.int32)
 
 
 def pack_int4(q):
@@ -203,11 +214,25 @@ def derive_state(graph: Graph, source: Mapping[str, np.ndarray]) -> dict[str, np
     """The optimized graph's parameter values from the spec-named ``source`` values."""
     cache: dict = {}
     out = {}
+    overflow = []            # (layer, why): int8-static biases that do not fit int32
     for node in graph.params():
         expr = expression(node)
         if expr not in cache:
-            cache[expr] = evaluate(expr, source)
+            try:
+                cache[expr] = evaluate(expr, source)
+            except BiasOverflow as e:
+                overflow.append((node.name.removesuffix(".bias_q"), str(e)))
+                continue
         out[node.name] = cache[expr]
+    if overflow:
+        layers = [layer for layer, _ in overflow]
+        raise WeightsError("int8-static cannot quantize " + ", ".join(f"`{n}`" for n in layers)
+                           + f": {overflow[0][1]}", code="E1006",
+                           notes=[("the inputs of these layers were nearly zero on the "
+                                   "calibration data, so their int8 scale is too small for "
+                                   "their biases", None)],
+                           hint="keep them in float (" + " ".join(f"--keep {n}" for n in layers)
+                                + "), or calibrate on data like the model's real inputs")
     return out
 
 
