@@ -1,4 +1,4 @@
-"""The ``nndsl`` command line: check, inspect, compile, run, train, passes, fmt.
+"""The ``nndsl`` command line: check, inspect, compile, run, train, passes, fmt, lsp.
 
 Every user mistake prints a located ``error[CODE]`` on stderr and exits 1; usage errors exit 2.
 No Python traceback reaches the user unless ``--debug`` asks for one.
@@ -351,6 +351,13 @@ def cmd_fmt(args) -> int:
     return run(args.paths, check=args.check, width=args.width)
 
 
+def cmd_lsp(args) -> int:
+    from nndsl.editor.lsp import main as lsp_main
+    argv = (["--stdio"] if args.stdio else []) + \
+        (["--log-file", args.log_file] if args.log_file else [])
+    return lsp_main(argv)
+
+
 def _width(text: str) -> int:
     """``nndsl fmt --width``: a line width the layout can work with."""
     from nndsl.editor.fmt import MAX_WIDTH, MIN_WIDTH
@@ -548,6 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_fmt)
+    p = sub.add_parser("lsp", help="the language server (LSP over stdin/stdout), for editors")
+    p.add_argument("--stdio", action="store_true",
+                   help="talk over stdin/stdout (the default and only transport)")
+    p.add_argument("--log-file", metavar="PATH", help="write the server's log to this file")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_lsp)
     p = sub.add_parser("passes", help="list the optimization pipelines and passes")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)

@@ -90,3 +90,27 @@ def test_module_entry_point_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nndsl", "check", RESNET], capture_output=True,
                        text=True)
     assert r.returncode == 0 and "11,689,512" in r.stdout
+
+
+def test_lsp_subcommand_speaks_the_protocol_over_stdio():
+    """`nndsl lsp` is the language server: initialize, shutdown and exit, framed as LSP."""
+    import json
+    import subprocess
+    import sys
+
+    def frame(i, method, params=None):
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params or {},
+                           **({"id": i} if i is not None else {})}).encode()
+        return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+    messages = (frame(1, "initialize", {"processId": None, "rootUri": None, "capabilities": {}})
+                + frame(None, "initialized") + frame(2, "shutdown") + frame(None, "exit"))
+    out = subprocess.run([sys.executable, "-m", "nndsl", "lsp", "--stdio"], input=messages,
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    replies = [json.loads(part.split(b"\r\n\r\n", 1)[1])
+               for part in out.stdout.split(b"Content-Length: ")[1:]]
+    init = next(r for r in replies if r.get("id") == 1)
+    caps = init["result"]["capabilities"]
+    assert caps["hoverProvider"] and caps["definitionProvider"]
+    assert any(r.get("id") == 2 and "result" in r for r in replies)
