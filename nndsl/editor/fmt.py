@@ -613,9 +613,10 @@ def spec_files(paths) -> list[str]:
         elif os.path.isdir(p):
             found = []
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found.extend(os.path.join(root, f) for f in sorted(files)
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found.extend(os.path.join(root, f) for f in files
                              if f.endswith(SPEC_SUFFIX) and f != SPEC_SUFFIX and not f.startswith("."))
+            found.sort(key=lambda f: Path(f).parts)
         else:
             found = [p]
         for f in found:
