@@ -19,16 +19,19 @@ The style (docs/LANGUAGE.md, "Formatting") is the zoo's:
 - a statement keeps the line breaks its author put where a line may break (before ``|>``, a
   binary operator, ``as`` or an if-expression's ``else``, after a comma or an opening bracket;
   a break after an operator moves before it, others are dropped), and a line longer than the
-  width (default 100) is broken at the outermost such place that leaves the line within the
-  width (a comma before an operator, looser operators before tighter ones, the last of equals);
-- a continuation line starting with ``|>`` lines up under the first ``|>`` of its pipeline (under
-  the pipeline's first operand when it is that first ``|>``); inside brackets, a line lines up
-  after the innermost open bracket, or 4 spaces in from that bracket's line when the bracket ends
-  its line; elsewhere it is indented 4 spaces past the statement;
+  width (default 100) is broken at such a place that leaves the line within the width, and the
+  rest of the statement too where one does: the outermost, then the loosest (a comma before an
+  operator, looser operators before tighter ones), then the last; a bracket is left open at
+  the end of a line only as a last resort, and then closes on a line of its own;
+- a continuation line starting with ``|>`` lines up under the first ``|>`` of its pipeline when
+  the pipeline's first operand is one token, else under that operand; ``as`` under what it
+  names, ``else`` under its ``if``, another operator under its left operand; any other inside
+  brackets after the innermost open bracket, or 4 spaces in from that bracket's line when the
+  bracket ends its line; elsewhere 4 spaces past the statement;
 - blank lines: one between top-level definitions (and after the imports), at most one kept
   between statements or comments, none at the start of a body or before its ``}``;
-- a trailing comment keeps its column when the code leaves room for it (two spaces at least),
-  else follows two spaces after the code; an own-line comment takes the indentation of what
+- a trailing comment keeps its column when its line holds what the author's line held and the
+  code leaves room for it (two spaces at least), else follows two spaces after the code; an own-line comment takes the indentation of what
   follows it; trailing whitespace goes, one newline ends the file.
 
 The output is checked before it is returned: it must parse to the same AST (spans aside) with the
