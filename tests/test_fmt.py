@@ -221,7 +221,8 @@ def test_messy_spec_gets_the_canonical_layout():
 
 
 def test_comments_stay_where_they_were():
-    src = ('# top\n\n\n# second paragraph\nmodel m(a: int,  # the a\n        b: int = 2) {  # open\n'
+    src = ('# top\n\n\n# second paragraph\nmodel m(a: int,  # the a\n'
+           '        b: int = 2) {  # open\n'
            '    input x: f32[N, 8]\n    y = f(x,  # first\n2)\n    z = x  # left\n + y\n'
            '    if a > 1 {\n        y = x\n    }  # closed\n    # before else\n    else {\n'
            '        y = -x\n    }\n    q = [1,\n    # inside\n    2]\n    output o = y  # out\n'
@@ -241,7 +242,8 @@ def test_trailing_comments_keep_their_column():
     src = "model m() {\n    input x: f32[N, 8]\n    y = x  |>  relu            # aligned\n" \
           "    output z = y |> gelu      # aligned\n}\n"
     out = format_text(src, "c.nn")
-    assert out == "model m() {\n    input x: f32[N, 8]\n    y = x |> relu              # aligned\n" \
+    assert out == "model m() {\n    input x: f32[N, 8]\n" \
+                  "    y = x |> relu              # aligned\n" \
                   "    output z = y |> gelu      # aligned\n}\n"
     # a comment whose line was joined or split follows the code by two spaces
     assert format_text("model m() { input x: f32[N]  output y = x }      # c\n", "c.nn") == \
@@ -350,7 +352,8 @@ def test_check_prints_a_diff_and_writes_nothing(tmp_path, capsys):
     assert main(["fmt", "--check", str(path)]) == 1
     out, err = capsys.readouterr()
     assert f"--- {path}\n+++ {path} (formatted)\n" in out
-    assert "-  output y = x|>linear(2)\n+    input x: f32[N, 4]\n+    output y = x |> linear(2)\n" in out
+    assert "-  output y = x|>linear(2)\n+    input x: f32[N, 4]\n" \
+           "+    output y = x |> linear(2)\n" in out
     assert "1 of 1 file would be reformatted" in err
     assert path.read_text() == UGLY and path.stat().st_mtime_ns == before
     path.write_text(NICE)

@@ -31,8 +31,9 @@ The style (docs/LANGUAGE.md, "Formatting") is the zoo's:
 - blank lines: one between top-level definitions (and after the imports), at most one kept
   between statements or comments, none at the start of a body or before its ``}``;
 - a trailing comment keeps its column when its line holds what the author's line held and the
-  code leaves room for it (two spaces at least), else follows two spaces after the code; an own-line comment takes the indentation of what
-  follows it; trailing whitespace goes, one newline ends the file.
+  code leaves room for it (two spaces at least), else follows two spaces after the code; an
+  own-line comment takes the indentation of what follows it; trailing whitespace goes, one
+  newline ends the file.
 
 The output is checked before it is returned: it must parse to the same AST (spans aside) with the
 same comments, else the formatter refuses (``E1401``) and nothing is written.
@@ -311,7 +312,8 @@ class _Printer:
 
     def _quiet(self, a: int, b: int) -> bool:
         """No comment between tokens ``a`` and ``b``."""
-        return not any(self.gaps[i].trail is not None or self.gaps[i].own for i in range(a + 1, b + 1))
+        return not any(self.gaps[i].trail is not None or self.gaps[i].own
+                       for i in range(a + 1, b + 1))
 
     # ---- lines ----
     def _comments(self, i: int, indent: int, at_start: bool, closing: bool = False) -> None:
@@ -353,7 +355,8 @@ class _Printer:
         ``indent``, breaking lines where the author did and where the width needs it."""
         toks, width, col_of = self.toks, self.width, self.col
         inserted = set()
-        stack: list[list] = []     # open brackets: [token, column of its content, line indent, hanging]
+        # the open brackets: [token, column of its content, its line's indent, ends its line]
+        stack: list[list] = []
         j = a
         while True:
             if j > a and stack and stack[-1][0] == j - 1:
@@ -384,7 +387,8 @@ class _Printer:
                         break
                     c = self.cand[nxt]
                     if c is not None:   # (depth, looseness, where, line so far, next line's indent)
-                        nind = ind + INDENT if _is_open(t) else self._continuation(nxt, stack, indent)
+                        nind = ind + INDENT if _is_open(t) else \
+                            self._continuation(nxt, stack, indent)
                         cands.append((len(stack), c, nxt, col, nind))
                     if over and cands and col > 3 * width:
                         break           # no break this far on leaves a line that fits
@@ -399,8 +403,8 @@ class _Printer:
             end = k + 1
             if j > a:
                 self._comments(j, ind, at_start=True)
-            text = " " * ind + "".join(
-                (_space(toks[i - 1], toks[i]) if i > j else "") + toks[i].text for i in range(j, end))
+            text = " " * ind + toks[j].text + "".join(
+                _space(toks[i - 1], toks[i]) + toks[i].text for i in range(j + 1, end))
             trail = self.gaps[end].trail if end <= len(toks) else None
             if trail is not None:
                 # the author's column, when the line holds what the author's line held
@@ -617,8 +621,8 @@ def spec_files(paths) -> list[str]:
             found = []
             for root, dirs, files in os.walk(p):
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
-                found.extend(os.path.join(root, f) for f in files
-                             if f.endswith(SPEC_SUFFIX) and f != SPEC_SUFFIX and not f.startswith("."))
+                found.extend(os.path.join(root, f) for f in files if f.endswith(SPEC_SUFFIX)
+                             and f != SPEC_SUFFIX and not f.startswith("."))
             found.sort(key=lambda f: Path(f).parts)
         else:
             found = [p]
