@@ -492,6 +492,55 @@ def test_int8_static_close_to_float_on_data_like_its_calibration(spec, params, o
     assert np.abs(o - y).max() <= 0.05 * scale
 
 
+RELU6_CNN = """model relu6_cnn() {
+    input image: f32[N, 1, 28, 28]
+    x = image |> conv2d(8, 3) as c1
+    x = minimum(maximum(x, 0.0), 6.0)
+    x = x |> conv2d(16, 3, stride=2) as c2 |> clamp(min=0.0, max=6.0)
+    x = maximum(x |> conv2d(16, 3, padding=1) as c3, 0.0) + x
+    output logits = x |> max_pool2d(2) |> flatten |> linear(10) as fc
+}
+"""
+
+
+def test_int8_static_keeps_relu6_and_clamps_in_u8():
+    """ReLU6 written as min(max(x, 0), 6), or as clamp, runs on the u8 grid (qclamp); the
+    layer before it is quantized to the clamp's range. Compared with the float model on data
+    like the calibration's, in torch and onnxruntime."""
+    f = nndsl.compile(source=RELU6_CNN, opt="O2")
+    c = nndsl.compile(source=RELU6_CNN, opt="O2", quantize="int8-static", calibrate="digits",
+                      calibrate_samples=64)
+    ops = [n.op for n in c.graph]
+    assert ops.count("qclamp") == 4 and ops.count("quantize") == 1 and "qadd" in ops
+    assert "maximum" not in ops and "minimum" not in ops and "clamp" not in ops
+    c1 = next(n for n in c.graph if n.op == "qconv2d" and n.name.startswith("c1"))
+    assert c1.attr["out_zp"] == 0 and c1.attr["out_scale"] <= 6.0 / 127 + 1e-9   # [0, 6]
+    xs = _digits(f, slice(1000, 1032))
+    ref = _run(f, xs)
+    y = _run(c, xs)
+    scale = np.abs(ref).max()
+    assert np.abs(y - ref).max() <= 0.05 * scale
+    assert np.abs(_ort(c.to_onnx(), xs) - y).max() <= 0.01 * scale
+
+
+def test_int8_static_qclamp_in_generated_source(tmp_path):
+    from safetensors.torch import load_file
+
+    from nndsl.backends.torch.codegen import write_package
+    c = nndsl.compile(source=RELU6_CNN, opt="O2", quantize="int8-static", calibrate="digits",
+                      calibrate_samples=16)
+    model_py, weights = write_package(c, tmp_path)
+    spec = importlib.util.spec_from_file_location("generated_relu6", model_py)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.Relu6Cnn()
+    model.load_state_dict(load_file(str(weights)))
+    xs = _digits(c, slice(0, 4))
+    with torch.no_grad():
+        got = model.eval()(**xs).numpy()
+    np.testing.assert_allclose(got, _run(c, xs), rtol=1e-5, atol=1e-5)
+
+
 def test_int8_static_bias_that_cannot_fit_int32_is_an_error_not_a_wrong_answer():
     """Inputs that are nearly zero on the calibration data give a tiny scale; the bias at
     s_x · s_w then overflows int32. Clipping it would compute garbage silently."""

@@ -13,6 +13,10 @@ The rewrite, in graph order:
 - ``relu(add(a, b)) ⇒ qadd(a, b) {act=relu}`` when both operands are u8 (residual adds);
 - ``max_pool2d``, ``flatten``, ``reshape`` and memory-layout changes pass u8 through (they are
   exact on integers);
+- clamps with constant bounds — ``maximum(x, c)``, ``minimum(x, c)``, ``clamp``, an unfused
+  ``relu``; ReLU6 is ``minimum(maximum(x, 0), 6)`` — become ``qclamp`` on the u8 grid, and the
+  layer before such a chain takes its output scale from the chain's end (``[0, 6]`` for a
+  ReLU6, not the wider range before it), so no precision goes to values the clamp cuts;
 - everything else — softmax, norms, average pooling, activations other than ReLU — reads f32:
   ``dequantize_act`` is inserted where a u8 value meets such a reader, and graph outputs are
   f32. ``inspect`` lists these ops as kept in float.
@@ -28,6 +32,22 @@ from nndsl.passes.rewrite import Rewriter, derived_param, reader_map, sweep_dead
 
 QMAX = 127
 INTEGER_EXACT = frozenset({"max_pool2d", "flatten", "reshape", "memory_format"})
+
+
+def clamp_of(graph: Graph, node: Node) -> tuple | None:
+    """``(x, lo, hi)`` when ``node`` clamps the value ``x`` between constant bounds (either may
+    be ``None``): ``maximum``/``minimum`` with a scalar, ``clamp``, ``relu``."""
+    if node.op == "relu":
+        return node.inputs[0], 0.0, None
+    if node.op == "clamp":
+        return node.inputs[0], node.attr["min"], node.attr["max"]
+    if node.op in ("maximum", "minimum") and len(node.inputs) == 2:
+        for x, c in (node.inputs, node.inputs[::-1]):
+            k = graph.node(c.node)
+            if k.op == "scalar" and graph.type_of(x) == node.type:
+                v = float(k.attr["value"])
+                return (x, v, None) if node.op == "maximum" else (x, None, v)
+    return None
 
 
 def qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -91,6 +111,17 @@ def static_quantize(stats: dict, keep: tuple = ()):
 
         made_float: set = set()            # values computed in f32 (their u8 is a copy)
 
+        def chain_end(v: Value) -> Value:
+            """The last value of the clamps that alone read ``v`` (``v`` itself when none):
+            the range the layer making ``v`` is quantized to."""
+            while v not in outputs:
+                users = readers.get(v.node, [])
+                c = clamp_of(graph, users[0]) if len(users) == 1 else None
+                if c is None or c[0] != v:
+                    return v
+                v = users[0].out()
+            return v
+
         def as_u8(v: Value, like: Node) -> tuple:
             if v in quant:
                 return quant[v]
@@ -141,7 +172,7 @@ def static_quantize(stats: dict, keep: tuple = ()):
                                              "quantize_bias", [expression(b), src],
                                              dtype="i32", trainable=False, x_scale=xs).out()
             if layer_ok:
-                os_, oz = rng(node.out())
+                os_, oz = rng(chain_end(node.out()))
                 attrs = {k: v for k, v in node.attr.items()}
                 attrs.update(x_scale=xs, x_zp=xz, out_scale=os_, out_zp=oz)
                 op = "qconv2d" if node.op == "conv2d" else "qlinear"
@@ -157,7 +188,7 @@ def static_quantize(stats: dict, keep: tuple = ()):
                     node.out() not in outputs else None
                 last = relu.out() if relu is not None else node.out()
                 (a, as_, az), (b, bs, bz) = quant[node.inputs[0]], quant[node.inputs[1]]
-                os_, oz = rng(last)
+                os_, oz = rng(chain_end(last))
                 new = rw.emit("qadd", [a, b], {"act": "relu" if relu else None, "a_scale": as_,
                                                "a_zp": az, "b_scale": bs, "b_zp": bz,
                                                "out_scale": os_, "out_zp": oz},
@@ -165,6 +196,14 @@ def static_quantize(stats: dict, keep: tuple = ()):
                 quant[last] = (new.out(), os_, oz)
                 if relu is not None:
                     fused_relu[relu.name] = new.out()
+                rw.changed = True
+                continue
+            clamp = clamp_of(graph, node)
+            if clamp is not None and clamp[0] in quant:
+                q, s, z = quant[clamp[0]]
+                new = rw.emit("qclamp", [q], {"min": clamp[1], "max": clamp[2], "scale": s,
+                                              "zero_point": z}, like=node, name=node.name)
+                quant[node.out()] = (new.out(), s, z)
                 rw.changed = True
                 continue
             if node.op in INTEGER_EXACT and node.inputs[0] in quant:

@@ -272,6 +272,15 @@ def _qlayer(float_lowering):
     return low
 
 
+def _qclamp(b, a, ins, n):
+    """``Clip`` of the u8 values, the bounds rounded to their grid: ``round(v / s) + z``."""
+    def bound(v):
+        if v is None:
+            return None
+        return b.const(int(min(255, max(0, round(v / a["scale"]) + a["zero_point"]))), "u8")
+    b.op1("Clip", [ins[0], bound(a["min"]), bound(a["max"])], out=n.out)
+
+
 def _qadd(b, a, ins, n):
     fs = []
     for v, k in zip(ins, "ab"):
@@ -1015,7 +1024,7 @@ ONNX_LOWERINGS = {
     "linear_int8": _act(_linear_int8), "dequantize": _dequantize,
     "fake_quantize": _fake_quantize,
     "quantize": _quantize, "dequantize_act": _dequantize_act, "qconv2d": _qlayer(_conv),
-    "qlinear": _qlayer(_linear), "qadd": _qadd,
+    "qlinear": _qlayer(_linear), "qadd": _qadd, "qclamp": _qclamp,
     "conv1d": _act(_conv), "conv2d": _act(_conv), "conv3d": _act(_conv),
     "conv_transpose2d": _act(_conv_t),
     "attention": _attention, "memory_format": _identity,

@@ -267,6 +267,11 @@ def _qlinear(rt, a, ins):
     return op(x, packed, a["out_scale"], a["out_zp"])
 
 
+def _qclamp(rt, a, ins):
+    """The quantized engine clamps a quint8 tensor on its own grid (float bounds, rounded to it)."""
+    return torch.clamp(ins[0], a["min"], a["max"])
+
+
 def _qadd(rt, a, ins):
     op = torch.ops.quantized.add_relu if a["act"] == "relu" else torch.ops.quantized.add
     return op(ins[0], ins[1], a["out_scale"], a["out_zp"])
@@ -508,7 +513,7 @@ TORCH_LOWERINGS = {
     "dequantize": _dequantize,
     "quantize": lambda rt, a, ins: quantize_act(ins[0], a["scale"], a["zero_point"]),
     "dequantize_act": lambda rt, a, ins: ins[0].dequantize(),
-    "qconv2d": _qconv2d, "qlinear": _qlinear, "qadd": _qadd,
+    "qconv2d": _qconv2d, "qlinear": _qlinear, "qadd": _qadd, "qclamp": _qclamp,
     "fake_quantize": lambda rt, a, ins: fake_quantize(ins[0], a["bits"], a["group"]),
     "attention": _attention, "memory_format": _memory_format,
     "conv1d": _conv(F.conv1d), "conv2d": _conv(F.conv2d), "conv3d": _conv(F.conv3d),

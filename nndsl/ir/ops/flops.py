@@ -170,6 +170,7 @@ FLOP_RULES: dict[str, Callable] = {
     "linear_int8": _with_act(lambda ins, outs, a: _linear(ins[:2] + ins[3:], outs, a)),
     "dequantize": _per_out(), "fake_quantize": _per_out(4),
     "quantize": _per_out(2), "dequantize_act": _per_out(2), "qadd": _with_act(_per_out()),
+    "qclamp": _per_out(2),
     "qconv2d": _with_act(lambda ins, outs, a: _conv(ins[:2] + ins[3:], outs, a)),
     "qlinear": _with_act(lambda ins, outs, a: _linear(ins[:2] + ins[3:], outs, a)),
     "conv1d": _with_act(_conv), "conv2d": _with_act(_conv), "conv3d": _with_act(_conv),

@@ -1104,6 +1104,11 @@ def _qlayer(op: str, base):
     return rule
 
 
+def _qclamp(ins, a):
+    _u8(ins[0], "qclamp")
+    return (ins[0],)
+
+
 def _qadd(ins, a):
     x, y = ins
     _u8(x, "qadd")
@@ -1165,7 +1170,7 @@ SHAPE_RULES: dict[str, Callable] = {
     "attention": _attention, "memory_format": _unary,
     "dequantize": _dequantize, "linear_int8": _linear_int8, "fake_quantize": _fake_quantize,
     "quantize": _quantize, "dequantize_act": _dequantize_act, "qconv2d": _qlayer("qconv2d", _conv(2)),
-    "qlinear": _qlayer("qlinear", _linear), "qadd": _qadd,
+    "qlinear": _qlayer("qlinear", _linear), "qadd": _qadd, "qclamp": _qclamp,
     "flatten": _flatten, "reshape": _reshape, "transpose": _transpose, "permute": _permute,
     "squeeze": _squeeze, "unsqueeze": _unsqueeze, "expand": _expand, "concat": _concat,
     "split": _split, "slice": _slice, "stack": _stack, "flip": _flip, "roll": _roll,

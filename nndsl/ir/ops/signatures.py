@@ -114,6 +114,9 @@ SIGNATURES: dict[str, OpSignature] = {
     "qlinear": _s("x weight scale bias?", "linear layer of u8 activations with int8 weights and "
                                           "an int32 bias, requantized to u8", act=None,
                   x_scale=None, x_zp=0, out_scale=None, out_zp=0, qmax=255),
+    "qclamp": _s("q", "min(max(x, min), max) of u8 activations on their own grid (the bounds "
+                      "rounded to it); a bound of None is left open", min=None, max=None,
+                 scale=None, zero_point=0),
     "qadd": _s("a b", "a + b of u8 activations, requantized to u8", act=None, a_scale=None,
                a_zp=0, b_scale=None, b_zp=0, out_scale=None, out_zp=0, qmax=255),
     "fake_quantize": _s("x", "quantization noise for training (QAT): x rounded to `bits`-bit "

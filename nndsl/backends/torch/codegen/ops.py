@@ -669,6 +669,9 @@ TORCH_CODEGEN: dict[str, Callable] = {
                           f"{e.a['zero_point']}, torch.quint8)",
     "dequantize_act": lambda e: f"{e.x(0)}.dequantize()",
     "qconv2d": _qconv2d, "qlinear": _qlinear, "qadd": _qadd,
+    "qclamp": lambda e: _call("torch.clamp", e.x(0), min=None if e.a["min"] is None else
+                              py_literal(float(e.a["min"])),
+                              max=None if e.a["max"] is None else py_literal(float(e.a["max"]))),
     "conv1d": _with_act(_conv(1)), "conv2d": _with_act(_conv(2)),
     "conv3d": _with_act(_conv(3)), "conv_transpose2d": _with_act(_conv_transpose),
     "attention": _attention,
