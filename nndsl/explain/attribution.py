@@ -170,7 +170,7 @@ def _captum(method, scores, attributed, fixed_args, tgt, steps, window, n_sample
             return_convergence_delta=True)
         info["steps"] = steps
         info["baseline"] = "zeros"
-        info["max_completeness_error"] = float(delta.abs().max())
+        _completeness(info, out, delta)
     elif method == "occlusion":
         shapes = tuple(_window_shape(a, window) for a in xs)
         strides = tuple(_strides(a, s) for a, s in zip(xs, shapes))
@@ -192,6 +192,16 @@ def _captum(method, scores, attributed, fixed_args, tgt, steps, window, n_sample
         info["n_samples"] = n_samples
         info["features"] = count
     return out if isinstance(out, tuple) else (out,)
+
+
+def _completeness(info: dict, attrs, delta) -> None:
+    """Integrated gradients' completeness: the attributions of a sample add up to
+    f(x) − f(x₀) up to ``delta`` (captum's convergence delta, the quadrature's error)."""
+    total = sum(a.detach().reshape(a.shape[0], -1).sum(1) for a in attrs)
+    change = (total - delta).abs()
+    info["max_completeness_error"] = float(delta.abs().max())
+    info["max_relative_completeness_error"] = float((delta.abs() / change.clamp_min(1e-12))
+                                                    .max())
 
 
 def _internal(xs, steps) -> int:
@@ -287,7 +297,7 @@ def _layer_gradient(compiled, module, method, samples, target, layer, output, st
             internal_batch_size=max(xs[0].shape[0], min(xs[0].shape[0] * steps, 4096)),
             return_convergence_delta=True)
         info["steps"] = steps
-        info["max_completeness_error"] = float(delta.abs().max())
+        _completeness(info, (attr,) if not isinstance(attr, (list, tuple)) else attr, delta)
     else:
         attr = ca.LayerGradientXActivation(scores, tap,
                                            multiply_by_inputs=method == "input_x_gradient"

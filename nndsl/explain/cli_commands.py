@@ -282,7 +282,9 @@ def describe(report: dict) -> str:
     info = report["info"]
     if "max_completeness_error" in info:
         lines.append(f"  completeness: |sum of attributions - (f(x) - f(baseline))| <= "
-                     f"{info['max_completeness_error']:.3g}")
+                     f"{info['max_completeness_error']:.3g} ("
+                     f"{info['max_relative_completeness_error']:.2%} of f(x) - f(baseline); "
+                     f"more --steps make it smaller)")
     if "layer" in info:
         lines.append(f"  layer: {info['layer']}")
     if report.get("importance"):

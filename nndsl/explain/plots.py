@@ -77,7 +77,10 @@ def image_heatmaps(path: Path, images, attrs, title: str, captions=None) -> Path
             heat = _resize(heat, img.shape[:2])
         m = float(np.abs(heat).max()) or 1.0
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
-        ax.imshow(heat, cmap="bwr", vmin=-m, vmax=m, alpha=0.6, interpolation="nearest")
+        if float(heat.min()) >= 0:     # a map of magnitudes (saliency, Grad-CAM)
+            ax.imshow(heat, cmap="inferno", vmin=0, vmax=m, alpha=0.6, interpolation="nearest")
+        else:
+            ax.imshow(heat, cmap="bwr", vmin=-m, vmax=m, alpha=0.6, interpolation="nearest")
         if captions is not None:
             ax.set_title(captions[i], fontsize=7)
     fig.suptitle(title, fontsize=9)

@@ -45,6 +45,13 @@ class RobustResult:
         return "\n".join(lines)
 
 
+def _loss(scores, labels):
+    """Per-sample cross-entropy of the scores (logits): what the attacks increase (captum's
+    default, -log(output), expects probabilities)."""
+    import torch.nn.functional as F
+    return F.cross_entropy(scores, labels, reduction="none")
+
+
 def parse_attacks(text) -> list:
     names = [a.strip() for a in (text.split(",") if isinstance(text, str) else text)]
     names = [a for a in names if a]
@@ -82,8 +89,6 @@ def robustness(compiled, samples, attacks=("fgsm", "pgd"), eps=(0.05, 0.1), *, m
                batch: int = 256) -> RobustResult:
     """Accuracy of ``compiled`` on ``samples`` (with labels) clean and under each attack at
     each radius in ``eps``."""
-    import torch
-    from captum.robust import FGSM, PGD
     attacks = parse_attacks(attacks)
     eps = parse_eps(eps)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -107,15 +112,31 @@ def robustness(compiled, samples, attacks=("fgsm", "pgd"), eps=(0.05, 0.1), *, m
                            f"is measured on a classifier's accuracy")
     lo = min(samples.bounds.get(n, (float("-inf"),))[0] for n in floats)
     hi = max(samples.bounds.get(n, (None, float("inf")))[1] for n in floats)
-    y = samples.labels
     n = samples.n
     correct = {("clean", 0.0): 0}
     for a in attacks:
         for e in eps:
             correct[(a, e)] = 0
+    import warnings
+    with warnings.catch_warnings():    # PGD detaches its inputs between steps, by design
+        warnings.filterwarnings("ignore", message="Input Tensor .* did not already require")
+        _attack_all(scores, samples, floats, fixed, attacks, eps, steps, batch, lo, hi,
+                    correct)
+    rows = [{"attack": a, "eps": e, "accuracy": correct[(a, e)] / n}
+            for a in attacks for e in eps]
+    info = {"bounds": [lo, hi], "pgd_steps": steps if "pgd" in attacks else None,
+            "source": {a: SOURCE[a] for a in attacks}}
+    return RobustResult(correct[("clean", 0.0)] / n, rows, n, info)
+
+
+def _attack_all(scores, samples, floats, fixed, attacks, eps, steps, batch, lo, hi,
+                correct) -> None:
+    import torch
+    from captum.robust import FGSM, PGD
+    y, n = samples.labels, samples.n
     for start in range(0, n, batch):
         sl = slice(start, min(n, start + batch))
-        xs = tuple(samples.inputs[k][sl].float() for k in floats)
+        xs = tuple(samples.inputs[k][sl].float().clone().requires_grad_(True) for k in floats)
         fx = tuple(samples.inputs[k][sl] for k in fixed) or None
         yb = y[sl]
         with torch.no_grad():
@@ -123,11 +144,11 @@ def robustness(compiled, samples, attacks=("fgsm", "pgd"), eps=(0.05, 0.1), *, m
         for a in attacks:
             for e in eps:
                 if a == "fgsm":
-                    adv = FGSM(scores, lower_bound=lo, upper_bound=hi).perturb(
+                    adv = FGSM(scores, _loss, lower_bound=lo, upper_bound=hi).perturb(
                         xs if len(xs) > 1 else xs[0], epsilon=e, target=yb,
                         additional_forward_args=fx)
                 else:
-                    adv = PGD(scores, lower_bound=lo, upper_bound=hi).perturb(
+                    adv = PGD(scores, _loss, lower_bound=lo, upper_bound=hi).perturb(
                         xs if len(xs) > 1 else xs[0], radius=e, step_size=2.5 * e / steps,
                         step_num=steps, target=yb, additional_forward_args=fx,
                         random_start=False, norm="Linf")
@@ -135,8 +156,3 @@ def robustness(compiled, samples, attacks=("fgsm", "pgd"), eps=(0.05, 0.1), *, m
                 with torch.no_grad():
                     got = predictions(scores(*(t.detach() for t in adv), *(fx or ())))
                 correct[(a, e)] += int((got == yb).sum())
-    rows = [{"attack": a, "eps": e, "accuracy": correct[(a, e)] / n}
-            for a in attacks for e in eps]
-    info = {"bounds": [lo, hi], "pgd_steps": steps if "pgd" in attacks else None,
-            "source": {a: SOURCE[a] for a in attacks}}
-    return RobustResult(correct[("clean", 0.0)] / n, rows, n, info)
