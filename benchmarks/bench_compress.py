@@ -756,6 +756,52 @@ def bench_static(batch: int, samples: int, warmup: int, runs: int, tmp: Path) ->
 
 # ---- main ----
 
+# ---- 5. recurrent layers under int8-dynamic ----
+
+def bench_recurrent(batch: int, tokens: int, warmup: int, runs: int) -> Table:
+    """lstm_sentiment (width 256): nndsl f32 against nndsl int8-dynamic (int8-stored LSTM
+    weights, float recurrence), beside torch.ao's dynamic int8 LSTM of the same nn.LSTM (its
+    int8 kernels run the recurrence): which is faster decides nndsl's lowering."""
+    path = SPECS / "sequence/lstm_sentiment.nn"
+    params = {"hidden": 256, "embed": 256}
+    c = nndsl.compile(path, params=params)
+    f32 = c.to_torch(seed=SEED).eval()
+    sd = f32.state_dict()
+    q8 = nndsl.compile(path, params=params, quantize="int8-dynamic", weights=sd).to_torch().eval()
+    x = c.example_inputs(batch=batch, T=tokens, seed=SEED)["tokens"]
+
+    lstm = nn.LSTM(256, 256, batch_first=True).eval()
+    lstm.load_state_dict({k.removeprefix("lstm."): v for k, v in sd.items()
+                          if k.startswith("lstm.")})
+    holder = nn.Sequential(lstm)              # quantize_dynamic swaps children only
+    with quiet():
+        ao = torch.ao.quantization.quantize_dynamic(holder, {nn.LSTM}, dtype=torch.qint8)[0]
+    h = F.embedding(x, sd["embedding.weight"])        # the LSTM's input, for the nn.LSTM rows
+    variants = [("nndsl f32", lambda: f32(x)), ("nndsl int8-dynamic", lambda: q8(x)),
+                ("nn.LSTM f32 (the LSTM alone)", lambda: lstm(h)),
+                ("  + torch.ao quantize_dynamic", lambda: ao(h))]
+    with torch.no_grad():
+        ref, ours = f32(x), q8(x)
+        ref_l, ao_l = lstm(h)[0], ao(h)[0]
+        with OtherLoad() as other:
+            times = interleaved([fn for _, fn in variants], warmup, runs)
+    table = Table(title=f"5. lstm_sentiment (embed 256, hidden 256), batch {batch}x{tokens} "
+                        f"tokens: {warmup} warm-up, median of {runs}, interleaved",
+                  caption="int8-dynamic stores the LSTM's weight matrices in int8 and runs the "
+                          "recurrence in float; torch.ao's dynamic LSTM runs it with int8 "
+                          "kernels\nmax |diff|: against the float row above it" +
+                          other.describe())
+    for col, just in (("model", "left"), ("time", "right"), ("speedup", "right"),
+                      ("max |diff|", "right")):
+        table.add_column(col, justify=just)
+    diffs = [0.0, float((ours - ref).abs().max()), 0.0, float((ao_l - ref_l).abs().max())]
+    for i, (label, _) in enumerate(variants):
+        base = times[0] if i < 2 else times[2]
+        table.add_row(label, ms(statistics.median(times[i])),
+                      f"{speedup(base, times[i]):.2f}x", f"{diffs[i]:.2e}")
+    return table
+
+
 def cpu_description() -> str:
     """The CPU's name and the vector extensions that decide which int8 kernels run (VNNI: 8-bit
     dot products without 16-bit saturation; without it onnxruntime's u8·s8 kernels saturate)."""
@@ -781,12 +827,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="a smoke test: fewer epochs and runs, smaller inputs")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    ap.add_argument("--only", choices=("accuracy", "gpt", "resnet", "static"), action="append",
+    ap.add_argument("--only", choices=("accuracy", "gpt", "resnet", "static", "recurrent"),
+                    action="append",
                     help="run only this part (repeatable)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    parts = args.only or ["accuracy", "gpt", "resnet", "static"]
+    parts = args.only or ["accuracy", "gpt", "resnet", "static", "recurrent"]
     if args.quick:
         epochs, tune, gpt_shape, rn_batch, warmup, runs = 3, 1, (2, 128), 2, 1, 3
     else:
@@ -812,6 +859,9 @@ def main(argv=None) -> int:
         if "static" in parts:
             gc.collect()
             console.print(bench_static(rn_batch, 32 if args.quick else 128, warmup, runs, tmp))
+        if "recurrent" in parts:
+            gc.collect()
+            console.print(bench_recurrent(*((4, 32) if args.quick else (16, 128)), warmup, runs))
     return 0
 
 
