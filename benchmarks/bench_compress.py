@@ -3,7 +3,7 @@ PyTorch user would reach for.
 
     python benchmarks/bench_compress.py            # full run
     python benchmarks/bench_compress.py --quick    # smoke test: fewer epochs and runs
-    python benchmarks/bench_compress.py --only gpt # one part: accuracy, gpt, resnet
+    python benchmarks/bench_compress.py --only gpt # one part: accuracy, gpt, resnet, static, recurrent
 
 Three measurements, each printed as a table with its target next to it (a missed target is
 marked ``missed``; the script never fails on one):
@@ -30,6 +30,9 @@ marked ``missed``; the script never fails on one):
 3. ``resnet18`` forward (224x224, which the spec fixes): dense against ``prune="channels=0.5"`` on the torch backend (O1, O2)
    and in onnxruntime — parameters, FLOPs, time — beside Torch-Pruning's ``MagnitudePruner`` at
    ratio 0.5 on the hand-written ResNet-18 with the same weights. Target: >= 1.7x faster.
+5. ``lstm_sentiment`` at width 256: nndsl f32 against int8-dynamic (LSTM weights stored in
+   int8, the recurrence in float), beside ``torch.ao``'s dynamic int8 LSTM (int8 kernels in the
+   recurrence) on the same ``nn.LSTM``: no target; it shows which lowering is faster.
 
 All timed variants of a table run in turn within each repetition (interleaved), and every
 speedup is the median of the per-repetition ratios, so that load on the shared machine moves
