@@ -460,6 +460,28 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E1401": ("`nndsl fmt` refused to write: its layout of the spec would not parse to the same "
               "program, or would lose a comment. The file is left as it is.",
               "Report it with the file: it is a bug in the formatter."),
+    # interpretation and robustness (nndsl explain, nndsl robust, capture=)
+    "E1701": ("A value name that the model does not have: a `capture=` name of the torch "
+              "module, a `--layer` of `nndsl explain` (Grad-CAM's conv layer, the layer a "
+              "gradient method attributes to, an attention node).",
+              "Use a name `nndsl inspect` shows (the scope column); the hint lists the closest."),
+    "E1702": ("An unknown `nndsl explain --method` or `nndsl robust --attack`.",
+              "Methods: saliency, input_x_gradient, integrated_gradients, grad_cam, occlusion, "
+              "lime, kernel_shap, permutation, attention; attacks: fgsm, pgd."),
+    "E1703": ("A method that does not fit the model: gradients of integer (token) inputs "
+              "without a float layer to attribute to, Grad-CAM without a conv layer or on a "
+              "value without positions, attention maps of a model without attention, an "
+              "output that is not scores per sample.",
+              "Follow the hint: `--layer` an embedding for token inputs, another method, or "
+              "another `--output`."),
+    "E1704": ("A bad option value for `nndsl explain` or `nndsl robust`: `--eps` outside "
+              "(0, 1], a `--target` class the output does not have, an unknown `--output`, "
+              "too few samples for permutation importance, `--data` with `--input`.",
+              "Give a value in the range the message names."),
+    "E1705": ("Nothing to explain, or no labels where they are needed: no `--data` or "
+              "`--input`, `--target label` or `nndsl robust` on samples without labels.",
+              "Give `--data` with a labelled data set (a built-in set, or a data file with "
+              "the train section's targets)."),
 }
 
 GENERATED_SHOWN = {   # how a generated golden spec (tests/test_errors.py GENERATED) is shown

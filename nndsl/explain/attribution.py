@@ -61,7 +61,7 @@ class Explanation:
 
 def check_method(method: str) -> str:
     if method not in METHODS:
-        raise unknown_choice("method", method, METHODS)
+        raise unknown_choice("method", method, METHODS, code="E1702")
     return method
 
 

@@ -59,7 +59,7 @@ def parse_attacks(text) -> list:
         raise bad_option("--attack names no attack", hint="attacks: " + ", ".join(ATTACKS))
     for a in names:
         if a not in ATTACKS:
-            raise unknown_choice("attack", a, ATTACKS)
+            raise unknown_choice("attack", a, ATTACKS, code="E1702")
     return list(dict.fromkeys(names))
 
 
