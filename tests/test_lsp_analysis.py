@@ -128,3 +128,10 @@ def test_a_library_of_blocks_is_not_an_error_and_instances_count_parameters():
     a = analyze(text)
     hover, _ = a.hover(text.index("emb(t)") + 1)
     assert "layer embedding(num=10, dim=4" in hover and "parameters: 40" in hover
+
+
+def test_names_torch_reserves_are_errors_as_in_check(tmp_path):
+    a = analyze("model m() {\n    input x: f32[N, 4]\n    output y = x |> linear(3) as train\n}\n",
+                str(tmp_path / "m.nn"))
+    (d,) = a.diagnostics
+    assert d.code == "E0902" and (d.span.line, d.span.col) == (3, 21)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nndsl import api
+from nndsl.backends.torch.reserved import check_names
 from nndsl.elab import library
 from nndsl.elab.builtins import BUILTINS
 from nndsl.elab.elaborate import recording
@@ -299,6 +300,10 @@ class Analysis:
             self.compiled[c.name] = c
             for w in c.warnings:
                 self.add_finding(w, "warning")
+            try:
+                check_names(c.graph)     # names the torch module could not take, as `check`
+            except NndslError as e:
+                self.add_finding(e, "error")
         self.values, self.stages, self.elaborators = rec.values, rec.stages, rec.elaborators
         return self
 
