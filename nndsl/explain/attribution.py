@@ -429,7 +429,7 @@ def _permutation(scores, floats, attributed, fixed_args, samples, preds, window,
     info["repeats"] = repeats
     info["features"] = count
     maps = {"importance": imp.numpy(), "std": std.numpy()}
-    kinds = {"importance": "features"}
+    kinds = {"importance": "features", "std": "spread"}
     names = feature_names(samples, floats)
     if len(attributed) == 1 and attributed[0].dim() == 4:   # a map of the patches' importance
         m = masks[0][0, 0]
