@@ -94,13 +94,13 @@ def explain(compiled, method: str, samples, *, module=None, weights=None, target
         return attention_maps(compiled, module, samples, layer=layer)
     floats, fixed = split_inputs(compiled)
     xs = samples.inputs
-    exp_inputs = {n: xs[n].detach().cpu().numpy() for n in compiled.input_names}
+    exp_inputs = {n: x.detach().cpu().numpy() for n, x in xs.items()}
     if method in GRADIENT and not floats or method in GRADIENT and layer is not None:
         return _layer_gradient(compiled, module, method, samples, target, layer, output, steps)
     if not floats:
         ints = ", ".join(f"{n}: {t}" for n, t in compiled.input_types.items())
         hint = _embedding_hint(compiled)
-        raise does_not_fit(f"{method} perturbs float inputs, but the model's inputs are "
+        raise does_not_fit(f"{method} works on float inputs, but the model's inputs are "
                            f"integers ({ints})",
                            hint=(hint + "; " if hint else "") + "try --method attention")
     scores = Scores(compiled, module, floats, fixed, output)
@@ -282,7 +282,7 @@ def _layer_gradient(compiled, module, method, samples, target, layer, output, st
     if t.dtype not in ("f32", "f16", "bf16", "f64"):
         raise does_not_fit(f"`{layer}` is {t}: gradients need a float value",
                            hint=_embedding_hint(compiled))
-    order = list(compiled.input_names)
+    order = [n for n in compiled.input_names if n in samples.inputs]
     tap = tap_module()
     scores = Scores(compiled, module, order, [], output, hooks={layer: tap})
     xs = tuple(samples.inputs[n] for n in order)

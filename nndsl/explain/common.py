@@ -155,7 +155,8 @@ def load_samples(compiled, *, data: str | None = None, input_files=(), samples: 
     which = "test" if len(splits.test) else "validation" if len(splits.val) else "all"
     idx = held[:samples]
     xs = {n: d.arrays[n][idx] for n in inputs}
-    missing = [n for n in compiled.input_names if n not in xs]
+    missing = [n for n in compiled.input_names if n not in xs and n not in
+               compiled.random_inputs]
     if missing:
         raise does_not_fit(f"{d.source} gives {', '.join(xs)}, but the model also takes "
                            f"{', '.join(missing)}", hint="give every input with --input")
@@ -188,12 +189,14 @@ def _from_files(compiled, files: list, samples: int, labels_needed: bool) -> Sam
         if name not in compiled.input_names:
             raise InputError(f"the model has no input `{name}`; its inputs are "
                              f"{', '.join(compiled.input_names)}", code="E1101")
-    missing = [n for n in compiled.input_names if n not in arrays]
+    missing = [n for n in compiled.input_names if n not in arrays and n not in
+               compiled.random_inputs]
     if missing:
         raise InputError(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
                          code="E1101", hint="give every input with --input NAME=FILE.npy")
     for name, t in compiled.input_types.items():
-        _check_dtype(name, arrays[name], t.dtype)
+        if name in arrays:
+            _check_dtype(name, arrays[name], t.dtype)
     check_inputs(compiled.graph, arrays)
     if labels_needed:
         raise ExplainError("input files carry no labels", code="E1705",
@@ -206,8 +209,10 @@ def _from_files(compiled, files: list, samples: int, labels_needed: bool) -> Sam
 
 def split_inputs(compiled, layer: str | None = None) -> tuple[list, list]:
     """(inputs a method attributes to: the float ones; the others, held fixed)."""
-    floats = [n for n, t in compiled.input_types.items() if t.dtype in FLOAT_DTYPES]
-    fixed = [n for n in compiled.input_names if n not in floats]
+    drawn = compiled.random_inputs     # `~ normal()` inputs: the module draws them per call
+    floats = [n for n, t in compiled.input_types.items() if t.dtype in FLOAT_DTYPES
+              and n not in drawn]
+    fixed = [n for n in compiled.input_names if n not in floats and n not in drawn]
     return floats, fixed
 
 
