@@ -1,4 +1,5 @@
-"""The ``nndsl`` command line: check, inspect, compile, run, train, passes, fmt, lsp.
+"""The ``nndsl`` command line: check, inspect, compile, run, train, sample, passes, graph,
+explain, robust, fmt, lsp.
 
 Every user mistake prints a located ``error[CODE]`` on stderr and exits 1; usage errors exit 2.
 No Python traceback reaches the user unless ``--debug`` asks for one.
@@ -545,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: from the -o suffix (.dot/.gv, .svg, .html), else dot")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
     p.set_defaults(fn=cmd_graph)
+    from nndsl.explain.cli_commands import add_explain_parser, add_robust_parser
+    add_explain_parser(sub)     # nndsl explain: attributions, attention maps, importances
+    add_robust_parser(sub)      # nndsl robust: accuracy under FGSM/PGD attacks
     p = sub.add_parser("fmt", help="lay out .nn specs in the canonical style (in place)")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="a .nn file, a folder (every .nn file below it) or - (stdin to stdout)")

@@ -114,3 +114,14 @@ def test_lsp_subcommand_speaks_the_protocol_over_stdio():
     caps = init["result"]["capabilities"]
     assert caps["hoverProvider"] and caps["definitionProvider"]
     assert any(r.get("id") == 2 and "result" in r for r in replies)
+
+
+def test_explain_and_robust_are_commands(capsys):
+    spec = "specs/fundamentals/perceptron.nn"
+    assert main(["explain", spec, "--data", "breast_cancer", "--param", "features=30",
+                 "--method", "saliency", "--samples", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "saliency"
+    assert main(["robust", spec, "--data", "breast_cancer", "--param", "features=30",
+                 "--attack", "fgsm", "--eps", "2"]) == 1
+    assert "E1704" in capsys.readouterr().err
