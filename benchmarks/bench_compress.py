@@ -776,6 +776,7 @@ def bench_recurrent(batch: int, tokens: int, warmup: int, runs: int) -> Table:
     lstm = nn.LSTM(256, 256, batch_first=True).eval()
     lstm.load_state_dict({k.removeprefix("lstm."): v for k, v in sd.items()
                           if k.startswith("lstm.")})
+    lstm.flatten_parameters()
     holder = nn.Sequential(lstm)              # quantize_dynamic swaps children only
     with quiet():
         ao = torch.ao.quantization.quantize_dynamic(holder, {nn.LSTM}, dtype=torch.qint8)[0]
