@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from nndsl.cli import main, parse_value
+from nndsl.cli import main
+from nndsl.cli_args import parse_value
 
 RESNET = "specs/vision/resnet18.nn"
 

@@ -99,7 +99,7 @@ def test_seed_out_of_range_is_a_usage_error(capsys):
 
 
 def test_largest_seed_is_accepted():
-    from nndsl.cli import _seed
+    from nndsl.cli_args import _seed
     assert _seed(str(2**63 - 1)) == 2**63 - 1 and _seed("0") == 0
 
 

@@ -10,7 +10,7 @@ themselves and are captured as they are.
 
 from __future__ import annotations
 
-from nndsl.explain.common import does_not_fit
+from nndsl.explain.common import Explanation, does_not_fit
 
 # ops a score tensor may pass through between its matmul and its softmax
 _SCORE_OPS = frozenset(("div", "mul", "add", "sub", "masked_fill", "where", "cast", "neg"))
@@ -74,12 +74,11 @@ def fused_probabilities(q, k, mask, attrs):
 
 
 def attention_maps(compiled, module, samples, layer: str | None = None):
-    """An :class:`~nndsl.explain.attribution.Explanation` whose maps are the attention
+    """An :class:`~nndsl.explain.common.Explanation` whose maps are the attention
     probabilities ``[N, heads, T, S]`` of each attention node (by key), on ``samples``."""
     import torch
 
     from nndsl.backends.torch.module import unknown_value_error
-    from nndsl.explain.attribution import Explanation
     from nndsl.ir.ops import SIGNATURES
     found = attention_nodes(compiled)
     if not found:

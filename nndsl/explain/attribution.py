@@ -19,9 +19,8 @@ model per sample, batching the perturbations of each).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
-from nndsl.explain.common import (Scores, bad_option, does_not_fit, find_node,
+from nndsl.explain.common import (Explanation, Scores, bad_option, does_not_fit, find_node,
                                   model_targets, node_names, split_inputs, tap_module,
                                   unknown_choice)
 
@@ -39,24 +38,6 @@ SOURCE = {"saliency": "captum.attr.Saliency", "input_x_gradient": "captum.attr.I
 LAYER_SOURCE = {"saliency": "captum.attr.LayerGradientXActivation (gradient only)",
                 "input_x_gradient": "captum.attr.LayerGradientXActivation",
                 "integrated_gradients": "captum.attr.LayerIntegratedGradients"}
-
-
-@dataclass
-class Explanation:
-    """What a method found: ``maps`` (name -> array: per input, per layer or per attention
-    node, batch first), the class each sample's map explains (``targets``), the model's
-    ``predictions``, and method-specific numbers in ``info`` (integrated gradients' largest
-    completeness error, the metric permutation importance uses, ...)."""
-
-    method: str
-    maps: dict
-    targets: object = None
-    predictions: object = None
-    labels: object = None
-    info: dict = field(default_factory=dict)
-    inputs: dict = field(default_factory=dict)     # the samples explained, by input name
-    kinds: dict = field(default_factory=dict)      # map name -> image | table | tokens | ...
-    feature_names: dict = field(default_factory=dict)
 
 
 def check_method(method: str) -> str:

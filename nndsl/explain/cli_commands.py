@@ -20,7 +20,7 @@ DEFAULT_SAMPLES = {"permutation": 256, "robust": 256}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from nndsl.cli import _seed, limit_flags
+    from nndsl.cli_args import _seed, limit_flags
     p.add_argument("spec", help="a .nn file")
     p.add_argument("--model", help="which model of the file (when it defines several)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
@@ -52,7 +52,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_explain_parser(sub) -> argparse.ArgumentParser:
     """``nndsl explain SPEC --method M ...``."""
-    from nndsl.cli import _count
+    from nndsl.cli_args import _count
     p = sub.add_parser("explain", help="attributions, Grad-CAM, feature importance or "
                                        "attention maps of a model on data")
     _common(p)
@@ -82,7 +82,7 @@ def add_explain_parser(sub) -> argparse.ArgumentParser:
 
 def add_robust_parser(sub) -> argparse.ArgumentParser:
     """``nndsl robust SPEC --attack fgsm,pgd --eps 0.05,0.1 ...``."""
-    from nndsl.cli import _count
+    from nndsl.cli_args import _count
     p = sub.add_parser("robust", help="accuracy under adversarial attacks (FGSM, PGD)")
     _common(p)
     p.add_argument("--attack", default="fgsm,pgd", metavar="A[,A...]",
@@ -101,7 +101,7 @@ def add_robust_parser(sub) -> argparse.ArgumentParser:
 def _prepare(args, labels_needed: bool, default_samples: int):
     """Check the output folder, compile (weights checked), and load the samples."""
     import nndsl
-    from nndsl.cli import _limits, _params, _typed_path, _warn, check_output
+    from nndsl.cli_args import _limits, _params, _typed_path, _warn, check_output
     from nndsl.explain.common import load_samples
     out = check_output(args.out, folder=True) if args.out else None
     c = nndsl.compile(path=args.spec, lib=tuple(args.lib or ()), model=args.model,

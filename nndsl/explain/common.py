@@ -266,3 +266,21 @@ def model_targets(target: str | None, samples: Samples, scores_fn, batch=None):
         raise bad_option(f"--target {k}: output `{scores_fn.output}` has {scores_fn.classes} "
                          f"classes (0 to {scores_fn.classes - 1})")
     return torch.full((samples.n,), k, dtype=torch.long)
+
+
+@dataclass
+class Explanation:
+    """What a method found: ``maps`` (name -> array: per input, per layer or per attention
+    node, batch first), the class each sample's map explains (``targets``), the model's
+    ``predictions``, and method-specific numbers in ``info`` (integrated gradients' largest
+    completeness error, the metric permutation importance uses, ...)."""
+
+    method: str
+    maps: dict
+    targets: object = None
+    predictions: object = None
+    labels: object = None
+    info: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)     # the samples explained, by input name
+    kinds: dict = field(default_factory=dict)      # map name -> image | table | tokens | ...
+    feature_names: dict = field(default_factory=dict)
