@@ -512,6 +512,11 @@ def test_ops_in_the_small_specs_cover_the_table():
                                         params={"width": 8, "classes": 10},
                                         quantize="int8-static", calibrate="digits",
                                         calibrate_samples=4).graph}
+    relu6 = ("model m() {\n    input image: f32[N, 1, 28, 28]\n"
+             "    x = image |> conv2d(4, 3) as c1\n"
+             "    output y = minimum(maximum(x, 0.0), 6.0) |> flatten |> linear(3) as fc\n}\n")
+    ops |= {n.op for n in nndsl.compile(source=relu6, opt="O2", quantize="int8-static",
+                                        calibrate="digits", calibrate_samples=4).graph}
     assert ops >= set(TORCH_CODEGEN)
 
 
