@@ -24,6 +24,8 @@ The rewrite, in graph order:
 
 from __future__ import annotations
 
+import math
+
 from nndsl.errors import ArgumentError
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
@@ -40,11 +42,14 @@ def clamp_of(graph: Graph, node: Node) -> tuple | None:
     if node.op == "relu":
         return node.inputs[0], 0.0, None
     if node.op == "clamp":
-        return node.inputs[0], node.attr["min"], node.attr["max"]
+        lo, hi = node.attr["min"], node.attr["max"]
+        if all(v is None or math.isfinite(v) for v in (lo, hi)):
+            return node.inputs[0], lo, hi
     if node.op in ("maximum", "minimum") and len(node.inputs) == 2:
         for x, c in (node.inputs, node.inputs[::-1]):
             k = graph.node(c.node)
-            if k.op == "scalar" and graph.type_of(x) == node.type:
+            if k.op == "scalar" and graph.type_of(x) == node.type and \
+                    math.isfinite(float(k.attr["value"])):
                 v = float(k.attr["value"])
                 return (x, v, None) if node.op == "maximum" else (x, None, v)
     return None
