@@ -451,6 +451,18 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E1231": ("Training options that do not work together on this device (float16 mixed "
               "precision, which needs gradient scaling, with the lookahead or sam optimizers).",
               "Train without --amp, or with another optimizer."),
+    "E1232": ("Few-shot `episodes` that do not fit: the model's inputs fit no episode layout, "
+              "the episodes need more classes or samples per class than the data holds, or an "
+              "entry that does not go with episodes (`batch`, `val_split`, `augment`).",
+              "Follow the hint: lower `ways`, `shots` or `queries`, choose `train_classes` and "
+              "`test_classes`, or drop the entry."),
+    "E1233": ("A `maml` recipe that cannot run: no `episodes`, a model that is not a one-input "
+              "classifier, an argument out of range, or nothing left to adapt.",
+              "Add `episodes = episodes(...)`, fix the argument, or adapt scopes that train."),
+    "E1234": ("A `curriculum` that cannot be used: an unknown score or pacing, a start outside "
+              "(0, 1], a score column on a built-in set, or a loss-based score without a "
+              "per-sample loss.", "Follow the hint; `column(\"NAME\")` needs your own data "
+              "with that column."),
     # drawing
     "E1300": ("Graphviz's `dot` program is missing.",
               "Install Graphviz, or use `--format dot` or `--format html`."),

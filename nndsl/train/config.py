@@ -16,14 +16,20 @@ from nndsl.errors import Span, TrainError, span_line
 from nndsl.ir.types import DTYPES, SymDim, TensorType
 from nndsl.syntax import ast
 from nndsl.train import augment as augment_mod
+from nndsl.train import curriculum as curriculum_mod
 from nndsl.train import data as data_mod
+from nndsl.train import episodes as episodes_mod
 from nndsl.train import losses, metrics, optim, recipes, schedules
 from nndsl.train.choices import (REQUIRED, Choice, NotConstant, Picked, _show, literal, pick,
                                   suggest)
 
 ENTRIES = {
-    "recipe": "supervised (default), vae(...), gan(...), ddpm(...), distill(...), contrastive(...)",
+    "recipe": "supervised (default), vae(...), gan(...), ddpm(...), distill(...), "
+              "contrastive(...), maml(...)",
     "data": "a built-in data set (digits, iris, ...) or a path string",
+    "episodes": "few-shot episodes from labelled data: episodes(ways=5, shots=1, queries=5)",
+    "curriculum": "easy samples first: column(\"NAME\"), loss or teacher(\"t.nn\"), with "
+                  "pacing, start and epochs",
     "loss": "an expression of loss functions over outputs, inputs and targets",
     "optimizer": "sgd, adam, adamw, adagrad, rmsprop, radam, lamb, lookahead(...), sam(...)",
     "schedule": "a learning-rate schedule: step, exponential, cosine, ...",
@@ -86,6 +92,8 @@ class TrainConfig:
     accumulate: int = 1
     params: dict = field(default_factory=dict)
     recipe: Picked | None = None
+    episodes: episodes_mod.Episodic | None = None
+    curriculum: curriculum_mod.Curriculum | None = None
     recipe_info: dict = field(default_factory=dict, repr=False)   # from recipes.check
     spans: dict = field(default_factory=dict, repr=False)   # entry -> Span, for later errors
     base: str = "."                   # folder that relative paths of the section start from
@@ -95,6 +103,8 @@ class TrainConfig:
         key = self.monitor.split("_", 1)[1]
         if key == "loss":
             return "min"
+        if key in EPISODE_KEYS:
+            return "max"
         for m in self.metrics:
             if m.key == key:
                 return m.mode
@@ -119,7 +129,13 @@ class TrainConfig:
             "freeze": list(self.freeze), "device": self.device, "amp": self.amp,
             "compile": self.compile, "checkpoint": self.checkpoint,
             "accumulate": self.accumulate,
+            **({"episodes": self.episodes.to_json()} if self.episodes else {}),
+            **({"curriculum": self.curriculum.to_json()} if self.curriculum else {}),
         }
+
+
+# what every epoch of episodic training reports, besides the loss and the metrics
+EPISODE_KEYS = ("query_accuracy", "query_accuracy_before")
 
 
 def _jsonable(v):
@@ -306,6 +322,31 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
         if recipe is not None else {"data_inputs": {n: t for n, t in inputs.items()
                                                      if n not in compiled.random_inputs}}
 
+    episodes = None
+    if "episodes" in entries:
+        ee = entries["episodes"]
+        if recipe is not None and recipe.name not in ("maml",):
+            raise _err(f"the {recipe.name} recipe does not train on episodes", ee.name_span,
+                       "E1232", hint="episodes train a few-shot model without a recipe, or "
+                       "with recipe = maml(...)")
+        for k in ("val_split", "test_split", "batch", "augment"):
+            if k in entries:
+                why = ("a batch is one episode (`accumulate` sums several)" if k == "batch"
+                       else "augmentation does not apply to episodes yet" if k == "augment"
+                       else "episodes hold out classes, not samples: evaluation draws its "
+                            "episodes from `test_classes`")
+                raise _err(f"`{k}` does not go with `episodes`: {why}",
+                           entries[k].name_span, "E1232", hint=f"remove `{k}`",
+                           notes=[("episodes set here", ee.name_span)])
+        episodes = episodes_mod.check(
+            pick(ee.value, episodes_mod.EPISODES, "episodic data", "E1232"), ee.value.span,
+            recipe_info["data_inputs"], outputs, targets, info, compiled.random_inputs,
+            recipe.name if recipe is not None else "supervised")
+    elif recipe is not None and recipe.name == "maml":
+        raise _err("the maml recipe adapts to each episode's support set, and the section has "
+                   "no `episodes`", entries["recipe"].value.span, "E1233",
+                   hint="add e.g. `episodes = episodes(ways=5, shots=1, queries=5)`")
+
     optimizer = pick(entries["optimizer"].value, optim.OPTIMIZERS, "optimizer", "E1202") \
         if "optimizer" in entries else Picked("adam", dict(
             {k: v for k, v in optim.OPTIMIZERS["adam"].kwargs.items()}))
@@ -321,7 +362,7 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
     cfg = TrainConfig(model=section.model, file=compiled.file, targets=targets, loss=loss_e,
                       loss_text=loss_text, loss_info=info, optimizer=optimizer, schedule=sched,
                       metrics=mets, spans=spans, base=base, recipe=recipe,
-                      recipe_info=recipe_info)
+                      recipe_info=recipe_info, episodes=episodes)
     v = {k: e.value for k, e in entries.items()}
     if "data" in v:
         cfg.data = _data_value(v["data"], base)
@@ -333,6 +374,9 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
         cfg.val_split = _number(v["val_split"], "val_split", 0.0, 1.0)
     if "test_split" in v:
         cfg.test_split = _number(v["test_split"], "test_split", 0.0, 1.0)
+    if episodes is not None:
+        cfg.val_split = cfg.test_split = 0.0
+        cfg.batch = 1
     if cfg.val_split + cfg.test_split >= 1:
         raise _err("val_split + test_split leave no training samples",
                    spans.get("test_split") or spans.get("val_split"))
@@ -400,8 +444,15 @@ def resolve(compiled, section: ast.TrainDef | None, overrides: dict | None = Non
             setattr(cfg, k, True)
     cfg.params = dict(o.get("params") or {})
 
+    if "freeze" in v and recipe is not None and recipe.name == "maml":
+        recipes.check_adapt_frozen(recipe, compiled, cfg.freeze, spans.get("recipe"))
+    if "curriculum" in v:
+        cfg.curriculum = curriculum_mod.check(v["curriculum"], cfg, compiled, entries, base)
     cfg.monitor = _monitor(v.get("monitor"), cfg)
-    if cfg.data is not None and "name" in cfg.data:
+    if episodes is not None:
+        episodes_mod.check_data(episodes, cfg.data, recipe_info["data_inputs"],
+                                spans.get("data"))
+    elif cfg.data is not None and "name" in cfg.data:
         data_mod.check_builtin(cfg.data["name"], cfg.data.get("args", {}),
                                recipe_info["data_inputs"], targets,
                                info, {n: t for n, (_, t) in names.items()}, spans.get("data"))
@@ -421,21 +472,23 @@ def _loss_text(e) -> str:
 
 
 def _monitor(e, cfg: TrainConfig) -> str:
-    split = "val" if cfg.val_split > 0 else "train"
+    split = "val" if cfg.val_split > 0 or cfg.episodes and cfg.episodes.eval else "train"
     generative = cfg.recipe is not None and cfg.recipe.name in recipes.GENERATIVE
     if e is None:
         if generative and cfg.recipe.name == "gan" and split == "val":
             return "val_mmd"     # a GAN's losses say little about its samples
         return f"{split}_loss"
     name = e.id if isinstance(e, ast.Name) else e.value if isinstance(e, ast.Str) else None
-    allowed = [f"{s}_{k}" for s in ("val", "train") for k in ["loss"] + [m.key
-                                                                     for m in cfg.metrics]]
+    keys = ["loss"] + [m.key for m in cfg.metrics]
+    if cfg.episodes is not None:
+        keys += [k for k in EPISODE_KEYS if k == "query_accuracy" or cfg.recipe is not None]
+    allowed = [f"{s}_{k}" for s in ("val", "train") for k in keys]
     if generative:
         allowed.append("val_mmd")
     if name not in allowed:
         raise _err(f"cannot monitor `{name}`", e.span, "E1210",
                    suggest(str(name), allowed) + "choose one of: " + ", ".join(allowed))
-    if name.startswith("val_") and cfg.val_split == 0:
+    if name.startswith("val_") and split == "train":
         raise _err(f"cannot monitor `{name}` without a validation split", e.span, "E1210",
                    hint="set val_split, or monitor a train_ value")
     return name

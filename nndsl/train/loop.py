@@ -26,7 +26,9 @@ from nndsl.errors import NndslError, TrainError
 from nndsl.ir.derive import is_constant
 from nndsl.train import augment as augment_mod
 from nndsl.train import checkpoint as ckpt
+from nndsl.train import curriculum as curriculum_mod
 from nndsl.train import data as data_mod
+from nndsl.train import episodes as episodes_mod
 from nndsl.train import recipes
 from nndsl.train import distributed as D
 from nndsl.train.config import TrainConfig, in_scope
@@ -114,18 +116,29 @@ class _Run:
         self.input_names = c.input_names
         self.output_names = c.output_names
         self.data_inputs = dict(cfg.recipe_info.get("data_inputs", c.input_types))
-        self.data = data_mod.load(cfg.data, self.data_inputs, cfg.targets, cfg.seed,
-                                  cfg.spans.get("data"), base=Path(cfg.base),
-                                  ranges=dict(c.graph.meta.get("input_ranges", {})))
-        for n in self.data.notes:
-            self.note(n)
-        types = {**c.input_types, **c.output_types}
-        limits = data_mod.value_limits(cfg.loss_info, types, cfg.targets,
-                                       dict(c.graph.meta.get("input_ranges", {})),
-                                       self.data_inputs)
-        data_mod.check_values(self.data, limits, cfg.spans.get("data"))
-        self.splits = data_mod.split(self.data.n, cfg.val_split, cfg.test_split, cfg.seed)
-        self.stats = data_mod.standardize(self.data, self.splits.train)
+        self.episodes = None        # an EpisodeSource: every batch is an episode
+        self.curriculum = None      # a CurriculumRun: each epoch's samples, easy to hard
+        self.order = None           # the training samples of the epoch being trained
+        self.batch_size = cfg.batch
+        if cfg.episodes is not None:
+            self._setup_episodes()
+        else:
+            extra = curriculum_mod.extra_targets(cfg)
+            self.data = data_mod.load(cfg.data, self.data_inputs, {**cfg.targets, **extra},
+                                      cfg.seed, cfg.spans.get("data"), base=Path(cfg.base),
+                                      ranges=dict(c.graph.meta.get("input_ranges", {})))
+            column = self.data.arrays.pop(next(iter(extra)), None) if extra else None
+            for n in self.data.notes:
+                self.note(n)
+            types = {**c.input_types, **c.output_types}
+            limits = data_mod.value_limits(cfg.loss_info, types, cfg.targets,
+                                           dict(c.graph.meta.get("input_ranges", {})),
+                                           self.data_inputs)
+            data_mod.check_values(self.data, limits, cfg.spans.get("data"))
+            self.splits = data_mod.split(self.data.n, cfg.val_split, cfg.test_split, cfg.seed)
+            self.stats = data_mod.standardize(self.data, self.splits.train)
+            if cfg.curriculum is not None:
+                self.curriculum = curriculum_mod.CurriculumRun(self, column)
         self.model = c.to_torch(seed=cfg.seed).to(self.device).checkpoint_blocks(cfg.checkpoint)
         # folded constants (O1 and up) are the graph's own values: checkpoints leave them out,
         # so a run's weights load at every level, and loads keep the model's values
@@ -158,10 +171,12 @@ class _Run:
         self.optimizer = build_optimizer(cfg.optimizer, self.params)
         order = data_mod.epoch_order(self.splits.train, cfg.seed, 0, self.dist.rank,
                                      self.dist.world)
-        self.batches_per_epoch = math.ceil(len(order) / cfg.batch)
+        self.batches_per_epoch = math.ceil(len(order) / self.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.accumulate)
-        self.schedule = Schedule(cfg.schedule, self.optimizer, cfg.epochs * self.steps_per_epoch,
-                                 self.steps_per_epoch)
+        total = cfg.epochs * self.steps_per_epoch
+        if cfg.curriculum is not None:
+            total = self._curriculum_steps()
+        self.schedule = Schedule(cfg.schedule, self.optimizer, total, self.steps_per_epoch)
         self.amp_dtype, self.scaler = None, None
         if cfg.amp:
             if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -183,6 +198,52 @@ class _Run:
         self.recipe.prepare_training()
         if self.recipe.name != "supervised":
             self.note(f"recipe: {self.recipe.name}")
+        if self.curriculum is not None:
+            self.curriculum.prepare()
+
+    def _setup_episodes(self) -> None:
+        cfg = self.cfg
+        ep = cfg.episodes
+        if self.dist.active:
+            raise TrainError("episodic training runs on one process (--ddp is not supported "
+                             "for it yet)", code="E1232")
+        span = cfg.spans.get("data") or ep.span
+        self.data = episodes_mod.load(cfg, ep, span, cfg.base, cfg.seed)
+        for n in self.data.notes:
+            self.note(n)
+        where = f"`{cfg.data['name']}`" if "name" in cfg.data else str(self.data.source or
+                                                                          cfg.data["path"])
+        self.episodes = episodes_mod.EpisodeSource(ep, self.data, cfg.seed, where)
+        self.note(self.episodes.describe())
+        self.stats = data_mod.standardize(self.data, self.episodes.train_samples())
+        self.splits = data_mod.Splits(torch.arange(ep.per_epoch), torch.arange(ep.eval),
+                                      torch.arange(ep.eval))
+        self.batch_size = 1
+
+    def _curriculum_steps(self) -> int:
+        """Optimizer steps of the whole run when each epoch uses its share of the samples."""
+        cfg, cur = self.cfg, self.cfg.curriculum
+        n, world = len(self.splits.train), self.dist.world
+        paced = min(cfg.epochs, cur.epochs)
+        if paced > 100_000:
+            return cfg.epochs * self.steps_per_epoch
+        total = 0
+        for e in range(paced):
+            per = math.ceil(cur.count(e, n) / world)
+            total += math.ceil(math.ceil(per / self.batch_size) / cfg.accumulate)
+        return max(1, total + (cfg.epochs - paced) * self.steps_per_epoch)
+
+    def _batches(self, order, start: int):
+        """(index, batch) of this epoch's training batches, from ``start`` on."""
+        if self.episodes is None:
+            yield from data_mod.batches(self.data, order, self.batch_size, start)
+            return
+        for b in range(start, len(order)):
+            yield b, self.episodes.batch("train", self.episodes.gen)
+
+    def _episode_extra(self, batch: dict, env: dict) -> dict:
+        return {"query_accuracy": self.episodes.query_accuracy(batch, env),
+                **self.recipe.episode_extra()}
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -296,6 +357,11 @@ class _Run:
         conf["data_stats"] = self.stats
         conf["samples"] = {"train": len(self.splits.train), "val": len(self.splits.val),
                            "test": len(self.splits.test)}
+        if self.episodes is not None:
+            conf["samples"] = {"labelled": self.data.n, "episodes_per_epoch": len(
+                self.splits.train), "eval_episodes": len(self.splits.val)}
+            conf["episode_classes"] = {"train": list(self.episodes.train_classes),
+                                       "held_out": list(self.episodes.test_classes)}
         conf["world_size"] = self.dist.world
         conf.update(self.extra_config)
         ckpt.write_json(self.out / "config.json", conf)
@@ -339,15 +405,21 @@ class _Run:
     def _train_epoch(self, epoch: int, start: int, acc: dict | None):
         cfg = self.cfg
         self.model.train()
-        order = data_mod.epoch_order(self.splits.train, cfg.seed, epoch, self.dist.rank,
-                                     self.dist.world)
-        nb = math.ceil(len(order) / cfg.batch)
+        if self.episodes is not None:
+            order = self.splits.train          # episode numbers: each is drawn when its turn comes
+        elif self.curriculum is not None:
+            order = self.curriculum.order(epoch)
+        else:
+            order = data_mod.epoch_order(self.splits.train, cfg.seed, epoch, self.dist.rank,
+                                         self.dist.world)
+        self.order = order
+        nb = math.ceil(len(order) / self.batch_size)
         acc = acc or {"loss_sum": 0.0, "count": 0, "seconds": 0.0,
                       "collected": {n: [] for n in self.metric_names}}
         self.con.start_epoch(epoch + 1, cfg.epochs, nb, start)
         t0 = time.perf_counter() - acc["seconds"]
         seen_now, t_now = 0, time.perf_counter()
-        for b, batch in data_mod.batches(self.data, order, cfg.batch, start):
+        for b, batch in self._batches(order, start):
             batch = self._to_device(batch)
             bs = next(iter(batch.values())).shape[0]
             xs = self._inputs(batch, train=True)
@@ -362,6 +434,10 @@ class _Run:
             else:
                 loss, env = self._forward_loss(batch, xs)
                 lv = self._finite_loss(loss, epoch, b)
+                if self.episodes is not None:
+                    for k, v in self._episode_extra(batch, env).items():
+                        acc.setdefault("extra", {}).setdefault(k, 0.0)
+                        acc["extra"][k] += float(v) * bs
                 scaled = loss / cfg.accumulate if cfg.accumulate > 1 else loss
                 if self.scaler is not None:
                     self.scaler.scale(scaled).backward()
@@ -454,6 +530,8 @@ class _Run:
         record = {"epoch": epoch + 1, "step": self.step, "lr": self.lrs[-1] if self.lrs else
                   self.schedule.lr, "time": round(seconds, 3),
                   "train_loss": loss_sum / max(1.0, count)}
+        if self.curriculum is not None and self.curriculum.current is not None:
+            record["curriculum_samples"] = len(self.curriculum.current[1])
         for k, v in sorted(acc.get("extra", {}).items()):
             total, = D.all_sum(self.dist, [v], self.device)
             record[f"train_{k}"] = total / max(1.0, count)
@@ -490,7 +568,14 @@ class _Run:
         try:
             total, count = 0.0, 0
             collected = {n: [] for n in self.metric_names}
-            for _, batch in data_mod.batches(self.data, idx, max(self.cfg.batch, 256)):
+            extra: dict = {}
+            if self.episodes is not None:   # the same episodes every time: a fresh generator
+                gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 +
+                                                    (5 if split == "val" else 6))
+                batches = ((i, self.episodes.batch("test", gen)) for i in range(len(idx)))
+            else:
+                batches = data_mod.batches(self.data, idx, max(self.cfg.batch, 256))
+            for _, batch in batches:
                 batch = self._to_device(batch)
                 bs = next(iter(batch.values())).shape[0]
                 with grad:
@@ -499,7 +584,11 @@ class _Run:
                 count += bs
                 for n in self.metric_names:
                     collected[n].append(env[n].float().cpu())
+                if self.episodes is not None:
+                    for k, v in self._episode_extra(batch, env).items():
+                        extra[k] = extra.get(k, 0.0) + float(v) * bs
             out = {f"{split}_loss": total / max(1, count)}
+            out.update({f"{split}_{k}": v / max(1, count) for k, v in sorted(extra.items())})
             got = {n: torch.cat(v) for n, v in collected.items()}
             for m in self.cfg.metrics:
                 out[f"{split}_{m.key}"] = compute_metric(m, got[m.pred], got[m.target])
@@ -545,6 +634,8 @@ class _Run:
         else:
             cpu, aug = cpu[None], aug[None]
         state = {"torch": cpu, "augment": aug, "noise": self.noise_gen.get_state()[None]}
+        if self.episodes is not None:
+            state["episodes"] = self.episodes.gen.get_state()[None]
         if self.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -575,6 +666,7 @@ class _Run:
             "rng": rng, "world_size": self.dist.world,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "recipe": self.recipe.state_dict(),
+            "curriculum": self.curriculum.state_dict() if self.curriculum is not None else None,
             "accumulators": None if acc is None else {
                 "loss_sum": acc["loss_sum"], "count": acc["count"], "seconds": acc["seconds"],
                 "extra": dict(acc.get("extra", {})),
@@ -638,6 +730,10 @@ class _Run:
         self.aug_gen.set_state(rng["augment"][row].clone())
         if "noise" in rng:
             self.noise_gen.set_state(rng["noise"][0].clone())
+        if self.episodes is not None:
+            self.episodes.gen.set_state(rng["episodes"][0].clone())
+        if self.curriculum is not None and state.get("curriculum"):
+            self.curriculum.load_state_dict(state["curriculum"])
         if state.get("recipe"):
             self.recipe.load_state_dict(state["recipe"])
         if "cuda" in rng and self.device.type == "cuda":

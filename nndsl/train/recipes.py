@@ -20,6 +20,13 @@ loss on the model's outputs, inputs and targets. The others:
   of the temperature-softened distributions.
 - ``contrastive(temperature=0.1)``: two augmented views of each sample (the section's
   ``augment``), and InfoNCE between their embeddings: the other samples are the negatives.
+- ``maml(inner_steps=1, inner_lr=0.4, first_order=false)``: model-agnostic meta-learning (Finn
+  et al. 2017) on the section's ``episodes``: the weights take ``inner_steps`` gradient steps
+  of the section's loss on each episode's support set (``torch.func``: ``functional_call`` and
+  ``grad``), and the loss on its queries with the adapted weights trains the initial ones,
+  through the inner steps (second order) or, with ``first_order``, treating the inner
+  gradients as constants. ``adapt`` lists the scopes the inner steps change (all trained
+  weights by default); ``eval_steps`` (0: as many as ``inner_steps``) the steps at evaluation.
 
 Generative recipes (vae, gan, ddpm) can draw samples (:func:`sample`) and report ``mmd`` each
 epoch: the squared maximum mean discrepancy between generated and held-out real samples (Gaussian
@@ -77,6 +84,10 @@ RECIPES: dict[str, Choice] = {c.name: c for c in [
            positional=("teacher",), check=_check_distill),
     Choice("contrastive", {"temperature": 0.1}, "two augmented views, InfoNCE between their "
            "embeddings"),
+    Choice("maml", {"inner_steps": 1, "inner_lr": 0.4, "first_order": False, "eval_steps": 0,
+                    "adapt": ()}, "model-agnostic meta-learning on episodes: adapt on the "
+           "support set, learn from the queries", positional=("inner_steps", "inner_lr",
+                                                              "first_order")),
 ]}
 
 # recipes whose loss is their own (a `loss` entry would be ignored: it is an error)
@@ -168,6 +179,8 @@ def check(recipe: Picked, compiled, span, base: Path) -> dict:
                        f"one of the student's ({', '.join(f'{n}: {t}' for n, t in outputs.items())})",
                        span, "name the logits the same in both specs")
         info.update(teacher=teacher, distill_output=shared[0])
+    elif name == "maml":
+        _check_maml(recipe, compiled, span)
     elif name == "contrastive":
         emb = [n for n, t in outputs.items() if t.dtype in FLOAT_DTYPES and t.rank == 2]
         if len(emb) != 1:
@@ -175,6 +188,55 @@ def check(recipe: Picked, compiled, span, base: Path) -> dict:
                        span, "outputs: " + ", ".join(f"{n}: {t}" for n, t in outputs.items()))
         info.update(embedding=emb[0])
     return info
+
+
+def _trainable_names(compiled) -> list:
+    from nndsl.ir.weights import spec_params
+    return [n.name for n in spec_params(compiled.graph) if n.attr["trainable"]]
+
+
+def _check_maml(recipe: Picked, compiled, span) -> None:
+    a = recipe.args
+    if not 1 <= a["inner_steps"] <= 10_000:
+        raise _err(f"`inner_steps` of maml must be an integer from 1 to 10,000, got "
+                   f"{a['inner_steps']}", span, "MAML takes a few steps: 1 to 10", code="E1233")
+    if not 0 <= a["eval_steps"] <= 10_000:
+        raise _err(f"`eval_steps` of maml must be an integer from 0 (as inner_steps) to 10,000, "
+                   f"got {a['eval_steps']}", span, code="E1233")
+    if not (a["inner_lr"] > 0 and a["inner_lr"] < 1e6):
+        raise _err(f"`inner_lr` of maml must be a positive number, got {a['inner_lr']}", span,
+                   "for example inner_lr=0.4", code="E1233")
+    names = _trainable_names(compiled)
+    if not names:
+        raise _err(f"the maml recipe adapts the model's parameters on each support set, and "
+                   f"`{compiled.name}` has none to adapt", span,
+                   "give the model layers with weights (linear, conv2d, ...)", code="E1233")
+    adapt = a["adapt"]
+    if isinstance(adapt, str):
+        adapt = a["adapt"] = (adapt,)
+    from nndsl.train.choices import suggest
+    from nndsl.train.config import in_scope, scope_names
+    for sc in adapt:
+        if not isinstance(sc, str):
+            raise _err("`adapt` of maml is a list of scope names in quotes, like [\"head\"]",
+                       span, code="E1233")
+        if not any(in_scope(n, sc) for n in names):
+            scopes = scope_names(compiled)
+            raise _err(f"maml: no trained parameters under scope `{sc}` to adapt", span,
+                       suggest(sc, scopes) + "scopes: " + ", ".join(sorted(
+                           {x.split(".")[0] for x in scopes})), code="E1233")
+
+
+def check_adapt_frozen(recipe: Picked, compiled, freeze: list, span) -> None:
+    """Refuse a maml recipe whose parameters to adapt are all frozen."""
+    from nndsl.train.config import in_scope
+    adapt = recipe.args["adapt"]
+    left = [n for n in _trainable_names(compiled)
+            if not any(in_scope(n, f) for f in freeze)
+            and (not adapt or any(in_scope(n, sc) for sc in adapt))]
+    if not left:
+        raise _err("maml: every parameter it would adapt is frozen", span,
+                   "adapt scopes that `freeze` leaves trained", code="E1233")
 
 
 def _same(a, b) -> bool:
@@ -233,6 +295,10 @@ class Supervised:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def episode_extra(self) -> dict:
+        """What the last step measured on its episode besides the query accuracy."""
+        return {}
 
     def sample(self, n: int, gen):
         raise TrainError(f"the {self.name} recipe does not generate samples", code="E1224")
@@ -526,8 +592,85 @@ class GAN(Supervised):
             self.run.model.train(was)
 
 
+class MAML(Supervised):
+    """MAML on episodes: the inner steps adapt a copy of the weights (a dict of tensors, run
+    with ``torch.func.functional_call``; the gradients from ``torch.func.grad``) on the support
+    set; the query loss with the adapted weights is the step's loss, and its backward pass goes
+    through the inner steps to the initial weights (unless ``first_order``)."""
+
+    name = "maml"
+
+    def __init__(self, run, info):
+        super().__init__(run, info)
+        a = run.cfg.recipe.args
+        self.steps, self.lr = int(a["inner_steps"]), float(a["inner_lr"])
+        self.eval_steps = int(a["eval_steps"]) or self.steps
+        self.first_order = bool(a["first_order"])
+        self.scopes = tuple(a["adapt"])
+        self.before = None
+
+    def prepare_training(self):
+        from nndsl.train.config import in_scope
+        run = self.run
+        if run.dist.active:
+            raise TrainError("the maml recipe trains on one process (--ddp is not supported "
+                             "for it yet)", code="E1233")
+        self.adapt = [n for n, p in run.model.named_parameters() if p.requires_grad and (
+            not self.scopes or any(in_scope(n, s) for s in self.scopes))]
+        if not self.adapt:
+            raise TrainError("maml: every parameter it would adapt is frozen", code="E1233",
+                             span=run.cfg.spans.get("recipe"))
+        ep = run.cfg.episodes
+        self.x, self.target = ep.roles["x"], ep.target
+        if run.cfg.compile:
+            run.note("maml runs the model through torch.func, not torch.compile")
+
+    def _loss(self, params: dict, x, y):
+        from torch.func import functional_call
+
+        from nndsl.train.losses import evaluate_loss
+        run = self.run
+        outs = functional_call(run.model, params, (), {self.x: x})
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        env = {self.x: x, self.target: y, **dict(zip(run.output_names, outs))}
+        loss, _ = evaluate_loss(run.cfg.loss, env)
+        return loss, env
+
+    def adapted(self, x, y, steps: int) -> dict:
+        """The adapted weights after ``steps`` inner steps on the support set (x, y)."""
+        from torch.func import grad
+        params = dict(self.run.model.named_parameters())
+        fast = {n: params[n] for n in self.adapt}
+
+        def inner(weights):
+            return self._loss(weights, x, y)[0].float()
+        for _ in range(steps):
+            g = grad(inner)(fast)
+            fast = {n: fast[n] - self.lr * (g[n].detach() if self.first_order else g[n])
+                    for n in fast}
+        return fast
+
+    def forward_loss(self, batch, xs, train):
+        import torch
+
+        from nndsl.train.episodes import SUPPORT
+        sx, sy = batch[SUPPORT + self.x], batch[SUPPORT + self.target]
+        qx, qy = xs[self.x], batch[self.target]
+        ways = int(sy.max()) + 1
+        with torch.no_grad():
+            _, env0 = self._loss({}, qx, qy)
+        scores = env0[self.run.cfg.episodes.scores].float()
+        self.before = float((scores[:, :ways].argmax(-1) == qy).float().mean())
+        fast = self.adapted(sx, sy, self.steps if train else self.eval_steps)
+        loss, env = self._loss(fast, qx, qy)
+        return loss, {**batch, **env}
+
+    def episode_extra(self) -> dict:
+        return {"query_accuracy_before": self.before} if self.before is not None else {}
+
+
 RUNTIME = {"supervised": Supervised, "vae": VAE, "gan": GAN, "ddpm": DDPM, "distill": Distill,
-           "contrastive": Contrastive}
+           "contrastive": Contrastive, "maml": MAML}
 
 
 def runtime(run, info: dict) -> Supervised:

@@ -153,6 +153,9 @@ def check_state(run, weights: dict, state) -> None:
     recipe = s.get("recipe")
     if recipe is not None:
         _check_recipe(c, run, c.dict(recipe, "state.recipe"), "state.recipe")
+    cur = s.get("curriculum")
+    if cur is not None and getattr(run, "curriculum", None) is not None:
+        _check_curriculum(c, run, c.dict(cur, "state.curriculum"), "state.curriculum")
     acc = s.get("accumulators")
     if acc is not None:
         _check_accumulators(c, run, c.dict(acc, "state.accumulators"), "state.accumulators")
@@ -247,6 +250,12 @@ def _check_rng(c: _Checker, run, rng, where: str) -> None:
         if noise.dim() != 2 or noise.shape[1] != want or noise.shape[0] < 1:
             c.fail(f"{where}.noise", f"has shape {list(noise.shape)}, but this run needs "
                                      f"[1, {want}]")
+    if getattr(run, "episodes", None) is not None:
+        eps = c.tensor(c.get(rng, "episodes", where), f"{where}.episodes", dtype=torch.uint8)
+        want = run.episodes.gen.get_state().numel()
+        if eps.dim() != 2 or eps.shape != (1, want):
+            c.fail(f"{where}.episodes", f"has shape {list(eps.shape)}, but this run needs "
+                                        f"[1, {want}]")
     if "cuda" in rng:
         c.tensor(rng["cuda"], f"{where}.cuda", dtype=torch.uint8)
         if run.device.type == "cuda" and rng["cuda"].shape != \
@@ -273,6 +282,19 @@ def _check_recipe(c: _Checker, run, sd: dict, where: str) -> None:
                      rec.d_opt)
     _check_schedule(c, run, c.get(sd, "d_schedule", where), f"{where}.d_schedule",
                     rec.d_schedule)
+
+
+def _check_curriculum(c: _Checker, run, cur: dict, where: str) -> None:
+    c.int(c.get(cur, "epoch", where), f"{where}.epoch", 0, 2**31)
+    order = c.tensor(c.get(cur, "order", where), f"{where}.order", dtype=torch.int64)
+    n = len(run.splits.train)
+    if order.dim() != 1 or not 1 <= order.numel() <= n:
+        c.fail(f"{where}.order", f"has shape {list(order.shape)}, but an epoch's samples are "
+                                 f"a list of 1 to {n} indices")
+    allowed = torch.zeros(run.data.n, dtype=torch.bool)
+    allowed[run.splits.train] = True
+    if bool(((order < 0) | (order >= run.data.n)).any()) or not bool(allowed[order].all()):
+        c.fail(f"{where}.order", "holds indices that are not samples of the training split")
 
 
 def _check_accumulators(c: _Checker, run, a: dict, where: str) -> None:
