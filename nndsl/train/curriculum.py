@@ -31,7 +31,6 @@ from pathlib import Path
 from nndsl.errors import TrainError
 from nndsl.train.choices import REQUIRED, Choice, _show, pick, suggest
 
-CODE = "E1234"
 PACINGS = ("linear", "geometric", "root")
 _PACING = {"pacing": "linear", "start": 0.25, "epochs": 0, "shuffle": True}
 
@@ -45,7 +44,7 @@ CURRICULA: dict[str, Choice] = {c.name: c for c in [
 
 
 def _err(msg, span, hint=None):
-    return TrainError(msg, span=span, code=CODE, hint=hint)
+    return TrainError(msg, span=span, code="E1234", hint=hint)
 
 
 @dataclass
@@ -94,7 +93,7 @@ class Curriculum:
 
 def check(e, cfg, compiled, entries: dict, base: str) -> Curriculum:
     """The ``curriculum`` entry, checked against the rest of the section."""
-    p = pick(e, CURRICULA, "curriculum score", CODE)
+    p = pick(e, CURRICULA, "curriculum score", "E1234")
     a, span = p.args, e.span
     if a["pacing"] not in PACINGS:
         raise _err(f"unknown pacing `{a['pacing']}`", span,
