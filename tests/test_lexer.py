@@ -192,7 +192,7 @@ def test_facts_come_from_the_grammar_and_the_library():
     assert set(FACTS.keywords) == (set(FACTS.definitions) | set(FACTS.imports)
                                    | set(FACTS.constants) | set(FACTS.word_operators)
                                    | set(FACTS.other_keywords))
-    assert FACTS.definitions == ("block", "model", "optimize", "train")
+    assert FACTS.definitions == ("block", "model", "optimize", "search", "train")
     assert FACTS.imports == ("import",) and FACTS.constants == ("false", "none", "true")
     assert FACTS.word_operators == ("and", "not", "or")
     assert set(SURFACE) <= set(FACTS.layers) | set(FACTS.functions)

@@ -2,7 +2,8 @@
 
 ``BUILTINS`` is the table of names a spec sees without defining or importing them (``range``,
 ``len``, ``enumerate``, ``zip``, ``reversed``, ``int``, ``float``, ``floor``, ``ceil``,
-``round``, the dtypes, ``inf`` and ``pi``); ``_describe`` says in words what a compile-time
+``round``, the dtypes, ``inf`` and ``pi``; ``choice``, which only a parameter's default may
+call, see :mod:`nndsl.elab.space`); ``_describe`` says in words what a compile-time
 value is, for error messages; ``_suggest`` offers "did you mean" for a misspelt name; and
 ``_coerce`` checks an argument of a built-in function or layer against the kind its
 :class:`ParamSpec` declares (``tensor``, ``pos_int``, ``padding``, ``prob``...) and
@@ -67,8 +68,16 @@ def _builtins() -> dict:
             return float(v)
         raise ArgumentError(f"float() of {_describe(v)}", code="E0212")
 
+    def _choice(*a):
+        from nndsl.elab.space import SearchError
+        raise SearchError("`choice(...)` declares a search space: it may only be the default of "
+                          "a parameter", code="E1505",
+                          hint="write it in the model's parameters, `model m(width: int = "
+                               "choice(64, 128))`, and read the parameter here (docs/SEARCH.md)")
+
     return {
         "range": Builtin("range", _range),
+        "choice": Builtin("choice", _choice),
         "len": Builtin("len", _len),
         "enumerate": Builtin("enumerate", lambda v: tuple(enumerate(_seq(v)))),
         "zip": Builtin("zip", lambda *vs: tuple(zip(*map(_seq, vs)))),

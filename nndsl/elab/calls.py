@@ -15,6 +15,7 @@ from typing import Any
 
 from nndsl.elab.builtins import _coerce, _describe, _is_tensorish, _suggest
 from nndsl.elab.context import BuildCtx, Frame, _join, _Return
+from nndsl.elab.space import default_value, is_space
 from nndsl.elab.values import (REQUIRED, Builtin, DType, Instance, ParamSpec, Partial, Surface,
                                TensorVal)
 from nndsl.errors import ArgumentError, DefinitionError, LimitError, NndslError, ShapeError, Span
@@ -54,6 +55,8 @@ class CallMixin:
                     v = tuple(v)
             elif p.name in given:
                 v, where = given[p.name]
+            elif p.default is not None and is_space(p):   # a search space: its first value
+                v, where = default_value(p), p.default.span
             elif p.default is not None:
                 v = self._eval(p.default, frame)
                 where = p.default.span

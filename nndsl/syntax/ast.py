@@ -246,6 +246,26 @@ class OptimizeDef(Node):
 
 
 @dataclass(frozen=True)
+class SearchLimit(Node):
+    """``params <= 200_000`` in a search section: a quantity, a comparison and its bound (an
+    expression of numbers, read by :mod:`nndsl.elab.space`)."""
+
+    quantity: str
+    op: str
+    value: Node
+    quantity_span: Span = field(compare=False, repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class SearchDef(Node):
+    """``search MODEL { ... }``: the limits a configuration of ``nndsl search`` must keep."""
+
+    model: str
+    limits: tuple  # of SearchLimit, in written order
+    name_span: Span = field(compare=False, repr=False, default=None)
+
+
+@dataclass(frozen=True)
 class Import(Node):
     target: str
     is_file: bool
@@ -258,3 +278,4 @@ class Module(Node):
     definitions: tuple
     trains: tuple = ()  # of TrainDef
     optimizes: tuple = ()  # of OptimizeDef
+    searches: tuple = ()  # of SearchDef

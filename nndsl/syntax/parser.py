@@ -426,8 +426,9 @@ class _ToAst(Transformer_NonRecursive):
         defs = tuple(i for i in items if isinstance(i, ast.Definition))
         trains = tuple(i for i in items if isinstance(i, ast.TrainDef))
         optimizes = tuple(i for i in items if isinstance(i, ast.OptimizeDef))
+        searches = tuple(i for i in items if isinstance(i, ast.SearchDef))
         return ast.Module(Span(self.file, 1, 1, 1, 1, self.src), self.file, imports, defs, trains,
-                          optimizes)
+                          optimizes, searches)
 
     def import_file(self, meta, ch):
         return ast.Import(self._s(meta), _unquote(ch[0]), True)
@@ -460,6 +461,16 @@ class _ToAst(Transformer_NonRecursive):
         name, *entries = ch
         return ast.OptimizeDef(self._s(meta), str(name), tuple(entries),
                                name_span=_tok_span(self.src, name))
+
+    def search_def(self, meta, ch):
+        name, *limits = ch
+        return ast.SearchDef(self._s(meta), str(name), tuple(limits),
+                             name_span=_tok_span(self.src, name))
+
+    def search_limit(self, meta, ch):
+        name, op, value = ch
+        return ast.SearchLimit(self._s(meta), str(name), str(op), value,
+                               quantity_span=_tok_span(self.src, name))
 
     def train_target(self, meta, ch):
         kw, name, type_ = ch
