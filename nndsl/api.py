@@ -144,6 +144,8 @@ def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
             raise DefinitionError(f"`optimize {o.model}`: the file has no model `{o.model}`",
                                   span=o.name_span or o.span, code="E0512",
                                   hint="its models: " + ", ".join(models))
+    from nndsl.elab.space import check_sections
+    check_sections(program.main, models)   # `search` sections: their models and limits
     if limits is not None and not isinstance(limits, Limits):
         raise ArgumentError(f"limits= is an nndsl.limits.Limits, not {type(limits).__name__}",
                             code="E0228", hint="nndsl.compile(..., limits=Limits(max_nodes=500_000))")
