@@ -1,0 +1,252 @@
+"""optuna's side of a search: the samplers, the storage, and the trial loop that several
+processes (``nndsl search --worker``) share.
+
+The loop asks the study for a trial, evaluates it (:mod:`nndsl.search.run` compiles, checks the
+limits and trains) and tells the study the outcome, until the study holds the number of trials
+asked for in all, whoever ran them. With a SQLite file every access to the study happens under
+one file lock, so processes on one machine never ask for more trials than that and never wait
+on SQLite's own locking; with a database server a process that finds the total reached only
+after asking marks its trial ``surplus`` (failed, and counted nowhere).
+
+A trial's outcome is one of: trained (optuna: complete), rejected by a limit at compile time
+(pruned: no training, no run folder), failed (a configuration that does not compile, or a run
+that stops on a non-finite loss), interrupted (Ctrl-C or a process that ended mid-trial; not
+counted, so resuming runs it again). A configuration tried before is not evaluated again: the
+trial repeats the earlier outcome (``repeat_of``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+from nndsl.elab.space import SearchError
+
+INSTALL_HINT = 'pip install "nndsl[search]"'
+SAMPLERS = {
+    "tpe": "tree-structured Parzen estimator (the default for one objective)",
+    "random": "independent uniform draws",
+    "nsga2": "NSGA-II, a genetic algorithm (the default for several objectives)",
+    "evolutionary": "the same genetic algorithm as nsga2, by its family's name",
+}
+SQLITE = "sqlite:///"
+
+
+def import_optuna():
+    """optuna, quietened; a clear error when it is not installed."""
+    try:
+        import optuna
+    except ImportError:
+        raise SearchError("`nndsl search` needs optuna, which is not installed", code="E1540",
+                          hint=f"install it with: {INSTALL_HINT}") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def storage_url(storage: str | None, out: Path) -> str:
+    """``--storage``: a database URL optuna accepts, or a path of a SQLite file (default
+    ``OUT/study.db``)."""
+    if storage is None:
+        return SQLITE + str((out / "study.db").resolve())
+    if "://" in storage:
+        return storage
+    return SQLITE + str(Path(storage).resolve())
+
+
+def sqlite_file(url: str) -> Path | None:
+    return Path(url[len(SQLITE):]) if url.startswith(SQLITE) and len(url) > len(SQLITE) else None
+
+
+def shown_url(url: str) -> str:
+    """A storage URL as messages show it: without a password."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:    # not a URL sqlalchemy reads: show it as given, but never a password
+        return url.split("@")[-1] if "@" in url else url
+
+
+def open_storage(optuna, url: str):
+    path = sqlite_file(url)
+    if path is not None:
+        if path.is_dir():
+            raise SearchError(f"--storage {path} is a folder, not a SQLite file", code="E1541",
+                              hint="give a file, e.g. --storage runs/search/study.db")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {"connect_args": {"timeout": 300}} if url.startswith("sqlite") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as e:   # sqlalchemy's and the drivers' errors: a bad URL, no server, no driver
+        first = str(e).strip().split("\n")[0][:300]
+        raise SearchError(f"cannot open the study storage {shown_url(url)}: {first}",
+                          code="E1541", hint="give a SQLite file (--storage PATH.db) or a URL "
+                                             "optuna accepts (sqlite:///..., postgresql://..., "
+                                             "mysql://...) with its driver installed") from None
+
+
+class StorageLock:
+    """Every access to a SQLite study, under an exclusive lock of ``FILE.lock`` (processes of
+    one machine); no lock for a database server, which has its own."""
+
+    def __init__(self, url: str):
+        path = sqlite_file(url)
+        self.path = path.with_name(path.name + ".lock") if path is not None else None
+        self.held = 0
+        self.fd = None
+
+    @property
+    def exclusive(self) -> bool:
+        return self.path is not None
+
+    @contextmanager
+    def __call__(self):
+        if self.path is None or self.held:
+            self.held += 1
+            try:
+                yield
+            finally:
+                self.held -= 1
+            return
+        import fcntl
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.held += 1
+            try:
+                yield
+            finally:
+                self.held -= 1
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def make_sampler(optuna, name: str | None, seed: int, objectives: int, trials: int):
+    if name is None:
+        name = "tpe" if objectives == 1 else "nsga2"
+    if name not in SAMPLERS:
+        raise SearchError(f"unknown sampler `{name}`", code="E1522",
+                          hint="samplers: " + "; ".join(f"{k} ({v})" for k, v in SAMPLERS.items()))
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 3)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
+
+
+def _choices(d) -> tuple:
+    """A choice's values as optuna stores them (lists as their spec text)."""
+    from nndsl.elab.space import spec_literal
+    return tuple(spec_literal(v) if isinstance(v, tuple) else v for v in d.values)
+
+
+def distributions(optuna, dims: list) -> dict:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    out = {}
+    for d in dims:
+        if d.kind == "range":
+            opts = d.options
+            out[d.name] = IntDistribution(opts[0], opts[-1], step=abs(d.values[2])) \
+                if d.values[2] > 0 else IntDistribution(opts[-1], opts[0], step=-d.values[2])
+        else:
+            out[d.name] = CategoricalDistribution(_choices(d))
+    return out
+
+
+def decode(dims: list, params: dict) -> dict:
+    """A trial's parameters as the spec's values."""
+    out = {}
+    for d in dims:
+        v = params[d.name]
+        if d.kind == "choice":
+            v = d.values[_choices(d).index(v)]
+        out[d.name] = v
+    return out
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+HOST = socket.gethostname()
+
+
+def counted(trials) -> list:
+    """The trials that count towards the total: all but surplus and interrupted ones."""
+    return [t for t in trials if not t.user_attrs.get("surplus")
+            and not t.user_attrs.get("interrupted")]
+
+
+def fail_orphans(optuna, storage, study) -> int:
+    """Trials left running by a process of this machine that has ended (killed mid-trial):
+    marked interrupted, so the total leaves room to run them again."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.user_attrs.get("host") == HOST and not _alive(t.user_attrs.get("pid")):
+            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            n += 1
+    return n
+
+
+def run_trials(optuna, storage, study, lock: StorageLock, total: int, dims: list, evaluate,
+               report=None) -> int:
+    """Ask, evaluate and tell until the study counts ``total`` trials; the number run here.
+
+    ``evaluate(number, values, earlier)`` returns ``(state, values, attrs)``: ``state`` one of
+    ``"complete"``, ``"pruned"``, ``"fail"``; ``earlier`` is a finished trial with the same
+    parameters, or None. ``report(number, values, state, attrs)`` is told each outcome."""
+    from optuna.trial import TrialState
+    states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
+              "fail": TrialState.FAIL}
+    dists = distributions(optuna, dims)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    ran = 0
+    while True:
+        with lock():
+            have = counted(study.get_trials(deepcopy=False))
+            if len(have) >= total:
+                return ran
+            trial = study.ask(dists)
+            trial.set_user_attr("host", HOST)
+            trial.set_user_attr("pid", os.getpid())
+            if not lock.exclusive:   # another process may have asked at the same time
+                now = counted(study.get_trials(deepcopy=False))
+                if len([t for t in now if t.number < trial.number]) >= total:
+                    trial.set_user_attr("surplus", True)
+                    study.tell(trial, state=TrialState.FAIL)
+                    return ran
+            earlier = next((t for t in have if t.state in finished and t.params == trial.params),
+                           None)   # the first one with these values: the original
+            number, values = trial.number, decode(dims, trial.params)
+        try:
+            state, objective_values, attrs = evaluate(number, values, earlier)
+        except BaseException:
+            with lock():
+                trial.set_user_attr("interrupted", True)
+                study.tell(trial, state=TrialState.FAIL)
+            raise
+        with lock():
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            if state == "complete" and not all(math.isfinite(v) for v in objective_values):
+                state = "fail"
+                trial.set_user_attr("reason", "an objective is not finite")
+            study.tell(trial, objective_values if state == "complete" else None,
+                       state=states[state])
+        ran += 1
+        if report is not None:
+            report(number, values, state, attrs)
