@@ -1,5 +1,5 @@
 """The ``nndsl`` command line: check, inspect, compile, run, train, sample, passes, graph,
-explain, robust, fmt, lsp.
+explain, robust, search, fmt, lsp.
 
 Every user mistake prints a located ``error[CODE]`` on stderr and exits 1; usage errors exit 2.
 No Python traceback reaches the user unless ``--debug`` asks for one.
@@ -385,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     from nndsl.explain.cli_commands import add_explain_parser, add_robust_parser
     add_explain_parser(sub)     # nndsl explain: attributions, attention maps, importances
     add_robust_parser(sub)      # nndsl robust: accuracy under FGSM/PGD attacks
+    from nndsl.search.cli_commands import add_search_parser
+    add_search_parser(sub)      # nndsl search: architecture search (optuna)
     p = sub.add_parser("fmt", help="lay out .nn specs in the canonical style (in place)")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="a .nn file, a folder (every .nn file below it) or - (stdin to stdout)")
