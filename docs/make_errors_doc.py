@@ -472,6 +472,55 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E1401": ("`nndsl fmt` refused to write: its layout of the spec would not parse to the same "
               "program, or would lose a comment. The file is left as it is.",
               "Report it with the file: it is a bug in the formatter."),
+    # architecture search (search spaces, search sections, nndsl search)
+    "E1501": ("A `choice()` default with no values, or with more than 1,000.",
+              "List the values the parameter may take: `choice(64, 128, 256)`; for many "
+              "integers write `range(start, stop)`."),
+    "E1502": ("A `choice` whose values are of different kinds (a number and a string), or that "
+              "lists a value twice.", "Give every value of one kind (numbers, strings, booleans "
+                                      "or lists), each once."),
+    "E1503": ("A `choice` value that is not a literal (a name, an expression), or a keyword "
+              "argument to `choice` or `range`.", "Write the values themselves: `choice(64, "
+                                                  "128)`; spaces are read without running "
+                                                  "the spec."),
+    "E1504": ("A `range` default of an `int` parameter that holds no value (its stop not above "
+              "its start, a step of 0) or whose bounds are not integer literals.",
+              "Write `range(start, stop)` with stop above start (stop is excluded)."),
+    "E1505": ("`choice(...)` used outside a parameter's default.",
+              "Declare the space in the model's parameters and read the parameter in the body."),
+    "E1510": ("A `search` section limits a quantity nndsl does not measure.",
+              "Limit `params` or `flops`."),
+    "E1511": ("A limit whose bound is not a number, or that compares with `==` or `!=`.",
+              "Write `params <= 200_000` (or `<`, `>=`, `>`) with a number or arithmetic of "
+              "numbers."),
+    "E1512": ("A `search` section that names a model the file does not define, or a second "
+              "section for one model.", "Name one of the file's models; merge the sections."),
+    "E1520": ("An `nndsl search` objective that the train section does not produce (a metric "
+              "it does not compute, a split it does not hold out), or no train section to "
+              "take the default objective from.", "Use one of the names the hint lists, add the "
+                                                  "metric to `metrics`, or `--objective params`."),
+    "E1521": ("A malformed `--objective` list: empty, a name twice, more than four.",
+              "Give one to four comma-separated names: `--objective val_accuracy,params`."),
+    "E1522": ("A bad `--trials` count or an unknown sampler.",
+              "Give a whole number of trials from 1 to 100,000; samplers: tpe, random, nsga2, "
+              "evolutionary."),
+    "E1523": ("The study named by `--study` in the storage was made for another search (another "
+              "space, objectives, limits or model).", "Resume it with the same spec and "
+                                                      "objectives, or start another study "
+                                                      "(`--study NAME`, another `-o`)."),
+    "E1524": ("The output folder already holds trial run folders of another search.",
+              "Choose another `-o`, or remove the folder."),
+    "E1530": ("`nndsl search` on a model that declares no search space.",
+              "Give parameters defaults such as `choice(64, 128)` or `range(1, 4)`."),
+    "E1531": ("The search space is empty under the search section's limits: no configuration "
+              "tried (all of a small space, or the least value of each number of a large one) "
+              "keeps them. Nothing is trained.", "Loosen the limits, or let the space reach "
+                                                 "smaller configurations."),
+    "E1540": ("`nndsl search` needs optuna, which is not installed.",
+              'Install it: `pip install "nndsl[search]"`.'),
+    "E1541": ("The study storage cannot be opened: a folder given as the SQLite file, a bad "
+              "URL, no database server, a missing driver.",
+              "Give a SQLite file (`--storage PATH.db`) or a URL optuna accepts."),
     # interpretation and robustness (nndsl explain, nndsl robust, capture=)
     "E1701": ("A value name that the model does not have: a `capture=` name of the torch "
               "module, a `--layer` of `nndsl explain` (Grad-CAM's conv layer, the layer a "
