@@ -177,6 +177,12 @@ CASES: dict[str, object] = {
     "train_data_classes": 7,
     "train_freeze_scope": 8,
     "train_separate_file": OK,
+    # search spaces and search sections
+    "search_choice_mixed": 2,
+    "search_choice_empty": 2,
+    "search_range_empty": 2,
+    "search_choice_in_body": 4,
+    "search_unknown_quantity": 8,
     # limits: deep nesting must give a clean error or compile, never a RecursionError
     "deep_parens": OK,
     "deep_calls": 3,
