@@ -233,7 +233,8 @@ def test_a_search_rejects_without_training_and_writes_its_outputs(tmp_path, caps
     assert rc == 0, err
     r = results(out)
     rows = r["trials"]
-    assert [t["number"] for t in rows] == list(range(8))
+    numbers = [t["number"] for t in rows]
+    assert len(rows) == 8 and numbers == sorted(set(numbers))
     for t in rows:
         want = mlp_params(t["values"]["width"], t["values"]["depth"])
         assert t["measured"]["params"] == want
@@ -243,8 +244,7 @@ def test_a_search_rejects_without_training_and_writes_its_outputs(tmp_path, caps
             assert not folder.exists() and t["run"] is None
         else:
             assert t["state"] == "trained", t
-            assert (folder.exists() and (folder / "metrics.jsonl").exists()) == \
-                (t["repeat_of"] is None)
+            assert (folder / "metrics.jsonl").exists() and t["run"] == f"trials/{folder.name}"
             assert 0.0 < t["objectives"]["val_accuracy"] <= 1.0
             assert t["objectives"]["params"] == want
     rejected = [t for t in rows if t["state"] == "rejected"]
@@ -256,8 +256,10 @@ def test_a_search_rejects_without_training_and_writes_its_outputs(tmp_path, caps
         if line.startswith("│"):
             first = line.split("│")[1].strip()
             cells[int(first.split()[0])] = first.endswith("*")
-    # the front by hand, over the trained trials that are not repeats
-    trained = [t for t in rows if t["state"] == "trained" and t["repeat_of"] is None]
+    # each configuration once
+    assert len({tuple(t["values"].values()) for t in rows}) == len(rows)
+    # the front by hand, over the trained trials
+    trained = [t for t in rows if t["state"] == "trained"]
     front = []
     for a in trained:
         acc, n = a["objectives"]["val_accuracy"], a["objectives"]["params"]
@@ -297,10 +299,26 @@ def test_resume_runs_only_the_rest(tmp_path, capsys):
     assert len(first) == 3
     assert search(capsys, p, "--trials", 5, *args)[0] == 0
     rows = results(out)["trials"]
-    assert [t["number"] for t in rows] == [0, 1, 2, 3, 4] and rows[:3] == first
+    assert len(rows) == 5 and rows[:3] == first
     # the same study with another objective is refused, not mixed
     rc, _, err = search(capsys, p, "--trials", 6, "--objective", "flops", "-o", out)
     assert rc == 1 and "error[E1523]" in err and "its objectives differ" in err
+
+
+def test_a_space_smaller_than_the_trials_is_tried_whole_once(tmp_path, capsys):
+    out = tmp_path / "s"
+    rc, text, err = search(capsys, write(tmp_path), "--trials", 30, "--objective", "params",
+                           "-o", out)
+    assert rc == 0, err
+    r = results(out)
+    configs = {(t["values"]["width"], t["values"]["depth"], t["values"]["act"]) for t in r["trials"]}
+    assert len(r["trials"]) == len(configs) == 12
+    assert r["stopped"] == "all 12 configurations of the space are tried"
+    assert "stopped early: all 12 configurations" in text
+    # the single objective's best: the fewest parameters within the limit
+    assert r["best"]["values"] == {"width": 16, "depth": 1, "act": "relu"} or \
+        r["best"]["values"]["width"] == 16 and r["best"]["values"]["depth"] == 1
+    assert r["best"]["objectives"]["params"] == mlp_params(16, 1)
 
 
 def _sampled(capsys, p, out, seed, sampler):
@@ -339,9 +357,10 @@ def test_two_workers_share_one_study(tmp_path, capsys):
                         "-o", out, "--quiet")
     assert rc == 0, err
     rows = results(out)["trials"]
-    assert sorted(t["number"] for t in rows) == list(range(7))
+    assert len(rows) == 7 and len({t["number"] for t in rows}) == 7
     assert all(t["state"] in ("trained", "rejected") for t in rows)
-    runs = [t["run"] for t in rows if t["run"] is not None and t["repeat_of"] is None]
+    assert len({tuple(t["values"].values()) for t in rows}) == 7   # none trained twice
+    runs = [t["run"] for t in rows if t["run"] is not None]
     assert len(runs) == len(set(runs))
     assert sorted(d.name for d in (out / "trials").iterdir()) == sorted(
         Path(r).name for r in runs)

@@ -47,13 +47,15 @@ class SearchResult:
     best: dict | None
     ran: int                  # trials this process ran
     seconds: float
+    repeats: int = 0          # proposals of configurations tried before (not counted)
+    stopped: str | None = None  # why fewer trials than asked ran, if they did
     files: dict = field(default_factory=dict)
 
     def counts(self) -> dict:
         out = {"trials": len(self.trials)}
         for s in ("trained", "rejected", "failed", "running"):
             out[s] = sum(1 for t in self.trials if t["state"] == s)
-        out["repeats"] = sum(1 for t in self.trials if t.get("repeat_of") is not None)
+        out["repeats"] = self.repeats
         return out
 
     def to_json(self) -> dict:
@@ -61,7 +63,7 @@ class SearchResult:
                 "objectives": [o.to_json() for o in self.objectives],
                 "space": [d.to_json() for d in self.dims], "counts": self.counts(),
                 "trials": self.trials, "pareto": self.front,
-                "best": self.best, "files": self.files}
+                "best": self.best, "stopped": self.stopped, "files": self.files}
 
 
 class _Spec:
@@ -182,14 +184,7 @@ class _Evaluator:
         self.spec, self.objectives, self.out, self.overrides = spec, objectives, out, overrides
         self.train = any(o.trained for o in objectives)
 
-    def __call__(self, number: int, values: dict, earlier):
-        if earlier is not None:
-            attrs = {k: earlier.user_attrs[k] for k in ("kind", "reason", "measured", "objectives",
-                                                        "run")
-                     if k in earlier.user_attrs}
-            attrs["repeat_of"] = earlier.number
-            state = {"COMPLETE": "complete", "PRUNED": "pruned"}.get(earlier.state.name, "fail")
-            return state, list(earlier.values) if state == "complete" else None, attrs
+    def __call__(self, number: int, values: dict):
         t0 = time.perf_counter()
         try:
             c = self.spec.compile(values)
@@ -231,7 +226,7 @@ def _rows(study, dims, objectives) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
-        if a.get("surplus"):
+        if a.get("surplus") or a.get("repeat_of") is not None:
             continue
         if t.state.name == "RUNNING":
             state = "running"
@@ -247,7 +242,7 @@ def _rows(study, dims, objectives) -> list[dict]:
                "objectives": ({o.name: v for o, v in zip(objectives, t.values)}
                               if state == "trained" and t.values else None),
                "measured": a.get("measured"), "reason": a.get("reason"), "run": a.get("run"),
-               "repeat_of": a.get("repeat_of"), "seconds": a.get("seconds")}
+               "seconds": a.get("seconds")}
         rows.append(row)
     return rows
 
@@ -277,9 +272,7 @@ def _table(result: SearchResult) -> str:
         cells += [_fmt(objs[o.name]) if o.name in objs else "" for o in result.objectives]
         cells += [_fmt(m[q]) if q in m else "" for q in shown]
         state = r["state"]
-        if r.get("repeat_of") is not None:
-            state += f" (as #{r['repeat_of']})"
-        elif r["state"] in ("rejected", "failed") and r.get("reason"):
+        if r["state"] in ("rejected", "failed") and r.get("reason"):
             state += f": {r['reason']}"
         cells.append(state)
         table.add_row(*cells)
@@ -288,8 +281,10 @@ def _table(result: SearchResult) -> str:
     lines = [f"{counts['trials']} trials: {counts['trained']} trained, {counts['rejected']} "
              f"rejected by the limits (not trained), {counts['failed']} failed"
              + (f", {counts['running']} running" if counts["running"] else "")
-             + (f"; {counts['repeats']} repeated an earlier configuration" if counts["repeats"]
-                else "")]
+             + (f"; the sampler proposed {counts['repeats']} configurations again (told their "
+                f"outcome, not counted)" if counts["repeats"] else "")]
+    if result.stopped:
+        lines.append(f"stopped early: {result.stopped}")
     if result.front:
         lines.append("Pareto front (*): " + ", ".join(f"#{n}" for n in result.front))
     if result.best is not None:
@@ -347,12 +342,12 @@ def run_search(spec, *, trials: int, objective: str | None = None, out=None,
     out.mkdir(parents=True, exist_ok=True)
     url = storage_url(storage, out)
     name = study or s.model
-    storage_obj = open_storage(optuna, url)
     lock = StorageLock(url)
     meta = {"model": s.model, "space": [d.to_json() for d in s.dims],
             "objectives": [o.to_json() for o in objectives],
             "limits": [lim.text() for lim in s.limits]}
-    with lock():
+    with lock():   # processes creating the database's tables at once would clash
+        storage_obj = open_storage(optuna, url)
         existing = [x.study_name for x in storage_obj.get_all_studies()]
         before = 0
         if name in existing:
@@ -383,19 +378,20 @@ def run_search(spec, *, trials: int, objective: str | None = None, out=None,
         if quiet or as_json:
             return
         what = {"complete": "trained", "pruned": "rejected", "fail": "failed"}[state]
-        if attrs.get("repeat_of") is not None:
-            what = f"{what} (the configuration of #{attrs['repeat_of']})"
-        elif state == "complete":
+        if state == "complete":
             what = ", ".join(f"{k} {_fmt(v)}" for k, v in attrs.get("objectives", {}).items())
         elif attrs.get("reason"):
             what += f": {attrs['reason']}"
         print(f"trial {number}: {_values_text(values)} — {what}", flush=True)
 
     ev = _Evaluator(s, objectives, out, overrides)
-    ran = run_trials(optuna, storage_obj, st, lock, total, s.dims, ev, report)
+    ran, stopped = run_trials(optuna, storage_obj, st, lock, total, s.dims, ev, report,
+                              space=space_size(s.dims))
     with lock():
         rows = _rows(st, s.dims, objectives)
-    trained = [r for r in rows if r["state"] == "trained" and r["repeat_of"] is None]
+        repeats = sum(1 for t in st.get_trials(deepcopy=False)
+                      if t.user_attrs.get("repeat_of") is not None)
+    trained = [r for r in rows if r["state"] == "trained"]
     points = [tuple(r["objectives"][o.name] for o in objectives) for r in trained]
     dirs = [o.direction for o in objectives]
     front_idx = pareto_front(points, dirs)
@@ -406,7 +402,7 @@ def run_search(spec, *, trials: int, objective: str | None = None, out=None,
         best = {"number": b["number"], "values": b["values"], "objectives": b["objectives"],
                 "measured": b["measured"], "run": b["run"]}
     result = SearchResult(out, name, shown_url(url), objectives, s.dims, rows, front, best, ran,
-                          time.perf_counter() - t_start)
+                          time.perf_counter() - t_start, repeats, stopped)
     if worker:
         if not quiet and not as_json:
             c = result.counts()

@@ -11,8 +11,9 @@ after asking marks its trial ``surplus`` (failed, and counted nowhere).
 A trial's outcome is one of: trained (optuna: complete), rejected by a limit at compile time
 (pruned: no training, no run folder), failed (a configuration that does not compile, or a run
 that stops on a non-finite loss), interrupted (Ctrl-C or a process that ended mid-trial; not
-counted, so resuming runs it again). A configuration tried before is not evaluated again: the
-trial repeats the earlier outcome (``repeat_of``).
+counted, so resuming runs it again). A configuration tried before is not evaluated again, nor counted: the
+sampler is told the earlier outcome (``repeat_of``) and asked again, so ``--trials N`` evaluates
+N configurations (or every one of a smaller space).
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ class StorageLock:
                 self.held -= 1
             return
         import fcntl
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -185,9 +188,10 @@ HOST = socket.gethostname()
 
 
 def counted(trials) -> list:
-    """The trials that count towards the total: all but surplus and interrupted ones."""
+    """The trials that count towards the total: each configuration once (not repeats), and
+    neither surplus nor interrupted trials."""
     return [t for t in trials if not t.user_attrs.get("surplus")
-            and not t.user_attrs.get("interrupted")]
+            and not t.user_attrs.get("interrupted") and t.user_attrs.get("repeat_of") is None]
 
 
 def fail_orphans(optuna, storage, study) -> int:
@@ -202,24 +206,36 @@ def fail_orphans(optuna, storage, study) -> int:
     return n
 
 
-def run_trials(optuna, storage, study, lock: StorageLock, total: int, dims: list, evaluate,
-               report=None) -> int:
-    """Ask, evaluate and tell until the study counts ``total`` trials; the number run here.
+MAX_REPEATS = 200   # proposals in a row of configurations tried before: the sampler is done
 
-    ``evaluate(number, values, earlier)`` returns ``(state, values, attrs)``: ``state`` one of
-    ``"complete"``, ``"pruned"``, ``"fail"``; ``earlier`` is a finished trial with the same
-    parameters, or None. ``report(number, values, state, attrs)`` is told each outcome."""
+
+def run_trials(optuna, storage, study, lock: StorageLock, total: int, dims: list, evaluate,
+               report=None, space: int | None = None) -> tuple[int, str | None]:
+    """Ask, evaluate and tell until the study counts ``total`` configurations; returns the
+    number evaluated here and why the loop stopped early (None: the total was reached).
+
+    ``evaluate(number, values)`` returns ``(state, values, attrs)``: ``state`` one of
+    ``"complete"``, ``"pruned"``, ``"fail"``. A proposal of a configuration the study has
+    already finished is told that trial's outcome at once (``repeat_of``), one that another
+    process is running is told failed; neither is evaluated or counted. ``space``: the number
+    of configurations of a finite space (the loop stops once every one is counted).
+    ``report(number, values, state, attrs)`` is told each outcome evaluated here."""
     from optuna.trial import TrialState
     states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
               "fail": TrialState.FAIL}
     dists = distributions(optuna, dims)
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    ran = 0
+    ran = repeats = 0
     while True:
         with lock():
             have = counted(study.get_trials(deepcopy=False))
             if len(have) >= total:
-                return ran
+                return ran, None
+            if space is not None and len(have) >= space:
+                return ran, f"all {space:,} configurations of the space are tried"
+            if repeats >= MAX_REPEATS:
+                return ran, (f"the sampler proposed only configurations tried before "
+                             f"{MAX_REPEATS} times in a row")
             trial = study.ask(dists)
             trial.set_user_attr("host", HOST)
             trial.set_user_attr("pid", os.getpid())
@@ -228,12 +244,22 @@ def run_trials(optuna, storage, study, lock: StorageLock, total: int, dims: list
                 if len([t for t in now if t.number < trial.number]) >= total:
                     trial.set_user_attr("surplus", True)
                     study.tell(trial, state=TrialState.FAIL)
-                    return ran
-            earlier = next((t for t in have if t.state in finished and t.params == trial.params),
-                           None)   # the first one with these values: the original
+                    return ran, None
+            earlier = next((t for t in have if t.params == trial.params), None)
+            if earlier is not None:
+                repeats += 1
+                trial.set_user_attr("repeat_of", earlier.number)
+                if earlier.state == TrialState.COMPLETE:
+                    study.tell(trial, list(earlier.values))
+                elif earlier.state in finished:
+                    study.tell(trial, state=earlier.state)
+                else:                # running in another process: not trained twice
+                    study.tell(trial, state=TrialState.FAIL)
+                continue
+            repeats = 0
             number, values = trial.number, decode(dims, trial.params)
         try:
-            state, objective_values, attrs = evaluate(number, values, earlier)
+            state, objective_values, attrs = evaluate(number, values)
         except BaseException:
             with lock():
                 trial.set_user_attr("interrupted", True)
