@@ -1,5 +1,6 @@
 """The ``nndsl`` command line: check, inspect, compile, run, train, sample, passes, graph,
-explain, robust, search, fmt, lsp.
+explain, robust, search, import, fmt, lsp. ``check``, ``inspect`` and ``compile`` also take an
+``.onnx`` file, imported first (``nndsl import``).
 
 Every user mistake prints a located ``error[CODE]`` on stderr and exits 1; usage errors exit 2.
 No Python traceback reaches the user unless ``--debug`` asks for one.
@@ -24,7 +25,9 @@ EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
 
 def _compile(args, opt: str | None = None):
     import nndsl
-    c = nndsl.compile(path=args.spec, lib=tuple(args.lib or ()), model=args.model,
+    from nndsl.importer.cli_commands import spec_of
+    spec, weights = spec_of(args.spec, args.weights)     # an .onnx file is imported first
+    c = nndsl.compile(**spec, lib=tuple(args.lib or ()), model=args.model,
                       limits=_limits(args), progress=_progress(),
                       params=_params(args.param),
                       opt=opt or args.opt, disable=tuple(getattr(args, "disable_pass", None) or ()),
@@ -33,7 +36,7 @@ def _compile(args, opt: str | None = None):
                       prune_scopes=tuple(args.prune_only) if args.prune_only else None,
                       prune_exclude=tuple(args.prune_exclude or ()),
                       calibrate=_typed_path(args.calibrate), observer=args.observer,
-                      weights=args.weights)
+                      weights=weights)
     _warn(c, args)
     which = getattr(args, "print_after", None)
     if which and opt is None:
@@ -58,7 +61,7 @@ def cmd_check(args) -> int:
     """Check the spec's model, or every model of a file that defines several (each takes the
     --param values it declares)."""
     models = [args.model]
-    if args.model is None:
+    if args.model is None and not str(args.spec).lower().endswith(".onnx"):
         from nndsl.api import load
         found = load(path=args.spec, lib=tuple(args.lib or ()))[0].models
         models = found if len(found) > 1 else [None]
@@ -387,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_robust_parser(sub)      # nndsl robust: accuracy under FGSM/PGD attacks
     from nndsl.search.cli_commands import add_search_parser
     add_search_parser(sub)      # nndsl search: architecture search (optuna)
+    from nndsl.importer.cli_commands import add_import_parser
+    add_import_parser(sub)      # nndsl import: an ONNX model as a .nn spec and its weights
     p = sub.add_parser("fmt", help="lay out .nn specs in the canonical style (in place)")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="a .nn file, a folder (every .nn file below it) or - (stdin to stdout)")
