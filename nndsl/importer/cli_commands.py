@@ -50,3 +50,14 @@ def run_import(args) -> int:
     print(f"wrote {', '.join(map(str, files))}: model {imported.name}, {imported.lines} lines "
           f"from {imported.onnx_nodes} ONNX nodes (opset {imported.opset}), {n:,} parameters")
     return 0
+
+
+def spec_of(spec: str, weights=None) -> tuple[dict, object]:
+    """What ``nndsl compile`` (and ``check``, ``inspect``) compile for the spec argument: a
+    ``.onnx`` file is imported first (the spec's text, and its weights unless ``--weights``
+    gives others); anything else is a spec path. ``(compile keywords, weights)``."""
+    if not str(spec).lower().endswith(".onnx"):
+        return {"path": spec}, weights
+    from nndsl.importer import import_onnx
+    imported = import_onnx(spec)
+    return {"source": imported.text}, weights if weights is not None else imported.state()
