@@ -58,11 +58,17 @@ def plot_front(path: Path, rows: list[dict], metric: str, size: str, metric_dir:
         fy = [r["metric"] for r in front]
         ax.step(fx, fy, where="post", color="#d1495b", lw=1.5, zorder=3)
         ax.scatter(fx, fy, s=36, color="#d1495b", label="Pareto front", zorder=4)
-        for r in front:
-            ax.annotate(f"#{r['number']}", (r["size"], r["metric"]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
-    if xs and min(xs) > 0 and max(xs) > 10 * min(xs):
+        labels: dict = {}
+        for r in front:    # trials at one point share one label
+            labels.setdefault((r["size"], r["metric"]), []).append(f"#{r['number']}")
+        for (x, y), names in labels.items():
+            ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+    if xs and min(xs) > 0 and max(xs) > 100 * min(xs):
+        from matplotlib.ticker import FuncFormatter, NullFormatter
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("parameters" if size == "params" else "FLOPs (batch 1)")
     ax.set_ylabel(metric + (" (higher is better)" if metric_dir == "maximize"
                             else " (lower is better)"))
