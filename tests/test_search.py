@@ -364,3 +364,14 @@ def test_two_workers_share_one_study(tmp_path, capsys):
     assert len(runs) == len(set(runs))
     assert sorted(d.name for d in (out / "trials").iterdir()) == sorted(
         Path(r).name for r in runs)
+
+
+def test_the_language_server_lists_the_section_and_reports_its_mistakes():
+    from nndsl.editor.lsp.analysis import analyze
+    text = (ROOT / "examples" / "search_mlp.nn").read_text(encoding="utf-8")
+    a = analyze(text, str(ROOT / "examples" / "search_mlp.nn"))
+    assert a.diagnostics == []
+    assert ("search mlp", "search") in [(s.name, s.kind) for s in a.symbols()]
+    bad = analyze(text.replace("params <= 50_000", "parms <= 3"),
+                  str(ROOT / "examples" / "search_mlp.nn"))
+    assert [(d.code, d.span.line) for d in bad.diagnostics] == [("E1510", 19)]

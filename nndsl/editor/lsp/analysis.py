@@ -854,6 +854,8 @@ class Analysis:
             out.append(Symbol(f"train {t.model}", "train", t.span, t.name_span or t.span))
         for o in m.optimizes:
             out.append(Symbol(f"optimize {o.model}", "optimize", o.span, o.name_span or o.span))
+        for s in m.searches:
+            out.append(Symbol(f"search {s.model}", "search", s.span, s.name_span or s.span))
         return out
 
     # ------------------------------------------------------------------ inlay hints
@@ -1151,8 +1153,8 @@ def _model_flops(c, analysis: Analysis) -> int:
 # ------------------------------------------------------------------------------ completion
 
 KEYWORDS = ("model", "block", "import", "input", "output", "param", "return", "assert", "for",
-            "in", "repeat", "if", "else", "as", "train", "optimize", "target", "true", "false",
-            "none", "and", "or", "not")
+            "in", "repeat", "if", "else", "as", "train", "optimize", "search", "target", "true",
+            "false", "none", "and", "or", "not")
 
 
 @dataclass

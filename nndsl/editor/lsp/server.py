@@ -37,6 +37,7 @@ _SEVERITY = {"error": types.DiagnosticSeverity.Error,
              "warning": types.DiagnosticSeverity.Warning}
 _SYMBOL = {"model": types.SymbolKind.Class, "block": types.SymbolKind.Function,
            "train": types.SymbolKind.Event, "optimize": types.SymbolKind.Event,
+           "search": types.SymbolKind.Event,
            "input": types.SymbolKind.Variable, "output": types.SymbolKind.Field}
 _COMPLETION = {"function": types.CompletionItemKind.Function,
                "layer": types.CompletionItemKind.Class,
