@@ -17,6 +17,7 @@ Shared by ``tests/test_import*.py`` and ``benchmarks/import_conformance.py``:
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,48 +207,109 @@ def compare(got: list, want: list, rel: float = 1e-4) -> Compared:
 @dataclass
 class NodeCase:
     name: str
-    folder: Path
-    ops: tuple             # the op types of the model's graph
+    model: object          # the onnx.ModelProto
+    inputs: list           # arrays, in the order of the graph's inputs
+    outputs: list          # the expected arrays, in the order of the graph's outputs
+
+    @property
+    def ops(self) -> tuple:
+        """The op types of the graph (without its subgraphs)."""
+        return tuple(sorted({n.op_type for n in self.model.graph.node}))
 
     def load(self):
         """The model, its inputs by name and its expected outputs (in order)."""
-        import onnx
-        from onnx import numpy_helper as nh
-        model = onnx.load(str(self.folder / "model.onnx"))
-        data = self.folder / "test_data_set_0"
-        ins = [_read_tensor(p) for p in sorted(data.glob("input_*.pb"), key=_index)]
-        outs = [_read_tensor(p) for p in sorted(data.glob("output_*.pb"), key=_index)]
-        feeds = {vi.name: v for vi, v in zip(
-            [i for i in model.graph.input
-             if i.name not in {t.name for t in model.graph.initializer}], ins)}
-        del nh
-        return model, feeds, outs
+        inits = {t.name for t in self.model.graph.initializer}
+        names = [vi.name for vi in self.model.graph.input if vi.name not in inits]
+        return self.model, dict(zip(names, self.inputs)), list(self.outputs)
 
 
-def _index(p: Path) -> int:
-    return int(p.stem.rsplit("_", 1)[1])
+_NUMPY_TYPES = frozenset("float16 float32 float64 int8 int16 int32 int64 uint8 uint16 uint32 "
+                         "uint64 bool".split())
 
 
-def _read_tensor(path: Path):
+@functools.lru_cache(maxsize=1)
+def node_cases() -> tuple:
+    """onnx's node tests (``onnx.backend.test.case.node.collect_testcases()``, the cases of
+    the wheel's ``data/node`` folders): those whose inputs and outputs are plain tensors, with
+    their first data set."""
+    import warnings
+    from onnx.backend.test.case.node import collect_testcases
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = collect_testcases()
+    cases = []
+    for c in found:
+        if c.kind != "node" or c.model is None or not c.data_sets:
+            continue
+        g = c.model.graph
+        if any(not vi.type.HasField("tensor_type") for vi in list(g.input) + list(g.output)):
+            continue
+        ins, outs = c.data_sets[0]
+        if any(not isinstance(a, np.ndarray) or a.dtype.name not in _NUMPY_TYPES
+               for a in list(ins) + list(outs)):
+            continue        # strings, sequences, and the dtypes NumPy itself lacks (bfloat16)
+        cases.append(NodeCase(c.name.removeprefix("test_"), c.model, list(ins), list(outs)))
+    return tuple(cases)
+
+
+def bind_inputs(model, feeds: dict, keep: int = 1):
+    """``model`` with every input after the first ``keep`` made an initializer holding the
+    case's value. onnx's node tests pass filters, axes, pads and shapes as graph inputs;
+    nndsl reads those at import time (a layer's weights, a reshape's target), so a case whose
+    import needs them is run again with them bound, and counted as such."""
     import onnx
     from onnx import numpy_helper as nh
-    t = onnx.TensorProto()
-    t.ParseFromString(path.read_bytes())
-    return nh.to_array(t)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    inits = {t.name for t in g.initializer}
+    ins = [vi for vi in g.input if vi.name not in inits]
+    for vi in ins[keep:]:
+        g.initializer.append(nh.from_array(np.asarray(feeds[vi.name]), vi.name))
+        if out.ir_version >= 4:
+            g.input.remove(vi)
+    return out, {vi.name: feeds[vi.name] for vi in ins[:keep]}
 
 
-def node_cases() -> list:
-    """Every node test of the wheel whose inputs and outputs are plain tensors."""
-    import onnx
-    cases = []
-    for folder in sorted((onnx_data() / "node").iterdir()):
-        data = folder / "test_data_set_0"
-        if not (folder / "model.onnx").is_file() or not data.is_dir():
-            continue
-        model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
-        if any(not vi.type.HasField("tensor_type") for vi in
-               list(model.graph.input) + list(model.graph.output)):
-            continue
-        ops = tuple(sorted({n.op_type for n in model.graph.node}))
-        cases.append(NodeCase(folder.name.removeprefix("test_"), folder, ops))
-    return cases
+@dataclass
+class CaseResult:
+    name: str
+    status: str            # pass, import-fail, mismatch, error
+    bound: bool = False    # passed only with its non-data inputs bound (bind_inputs)
+    torch_ok: bool = False
+    ort_ok: bool = False
+    detail: str = ""
+
+
+def run_case(case: NodeCase, reexport: bool = True) -> CaseResult:
+    """Import a node test (as given, else with its non-data inputs bound) and compare the
+    torch module's outputs (and the re-export's in onnxruntime) with the expected ones."""
+    from nndsl.errors import NndslError
+    from nndsl.importer import ImportFailure, import_onnx
+    model, feeds, want = case.load()
+    bound = False
+    try:
+        try:
+            imported = import_onnx(model)
+        except ImportFailure:
+            if len(feeds) < 2:
+                raise
+            model, feeds = bind_inputs(model, feeds)
+            bound = True
+            imported = import_onnx(model)
+        compiled = imported.compile()
+        t = compare(run_torch(imported, feeds, compiled), want)
+        o = compare(run_reexport(imported, feeds, compiled), want) if reexport else t
+    except ImportFailure as e:
+        return CaseResult(case.name, "import-fail", bound, detail=_detail(e))
+    except NndslError as e:
+        return CaseResult(case.name, "error", bound, detail=f"{e.code}: {e.message}")
+    except Exception as e:  # noqa: BLE001 - a backend or onnxruntime refusing the spec
+        return CaseResult(case.name, "error", bound, detail=f"{type(e).__name__}: {e}")
+    ok = t.ok and o.ok
+    detail = "" if ok else (f"torch: {t.detail}" if not t.ok else f"onnxruntime: {o.detail}")
+    return CaseResult(case.name, "pass" if ok else "mismatch", bound, t.ok, o.ok, detail)
+
+
+def _detail(e) -> str:
+    return " ".join([e.message] + [n for n, _ in e.notes])

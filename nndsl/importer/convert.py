@@ -31,10 +31,10 @@ from nndsl.importer.program import Namer, Program, Stmt, dims_text, identifier, 
 from nndsl.importer.reader import ImportFailure
 from nndsl.ir.types import SymDim
 
-ONNX_DTYPES = {1: "f32", 2: "u8", 3: "i8", 5: "i16", 6: "i32", 7: "i64", 9: "bool", 10: "f16",
+ONNX_DTYPES = {1: "f32", 2: "u8", 3: "i8", 6: "i32", 7: "i64", 9: "bool", 10: "f16",
                11: "f64", 16: "bf16"}
 NP_DTYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "i64": np.int64,
-             "i32": np.int32, "i16": np.int16, "i8": np.int8, "u8": np.uint8, "bool": np.bool_}
+             "i32": np.int32, "i8": np.int8, "u8": np.uint8, "bool": np.bool_}
 FLOATS = ("f32", "f64", "f16", "bf16")
 
 
@@ -170,7 +170,7 @@ class Converter:
             self.node = node
             if node.op_type not in self.ops:
                 self._poison(node, "")
-                self.unsupported[node.op_type].append(node.name or node.output[0])
+                self.unsupported[node.op_type].append(_where(node))
                 continue
             ins = [self.values.get(i, POISON) if i else None for i in node.input]
             if any(v is POISON for v in ins):
@@ -183,16 +183,20 @@ class Converter:
             except Unsupported as e:
                 self._poison(node, str(e))
                 self.unsupported[node.op_type].append(
-                    f"{node.name or node.output[0]}: {e}")
+                    f"{_where(node)}: {e}")
                 continue
             for name, v in zip(node.output, outs):
                 if name:
                     self.values[name] = v
                     if isinstance(v, np.ndarray):
                         self.const_names.setdefault(id(v), name)
+        if not self.unsupported:
+            try:
+                self._outputs()
+            except Unsupported as e:
+                self.unsupported["(graph output)"].append(str(e))
         if self.unsupported:
             self._fail(missing)
-        self._outputs()
         return self.prog
 
     def _poison(self, node, why: str) -> None:
@@ -200,16 +204,18 @@ class Converter:
             self.values[o] = POISON
 
     def _fail(self, missing: Counter) -> None:
-        lines = []
+        """One error naming every node that could not be converted, one note per op."""
+        notes = []
         total = 0
         for op, where in sorted(self.unsupported.items()):
             total += len(where)
-            kind = "no such op in nndsl's table" if op in missing else "cannot be expressed"
+            kind = "not in nndsl's op table" if op in missing else "cannot be expressed"
             shown = "; ".join(where[:6]) + (f"; ... ({len(where) - 6} more)"
                                             if len(where) > 6 else "")
-            lines.append(f"{op} ×{len(where)} ({kind}): {shown}")
+            notes.append((f"{op} ×{len(where)} ({kind}): {shown}", None))
+        ops = ", ".join(f"{op} ×{len(w)}" for op, w in sorted(self.unsupported.items()))
         raise ImportFailure(f"{self.label}: {total} node(s) of {len(self.unsupported)} op(s) "
-                            f"cannot be imported:\n  " + "\n  ".join(lines), code="E1620",
+                            f"cannot be imported: {ops}", code="E1620", notes=notes,
                             hint="docs/IMPORT.md lists the supported ops and attributes; "
                                  "nothing was written")
 
@@ -442,3 +448,8 @@ def _evaluate(node, arrays, opset: int):
 
 def convert(model, label: str, name: str | None = None) -> Program:
     return Converter(model, label, name).run()
+
+
+def _where(node) -> str:
+    """How an error names a node: its name, or the value it makes when it has none."""
+    return f"`{node.name}`" if node.name else f"the node making `{node.output[0]}`"

@@ -206,12 +206,18 @@ def binary_handler(op_type: str):
             text, out_dtype = f"{tx} {COMPARE_TEXT[op_type]} {ty}", "bool"
         elif op_type in FUNC_BINARY:
             text = f"{FUNC_BINARY[op_type]}({tx}, {ty})"
-        elif op_type == "Div" and dtype not in FLOATS:
+        elif op_type == "Div" and dtype.startswith("u"):
             text = f"{tx} // {ty}"
+        elif op_type == "Div" and dtype not in FLOATS:
+            # ONNX truncates toward zero; `//` floors: they differ where the signs do
+            text = f"where(({tx} < 0) == ({ty} < 0), {tx} // {ty}, -((-{tx}) // {ty}))"
         elif op_type == "Pow" and sy is None and ty == "2":
             text = f"{tx} * {tx}" if sx is not None else f"{tx} ** 2"
         else:
             text = f"{_paren(tx)} {BINARY_TEXT[op_type]} {_paren(ty)}"
+        if op_type == "Pow" and sx is not None and sy is not None and sx.dtype != sy.dtype:
+            if sx.dtype not in FLOATS:
+                raise Unsupported(f"Pow of a {sx.dtype} base by a {sy.dtype} exponent")
         return [cx.emit(text, out_dtype, shape, reads=reads)]
     return handler
 
@@ -222,6 +228,22 @@ def _paren(t: str) -> str:
 
 for _name in list(BINARY_TEXT) + list(COMPARE_TEXT) + list(FUNC_BINARY):
     OPS[_name] = binary_handler(_name)
+
+
+def _variadic(op_type: str):
+    """Max and Min of any number of inputs: one input is itself, more fold left."""
+    pair = binary_handler(op_type)
+
+    def handler(cx, node, ins, a):
+        acc = ins[0]
+        for v in ins[1:]:
+            acc = pair(cx, node, [acc, v], {})[0]
+        return [cx.tensor(acc)]
+    return handler
+
+
+for _name in FUNC_BINARY:
+    OPS[_name] = _variadic(_name)
 
 OPS_DIM = {"Add": _dim_op(lambda p, q: p + q), "Sub": _dim_op(lambda p, q: p - q),
            "Mul": _dim_op(lambda p, q: p * q), "Div": _dim_op(_floordiv)}
@@ -308,9 +330,11 @@ def selu(cx, node, ins, a):
     x = _x(cx, ins)
     alpha, gamma = a.get("alpha", 1.67326319217681884765625), a.get("gamma",
                                                                       1.05070102214813232421875)
-    if abs(alpha - 1.6732632423543772) > 1e-6 or abs(gamma - 1.0507009873554805) > 1e-6:
-        raise Unsupported("Selu with other constants than torch's")
-    return [cx.emit("selu", x.dtype, x.shape, head=x)]
+    if abs(alpha - 1.6732632423543772) < 1e-6 and abs(gamma - 1.0507009873554805) < 1e-6:
+        return [cx.emit("selu", x.dtype, x.shape, head=x)]
+    # y = γ · (x if x > 0 else α · (eˣ − 1))
+    return [cx.emit(f"{number(gamma)} * where({x.var} > 0.0, {x.var}, {number(alpha)} * "
+                    f"(exp({x.var}) - 1.0))", x.dtype, x.shape, reads=[x])]
 
 
 @op("HardSigmoid")
@@ -568,9 +592,13 @@ def group_norm(cx, node, ins, a):
 @op("LayerNormalization")
 def layer_norm(cx, node, ins, a):
     x = _x(cx, ins)
-    if len(node.output) > 1 and any(node.output[1:]):
-        raise Unsupported("LayerNormalization's mean and inverse std outputs")
     axis = _norm_axis(a.get("axis", -1), x.rank)
+    if "__stats" not in a and len(node.output) > 1 and any(
+            cx.uses[o] for o in node.output[1:] if o):
+        if a.get("stash_type", 1) != 1 or x.dtype != "f32":
+            raise Unsupported("LayerNormalization's statistics outputs other than in f32")
+        return [layer_norm(cx, node, ins, {**a, "__stats": False})[0]] + \
+            _ln_stats(cx, x, axis, a.get("epsilon", 1e-5))
     shape = list(x.shape[axis:])
     scale = cx.const(ins[1])
     bias = cx.const(ins[2]) if len(ins) > 2 and ins[2] is not None else None
@@ -590,6 +618,21 @@ def layer_norm(cx, node, ins, a):
         cx.prog.weights[f"{name}.bias"] = np.broadcast_to(bias, shape).copy()
     call = f"layer_norm({', '.join(args)})" if args else "layer_norm"
     return [cx.emit(f"{call} as {name}", x.dtype, x.shape, head=x)]
+
+
+def _ln_stats(cx, x: Sym, axis: int, eps: float) -> list:
+    """LayerNormalization's second and third outputs: the mean and 1 / sqrt(variance + eps)
+    over the normalized dims, kept as dims of size 1."""
+    dims = list(range(axis, x.rank))
+    shape = tuple(d if i < axis else 1 for i, d in enumerate(x.shape))
+    dim = str(dims[0]) if len(dims) == 1 else dims_text(dims)
+    m = cx.emit(f"mean(dim={dim}, keepdim=true)", x.dtype, shape, head=x, hint="mean")
+    d = cx.emit(f"{x.var} - {m.var}", x.dtype, x.shape, reads=[x, m], hint="centred")
+    v = cx.emit(f"{d.var} * {d.var} |> mean(dim={dim}, keepdim=true)", x.dtype, shape,
+                reads=[d], hint="var")
+    inv = cx.emit(f"1.0 / sqrt({v.var} + {number(eps)})", x.dtype, shape, reads=[v],
+                  hint="inv_std")
+    return [m, inv]
 
 
 @op("RMSNormalization")
@@ -637,8 +680,10 @@ def gemm(cx, node, ins, a):
         if alpha != 1.0:
             y = cx.emit(f"{y.var} * {number(alpha)}", y.dtype, y.shape, reads=[y])
         if c is not None:
-            y = binary_handler("Add")(cx, node, [y, c if beta == 1.0 else
-                                                 np.asarray(cx.const(c)) * beta], {})[0]
+            if beta != 1.0:
+                cs = cx.tensor(c)
+                c = cx.emit(f"{cs.var} * {number(beta)}", cs.dtype, cs.shape, reads=[cs])
+            y = binary_handler("Add")(cx, node, [y, c], {})[0]
         return [y]
     w = bmat if a.get("transB", 0) else bmat.T
     w = w * np.float32(alpha) if alpha != 1.0 else w
@@ -1069,6 +1114,7 @@ def gather(cx, node, ins, a):
         raise Unsupported(f"Gather indices of dtype {i.dtype}")
     if i.dtype == "i32":
         i = cx.emit("cast(i64)", "i64", i.shape, head=i)
+    i = _wrap_negative(cx, i, x.shape[axis])
     shape = tuple(x.shape[:axis]) + tuple(i.shape) + tuple(x.shape[axis + 1:])
     pre = ":, " * axis
     return [cx.emit(f"{x.var}[{pre}{i.var}]", x.dtype, shape, reads=[x, i])]
@@ -1078,7 +1124,19 @@ def gather(cx, node, ins, a):
 def gather_elements(cx, node, ins, a):
     x, i = cx.tensor(ins[0]), cx.tensor(ins[1])
     axis = _norm_axis(a.get("axis", 0), x.rank)
+    if i.dtype == "i32":
+        i = cx.emit("cast(i64)", "i64", i.shape, head=i)
+    i = _wrap_negative(cx, i, x.shape[axis])
     return [cx.emit(f"gather({x.var}, {i.var}, {axis})", x.dtype, i.shape, reads=[x, i])]
+
+
+def _wrap_negative(cx, i: Sym, size) -> Sym:
+    """Indices computed at run time may count from the end (ONNX allows ``-size..size-1``)."""
+    c = cx.const(i) if not isinstance(i, Sym) else None
+    if c is not None and (c >= 0).all():
+        return i
+    return cx.emit(f"where({i.var} < 0, {i.var} + {size}, {i.var})", i.dtype, i.shape,
+                   reads=[i])
 
 
 @op("ScatterElements")
@@ -1261,11 +1319,11 @@ def resize(cx, node, ins, a):
     if mode == "nearest":
         nm = a.get("nearest_mode", b"round_prefer_floor")
         nm = nm.decode() if isinstance(nm, bytes) else nm
-        if ctm == "asymmetric" and nm == "floor" or ctm in ("half_pixel", "pytorch_half_pixel",
-                                                            "asymmetric") and all(
-                f in (1, 2) for f in factors) and ctm != "asymmetric":
-            call = f"upsample({_one_or_list(factors)})"
-        elif ctm == "asymmetric":
+        # upsample(f) reads input floor(o / f). So does asymmetric floor, o / f; and so do
+        # half-pixel centres rounded either way, (o + ½) / f − ½, which is never a tie
+        if ctm == "asymmetric" and nm == "floor" or ctm in (
+                "half_pixel", "pytorch_half_pixel") and nm in ("round_prefer_floor",
+                                                                "round_prefer_ceil"):
             call = f"upsample({_one_or_list(factors)})"
         else:
             raise Unsupported(f"nearest Resize with {ctm} coordinates and {nm} rounding")
@@ -1285,11 +1343,17 @@ def depth_to_space(cx, node, ins, a):
     x = _x(cx, ins)
     mode = a.get("mode", b"DCR")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode != "CRD":
-        raise Unsupported("DepthToSpace in DCR mode (pixel_shuffle is CRD)")
     r = a["blocksize"]
     n, c, h, w = x.shape
-    return [cx.emit(f"pixel_shuffle({r})", x.dtype, (n, c // (r * r), h * r, w * r), head=x)]
+    out = (n, c // (r * r), h * r, w * r)
+    if mode == "CRD":
+        return [cx.emit(f"pixel_shuffle({r})", x.dtype, out, head=x)]
+    # DCR: the channels are (r, r, C/r²): [N, r, r, C', H, W] -> [N, C', H, r, W, r]
+    split = (n, r, r, c // (r * r), h, w)
+    y = cx.emit(f"reshape({dims_text(split)})", x.dtype, split, head=x)
+    perm = (n, c // (r * r), h, r, w, r)
+    y = cx.emit("permute([0, 3, 4, 1, 5, 2])", x.dtype, perm, head=y)
+    return [cx.emit(f"reshape({dims_text(out)})", x.dtype, out, head=y)]
 
 
 @op("TopK")
