@@ -132,12 +132,17 @@ def cmd_run(args) -> int:
     inputs = runner.load_inputs(args.input)
     path = Path(args.spec)
     if path.suffix == ".onnx":
+        if args.backend == "torch":
+            raise ArgumentError(f"--backend torch: {path.name} is an ONNX file, which "
+                                f"onnxruntime runs", code="E1806",
+                                hint="leave out --backend, or run the .nn spec with torch")
         outputs = runner.run_onnx(path, inputs, args.batch, args.seed)
         label = f"{path.name} (onnxruntime)"
     else:
         c = _compile(args)
-        outputs = runner.run_spec(c, inputs, args.batch, weights=args.weights, seed=args.seed)
-        label = f"{c.name} (torch)"
+        outputs, used = runner.run_spec(c, inputs, args.batch, weights=args.weights,
+                                        seed=args.seed, backend=args.backend or "torch")
+        label = f"{c.name} ({used})"
     print(f"ran {label}" + ("" if inputs else f" on example inputs, batch {args.batch}"))
     print(runner.describe(outputs))
     if args.save:
@@ -333,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_count, default=2, help="batch size of example inputs")
     p.add_argument("--seed", type=_seed, default=0, help="seed of example inputs")
     p.add_argument("--save", metavar="OUT.npz", help="write every output to an .npz file")
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "auto"], default=None,
+                   help="what runs a spec: torch (default), onnxruntime (its ONNX export) or "
+                        "auto (whichever a short measurement finds faster)")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("train", help="train a spec's model as its train section says")
     p.add_argument("spec", help="a .nn file with a train section (or one that imports the model)")
@@ -390,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_robust_parser(sub)      # nndsl robust: accuracy under FGSM/PGD attacks
     from nndsl.search.cli_commands import add_search_parser
     add_search_parser(sub)      # nndsl search: architecture search (optuna)
+    from nndsl.bench.cli_commands import add_bench_parser
+    add_bench_parser(sub)       # nndsl bench: every way to run a spec, timed side by side
     from nndsl.importer.cli_commands import add_import_parser
     add_import_parser(sub)      # nndsl import: an ONNX model as a .nn spec and its weights
     p = sub.add_parser("fmt", help="lay out .nn specs in the canonical style (in place)")

@@ -89,9 +89,20 @@ def _unreadable(p: Path, member, e: Exception) -> InputError:
                       code="E1106", hint="save inputs with numpy.save or numpy.savez")
 
 
-def run_spec(compiled, inputs: dict, batch: int, weights=None, seed: int = 0) -> dict:
+BACKENDS = ("torch", "onnxruntime", "auto")
+
+
+def run_spec(compiled, inputs: dict, batch: int, weights=None, seed: int = 0,
+             backend: str = "torch") -> tuple[dict, str]:
+    """The model's outputs by name on ``inputs`` (or example inputs of ``batch``), and the
+    backend that ran it: ``torch``, ``onnxruntime`` (the ONNX export, in memory) or ``auto``
+    (whichever of the two a short alternating measurement finds faster, said in the second
+    value)."""
     import torch
     from nndsl.ir.symbols import check_inputs
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend `{backend}`", code="E1806",
+                         hint="one of: " + ", ".join(BACKENDS))
     if inputs:
         for name, arr in inputs.items():
             if name not in compiled.input_names:
@@ -101,16 +112,28 @@ def run_spec(compiled, inputs: dict, batch: int, weights=None, seed: int = 0) ->
             if name in inputs:
                 _check_dtype(name, inputs[name], t.dtype)
         check_inputs(compiled.graph, inputs)
-    m = compiled.to_torch(weights=weights).eval()
-    if inputs:
         feeds = {name: torch.from_numpy(np.ascontiguousarray(arr))
                  for name, arr in inputs.items()}
     else:
         feeds = compiled.example_inputs(batch=batch, seed=seed)
+    used = backend
+    if backend == "auto":
+        from nndsl.bench import fastest_backend
+        backend, used = fastest_backend(compiled, feeds, weights=weights)
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(compiled.to_onnx(weights=weights).SerializeToString(),
+                                    opts, providers=["CPUExecutionProvider"])
+        names = [i.name for i in sess.get_inputs()]
+        outs = sess.run(None, {k: np.ascontiguousarray(feeds[k].numpy()) for k in names})
+        return dict(zip(compiled.output_names, outs)), used
+    m = compiled.to_torch(weights=weights).eval()
     with torch.no_grad():
         out = m(**feeds)
     outs = out if isinstance(out, tuple) else (out,)
-    return {n: o.numpy() for n, o in zip(compiled.output_names, outs)}
+    return {n: o.numpy() for n, o in zip(compiled.output_names, outs)}, used
 
 
 _NUMPY_OF = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "i64": np.int64,
