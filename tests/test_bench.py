@@ -240,3 +240,19 @@ def test_run_an_onnx_file_with_torch_is_refused(spec, tmp_path, capsys):
     assert main(["compile", str(spec), "--to", "onnx", "-o", str(f)]) == 0
     assert main(["run", str(f), "--backend", "torch"]) == 1
     assert "error[E1806]" in capsys.readouterr().err
+
+
+def test_each_pass_that_changed_the_graph_is_timed_without_it(tmp_path):
+    p = tmp_path / "conv.nn"
+    p.write_text(CONV)
+    r = bench(Options(str(p), batch=2), schemes=(), compile_=False, rounds=2, memory=False,
+              passes=True, skip=("onnxruntime",))
+    by = {x.name: x for x in r.results}
+    row = by["torch O2 without fold_batch_norm"]
+    assert row.unavailable is None and row.deviation < 1e-5
+    assert "--disable-pass fold_batch_norm" in row.command
+    assert "torch O2 without dce" not in by          # bookkeeping passes are not listed
+    import nndsl
+    changed = {rec.name for rec in nndsl.compile(path=str(p), opt="O2").passes if rec.changed}
+    assert {n.removeprefix("torch O2 without ") for n in by if "without" in n} == \
+        changed - {"dce", "prune_params"}

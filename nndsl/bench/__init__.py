@@ -98,7 +98,7 @@ def select(paths: list[PathSpec], skip: tuple) -> list[PathSpec]:
 
 def bench(options: Options, *, schemes: tuple = ("int8-dynamic",), compile_: bool = True,
           skip: tuple = (), rounds: int | None = None, budget_s: float = 10.0,
-          memory: bool = True, progress=None) -> Report:
+          memory: bool = True, passes: bool = False, progress=None) -> Report:
     """Build, check and time every path; see the module's docstring."""
     from nndsl.bench import memory as mem
     from nndsl.bench.paths import compile_for
@@ -109,7 +109,12 @@ def bench(options: Options, *, schemes: tuple = ("int8-dynamic",), compile_: boo
         raise ArgumentError(f"--time {budget_s:g}: seconds from 0 to 3,600", code="E1804")
     say = progress or (lambda msg: None)
     model = compile_for(options, "O0")          # the spec's own errors surface here, first
-    paths = select(plan(options.device, schemes, compile_), tuple(skip))
+    without = ()
+    if passes:      # O2 without each pass that changed this spec's graph: what each one buys
+        o2 = compile_for(options, "O2")
+        without = tuple(dict.fromkeys(r.name for r in o2.passes
+                                      if r.changed and r.name not in ("dce", "prune_params")))
+    paths = select(plan(options.device, schemes, compile_, without), tuple(skip))
     if not paths:
         raise ArgumentError("--skip leaves no path to time", code="E1803")
     results, built = [], []
@@ -125,8 +130,9 @@ def bench(options: Options, *, schemes: tuple = ("int8-dynamic",), compile_: boo
         except (NndslError, Unavailable) as e:
             r.unavailable = _first_line(e)
             continue
-        except Exception as e:      # torch.compile without a compiler, an onnxruntime kernel
-            if not (p.compiled or p.backend == "onnxruntime"):   # missing: the machine's limits
+        except Exception as e:      # torch.compile without a compiler, an onnxruntime or CUDA
+            if not (p.compiled or p.backend == "onnxruntime" or   # kernel missing: the limits
+                    options.device != "cpu"):                     # of the machine, not bugs
                 raise
             r.unavailable = f"{type(e).__name__}: {_first_line(e)}"
             continue

@@ -46,6 +46,9 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
                         "onnxruntime, int8-dynamic, ...; repeatable)")
     p.add_argument("--no-compile", action="store_true",
                    help="leave out torch.compile (its first call compiles, which takes a while)")
+    p.add_argument("--passes", action="store_true",
+                   help="also time O2 without each pass that changed the graph, one at a time "
+                        "(what each pass buys)")
     p.add_argument("--rounds", type=_count, default=None,
                    help="rounds to time (default: as many as fit in --time)")
     p.add_argument("--time", type=_seconds, default=10.0, metavar="SECONDS",
@@ -72,7 +75,7 @@ def run_bench(args) -> int:
     quiet = args.json or not sys.stderr.isatty()
     report = bench(options, schemes=schemes_of(args.quantize), compile_=not args.no_compile,
                    skip=tuple(args.skip), rounds=args.rounds, budget_s=args.time,
-                   memory=not args.no_memory,
+                   memory=not args.no_memory, passes=args.passes,
                    progress=None if quiet else lambda m: print(m, file=sys.stderr))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

@@ -65,10 +65,12 @@ class PathSpec:
     compiled: bool = False          # torch.compile
     autocast: str | None = None     # "bf16" / "f16" autocast on CUDA
     int8: str = "u8u8"              # onnxruntime int8-dynamic form
+    disable: tuple = ()             # passes left out (--disable-pass)
 
     def command(self, spec: str) -> str:
         """The command that runs the model this way."""
         q = f" --quantize {self.scheme}" if self.scheme else ""
+        q += "".join(f" --disable-pass {d}" for d in self.disable)
         if self.backend == "onnxruntime":
             form = " --onnx-int8 u8s8" if self.int8 != "u8u8" else ""
             return (f"nndsl compile {spec} -{self.opt}{q} --to onnx{form} -o model.onnx && "
@@ -82,15 +84,16 @@ class PathSpec:
 
     def build(self, o: Options) -> Built:
         t0 = time.perf_counter()
-        c = compile_for(o, self.opt, self.scheme)
+        c = compile_for(o, self.opt, self.scheme, tuple(self.disable))
         if self.backend == "onnxruntime":
             return _ort(c, o, t0, self.int8)
         return _torch(c, o, t0, self.compiled, self.autocast)
 
 
-def compile_for(o: Options, opt: str, scheme: str | None = None):
+def compile_for(o: Options, opt: str, scheme: str | None = None, disable: tuple = ()):
     import nndsl
     return nndsl.compile(path=o.spec, model=o.model, params=o.params, lib=o.lib, opt=opt,
+                         disable=disable,
                          quantize=scheme, weights=o.weights, limits=o.limits,
                          calibrate=o.calibrate if scheme == "int8-static" else None)
 
@@ -177,10 +180,13 @@ def _numpy(out) -> list:
     return res
 
 
-def plan(device: str, schemes: tuple, compile_: bool = True) -> list[PathSpec]:
-    """Every path to time, in table order: the levels, torch.compile, onnxruntime, then the
-    quantized schemes on each backend (and autocast on CUDA)."""
+def plan(device: str, schemes: tuple, compile_: bool = True,
+         without: tuple = ()) -> list[PathSpec]:
+    """Every path to time, in table order: the levels, O2 without each pass of ``without``,
+    torch.compile, onnxruntime, then the quantized schemes on each backend (and autocast on
+    CUDA)."""
     paths = [PathSpec(f"torch {lv}", "torch", lv) for lv in LEVELS]
+    paths += [PathSpec(f"torch O2 without {w}", "torch", "O2", disable=(w,)) for w in without]
     if compile_:
         paths.append(PathSpec("torch O1 compile", "torch", "O1", compiled=True))
     if device == "cuda":
