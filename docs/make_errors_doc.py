@@ -522,6 +522,24 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "URL, no database server, a missing driver.",
               "Give a SQLite file (`--storage PATH.db`) or a URL optuna accepts."),
     # interpretation and robustness (nndsl explain, nndsl robust, capture=)
+    "E1801": ("`nndsl bench --device` names a device this machine does not have (`cuda` "
+              "where torch sees no CUDA device) or that nndsl bench does not run on.",
+              "Leave out `--device` (the CPU), or run on a machine with an NVIDIA GPU and a "
+              "CUDA build of torch."),
+    "E1802": ("`nndsl bench --quantize` names a scheme that does not exist.",
+              "Comma-separated schemes: int8-dynamic, int8-static, int8-weight, int4-weight, "
+              "f16, bf16; or `none`."),
+    "E1803": ("`nndsl bench --skip` names no path, or leaves none to time.",
+              "Skip by a word of the paths' names (compile, O0, onnxruntime, int8-dynamic, ...); "
+              "the hint lists them."),
+    "E1804": ("`nndsl bench --rounds` or `--time` outside its range.",
+              "Rounds from 1 to 10,000; a time budget in seconds from 0 to 3,600."),
+    "E1805": ("No path of `nndsl bench` could run the spec; the message says why for each.",
+              "Fix the first reason given (a missing provider, a scheme that does not apply)."),
+    "E1806": ("`nndsl run --backend` that cannot run the file: `torch` for an `.onnx` file "
+              "(onnxruntime runs those), or an unknown backend.",
+              "Leave out `--backend` for an `.onnx` file; for a spec, use torch, onnxruntime or "
+              "auto."),
     "E1701": ("A value name that the model does not have: a `capture=` name of the torch "
               "module, a `--layer` of `nndsl explain` (Grad-CAM's conv layer, the layer a "
               "gradient method attributes to, an attention node).",
