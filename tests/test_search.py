@@ -249,6 +249,12 @@ def test_a_search_rejects_without_training_and_writes_its_outputs(tmp_path, caps
             assert t["objectives"]["params"] == want
     rejected = [t for t in rows if t["state"] == "rejected"]
     assert rejected and r["counts"]["rejected"] == len(rejected)
+    # optuna was told: rejected trials are pruned, trained ones complete with their values
+    import optuna
+    study = optuna.load_study(study_name="mlp", storage=f"sqlite:///{out / 'study.db'}")
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert {states[t["number"]] for t in rejected} == {"PRUNED"}
+    assert {states[t["number"]] for t in rows if t["state"] == "trained"} == {"COMPLETE"}
     assert f"{len(rejected)} rejected by the limits (not trained)" in text
     # every trial is a row of the table, the front marked
     cells = {}
@@ -316,9 +322,23 @@ def test_a_space_smaller_than_the_trials_is_tried_whole_once(tmp_path, capsys):
     assert r["stopped"] == "all 12 configurations of the space are tried"
     assert "stopped early: all 12 configurations" in text
     # the single objective's best: the fewest parameters within the limit
-    assert r["best"]["values"] == {"width": 16, "depth": 1, "act": "relu"} or \
-        r["best"]["values"]["width"] == 16 and r["best"]["values"]["depth"] == 1
+    assert (r["best"]["values"]["width"], r["best"]["values"]["depth"]) == (16, 1)
     assert r["best"]["objectives"]["params"] == mlp_params(16, 1)
+
+
+def test_a_configuration_that_does_not_compile_is_a_failed_trial(tmp_path, capsys):
+    p = write(tmp_path, SPEC.replace("range(1, 3)", "range(1, 4)").replace(
+        "    h = x\n", '    h = x\n    assert depth < 3, "at most two layers"\n'))
+    out = tmp_path / "s"
+    rc, text, err = search(capsys, p, "--trials", 20, "--objective", "params", "-o", out)
+    assert rc == 0, err
+    rows = results(out)["trials"]
+    failed = [t for t in rows if t["state"] == "failed"]
+    assert {t["values"]["depth"] for t in failed} == {3} and len(failed) == 6
+    assert all("error[E0400]" in t["reason"] and "at most two layers" in t["reason"]
+               for t in failed)
+    assert all(t["values"]["depth"] < 3 for t in rows if t["state"] != "failed")
+    assert "6 failed" in text
 
 
 def _sampled(capsys, p, out, seed, sampler):

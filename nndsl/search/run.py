@@ -226,8 +226,9 @@ def _rows(study, dims, objectives) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
-        if a.get("surplus") or a.get("repeat_of") is not None:
+        if a.get("surplus") or a.get("repeat_of") is not None or t.state.name == "WAITING":
             continue
+        a = {**a, **(a.get("outcome") or {})}
         if t.state.name == "RUNNING":
             state = "running"
         elif a.get("interrupted"):
@@ -386,7 +387,7 @@ def run_search(spec, *, trials: int, objective: str | None = None, out=None,
 
     ev = _Evaluator(s, objectives, out, overrides)
     ran, stopped = run_trials(optuna, storage_obj, st, lock, total, s.dims, ev, report,
-                              space=space_size(s.dims))
+                              space=space_size(s.dims), seed=seed_here)
     with lock():
         rows = _rows(st, s.dims, objectives)
         repeats = sum(1 for t in st.get_trials(deepcopy=False)

@@ -79,7 +79,11 @@ def open_storage(optuna, url: str):
             raise SearchError(f"--storage {path} is a folder, not a SQLite file", code="E1541",
                               hint="give a file, e.g. --storage runs/search/study.db")
         path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"connect_args": {"timeout": 300}} if url.startswith("sqlite") else {}
+    kwargs = {}
+    if path is not None:
+        kwargs = {"creator": lambda: _sqlite_connection(path)}
+    elif url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 300}}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as e:   # sqlalchemy's and the drivers' errors: a bad URL, no server, no driver
@@ -88,6 +92,18 @@ def open_storage(optuna, url: str):
                           code="E1541", hint="give a SQLite file (--storage PATH.db) or a URL "
                                              "optuna accepts (sqlite:///..., postgresql://..., "
                                              "mysql://...) with its driver installed") from None
+
+
+def _sqlite_connection(path: Path):
+    """A connection to a study's SQLite file in write-ahead-log mode with normal syncing: a
+    commit is one write to the log rather than several synced writes of a rollback journal (a
+    trial commits a dozen times), and readers do not block the writer. A power cut may lose the
+    last commits, never the file's consistency; a lost trial is run again when resumed."""
+    import sqlite3
+    conn = sqlite3.connect(str(path), timeout=300, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
 
 
 class StorageLock:
@@ -189,8 +205,8 @@ HOST = socket.gethostname()
 
 def counted(trials) -> list:
     """The trials that count towards the total: each configuration once (not repeats), and
-    neither surplus nor interrupted trials."""
-    return [t for t in trials if not t.user_attrs.get("surplus")
+    neither surplus nor interrupted trials, nor those enqueued and not yet asked for."""
+    return [t for t in trials if t.state.name != "WAITING" and not t.user_attrs.get("surplus")
             and not t.user_attrs.get("interrupted") and t.user_attrs.get("repeat_of") is None]
 
 
@@ -199,7 +215,8 @@ def fail_orphans(optuna, storage, study) -> int:
     marked interrupted, so the total leaves room to run them again."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get("host") == HOST and not _alive(t.user_attrs.get("pid")):
+        owner = t.user_attrs.get("owner") or {}
+        if owner.get("host") == HOST and not _alive(owner.get("pid")):
             storage.set_trial_user_attr(t._trial_id, "interrupted", True)
             storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
             n += 1
@@ -209,22 +226,52 @@ def fail_orphans(optuna, storage, study) -> int:
 MAX_REPEATS = 200   # proposals in a row of configurations tried before: the sampler is done
 
 
+def encode(dims: list, values: dict) -> dict:
+    """A configuration as optuna stores its parameters (the inverse of :func:`decode`)."""
+    return {d.name: (_choices(d)[d.values.index(values[d.name])] if d.kind == "choice"
+                     else values[d.name]) for d in dims}
+
+
+def untried(dims: list, tried: set, rng) -> dict | None:
+    """A configuration (optuna's parameters) that no trial of ``tried`` (tuples of parameters in
+    ``dims`` order) has, drawn with ``rng``; None when every one is tried."""
+    import itertools
+    from nndsl.elab.space import space_size
+    options = [[encode([d], {d.name: v})[d.name] for v in d.options] for d in dims]
+    if space_size(dims) <= 100_000:
+        left = [c for c in itertools.product(*options) if c not in tried]
+        return dict(zip((d.name for d in dims), rng.choice(left))) if left else None
+    for _ in range(10_000):
+        c = tuple(rng.choice(o) for o in options)
+        if c not in tried:
+            return dict(zip((d.name for d in dims), c))
+    return None
+
+
+REPEATS_BEFORE_UNTRIED = 3   # proposals in a row of tried configurations: then an untried one
+
+
 def run_trials(optuna, storage, study, lock: StorageLock, total: int, dims: list, evaluate,
-               report=None, space: int | None = None) -> tuple[int, str | None]:
+               report=None, space: int | None = None, seed: int = 0) -> tuple[int, str | None]:
     """Ask, evaluate and tell until the study counts ``total`` configurations; returns the
     number evaluated here and why the loop stopped early (None: the total was reached).
 
     ``evaluate(number, values)`` returns ``(state, values, attrs)``: ``state`` one of
     ``"complete"``, ``"pruned"``, ``"fail"``. A proposal of a configuration the study has
     already finished is told that trial's outcome at once (``repeat_of``), one that another
-    process is running is told failed; neither is evaluated or counted. ``space``: the number
-    of configurations of a finite space (the loop stops once every one is counted).
+    process is running is told failed; neither is evaluated or counted. After
+    REPEATS_BEFORE_UNTRIED such proposals in a row the next trial is a configuration not tried
+    yet, drawn with a generator seeded by ``seed`` (optuna's ``enqueue_trial``), so a sampler that
+    has settled on a few configurations cannot stall the search. ``space``: the number of
+    configurations (the loop stops once every one is counted).
     ``report(number, values, state, attrs)`` is told each outcome evaluated here."""
     from optuna.trial import TrialState
     states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
               "fail": TrialState.FAIL}
     dists = distributions(optuna, dims)
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    import random
+    rng = random.Random(seed)
     ran = repeats = 0
     while True:
         with lock():
@@ -237,8 +284,7 @@ def run_trials(optuna, storage, study, lock: StorageLock, total: int, dims: list
                 return ran, (f"the sampler proposed only configurations tried before "
                              f"{MAX_REPEATS} times in a row")
             trial = study.ask(dists)
-            trial.set_user_attr("host", HOST)
-            trial.set_user_attr("pid", os.getpid())
+            trial.set_user_attr("owner", {"host": HOST, "pid": os.getpid()})
             if not lock.exclusive:   # another process may have asked at the same time
                 now = counted(study.get_trials(deepcopy=False))
                 if len([t for t in now if t.number < trial.number]) >= total:
@@ -255,6 +301,11 @@ def run_trials(optuna, storage, study, lock: StorageLock, total: int, dims: list
                     study.tell(trial, state=earlier.state)
                 else:                # running in another process: not trained twice
                     study.tell(trial, state=TrialState.FAIL)
+                if repeats % REPEATS_BEFORE_UNTRIED == 0:
+                    tried = {tuple(t.params.get(d.name) for d in dims) for t in have}
+                    fresh = untried(dims, tried, rng)
+                    if fresh is not None:
+                        study.enqueue_trial(fresh)
                 continue
             repeats = 0
             number, values = trial.number, decode(dims, trial.params)
@@ -265,12 +316,11 @@ def run_trials(optuna, storage, study, lock: StorageLock, total: int, dims: list
                 trial.set_user_attr("interrupted", True)
                 study.tell(trial, state=TrialState.FAIL)
             raise
-        with lock():
-            for k, v in attrs.items():
-                trial.set_user_attr(k, v)
+        with lock():   # one attribute, one write: each is a transaction of the storage
             if state == "complete" and not all(math.isfinite(v) for v in objective_values):
                 state = "fail"
-                trial.set_user_attr("reason", "an objective is not finite")
+                attrs = {**attrs, "kind": "failed", "reason": "an objective is not finite"}
+            trial.set_user_attr("outcome", attrs)
             study.tell(trial, objective_values if state == "complete" else None,
                        state=states[state])
         ran += 1
