@@ -107,6 +107,12 @@ def test_search_syntax_parses_and_formats():
         ("w", "choice", (8, 16)), ("d", "range", (1, 2, 3)), ("a", "choice", ("relu", "gelu"))]
 
 
+def test_search_stays_a_name_inside_a_model():
+    c = nndsl.compile(source="model m(search: int = 3) {\n input x: f32[N, 2]\n"
+                             " choice = x |> linear(search)\n output y = choice\n}\n")
+    assert c.param_count() == 2 * 3 + 3
+
+
 def test_the_lexer_highlights_search_and_choice():
     from pygments.token import Keyword, Name
     from nndsl.editor.lexer import NndslLexer
@@ -114,8 +120,7 @@ def test_the_lexer_highlights_search_and_choice():
         "model m(w: int = choice(1, 2)) { input x: f32[N, 1]  output y = x }\n"
         "search m { params <= 10 }\n") if v.strip()]
     assert (Keyword.Declaration, "search") in toks
-    assert (Name.Builtin, "choice") in toks or any(v == "choice" and t in Name.Builtin
-                                                    for t, v in toks)
+    assert (Name.Builtin, "choice") in toks
     i = toks.index((Keyword.Declaration, "search"))
     assert toks[i + 1] == (Name.Function, "m")
 
@@ -193,6 +198,12 @@ def test_command_mistakes(tmp_path, capsys):
     rc, _, err = search(capsys, plain, "--trials", 2, "-o", out)
     assert rc == 1 and "error[E1530]" in err and "declares no search space" in err
     assert not out.exists()    # nothing was written for a search that could not start
+    rc, _, err = search(capsys, p, "--trials", 2, "--objective", "params", "--storage", tmp_path,
+                        "-o", out)
+    assert rc == 1 and "error[E1541]" in err and "is a folder" in err
+    (out / "trials" / "0000").mkdir(parents=True)
+    rc, _, err = search(capsys, p, "--trials", 2, "--objective", "params", "-o", out)
+    assert rc == 1 and "error[E1524]" in err and "trials of another search" in err
 
 
 def test_an_empty_space_under_the_limits_is_refused_before_any_trial(tmp_path, capsys):

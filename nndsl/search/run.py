@@ -405,7 +405,9 @@ def run_search(spec, *, trials: int, objective: str | None = None, out=None,
     result = SearchResult(out, name, shown_url(url), objectives, s.dims, rows, front, best, ran,
                           time.perf_counter() - t_start, repeats, stopped)
     if worker:
-        if not quiet and not as_json:
+        if as_json:
+            print(json.dumps(result.to_json(), indent=2))
+        elif not quiet:
             c = result.counts()
             print(f"worker: ran {ran} trial{'s' if ran != 1 else ''}; the study holds "
                   f"{c['trials']} of {total} ({c['trained']} trained, {c['rejected']} rejected, "
