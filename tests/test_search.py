@@ -216,6 +216,21 @@ def test_an_empty_space_under_the_limits_is_refused_before_any_trial(tmp_path, c
     assert f"{p}:12:" in err and not out.exists()
 
 
+def test_a_large_space_is_judged_at_its_least_numbers_against_upper_bounds(tmp_path, capsys):
+    big = SPEC.replace("choice(16, 32, 256)", "choice(" + ", ".join(
+        str(8 * k) for k in range(1, 17)) + ")").replace("range(1, 3)", "range(1, 10)")
+    p = write(tmp_path, big.replace("params <= 12_000", "params <= 100"))
+    rc, _, err = search(capsys, p, "--trials", 3, "--objective", "params", "-o", tmp_path / "a")
+    assert rc == 1 and "error[E1531]" in err and "every number of the space at its least" in err
+    assert f"least params of a configuration tried: {mlp_params(8, 1):,}" in err
+    # a lower bound says nothing at the least numbers: the search runs, its trials are rejected
+    p = write(tmp_path, big.replace("params <= 12_000", "params >= 1e9"))
+    rc, text, err = search(capsys, p, "--trials", 3, "--objective", "params", "-o", tmp_path / "b")
+    assert rc == 0, err
+    assert results(tmp_path / "b")["counts"]["rejected"] == 3 and "no trial trained" in text
+    assert not (tmp_path / "b" / "best.nn").exists()
+
+
 def test_without_optuna_the_command_says_how_to_install_it(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)   # `import optuna` raises ImportError
     rc, _, err = search(capsys, write(tmp_path), "--trials", 2, "-o", tmp_path / "s")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -118,19 +119,22 @@ def _broken_text(brk) -> str:
 
 
 def _probe(spec: _Spec) -> None:
-    """Refuse a search whose space has no configuration within the limits. A finite space of
-    at most PROBE_ALL configurations is tried whole (until one fits); a larger one at its
-    smallest numbers (each numeric parameter at its least value, with every combination of the
-    others up to PROBE_ALL)."""
+    """Refuse a search whose space has no configuration within the limits. A space of at most
+    PROBE_ALL configurations is tried whole (until one fits); a larger one at its smallest
+    numbers (each numeric parameter at its least value, with every combination of the others,
+    when they are at most PROBE_ALL) against its upper bounds (`<=`, `<`)."""
     if not spec.limits:
         return
     numeric = [d for d in spec.dims if all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                            for v in d.options)]
     whole = space_size(spec.dims) <= PROBE_ALL
     if whole:
-        grid = [d.options for d in spec.dims]
-    else:
+        grid, limits = [d.options for d in spec.dims], spec.limits
+    else:   # the least numbers make the least sizes: only upper bounds can be judged there
         grid = [(min(d.options),) if d in numeric else d.options for d in spec.dims]
+        limits = [lim for lim in spec.limits if lim.op in ("<=", "<")]
+        if not limits or math.prod(len(g) for g in grid) > PROBE_ALL:
+            return
     start = time.perf_counter()
     smallest = {}
     tried = 0
@@ -141,7 +145,7 @@ def _probe(spec: _Spec) -> None:
         except NndslError:
             continue
         tried += 1
-        brk = broken(spec.limits, m)
+        brk = broken(limits, m)
         if not brk:
             return
         for lim, v in brk:
