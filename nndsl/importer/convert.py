@@ -339,6 +339,14 @@ class Converter:
                         text = f"{fn}(ones({dims_text(dims)}{kw}))" if dt != "bool" else \
                             f"{fn}(ones({dims_text(dims)})) > 0.5"
                         return self.emit(text, dt, dims, hint=hint)
+        if a.ndim == 2 and a.shape[0] == a.shape[1] > 1 and dt == "f32":
+            # a causal mask: one value on and below the diagonal, another above it
+            low = np.tril(np.ones(a.shape, dtype=bool))
+            on, above = a[low], a[~low]
+            if np.all(on == on[0]) and np.all(above == above[0]):
+                return self.emit(f"where(tril(ones({dims_text(dims)})) > 0.5, "
+                                 f"{number(on[0], dt)}, {number(above[0], dt)})", dt, dims,
+                                 hint=hint)
         if a.ndim == 1 and dt in ("i64", "i32") and a.size and \
                 np.array_equal(a, np.arange(a.size, dtype=a.dtype)):
             kw = "" if dt == "i64" else f", dtype={dt}"

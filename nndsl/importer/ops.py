@@ -555,7 +555,7 @@ def batch_norm(cx, node, ins, a):
     eps = a.get("epsilon", 1e-5)
     if number(eps) != "0.00001":
         args.append(f"eps={number(eps)}")
-    mom = 1.0 - a.get("momentum", 0.9)
+    mom = round(1.0 - float(a.get("momentum", 0.9)), 6)    # ONNX keeps 1 - torch's momentum
     if number(mom) != "0.1":
         args.append(f"momentum={number(mom)}")
     call = f"batch_norm({', '.join(args)})" if args else "batch_norm"
@@ -1369,3 +1369,11 @@ def topk(cx, node, ins, a):
                    targets=2)
     return outs
 
+
+
+@op("Trilu")
+def trilu(cx, node, ins, a):
+    x = _x(cx, ins)
+    k = cx.const_ints(ins[1], "Trilu's k")[0] if len(ins) > 1 and ins[1] is not None else 0
+    fn = "triu" if a.get("upper", 1) else "tril"
+    return [cx.emit(f"{fn}({k})" if k else fn, x.dtype, x.shape, head=x)]
