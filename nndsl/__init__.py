@@ -16,4 +16,11 @@ __version__ = "0.1.0"
 __all__ = ["compile", "compile_source", "Compiled", "NndslError", "ParseError", "SourceFileError",
            "UnknownNameError", "ArgumentError", "ShapeError", "SpecAssertionError",
            "DefinitionError", "LimitError", "VerifyError", "PassError", "LoweringError",
-           "WeightsError", "InputError", "__version__"]
+           "WeightsError", "InputError", "import_onnx", "__version__"]
+
+
+def import_onnx(src, **options):
+    """An ONNX model (a path, its bytes or an ``onnx.ModelProto``) as a ``.nn`` spec and its
+    weights: :func:`nndsl.importer.import_onnx` (imported on first use; docs/IMPORT.md)."""
+    from nndsl.importer import import_onnx as run
+    return run(src, **options)
