@@ -521,6 +521,42 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E1541": ("The study storage cannot be opened: a folder given as the SQLite file, a bad "
               "URL, no database server, a missing driver.",
               "Give a SQLite file (`--storage PATH.db`) or a URL optuna accepts."),
+    # importing ONNX (nndsl import, nndsl.import_onnx, an .onnx file given to compile)
+    "E1601": ("The file given to `nndsl import` is not an ONNX model: missing, not a regular "
+              "file, truncated, another kind of file, or with no graph.",
+              "Give the `.onnx` file itself; re-export it with `torch.onnx.export` or "
+              "`onnx.save` if it is damaged."),
+    "E1602": ("`onnx.checker` finds the model invalid (the message quotes it).",
+              "Re-export the model; `onnx.checker.check_model(model)` says what is wrong."),
+    "E1603": ("A tensor's external data lies outside the model's folder, is missing, not a "
+              "regular file, or shorter than the tensor; or a model with external data was "
+              "given as bytes.", "Keep the data files next to the model (or below its folder) "
+                                 "and import the model by its path."),
+    "E1604": ("The model's opset of the default domain is missing, older than 7 or newer than "
+              "the installed onnx package defines; or onnx's version converter cannot bring it "
+              "to the op table's opset.", "Export with an opset from 7 to the newest onnx "
+                                          "defines, or upgrade onnx."),
+    "E1605": ("The model uses operators of a custom domain, or defines local functions: nndsl "
+              "never loads custom op libraries.", "Export with standard ONNX operators only; "
+                                                   "inline local functions "
+                                                   "(`onnx.inliner.inline_local_functions`)."),
+    "E1606": ("ONNX shape inference fails on the model.",
+              "Run `onnx.shape_inference.infer_shapes(model, strict_mode=True)` to see why; "
+              "re-export it."),
+    "E1610": ("An input or initializer nndsl cannot take: not a tensor, no shape, a sparse "
+              "initializer, or an element type nndsl has no dtype for.",
+              "Give the inputs tensor types with shapes (a `dim_param` for a size that varies)."),
+    "E1611": ("`nndsl import -o` that does not end in `.nn`, or `--weights-out` that does not "
+              "end in `.safetensors`.", "Name the spec `OUT.nn` and the weights "
+                                        "`W.safetensors`."),
+    "E1620": ("Nodes nndsl cannot import: every one is listed at once, by op with its count, "
+              "with the reason (an op not in the table, or an attribute or run-time input it "
+              "cannot express). Nothing is written.",
+              "docs/IMPORT.md lists the ops and what each takes; export without those ops, or "
+              "with the values they read known at export time."),
+    "E1690": ("The spec written for the model does not compile, or its parameters do not match "
+              "the weights: a bug in the importer.", "Report it with the model; nothing was "
+                                                     "written."),
     # interpretation and robustness (nndsl explain, nndsl robust, capture=)
     "E1801": ("`nndsl bench --device` names a device this machine does not have (`cuda` "
               "where torch sees no CUDA device) or that nndsl bench does not run on.",
