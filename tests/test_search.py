@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -365,6 +366,27 @@ def test_a_configuration_that_does_not_compile_is_a_failed_trial(tmp_path, capsy
                for t in failed)
     assert all(t["values"]["depth"] < 3 for t in rows if t["state"] != "failed")
     assert "6 failed" in text
+
+
+def test_a_choice_of_lists_and_floats_is_written_back_as_spec_text(tmp_path, capsys):
+    text = ("model m(hidden: list = choice([32], [32, 16], [8, 8, 8]),\n"
+            "        p: float = choice(0, 0.25)) {\n"
+            "    input x: f32[N, 64]\n    h = x\n"
+            "    for w in hidden {\n        h = h |> linear(w) |> relu |> dropout(p)\n    }\n"
+            "    output logits = h |> linear(10)\n}\n")
+    c = nndsl.compile(source=text)
+    assert c.param_count() == 64 * 32 + 32 + 32 * 10 + 10     # the first list, p = 0.0
+    p = write(tmp_path, text, "lists.nn")
+    rc, _, err = search(capsys, p, "--trials", 6, "--objective", "params", "-o", tmp_path / "s")
+    assert rc == 0, err
+    r = results(tmp_path / "s")
+    assert sorted(map(str, (t["values"]["hidden"] for t in r["trials"]))) == sorted(
+        map(str, [[32], [32], [32, 16], [32, 16], [8, 8, 8], [8, 8, 8]]))
+    assert {t["values"]["p"] for t in r["trials"]} == {0.0, 0.25}
+    assert r["best"]["values"]["hidden"] == [8, 8, 8]
+    best = (tmp_path / "s" / "best.nn").read_text(encoding="utf-8")
+    assert re.search(r"hidden: list = \[8, 8, 8\],\n        p: float = (0\.0|0\.25)\)", best)
+    assert nndsl.compile(tmp_path / "s" / "best.nn").param_count() == r["best"]["objectives"]["params"]
 
 
 def _sampled(capsys, p, out, seed, sampler):

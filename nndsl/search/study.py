@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import socket
 import warnings
 from contextlib import contextmanager
@@ -270,7 +271,6 @@ def run_trials(optuna, storage, study, lock: StorageLock, total: int, dims: list
               "fail": TrialState.FAIL}
     dists = distributions(optuna, dims)
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    import random
     rng = random.Random(seed)
     ran = repeats = 0
     while True:
