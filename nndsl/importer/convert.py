@@ -158,15 +158,17 @@ class Converter:
         for t in g.sparse_initializer:
             raise ImportFailure(f"{self.label}: sparse initializer `{t.values.name}` is not "
                                 f"supported", code="E1610")
-        for node in g.node:
+        from nndsl.importer.patterns import recover
+        nodes = recover(g)      # GELU, SiLU written out in pieces: one node each
+        for node in nodes:
             for i in node.input:
                 if i:
                     self.uses[i] += 1
         for o in g.output:
             self.uses[o.name] += 1
         self._inputs()
-        missing = Counter(n.op_type for n in g.node if n.op_type not in self.ops)
-        for node in g.node:
+        missing = Counter(n.op_type for n in nodes if n.op_type not in self.ops)
+        for node in nodes:
             self.node = node
             if node.op_type not in self.ops:
                 self._poison(node, "")

@@ -188,6 +188,10 @@ def binary_handler(op_type: str):
                 _shape_vec(cx, v) is not None for v in (x, y)):
             return OPS_DIM[op_type](cx, node, ins, a)
         shape = _elementwise_type(cx, [x, y])
+        for k, (v, c) in enumerate(((x, y), (y, x))):
+            if op_type in ("Mul", "Add") and isinstance(v, Sym) and \
+                    _fuse_channel(cx, op_type, v, c, node.input[k], node.output[0]):
+                return [v]
         if op_type == "Add" and isinstance(x, Sym) and _fuse_bias(cx, x, y):
             return [cx.last_linear]
         if op_type == "Add" and isinstance(y, Sym) and _fuse_bias(cx, y, x):
@@ -262,6 +266,33 @@ def _fuse_bias(cx, x: Sym, b) -> bool:
     stmt.kind = "linear"
     cx.prog.weights[f"{stmt.info['layer']}.bias"] = c.astype(np.float32)
     cx.last_linear = x
+    return True
+
+
+def _fuse_channel(cx, op_type: str, x: Sym, c, onnx_in: str, onnx_out: str) -> bool:
+    """A batch norm followed by a per-channel constant ``Mul`` or ``Add`` (Caffe2's scale
+    layer) is one batch norm: ``BN(x)·s = (γs)·x̂ + βs``, ``BN(x) + b = γ·x̂ + (β + b)``."""
+    stmt = cx.prog.stmts[-1] if cx.prog.stmts else None
+    a = cx.const(c)
+    if stmt is None or stmt.kind != "batch_norm" or stmt.targets != [x.var] or a is None or \
+            stmt.info["onnx_out"] != onnx_in or cx.uses[onnx_in] != 1 or x.rank < 2:
+        return False
+    a = np.asarray(a)
+    channels = x.shape[1]
+    if a.dtype != np.float32 or a.ndim > x.rank or not isinstance(channels, int):
+        return False
+    full = (1,) * (x.rank - a.ndim) + a.shape
+    if full[1] != channels or any(d != 1 for i, d in enumerate(full) if i != 1):
+        return False
+    v = a.reshape(channels)
+    w = cx.prog.weights
+    layer = stmt.info["layer"]
+    if op_type == "Mul":
+        w[f"{layer}.weight"] = (w[f"{layer}.weight"] * v).astype(np.float32)
+        w[f"{layer}.bias"] = (w[f"{layer}.bias"] * v).astype(np.float32)
+    else:
+        w[f"{layer}.bias"] = (w[f"{layer}.bias"] + v).astype(np.float32)
+    stmt.info["onnx_out"] = onnx_out
     return True
 
 
@@ -559,7 +590,8 @@ def batch_norm(cx, node, ins, a):
     if number(mom) != "0.1":
         args.append(f"momentum={number(mom)}")
     call = f"batch_norm({', '.join(args)})" if args else "batch_norm"
-    return [cx.emit(f"{call} as {name}", x.dtype, x.shape, head=x)]
+    return [cx.emit(f"{call} as {name}", x.dtype, x.shape, head=x, kind="batch_norm",
+                    info={"layer": name, "onnx_out": node.output[0]})]
 
 
 @op("InstanceNormalization")
@@ -1377,3 +1409,13 @@ def trilu(cx, node, ins, a):
     k = cx.const_ints(ins[1], "Trilu's k")[0] if len(ins) > 1 and ins[1] is not None else 0
     fn = "triu" if a.get("upper", 1) else "tril"
     return [cx.emit(f"{fn}({k})" if k else fn, x.dtype, x.shape, head=x)]
+
+
+@op("Swish")
+def swish(cx, node, ins, a):
+    x = _x(cx, ins)
+    alpha = float(a.get("alpha", 1.0))
+    if alpha == 1.0:
+        return [cx.emit("silu", x.dtype, x.shape, head=x)]
+    return [cx.emit(f"{x.var} * sigmoid({x.var} * {number(alpha)})", x.dtype, x.shape,
+                    reads=[x])]

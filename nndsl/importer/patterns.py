@@ -1,0 +1,140 @@
+"""Subgraphs recovered as one op before the walk: what an exporter wrote out in pieces.
+
+Each rule matches at the last node of its pattern and gives the node that replaces it; the
+pattern's inner nodes go, provided nothing else reads them (each inner value has one reader,
+inside the pattern, and is no graph output). Rules:
+
+- ``gelu``: ``x · ½ · (1 + erf(x / √2))``, as torch exports ``GELU`` before opset 20:
+  ``Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), ½)`` (or ``Mul(x, 1/√2)`` inside) -> ``Gelu(x)``;
+- ``silu``: ``x · sigmoid(x)`` -> ``Swish(x)`` (alpha 1).
+
+The inputs are read, never mutated: :func:`recover` returns a new node list.
+"""
+
+from __future__ import annotations
+
+
+class _Graph:
+    """What the rules read of a graph: producers, readers, constants."""
+
+    def __init__(self, graph):
+        from onnx import numpy_helper as nh
+        self.producer = {o: n for n in graph.node for o in n.output}
+        self.readers: dict = {}
+        for n in graph.node:
+            for i in n.input:
+                self.readers[i] = self.readers.get(i, 0) + 1
+        for o in graph.output:
+            self.readers[o.name] = self.readers.get(o.name, 0) + 1
+        self.consts = {t.name: t for t in graph.initializer}
+        self.nh = nh
+
+    def scalar(self, name: str):
+        """The value of a one-element constant, else None."""
+        t = self.consts.get(name)
+        if t is not None:
+            a = self.nh.to_array(t)
+        else:
+            n = self.producer.get(name)
+            if n is None or n.op_type != "Constant" or not n.attribute or \
+                    not n.attribute[0].HasField("t"):
+                return None
+            a = self.nh.to_array(n.attribute[0].t)
+        return float(a.reshape(-1)[0]) if a.size == 1 and a.dtype.kind == "f" else None
+
+    def made_by(self, name: str, op: str):
+        n = self.producer.get(name)
+        return n if n is not None and n.op_type == op else None
+
+    def only_once(self, name: str) -> bool:
+        return self.readers.get(name, 0) == 1
+
+
+def _other(node, name: str) -> str | None:
+    """The input of a binary node that is not ``name`` (None when neither or both are)."""
+    a, b = node.input[0], node.input[1]
+    return b if a == name else a if b == name else None
+
+
+def _near(v, want: float) -> bool:
+    return v is not None and abs(v - want) <= 1e-6 * max(1.0, abs(want))
+
+
+def _gelu_core(g: _Graph, name: str):
+    """``x · (1 + erf(x / √2))`` made by ``name``: (x, the inner nodes) or None."""
+    mul = g.made_by(name, "Mul")
+    if mul is None:
+        return None
+    for add_out in mul.input:
+        add = g.made_by(add_out, "Add")
+        if add is None or not g.only_once(add_out):
+            continue
+        for erf_out in add.input:
+            erf = g.made_by(erf_out, "Erf")
+            if erf is None or not g.only_once(erf_out) or not _near(g.scalar(_other(
+                    add, erf_out) or ""), 1.0):
+                continue
+            div = g.made_by(erf.input[0], "Div")
+            mul_sqrt = g.made_by(erf.input[0], "Mul")
+            x = None
+            inner = div or mul_sqrt
+            if inner is None or not g.only_once(erf.input[0]):
+                continue
+            if div is not None and _near(g.scalar(div.input[1]), 2 ** 0.5):
+                x = div.input[0]
+            elif mul_sqrt is not None:
+                for k in (0, 1):
+                    if _near(g.scalar(mul_sqrt.input[1 - k]), 2 ** -0.5):
+                        x = mul_sqrt.input[k]
+            if x is not None and _other(mul, add_out) == x:
+                return x, [inner, erf, add, mul]
+    return None
+
+
+def gelu(g: _Graph, node):
+    """``Mul(x · (1 + erf(x / √2)), ½)`` -> ``Gelu(x)``."""
+    if node.op_type != "Mul":
+        return None
+    for k in (0, 1):
+        if _near(g.scalar(node.input[1 - k]), 0.5) and g.only_once(node.input[k]):
+            found = _gelu_core(g, node.input[k])
+            if found is not None:
+                return found[0], found[1]
+    return None
+
+
+def silu(g: _Graph, node):
+    """``Mul(x, Sigmoid(x))`` -> ``Swish(x)``."""
+    if node.op_type != "Mul":
+        return None
+    for k in (0, 1):
+        sig = g.made_by(node.input[k], "Sigmoid")
+        if sig is not None and g.only_once(node.input[k]) and \
+                sig.input[0] == node.input[1 - k]:
+            return sig.input[0], [sig]
+    return None
+
+
+RULES = (("Gelu", gelu), ("Swish", silu))
+
+
+def recover(graph) -> list:
+    """The graph's nodes with the rules' patterns replaced by one node each."""
+    from onnx import helper
+    g = _Graph(graph)
+    dropped: set = set()
+    replaced: dict = {}
+    for node in graph.node:
+        for op, rule in RULES:
+            found = rule(g, node)
+            if found is None:
+                continue
+            x, inner = found
+            if any(id(n) in dropped or id(n) in replaced for n in inner if n is not node):
+                continue
+            dropped.update(id(n) for n in inner if n is not node)
+            replaced[id(node)] = helper.make_node(op, [x], [node.output[0]],
+                                                  name=node.name or inner[0].name)
+            break
+    return [replaced.get(id(n), n) for n in graph.node if id(n) not in dropped]
+
