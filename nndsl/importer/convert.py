@@ -128,12 +128,17 @@ class Converter:
         self.ops = OPS
         reserved = reserved_names()
         self.vars = Namer(reserved)
-        self.layers = Namer(reserved)
+        from nndsl.importer.program import DTYPES, KEYWORDS
+        self.layers = Namer(KEYWORDS | DTYPES)   # `as lstm`, `as embedding`: labels may be
+        #                                          the names of the layers they label
         self.params = self.vars     # a param is a variable of the spec: one namespace
         self.dims = Namer(reserved)
         self.values: dict[str, object] = {}
         self.syms: dict[str, SymDim] = {}
         self.uses: Counter = Counter()
+        self.data_uses: Counter = Counter()     # readers of a value's elements (not Shape)
+        self.readers: dict = defaultdict(list)  # value -> the nodes that read it
+        self.done: set = set()                  # nodes whose outputs an earlier node gave
         self.init_names: set[str] = set()
         from nndsl.importer.reader import _opset
         self.opset = _opset(model)      # after conversion: the table's, or the file's if newer
@@ -159,17 +164,23 @@ class Converter:
             raise ImportFailure(f"{self.label}: sparse initializer `{t.values.name}` is not "
                                 f"supported", code="E1610")
         from nndsl.importer.patterns import recover
-        nodes = recover(g)      # GELU, SiLU written out in pieces: one node each
+        nodes = _live(recover(g), g)    # GELU, SiLU in pieces: one node each; no dead nodes
         for node in nodes:
             for i in node.input:
                 if i:
+                    self.readers[i].append(node)
                     self.uses[i] += 1
+                    if node.op_type not in ("Shape", "Size"):
+                        self.data_uses[i] += 1
         for o in g.output:
             self.uses[o.name] += 1
+            self.data_uses[o.name] += 1
         self._inputs()
         missing = Counter(n.op_type for n in nodes if n.op_type not in self.ops)
         for node in nodes:
             self.node = node
+            if id(node) in self.done:
+                continue
             if node.op_type not in self.ops:
                 self._poison(node, "")
                 self.unsupported[node.op_type].append(_where(node))
@@ -458,6 +469,21 @@ def _evaluate(node, arrays, opset: int):
 
 def convert(model, label: str, name: str | None = None) -> Program:
     return Converter(model, label, name).run()
+
+
+def _live(nodes: list, graph) -> list:
+    """The nodes some graph output depends on, in their order (an exporter's leftovers, such
+    as the final states of a recurrent layer nothing reads, would be spec statements)."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output if o):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+            for a in node.attribute:    # what a subgraph reads from the enclosing graph
+                for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    needed.update(i for n in sub.node for i in n.input if i)
+    return keep[::-1]
 
 
 def _where(node) -> str:

@@ -943,15 +943,36 @@ def flatten(cx, node, ins, a):
 def transpose(cx, node, ins, a):
     x = _x(cx, ins)
     perm = list(a.get("perm", list(reversed(range(x.rank)))))
+    return [permute(cx, x, perm, node.input[0])]
+
+
+def permute(cx, x: Sym, perm: list, onnx_in: str | None = None) -> Sym:
+    """``x`` with its dims permuted. Two permutations in a row, the first read by nothing
+    else, are one (``p2 ∘ p1``; none at all when they cancel, as the transposes to and from
+    a recurrent layer's time-major layout do)."""
+    stmt = cx.prog.stmts[-1] if cx.prog.stmts else None
+    if stmt is not None and stmt.kind == "permute" and stmt.targets == [x.var] and \
+            onnx_in is not None and cx.data_uses[onnx_in] == 1 and \
+            stmt.info.get("onnx_out") in (onnx_in, None):
+        src = stmt.info["src"]
+        cx.prog.stmts.pop()
+        cx.vars.taken.discard(x.var)
+        return permute(cx, src, [stmt.info["perm"][p] for p in perm])
     if perm == list(range(x.rank)):
-        return [x]
+        return x
     shape = tuple(x.shape[p] for p in perm)
     moved = [i for i, p in enumerate(perm) if p != i]
+    info = {"perm": list(perm), "src": x, "onnx_out": None}
     if len(moved) == 2 and x.rank >= 2:
         i, j = moved
-        return [cx.emit(f"transpose({i - x.rank}, {j - x.rank})" if (i, j) != (
-            x.rank - 2, x.rank - 1) else "transpose", x.dtype, shape, head=x)]
-    return [cx.emit(f"permute({dims_text(perm)})", x.dtype, shape, head=x)]
+        call = "transpose" if (i, j) == (x.rank - 2, x.rank - 1) else \
+            f"transpose({i - x.rank}, {j - x.rank})"
+    else:
+        call = f"permute({dims_text(perm)})"
+    y = cx.emit(call, x.dtype, shape, head=x, kind="permute", info=info)
+    if cx.node is not None and cx.node.op_type == "Transpose":
+        cx.prog.stmts[-1].info["onnx_out"] = cx.node.output[0]
+    return y
 
 
 def _axes(cx, ins, a, i: int = 1):
@@ -1086,9 +1107,13 @@ def slice_(cx, node, ins, a):
             shape[ax] = len(rng)
             e_text = "" if e >= size else str(e)
         else:
-            if st != 1 or s < 0 or e < 0 and e < -INT_MAX // 2:
-                raise Unsupported("a strided or negative Slice over a symbolic dim")
-            if e >= INT_MAX // 2 or e > 2 ** 31:
+            if st != 1 or e < -INT_MAX // 2 or s < 0 and 0 <= e < INT_MAX // 2:
+                raise Unsupported("a strided Slice, or one from the end to a position from "
+                                  "the start, over a symbolic dim")
+            if s < 0:       # the last -s elements, or those between two positions from the end
+                e_text = "" if e >= INT_MAX // 2 or e > 2 ** 31 else str(e)
+                shape[ax] = -s if not e_text else e - s
+            elif e >= INT_MAX // 2 or e > 2 ** 31:
                 e_text = ""
                 shape[ax] = size - s
             elif e < 0:
@@ -1419,3 +1444,149 @@ def swish(cx, node, ins, a):
         return [cx.emit("silu", x.dtype, x.shape, head=x)]
     return [cx.emit(f"{x.var} * sigmoid({x.var} * {number(alpha)})", x.dtype, x.shape,
                     reads=[x])]
+
+
+# ---- recurrent layers ----
+
+# ONNX packs the gates (i, o, f, c) for LSTM and (z, r, h) for GRU; torch, whose layout the
+# spec's lstm and gru take, (i, f, g, o) and (r, z, n): torch's block k is ONNX's TORCH_GATES[k]
+TORCH_GATES = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2), "RNN": (0,)}
+RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
+
+
+def _gates(a: np.ndarray, op: str) -> np.ndarray:
+    blocks = np.split(a, len(TORCH_GATES[op]), axis=0)
+    return np.ascontiguousarray(np.concatenate([blocks[k] for k in TORCH_GATES[op]], axis=0))
+
+
+def _recurrent(op: str):
+    """One ONNX LSTM/GRU/RNN (time-major ``X [T, N, F]``) as the spec's layer (batch-first):
+    ``Y [T, dirs, N, H]`` is the layer's ``[N, T, dirs·H]`` output rearranged, ``Y_h`` (and
+    ``Y_c``) its final state ``[dirs, N, H]``."""
+    def handler(cx, node, ins, a):
+        x = _x(cx, ins)
+        if a.get("layout", 0):
+            raise Unsupported(f"{op} with layout=1")
+        hidden = int(a["hidden_size"])
+        direction = a.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else direction
+        if direction not in ("forward", "bidirectional"):
+            raise Unsupported(f"{op} in {direction} direction")
+        if "clip" in a or a.get("input_forget", 0):
+            raise Unsupported(f"{op} with clip or input_forget")
+        if op == "GRU" and not a.get("linear_before_reset", 0):
+            raise Unsupported("GRU with linear_before_reset=0 (torch's GRU resets after)")
+        acts = [s.decode() if isinstance(s, bytes) else s for s in a.get("activations", [])]
+        default = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
+                   "RNN": ["Tanh"]}[op]
+        dirs = 2 if direction == "bidirectional" else 1
+        nonlinearity = "tanh"
+        if op == "RNN" and acts and acts[0] == "Relu" and len(set(acts)) == 1:
+            nonlinearity, acts = "relu", []
+        if acts and acts != default * dirs:
+            raise Unsupported(f"{op} with activations {acts}")
+        w, r = cx.const(ins[1]), cx.const(ins[2])
+        b = cx.const(ins[3]) if len(ins) > 3 and ins[3] is not None else None
+        if w is None or r is None or len(ins) > 3 and ins[3] is not None and b is None:
+            raise Unsupported(f"{op} whose weights are computed at run time")
+        if len(ins) > 7 and ins[7] is not None and (cx.const(ins[7]) is None or
+                                                     np.any(cx.const(ins[7]))):
+            raise Unsupported("LSTM with peepholes")
+        if len(ins) > 4 and ins[4] is not None:
+            lens = cx.const(ins[4])
+            if lens is None or not np.all(lens == x.shape[0]):
+                raise Unsupported(f"{op} with sequence lengths")
+        states = []
+        for i in (5, 6) if op == "LSTM" else (5,):
+            s = ins[i] if len(ins) > i else None
+            c = cx.const(s) if s is not None else None
+            states.append(None if s is None or c is not None and not np.any(c) else s)
+        if any(s is not None and not isinstance(s, Sym) for s in states):
+            raise Unsupported(f"{op} with a constant non-zero initial state")
+        name = _layer_name(cx, node)
+        for d in range(dirs):
+            sfx = "_l0" + ("_reverse" if d else "")
+            cx.prog.weights[f"{name}.weight_ih{sfx}"] = _gates(w[d], op).astype(np.float32)
+            cx.prog.weights[f"{name}.weight_hh{sfx}"] = _gates(r[d], op).astype(np.float32)
+            if b is not None:
+                wb, rb = np.split(b[d], 2)
+                cx.prog.weights[f"{name}.bias_ih{sfx}"] = _gates(wb, op).astype(np.float32)
+                cx.prog.weights[f"{name}.bias_hh{sfx}"] = _gates(rb, op).astype(np.float32)
+        t, n = x.shape[0], x.shape[1]
+        xb = permute(cx, x, [1, 0, 2], node.input[0])
+        args = [str(hidden)]
+        if dirs == 2:
+            args.append("bidirectional=true")
+        if b is None:
+            args.append("bias=false")
+        if op == "RNN" and nonlinearity != "tanh":
+            args.append(f"nonlinearity=\"{nonlinearity}\"")
+        reads = []
+        for key, s in zip(("h0", "c0"), states):
+            if s is not None:
+                args.append(f"{key}={s.var}")
+                reads.append(s)
+        n_state = 2 if op == "LSTM" else 1
+        want_state = any(o and cx.uses[o] for o in node.output[1:])
+        call = f"{RECURRENT[op]}({', '.join(args)}{', state=true' if want_state else ''})" \
+               f" as {name}"
+        seq = (n, t, dirs * hidden)
+        state_shape = (dirs, n, hidden)
+        if want_state:
+            outs = cx.emit(call, [x.dtype] * (1 + n_state), [seq] + [state_shape] * n_state,
+                           head=xb, reads=reads, targets=1 + n_state)
+            y, rest = outs[0], outs[1:]
+        else:
+            y, rest = cx.emit(call, x.dtype, seq, head=xb, reads=reads), [None] * n_state
+        out = [None] * (1 + n_state)
+        if node.output[0] and _sequence_read(cx, node.output[0], y, dirs, hidden):
+            pass
+        elif node.output[0] and cx.uses[node.output[0]]:
+            y4 = cx.emit(f"reshape({dims_text([n, t, dirs, hidden])})", x.dtype,
+                         (n, t, dirs, hidden), head=y)
+            out[0] = cx.emit("permute([1, 2, 0, 3])", x.dtype, (t, dirs, n, hidden), head=y4)
+        return out[:1] + list(rest)
+    return handler
+
+
+def _sequence_read(cx, name: str, y: Sym, dirs: int, hidden: int) -> bool:
+    """Where ``Y [T, dirs, N, H]`` is only turned back into the sequence ``[T, N, dirs·H]``
+    (torch's export: ``Squeeze(1)`` of one direction, ``Transpose(0, 2, 1, 3)`` and
+    ``Reshape`` of two), that sequence is the layer's output with time first: the nodes
+    between are done here, and a ``Transpose`` back to batch-first cancels it."""
+    readers = cx.readers.get(name, [])
+    if len(readers) != 1 or cx.uses[name] != 1:
+        return False
+    r = readers[0]
+    from nndsl.importer.convert import _attrs
+    if dirs == 1 and r.op_type == "Squeeze":
+        axes = _attrs(r).get("axes")
+        if axes is None and len(r.input) > 1 and r.input[1]:
+            c = cx.values.get(r.input[1])
+            axes = [int(v) for v in np.asarray(c).reshape(-1)] if isinstance(c, np.ndarray) \
+                else None
+        if axes not in ([1], [-3]):
+            return False
+        chain, last = [r], r
+    elif r.op_type == "Transpose" and list(_attrs(r).get("perm", [])) == [0, 2, 1, 3]:
+        nxt = cx.readers.get(r.output[0], [])
+        if len(nxt) != 1 or nxt[0].op_type != "Reshape" or cx.uses[r.output[0]] != 1:
+            return False
+        t = cx.types.get(nxt[0].output[0])     # its target may be computed after the layer
+        dims = list(t.tensor_type.shape.dim) if t is not None and t.HasField("tensor_type") \
+            else []
+        if len(dims) != 3 or dims[2].dim_value != dirs * hidden:
+            return False
+        chain, last = [r, nxt[0]], nxt[0]
+    else:
+        return False
+    saved = cx.node
+    cx.node = last
+    cx.values[last.output[0]] = permute(cx, y, [1, 0, 2])
+    cx.node = saved
+    cx.done.update(id(n) for n in chain)
+    return True
+
+
+for _op in RECURRENT:
+    OPS[_op] = _recurrent(_op)
