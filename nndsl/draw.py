@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from nndsl.errors import ArgumentError, NndslError, source_lines
 from nndsl.ir.graph import Graph, Node, Value, body_of
+from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.printer import fmt_attr
 from nndsl.ir.types import SymDim, TensorType
 from nndsl.report import op_label, symbol_values
@@ -109,18 +110,9 @@ def html_text(s) -> str:
 # ---- DOT ----------------------------------------------------------------------------------
 
 # Fill colours by kind of op; anything else is white.
-_FILL = [
-    ("#dbe7fb", ("conv1d", "conv2d", "conv3d", "conv_transpose2d", "linear", "matmul", "bmm",
-                 "embedding", "lstm", "gru", "rnn", "scan", "einsum")),
-    ("#dcf2e3", ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")),
-    ("#fdf0d2", ("relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax", "elu",
-                 "leaky_relu", "softplus", "mish", "hardswish", "dropout")),
-    ("#ece3f7", ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
-                 "adaptive_avg_pool1d", "adaptive_avg_pool2d", "global_avg_pool")),
-    ("#f1f2f4", ("reshape", "transpose", "permute", "flatten", "split", "slice", "squeeze",
-                 "unsqueeze", "concat", "expand", "view", "cast", "index")),
-]
-_FILL_OF = {op: colour for colour, ops in _FILL for op in ops}
+_FILL = {"layer": "#dbe7fb", "norm": "#dcf2e3", "activation": "#fdf0d2", "pool": "#ece3f7",
+         "movement": "#f1f2f4"}     # by the op's kind (nndsl/ir/ops/signatures.py)
+_FILL_OF = {op: _FILL[sig.kind] for op, sig in SIGNATURES.items() if sig.kind in _FILL}
 
 
 def _op_label(node: Node, counts: _Counts | None) -> str:

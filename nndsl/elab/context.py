@@ -16,14 +16,13 @@ from nndsl.elab.builtins import _describe
 from nndsl.elab.values import Instance, TensorVal
 from nndsl.errors import ArgumentError, DefinitionError, LimitError, ShapeError, Span
 from nndsl.ir.graph import Graph, Node
-from nndsl.ir.ops import SIGNATURES, infer
+from nndsl.ir.ops import SIGNATURES, infer, ops_with
 from nndsl.ir.symbols import tighter_bound
 from nndsl.ir.types import BITS, FLOAT_DTYPES, SymDim, TensorType
 from nndsl.limits import MAX_PARAM_ELEMENTS, raise_hint, show_bytes
 from nndsl.syntax import ast
 
-SHAPE_ONLY_OPS = ("reshape", "flatten", "slice", "squeeze", "unsqueeze", "transpose", "permute",
-                  "expand", "cast")
+SHAPE_ONLY_OPS = ops_with("view")
 
 
 class _Return(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from nndsl.elab.values import REQUIRED, ParamSpec, Surface, TensorVal
-from nndsl.ir.ops.signatures import UNARY
+from nndsl.ir.ops.signatures import SIGNATURES, UNARY
 from nndsl.ir.types import SymDim
 
 P = ParamSpec
@@ -24,14 +24,6 @@ def _one(op: str, **fixed):
         attrs.update(fixed)
         return ctx.emit(op, [a["x"]], attrs)[0]
     return build
-
-
-def _unary_numeric(name: str):
-    table = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs,
-             "sin": math.sin, "cos": math.cos, "tanh": math.tanh, "erf": math.erf,
-             "rsqrt": lambda v: 1 / math.sqrt(v), "neg": lambda v: -v,
-             "relu": lambda v: max(v, 0), "sigmoid": lambda v: 1 / (1 + math.exp(-v))}
-    return table.get(name)
 
 
 # ---- layers with weights ----
@@ -408,7 +400,7 @@ LAYERS = {
 
 A, B = P("a", "operand", R), P("b", "operand", R)
 FUNCTIONS = {
-    **{op: Surface(op, (X,), _one(op), numeric=_unary_numeric(op), doc=UNARY[op])
+    **{op: Surface(op, (X,), _one(op), numeric=SIGNATURES[op].scalar, doc=UNARY[op])
        for op in UNARY if op not in ("neg", "logical_not")},
     "swish": Surface("swish", (X,), _one("silu"), doc="x * sigmoid(x) (= silu)"),
     "leaky_relu": Surface("leaky_relu", (X, P("slope", "float", 0.01)), _one("leaky_relu")),

@@ -42,7 +42,7 @@ def format_node(node: Node) -> str:
     defaults = SIGNATURES[node.op].attrs
     attrs = [(k, v) for k, v in node.attrs
              if not (k in defaults and defaults[k] == v) and k not in ("shape", "dtype")
-             or node.op in ("reshape", "expand", "full", "cast") and k in ("shape", "dtype")]
+             or "type_attrs" in SIGNATURES[node.op].traits and k in ("shape", "dtype")]
     if node.op in ("param", "input"):
         attrs = [(k, v) for k, v in attrs if k not in ("name",)]
     attrs = [(k, v) for k, v in attrs if not isinstance(v, Body)]   # printed below the node

@@ -3,12 +3,12 @@ algebraic simplification. None of them touches the parameter set."""
 
 from __future__ import annotations
 
-import math
-
 from nndsl.ir.graph import Graph, Node, Value
+from nndsl.ir.ops import SIGNATURES, ops_with
 from nndsl.passes.rewrite import Rewriter, Rule, apply_rules, sweep_dead
 
-RANDOM_OPS = ("dropout", "drop_path")   # two dropouts of the same tensor are different draws: never merged
+RANDOM_OPS = ops_with("random")   # two dropouts of one tensor are different draws: never merged
+TYPE_DETERMINED = ops_with("type_determined")
 
 
 def dce(graph: Graph) -> tuple[Graph, bool]:
@@ -42,13 +42,7 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
 
 
 # ---- constant folding: rank-0 arithmetic on scalar constants ----
-_FOLD = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "maximum": max, "minimum": min,
-    "neg": lambda a: -a, "sqrt": math.sqrt, "rsqrt": lambda a: 1 / math.sqrt(a),
-    "exp": math.exp, "log": math.log, "abs": abs, "tanh": math.tanh, "erf": math.erf,
-    "sin": math.sin, "cos": math.cos,
-}
+_FOLD = {op: sig.scalar for op, sig in SIGNATURES.items() if sig.scalar is not None}
 
 
 def _scalar_value(rw: Rewriter, v: Value | None):
@@ -109,8 +103,7 @@ def _identity_match(rw: Rewriter, n: Node):
         return ins[0]
     if n.op == "mul" and _is_const(rw, ins[0], 1) and _same_type(rw, n, ins[1]):
         return ins[1]
-    if n.op in ("reshape", "flatten", "expand", "cast", "squeeze") and \
-            _same_type(rw, n, ins[0]):
+    if n.op in TYPE_DETERMINED and _same_type(rw, n, ins[0]):
         return ins[0]
     if n.op == "permute" and tuple(d % n.type.rank for d in a["dims"]) == \
             tuple(range(n.type.rank)):

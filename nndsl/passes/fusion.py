@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from nndsl.ir.graph import Graph, Node, Value
+from nndsl.ir.ops import ops_with
 from nndsl.passes.cleanup import _scalar_value
 from nndsl.passes.rewrite import Rewriter, Rule, apply_rules, reader_map
 
@@ -289,16 +290,16 @@ def fuse_formulas(graph: Graph) -> tuple[Graph, bool]:
     return apply_rules(graph, FORMULA_RULES)
 
 
-EPILOGUE_ACTS = ("relu", "sigmoid", "tanh", "silu")
-EPILOGUE_OPS = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose2d")
+EPILOGUE_ACTS = ops_with("epilogue")
+EPILOGUE_OPS = ops_with("takes_act")
 
 
 def _epilogue_act(node: Node) -> str | None:
-    if node.op in EPILOGUE_ACTS:
-        return node.op
-    if node.op == "gelu" and node.attr.get("approximate", "none") == "none":
-        return "gelu"
-    return None
+    if node.op not in EPILOGUE_ACTS:
+        return None
+    if node.op == "gelu" and node.attr.get("approximate", "none") != "none":
+        return None     # the tanh approximation is another function
+    return node.op
 
 
 def fuse_epilogue(graph: Graph) -> tuple[Graph, bool]:

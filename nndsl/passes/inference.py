@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
+from nndsl.ir.ops import ops_with
 from nndsl.passes.rewrite import (Rewriter, Rule, apply_rules, derived_param, reader_map,
                                   sweep_dead)
 
-FOLDABLE = ("conv1d", "conv2d", "conv3d", "linear")
+FOLDABLE = ops_with("affine")
 
 
 def remove_dropout(graph: Graph) -> tuple[Graph, bool]:
     """Dropout and stochastic depth are the identity in eval mode: ``dropout(x, p) ⇒ x``,
     ``drop_path(x, p) ⇒ x``."""
-    rule = Rule("dropout", lambda rw, n: n.inputs[0] if n.op in ("dropout", "drop_path")
+    rule = Rule("dropout", lambda rw, n: n.inputs[0] if n.op in ops_with("random")
                 else None, lambda rw, n, x: [x])
     return apply_rules(graph, [rule])
 

@@ -154,7 +154,16 @@ def _tri(upper: int):
     return low
 
 
-ONNX_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "gelu": "Gelu"}
+def _onnx_unary(op_type: str):
+    return lambda b, x, out: b.op1(op_type, [x], out=out)
+
+
+# The epilogue activations (ops_with("epilogue")), each as ONNX nodes from `x` to `out`.
+ONNX_ACTIVATIONS = {
+    "relu": _onnx_unary("Relu"), "sigmoid": _onnx_unary("Sigmoid"), "tanh": _onnx_unary("Tanh"),
+    "gelu": _onnx_unary("Gelu"),
+    "silu": lambda b, x, out: b.op1("Mul", [x, b.op1("Sigmoid", [x])], out=out),
+}
 
 
 def _act(low):
@@ -165,10 +174,7 @@ def _act(low):
             return low(b, a, ins, n)
         pre = b.fresh(f"{n.out}/pre_act")
         low(b, a, ins, Site(n.in_types, n.out_types, [pre]))
-        if act == "silu":
-            b.op1("Mul", [pre, b.op1("Sigmoid", [pre])], out=n.out)
-        else:
-            b.op1(ONNX_ACTIVATIONS[act], [pre], out=n.out)
+        ONNX_ACTIVATIONS[act](b, pre, n.out)
     return fused
 
 

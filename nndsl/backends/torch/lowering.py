@@ -64,7 +64,8 @@ def _arange(rt, a, ins):
     return torch.arange(rt.dim(a["n"]), dtype=DTYPES[a["dtype"]], device=rt.device)
 
 
-# Epilogue activations fused into linear/conv (``act`` attribute). ReLU-like ones run in place:
+# The epilogue activations (ops_with("epilogue")) a linear or conv runs on its own result (its
+# ``act`` attribute); a test keeps this table equal to the trait. ReLU runs in place:
 # the layer's output is a fresh tensor and their backward needs only their own result.
 ACTIVATIONS = {
     "relu": lambda y: torch.relu_(y),

@@ -1,6 +1,7 @@
 """Per-op knowledge, one table per concern, all keyed by op name.
 
-- :mod:`signatures` — operands and attributes (``SIGNATURES``)
+- :mod:`signatures` — operands, attributes, kinds and traits (``SIGNATURES``; the lists of
+  ops with a trait come from :func:`ops_with` and :func:`ops_of_kind`)
 - :mod:`shapes` — shape rules (``SHAPE_RULES``)
 - :mod:`flops` — FLOP counts (``FLOP_RULES``)
 
@@ -9,6 +10,7 @@ The torch lowering table lives with the torch backend (``nndsl.backends.torch.lo
 
 from nndsl.ir.ops.flops import FLOP_RULES, flops
 from nndsl.ir.ops.shapes import SHAPE_RULES, infer
-from nndsl.ir.ops.signatures import SIGNATURES
+from nndsl.ir.ops.signatures import SIGNATURES, ops_of_kind, ops_with
 
-__all__ = ["SIGNATURES", "SHAPE_RULES", "FLOP_RULES", "infer", "flops"]
+__all__ = ["SIGNATURES", "SHAPE_RULES", "FLOP_RULES", "infer", "flops", "ops_with",
+           "ops_of_kind"]

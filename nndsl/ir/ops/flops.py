@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from nndsl.ir.ops.signatures import BINARY, COMPARE, REDUCE, UNARY
+from nndsl.ir.ops.signatures import BINARY, COMPARE, REDUCE, UNARY, ops_of_kind
 from nndsl.ir.types import Dim
 
 
@@ -163,7 +163,7 @@ FLOP_RULES: dict[str, Callable] = {
     "hardswish": _per_out(4), "mish": _per_out(7), "clamp": _per_out(2), "drop_path": _per_out(),
     "leaky_relu": _per_out(), "gelu": _per_out(8), "elu": _per_out(3), "softplus": _per_out(3),
     "sigmoid": _per_out(4), "tanh": _per_out(5), "silu": _per_out(5), "selu": _per_out(4),
-    "dropout": _per_out(), "cast": _zero,
+    "dropout": _per_out(),
     **{op: _per_out() for op in BINARY}, **{op: _per_out() for op in COMPARE},
     "where": _per_out(), "masked_fill": _per_out(), "tril": _zero, "triu": _zero,
     "matmul": _matmul, "linear": _with_act(_linear),
@@ -174,15 +174,13 @@ FLOP_RULES: dict[str, Callable] = {
     "qconv2d": _with_act(lambda ins, outs, a: _conv(ins[:2] + ins[3:], outs, a)),
     "qlinear": _with_act(lambda ins, outs, a: _linear(ins[:2] + ins[3:], outs, a)),
     "conv1d": _with_act(_conv), "conv2d": _with_act(_conv), "conv3d": _with_act(_conv),
-    "conv_transpose2d": _with_act(_conv_t), "attention": _attention, "memory_format": _zero,
+    "conv_transpose2d": _with_act(_conv_t), "attention": _attention,
     "max_pool1d": _pool, "max_pool2d": _pool, "avg_pool1d": _pool, "avg_pool2d": _pool,
     "adaptive_avg_pool1d": _per_in(), "adaptive_avg_pool2d": _per_in(),
     "batch_norm": _norm(4), "layer_norm": _norm(8), "group_norm": _norm(8),
-    "embedding": _zero, "rms_norm": _norm(5), "one_hot": _zero, "einsum": _einsum,
+    "embedding": _zero, "rms_norm": _norm(5), "einsum": _einsum,
     "lstm": _recurrent(4), "gru": _recurrent(3), "rnn": _recurrent(1),
-    **{op: _zero for op in ("flatten", "reshape", "transpose", "permute", "squeeze",
-                            "unsqueeze", "expand", "concat", "split", "slice", "stack",
-                            "flip", "roll", "repeat_interleave", "pad", "pixel_shuffle")},
+    **{op: _zero for op in ops_of_kind("movement")},
     # nearest: a copy per output element; linear: 2 multiply-adds per interpolated dim
     "upsample": lambda ins, outs, a: 0 if a["mode"] == "nearest" else
     4 * (ins[0].rank - 2) * outs[0].numel(),
@@ -191,7 +189,7 @@ FLOP_RULES: dict[str, Callable] = {
     "argmax": _per_in(), "argsort": _argsort, "cumsum": _per_in(),
     "cumprod": _per_in(), "logsumexp": _per_in(4), "var": _per_in(3), "std": _per_in(3),
     "topk": _topk,
-    "gather": _zero, "index_select": _zero, "scatter_add": _scatter_add,
+    "scatter_add": _scatter_add,
     "segment_sum": _per_in(), "segment_mean": _segment_mean, "segment_max": _per_in(),
     # the per-segment max, subtract, exponentiate, per-segment sum, divide
     "segment_softmax": _per_in(5),

@@ -1,13 +1,21 @@
-"""Op signatures: the operands each IR op reads and its attributes with their defaults.
+"""Op records: the operands each IR op reads, its attributes with their defaults, its kind and
+its traits.
 
 Operand names ending in ``?`` are optional (absent operands are ``None`` on the node); a name
 starting with ``*`` takes any number of values. This table is the authority on what an op *is*;
 the shape, FLOP and lowering tables are keyed by the same names and a test keeps them in step.
+
+Every list of ops that a pass, a backend or the drawing needs ("the activations a layer can run
+as its epilogue", "the ops that only move elements") is derived from the records with
+:func:`ops_with` and :func:`ops_of_kind`, never written out again; a backend's own table for a
+trait (how torch or ONNX runs each epilogue activation) is checked against it by a test.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,10 @@ class OpSignature:
     operands: tuple
     attrs: dict = field(default_factory=dict)
     doc: str = ""
+    kind: str = "other"                 # one of KINDS: what the op is, for people and pictures
+    traits: frozenset = frozenset()     # of TRAITS: what passes and backends may rely on
+    scalar: Callable | None = None      # the op on Python numbers (constant folding, and
+                                        # elaboration of a function applied to a number)
 
 
 def _s(operands: str, doc: str = "", **attrs) -> OpSignature:
@@ -181,3 +193,111 @@ SIGNATURES: dict[str, OpSignature] = {
                       "reads; results are the final state, then the per-step outputs stacked "
                       "along dim", body=None, n_over=0, n_state=0, dim=1, steps=None),
 }
+
+
+# ---- kinds and traits ----
+
+KINDS = {
+    "source": "a graph input, parameter or constant",
+    "layer": "a computation with weights, a contraction (matmul, einsum) or a recurrence "
+             "(recurrent layers, scan)",
+    "norm": "a normalization",
+    "activation": "a nonlinearity: elementwise (dropout included), or softmax over a dim",
+    "pool": "a pooling",
+    "movement": "moves, selects or converts elements and computes nothing (zero FLOPs)",
+    "elementwise": "arithmetic and comparisons per element",
+    "reduction": "reduces, sorts or accumulates along dims",
+    "quantized": "quantized weights, activations and kernels",
+    "other": "the rest (attention, upsampling, scattering)",
+}
+
+TRAITS = {
+    "epilogue": "an activation a linear or conv can apply to its own result (the `act` "
+                "attribute that fuse_epilogue sets)",
+    "takes_act": "a layer that runs an epilogue activation inside it (`act`)",
+    "affine": "y = W·x + b along the channel dim: a batch norm or a scale after it folds "
+              "into W and b",
+    "view": "passes its first operand's elements through, rearranged, selected or converted: "
+            "where a value comes from is traced through it",
+    "type_determined": "its result is fixed by its first operand and its output type: when "
+                       "the two types are equal it is the identity",
+    "type_attrs": "its shape or dtype attribute is its argument (reshape's target, cast's "
+                  "dtype), which the IR printer shows; on other ops they restate the output "
+                  "type and are left out",
+    "random": "draws random numbers in training: two of them on one tensor are different "
+              "draws, never merged",
+}
+
+_ACTIVATION_UNARY = ("relu", "sigmoid", "tanh", "silu", "selu", "hardswish", "mish")
+_KIND_OF = {
+    "source": "input param scalar full arange",
+    "layer": "matmul linear conv1d conv2d conv3d conv_transpose2d embedding einsum lstm gru rnn "
+             "scan",
+    "norm": "batch_norm layer_norm group_norm rms_norm",
+    "activation": " ".join(_ACTIVATION_UNARY) + " gelu elu leaky_relu softplus clamp dropout "
+                                                 "drop_path softmax log_softmax",
+    "pool": "max_pool1d max_pool2d avg_pool1d avg_pool2d adaptive_avg_pool1d "
+            "adaptive_avg_pool2d",
+    "movement": "cast flatten reshape transpose permute squeeze unsqueeze expand concat split "
+                "slice stack flip roll repeat_interleave pad pixel_shuffle gather index_select "
+                "memory_format one_hot",
+    "elementwise": " ".join([*(op for op in UNARY if op not in _ACTIVATION_UNARY), *BINARY,
+                             *COMPARE, "where", "masked_fill", "tril", "triu"]),
+    "reduction": " ".join([*REDUCE, *SEGMENT, "argmax", "argsort",
+                           "cumsum", "cumprod", "logsumexp", "var", "std", "topk",
+                           "segment_softmax"]),
+    "quantized": "dequantize quantize dequantize_act qconv2d qlinear qclamp qadd fake_quantize "
+                 "linear_int8",
+}
+
+_TRAIT_OPS = {
+    "epilogue": "relu sigmoid tanh silu gelu",
+    "takes_act": "linear conv1d conv2d conv3d conv_transpose2d",
+    "affine": "linear conv1d conv2d conv3d",
+    "view": "reshape flatten slice squeeze unsqueeze transpose permute expand cast",
+    "type_determined": "reshape flatten expand cast squeeze",
+    "type_attrs": "reshape expand full cast",
+    "random": "dropout drop_path",
+}
+
+
+# Elementwise ops on Python numbers. A domain error (log of a negative) raises ValueError.
+SCALAR = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "maximum": max, "minimum": min,
+    "neg": lambda a: -a, "sqrt": math.sqrt, "rsqrt": lambda a: 1 / math.sqrt(a),
+    "exp": math.exp, "log": math.log, "abs": abs, "tanh": math.tanh, "erf": math.erf,
+    "sin": math.sin, "cos": math.cos, "relu": lambda a: max(a, 0),
+    "sigmoid": lambda a: 1 / (1 + math.exp(-a)),
+}
+
+
+def _with_traits(table: dict) -> dict:
+    kind = {op: k for k, ops in _KIND_OF.items() for op in ops.split()}
+    traits: dict = {}
+    for t, ops in _TRAIT_OPS.items():
+        for op in ops.split():
+            traits.setdefault(op, set()).add(t)
+    unknown = (set(kind) | set(traits) | set(SCALAR)) - set(table)
+    if unknown:
+        raise AssertionError(f"kinds or traits name ops that do not exist: {sorted(unknown)}")
+    return {op: replace(sig, kind=kind.get(op, "other"), traits=frozenset(traits.get(op, ())),
+                        scalar=SCALAR.get(op))
+            for op, sig in table.items()}
+
+
+SIGNATURES = _with_traits(SIGNATURES)
+
+
+def ops_with(trait: str) -> tuple:
+    """The ops with ``trait``, in the table's order."""
+    if trait not in TRAITS:
+        raise KeyError(trait)
+    return tuple(op for op, sig in SIGNATURES.items() if trait in sig.traits)
+
+
+def ops_of_kind(kind: str) -> tuple:
+    """The ops of ``kind``, in the table's order."""
+    if kind not in KINDS:
+        raise KeyError(kind)
+    return tuple(op for op, sig in SIGNATURES.items() if sig.kind == kind)

@@ -17,6 +17,7 @@ import math
 import re
 from pathlib import Path
 
+from nndsl.backends.torch.init import INITIALIZERS
 from nndsl.backends.torch.codegen.layers import _find_layers, _static
 from nndsl.backends.torch.codegen.ops import HELPERS as OP_HELPERS
 from nndsl.backends.torch.codegen.ops import _OUTPUT_SUFFIXES, TORCH_CODEGEN, Emitted, OpSource
@@ -373,28 +374,9 @@ def _init_expr(node: Node) -> str:
     """A tensor expression for a parameter's initial value, after its ``init`` attribute."""
     a = node.attr
     shape = storage_shape(node.type.dtype, node.type.shape)
-    sh = ", ".join(str(d) for d in shape) if shape else "()"
     dt = "" if a.get("dtype", "f32") == "f32" else f", dtype={TORCH_DTYPES[a['dtype']]}"
-    init = tuple(a.get("init") or ("zeros",))
-    kind, args = init[0], [float(v) for v in init[1:]]
-    empty = f"torch.empty({sh}{dt})"
-    if kind == "ones":
-        return f"torch.ones({sh}{dt})"
-    if kind == "constant" and args:
-        return f"torch.full({py_literal(shape)}, {py_literal(args[0])}{dt})"
-    if kind == "uniform" and args:
-        low, high = (-args[0], args[0]) if len(args) == 1 else args[:2]
-        return f"{empty}.uniform_({py_literal(low)}, {py_literal(high)})"
-    if kind in ("normal", "normal_pad") and len(args) >= 2:
-        expr = f"{empty}.normal_({py_literal(args[0])}, {py_literal(args[1])})"
-        if kind == "normal_pad" and len(args) >= 3:
-            expr += f".index_fill_(0, torch.tensor([{int(args[2])}]), 0.0)"
-        return expr
-    if kind == "trunc_normal" and len(args) >= 2:
-        mean, std = args[:2]
-        return (f"nn.init.trunc_normal_({empty}, {py_literal(mean)}, {py_literal(std)}, "
-                f"{py_literal(mean - 2 * std)}, {py_literal(mean + 2 * std)})")
-    return f"torch.zeros({sh}{dt})"
+    kind, *args = tuple(a.get("init") or ("zeros",))
+    return INITIALIZERS[kind].source([float(v) for v in args], shape, dt, py_literal)
 
 
 class _Generator:

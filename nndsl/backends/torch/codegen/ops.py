@@ -181,6 +181,7 @@ def _conv(nd: int):
     return emit
 
 
+# The epilogue activations (ops_with("epilogue")) as source; a test keeps the keys equal.
 _ACT_SOURCE = {"relu": "F.relu", "sigmoid": "torch.sigmoid", "tanh": "torch.tanh",
                "silu": "F.silu", "gelu": "F.gelu"}
 
