@@ -105,3 +105,21 @@ def test_scalar_semantics_fold_constants_and_elaborate_numbers():
     torch.testing.assert_close(m(x=x), x * 0.125 + 0.5)
     assert not any(n.op == "sqrt" for n in c.graph)
     assert SIGNATURES["sigmoid"].scalar(-2.0) == pytest.approx(1 / (1 + math.exp(2.0)))
+
+
+def test_every_distribution_has_a_torch_sampler_that_draws_it():
+    from nndsl.backends.torch.inputs import SAMPLERS, draw
+    from nndsl.ir.dists import DISTRIBUTIONS
+    assert set(SAMPLERS) == set(DISTRIBUTIONS)
+    g = torch.Generator().manual_seed(0)
+    x = draw([20000], "f32", {"dist": "normal", "mean": 3.0, "std": 0.5}, generator=g)
+    assert abs(float(x.mean()) - 3.0) < 0.02 and abs(float(x.std()) - 0.5) < 0.02
+    u = draw([20000], "f32", {"dist": "uniform", "low": -2.0, "high": -1.0}, generator=g)
+    assert float(u.min()) >= -2.0 and float(u.max()) < -1.0
+    assert abs(float(u.mean()) + 1.5) < 0.02
+    r = draw([20000], "i64", {"dist": "randint", "low": 2, "high": 5}, generator=g)
+    assert r.dtype == torch.int64 and set(r.unique().tolist()) == {2, 3, 4}
+    b = draw([20000], "f32", {"dist": "bernoulli", "p": 0.25}, generator=g)
+    assert set(b.unique().tolist()) == {0.0, 1.0} and abs(float(b.mean()) - 0.25) < 0.02
+    ids = draw([1000], "i64", None, id_range=(0, 7), generator=g)
+    assert int(ids.min()) == 0 and int(ids.max()) == 6

@@ -39,6 +39,19 @@ def check_size(shape, dtype: str, name: str | None = None, limit: int | None = N
     return size
 
 
+# How torch draws each distribution of nndsl.ir.dists.DISTRIBUTIONS (a test keeps the keys
+# equal): (shape, the declared arguments, the torch dtype, generator/device keywords) -> tensor.
+SAMPLERS = {
+    "normal": lambda shape, d, tdtype, kw: (torch.randn(shape, **kw) * d["std"]
+                                            + d["mean"]).to(tdtype),
+    "uniform": lambda shape, d, tdtype, kw: (torch.rand(shape, **kw) * (d["high"] - d["low"])
+                                             + d["low"]).to(tdtype),
+    "randint": lambda shape, d, tdtype, kw: torch.randint(int(d["low"]), int(d["high"]), shape,
+                                                          dtype=tdtype, **kw),
+    "bernoulli": lambda shape, d, tdtype, kw: (torch.rand(shape, **kw) < d["p"]).to(tdtype),
+}
+
+
 def draw(shape, dtype: str, dist: dict | None = None, id_range=None, generator=None,
          device=None, *, name: str | None = None, limit: int | None = None,
          span=None) -> torch.Tensor:
@@ -49,23 +62,14 @@ def draw(shape, dtype: str, dist: dict | None = None, id_range=None, generator=N
     shape = [int(d) for d in shape]
     check_size(shape, dtype, name, limit, span)
     kw = {"generator": generator, "device": device}
-    name = dist["dist"] if dist else None
-    if name == "normal":
-        x = torch.randn(shape, **kw) * dist["std"] + dist["mean"]
-    elif name == "uniform":
-        x = torch.rand(shape, **kw) * (dist["high"] - dist["low"]) + dist["low"]
-    elif name == "randint":
-        return torch.randint(int(dist["low"]), int(dist["high"]), shape, dtype=tdtype, **kw)
-    elif name == "bernoulli":
-        x = torch.rand(shape, **kw) < dist["p"]
-    elif dtype == "bool":
-        x = torch.rand(shape, **kw) < 0.5
-    elif tdtype.is_floating_point:
-        x = torch.randn(shape, **kw)
-    else:
-        low, high = id_range or (0, 10)
-        return torch.randint(int(low), int(high), shape, dtype=tdtype, **kw)
-    return x.to(tdtype)
+    if dist:
+        return SAMPLERS[dist["dist"]](shape, dist, tdtype, kw)
+    if dtype == "bool":
+        return SAMPLERS["bernoulli"](shape, {"p": 0.5}, tdtype, kw)
+    if tdtype.is_floating_point:
+        return torch.randn(shape, **kw).to(tdtype)
+    low, high = id_range or (0, 10)
+    return SAMPLERS["randint"](shape, {"low": low, "high": high}, tdtype, kw)
 
 
 def draw_missing(types: dict, dists: dict, given: dict, generator=None, device=None,
