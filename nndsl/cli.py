@@ -190,12 +190,13 @@ def cmd_sample(args) -> int:
 
 def cmd_passes(args) -> int:
     from nndsl.passes import PASSES, PIPELINES
+    from nndsl.passes.pipeline import level_of
     for level, names in PIPELINES.items():
         print(f"{level}: " + (" -> ".join(names) if names else "(verify only)"))
     print()
     for p in PASSES.values():
         note = "  [inference only]" if p.inference_only else ""
-        print(f"{p.name:24s} {p.level}  {p.doc}{note}")
+        print(f"{p.name:24s} {level_of(p.name)}  {p.doc}{note}")
     print("\ncompression (--prune runs before the level's passes, --quantize and --qat after):")
     for name, doc in COMPRESSION_HELP:
         print(f"  {name:25s} {doc}")

@@ -81,11 +81,11 @@ class Compression:
         kind, value = self.prune_kind
         if kind == "channels":
             return [Pass("prune_channels", prune_passes.prune_channels(
-                value, weights_fn(), self.prune_scopes, self.prune_exclude), "compress",
+                value, weights_fn(), self.prune_scopes, self.prune_exclude),
                 f"remove {value:.0%} of the channels", bodies=False)]
         return [Pass(f"prune_{kind}", prune_passes.mask_weights(
             kind, value, self.prune_scopes, self.prune_exclude,
-            weights_fn() if kind == "global" else None), "compress",
+            weights_fn() if kind == "global" else None),
             f"mask weights ({self.prune})", bodies=False)]
 
     def after(self, weights_fn=None) -> list[Pass]:
@@ -95,23 +95,23 @@ class Compression:
         if self.prune is not None and self.prune_kind[0] == "heads":
             from nndsl.passes.prune_heads import prune_heads
             out.append(Pass("prune_heads", prune_heads(self.prune_kind[1], weights_fn()),
-                            "compress", f"remove {self.prune_kind[1]:.0%} of the attention heads",
+                            f"remove {self.prune_kind[1]:.0%} of the attention heads",
                             bodies=False))
         if self.quantize is not None and self.quantize != "int8-static":
             opts = quant_passes.QuantOptions(self.quantize, self.group, tuple(self.keep))
             out.append(Pass(f"quantize_{self.quantize.replace('-', '_')}",
-                            quant_passes.SCHEMES[self.quantize](opts), "compress",
+                            quant_passes.SCHEMES[self.quantize](opts),
                             f"quantize {self.quantize}", inference_only=True, bodies=False))
         if self.qat is not None:
             out.append(Pass(f"qat_{self.qat}", quant_passes.fake_quantize_weights(
-                QAT[self.qat], self.group, tuple(self.keep)), "compress",
+                QAT[self.qat], self.group, tuple(self.keep)),
                 f"{self.qat} quantization noise on the weights (QAT)", bodies=False))
         return out
 
     def static(self, stats: dict) -> list[Pass]:
         """The int8-static pass, once calibration has given ``stats``."""
         from nndsl.passes.quantize_static import static_quantize
-        return [Pass("quantize_int8_static", static_quantize(stats, tuple(self.keep)), "compress",
+        return [Pass("quantize_int8_static", static_quantize(stats, tuple(self.keep)),
                      "quantize int8-static", inference_only=True, bodies=False)]
 
     def describe(self) -> str:

@@ -23,31 +23,30 @@ from nndsl.passes import cleanup, fold, fusion, inference
 class Pass:
     name: str
     fn: Callable[[Graph], tuple]
-    level: str        # the lowest pipeline that runs it
-    doc: str          # one line for `nndsl passes`
+    doc: str          # one line for `nndsl passes` (the level that runs it: level_of)
     inference_only: bool = False
     bodies: bool = True   # also run on the bodies of `scan` nodes (compression: the model only)
 
 
-def _p(name, fn, level, doc, inference_only=False) -> Pass:
-    return Pass(name, fn, level, doc, inference_only)
+def _p(name, fn, doc, inference_only=False) -> Pass:
+    return Pass(name, fn, doc, inference_only)
 
 
 PASSES: dict[str, Pass] = {p.name: p for p in [
-    _p("constant_fold", cleanup.constant_fold, "O1", "scalar arithmetic on constants becomes a constant"),
-    _p("simplify", cleanup.simplify, "O1", "x*1, x+0, double transposes, reshape chains, no-op ops"),
-    _p("cse", cleanup.cse, "O1", "one node per distinct computation"),
-    _p("fuse_formulas", fusion.fuse_formulas, "O1", "GELU, SiLU and layer norm written as formulas become the op"),
-    _p("fuse_attention", fusion.fuse_attention, "O1", "softmax(QKᵀ·s)V from primitives becomes fused attention (SDPA)"),
-    _p("fuse_epilogue", fusion.fuse_epilogue, "O1", "an activation after a linear/conv runs inside it"),
-    Pass("fold_constant_tensors", fold.fold_constant_tensors, "O1",
+    _p("constant_fold", cleanup.constant_fold, "scalar arithmetic on constants becomes a constant"),
+    _p("simplify", cleanup.simplify, "x*1, x+0, double transposes, reshape chains, no-op ops"),
+    _p("cse", cleanup.cse, "one node per distinct computation"),
+    _p("fuse_formulas", fusion.fuse_formulas, "GELU, SiLU and layer norm written as formulas become the op"),
+    _p("fuse_attention", fusion.fuse_attention, "softmax(QKᵀ·s)V from primitives becomes fused attention (SDPA)"),
+    _p("fuse_epilogue", fusion.fuse_epilogue, "an activation after a linear/conv runs inside it"),
+    Pass("fold_constant_tensors", fold.fold_constant_tensors,
          "constant tensors (masks, position tables) computed once, into buffers", bodies=False),
-    _p("dce", cleanup.dce, "O1", "drop computations no output depends on"),
-    _p("remove_dropout", inference.remove_dropout, "O2", "dropout is the identity in eval mode", True),
-    _p("fold_batch_norm", inference.fold_batch_norm, "O2", "batch norm folded into the conv/linear before it", True),
-    _p("merge_parallel_linears", inference.merge_parallel_linears, "O2", "linears on one input (Q, K, V) become one linear + split", True),
-    _p("channels_last", inference.channels_last, "O2", "NHWC memory layout through 2-d convolutions", True),
-    _p("prune_params", inference.prune_params, "O2", "drop parameters nothing reads any more", True),
+    _p("dce", cleanup.dce, "drop computations no output depends on"),
+    _p("remove_dropout", inference.remove_dropout, "dropout is the identity in eval mode", True),
+    _p("fold_batch_norm", inference.fold_batch_norm, "batch norm folded into the conv/linear before it", True),
+    _p("merge_parallel_linears", inference.merge_parallel_linears, "linears on one input (Q, K, V) become one linear + split", True),
+    _p("channels_last", inference.channels_last, "NHWC memory layout through 2-d convolutions", True),
+    _p("prune_params", inference.prune_params, "drop parameters nothing reads any more", True),
 ]}
 
 _O1 = ("constant_fold", "simplify", "cse", "fuse_formulas", "fuse_attention", "fuse_epilogue",
@@ -58,6 +57,11 @@ PIPELINES: dict[str, tuple[str, ...]] = {
     "O2": _O1[:-1] + ("remove_dropout", "simplify", "fold_batch_norm", "merge_parallel_linears",
                       "fuse_epilogue", "channels_last", "prune_params", "dce"),
 }
+
+
+def level_of(name: str) -> str:
+    """The lowest pipeline that runs the pass ``name``."""
+    return next(level for level, passes in PIPELINES.items() if name in passes)
 
 
 def _refresh_regions(graph: Graph) -> None:
