@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -113,7 +114,8 @@ class SmallResNet(torch.nn.Module):
 
 
 class TinyTransformer(torch.nn.Module):
-    """Token embedding, one pre-norm block (causal SDPA attention, GELU MLP), a head."""
+    """Token embedding, one pre-norm block (causal SDPA attention, GELU MLP), a head tied to
+    the embedding."""
 
     def __init__(self, vocab=50, d=32, heads=4, t=8):
         super().__init__()
@@ -127,6 +129,7 @@ class TinyTransformer(torch.nn.Module):
         self.fc1 = torch.nn.Linear(d, 4 * d)
         self.fc2 = torch.nn.Linear(4 * d, d)
         self.head = torch.nn.Linear(d, vocab)
+        self.head.weight = self.tok.weight          # tied: one parameter, read twice
 
     def forward(self, ids):
         b, t = ids.shape
@@ -190,6 +193,16 @@ def test_torch_export_reproduces_module(make, args):
     feeds = {"x": inputs[0].numpy()}
     r = cf.compare(cf.run_torch(imported, feeds), [want])
     assert r.ok, r.detail
+    assert _params(imported) == sum(p.numel() for p in module.parameters())
+
+
+def test_tied_embedding_comes_back_tied():
+    torch.manual_seed(0)
+    module = TinyTransformer().eval()
+    model = _export(module, (torch.randint(0, 50, (2, 8)),), do_constant_folding=False)
+    imported = import_onnx(model)
+    found = re.search(r"(\w+) = embedding\(50, 32\)", imported.text)
+    assert found and f"weight={found[1]}.weight) as head" in imported.text, imported.text
     assert _params(imported) == sum(p.numel() for p in module.parameters())
 
 

@@ -139,6 +139,7 @@ class Converter:
         self.data_uses: Counter = Counter()     # readers of a value's elements (not Shape)
         self.readers: dict = defaultdict(list)  # value -> the nodes that read it
         self.done: set = set()                  # nodes whose outputs an earlier node gave
+        self.tables: list = []                  # (embedding layer, its table), for ties
         self.init_names: set[str] = set()
         from nndsl.importer.reader import _opset
         self.opset = _opset(model)      # after conversion: the table's, or the file's if newer
@@ -149,6 +150,7 @@ class Converter:
         self.last_linear = None
         self.const_names: dict[int, str] = {}    # id(array) -> the ONNX value it came from
         self.const_syms: dict[int, tuple] = {}   # id(array) -> (array, its Sym), made once
+        self.init_ids: set = set()               # id(array) of the initializers
 
     # ---- the walk ----
     def run(self) -> Program:
@@ -159,6 +161,7 @@ class Converter:
         for t in g.initializer:
             self.values[t.name] = nh.to_array(t).copy()
             self.const_names[id(self.values[t.name])] = t.name
+            self.init_ids.add(id(self.values[t.name]))
             self.init_names.add(t.name)
         for t in g.sparse_initializer:
             raise ImportFailure(f"{self.label}: sparse initializer `{t.values.name}` is not "
@@ -328,15 +331,19 @@ class Converter:
             return made[1]
         if hint == "c" and key in self.const_names:
             hint = self.const_names[key]
-        sym = self._constant(np.asarray(v), hint)
+        sym = self._constant(np.asarray(v), hint, key in self.init_ids)
         if isinstance(v, np.ndarray):
             self.const_syms[key] = (v, sym)
         return sym
 
-    def _constant(self, a: np.ndarray, hint: str) -> Sym:
+    def _constant(self, a: np.ndarray, hint: str, initializer: bool = False) -> Sym:
+        """A constant as the spec writes it. A float initializer of several elements is a
+        ``param`` even when its values are one (a norm's scale of ones is still a weight)."""
         dt = np_dtype_name(a)
         dims = tuple(int(d) for d in a.shape)
         flat = a.reshape(-1)
+        if initializer and a.size > 1 and dt in FLOATS:
+            return self._param(a, dt, dims, hint)
         if a.size and np.all(flat == flat[0]):
             kw = "" if dt == "f32" else f", dtype={dt}"
             value = flat[0]
@@ -369,6 +376,9 @@ class Converter:
                               f"arange or a triangle (the spec has no integer tensor literals)")
         if a.ndim == 0:
             return self.emit(f"full([], {number(a.item(), dt)})", dt, (), hint=hint)
+        return self._param(a, dt, dims, hint)
+
+    def _param(self, a: np.ndarray, dt: str, dims: tuple, hint: str) -> Sym:
         name = self.params.take(self._param_hint(hint), "p")
         self.vars.taken.add(name)
         self.prog.params.append((name, dt, dims, self._origin(hint)))

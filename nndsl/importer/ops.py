@@ -99,7 +99,8 @@ def constant_of_shape(cx, node, ins, a):
     if isinstance(shape, ShapeVec):
         dtype = cx.dtype(value)
         kw = "" if dtype == "f32" else f", dtype={dtype}"
-        return [cx.emit(f"full({dims_text(shape.dims)}, {number(value[0], dtype)}{kw})", dtype,
+        fill = int(value[0]) if dtype == "bool" else value[0]
+        return [cx.emit(f"full({dims_text(shape.dims)}, {number(fill, dtype)}{kw})", dtype,
                         shape.dims)]
     raise Unsupported("ConstantOfShape of a computed shape")
 
@@ -262,7 +263,7 @@ def _fuse_bias(cx, x: Sym, b) -> bool:
     out = stmt.info["out"]
     if c.ndim != 1 or c.shape[0] != out or cx.uses[stmt.info["onnx_out"]] != 1:
         return False
-    stmt.call = stmt.call.replace(", bias=false)", ")")
+    stmt.call = stmt.call.replace(", bias=false", "", 1)
     stmt.kind = "linear"
     cx.prog.weights[f"{stmt.info['layer']}.bias"] = c.astype(np.float32)
     cx.last_linear = x
@@ -686,14 +687,49 @@ def rms_norm(cx, node, ins, a):
 def _linear(cx, node, x: Sym, weight: np.ndarray, bias, name: str, onnx_out: str):
     """``x Wᵀ + b`` as a linear layer; ``weight`` is [out, in]."""
     out = weight.shape[0]
-    cx.prog.weights[f"{name}.weight"] = np.ascontiguousarray(weight.astype(np.float32))
+    # an embedding's table read again as the output layer's matrix: one tied parameter
+    tied = next((layer for layer, table in cx.tables if table.shape == weight.shape and
+                 np.array_equal(table, weight)), None)
+    if tied is not None:
+        tied = _as_instance(cx, tied)
+    tie = f", weight={tied}.weight" if tied else ""
+    if tied is None:
+        cx.prog.weights[f"{name}.weight"] = np.ascontiguousarray(weight.astype(np.float32))
     shape = tuple(x.shape[:-1]) + (out,)
     if bias is not None:
         cx.prog.weights[f"{name}.bias"] = np.ascontiguousarray(bias.astype(np.float32))
-        return cx.emit(f"linear({out}) as {name}", x.dtype, shape, head=x, kind="linear")
-    return cx.emit(f"linear({out}, bias=false) as {name}", x.dtype, shape, head=x,
+        return cx.emit(f"linear({out}{tie}) as {name}", x.dtype, shape, head=x, kind="linear")
+    return cx.emit(f"linear({out}, bias=false{tie}) as {name}", x.dtype, shape, head=x,
                    kind="linear_nobias",
                    info={"out": out, "layer": name, "onnx_out": onnx_out})
+
+
+def _as_instance(cx, layer: str) -> str | None:
+    """The embedding ``layer`` as an instance the spec can name (``wte = embedding(V, D)``,
+    then ``wte(ids)``), so that another layer can read its weight (``weight=wte.weight``): the
+    instance's name (the layer's, or a new one where a variable has that name; its weights
+    follow), or None."""
+    from nndsl.importer.program import Stmt
+    at = next((i for i, st in enumerate(cx.prog.stmts) if st.kind == "embedding" and
+               st.info.get("layer") == layer), None)
+    if at is None:
+        return None
+    st = cx.prog.stmts[at]
+    if st.info.get("instance"):
+        return st.info["instance"]
+    name = layer
+    if name in cx.vars.taken:
+        name = cx.vars.take(f"{layer}_table")
+        if name in cx.layers.taken:
+            return None
+        cx.layers.taken.add(name)
+        cx.prog.weights[f"{name}.weight"] = cx.prog.weights.pop(f"{layer}.weight")
+    cx.vars.taken.add(name)
+    call = st.call.rsplit(" as ", 1)[0]
+    cx.prog.stmts.insert(at, Stmt([name], call))
+    st.call, st.head = f"{name}({st.head})", None
+    st.info["instance"] = name
+    return name
 
 
 @op("Gemm")
@@ -1145,11 +1181,17 @@ def gather(cx, node, ins, a):
     dc = cx.const(data)
     if dc is not None and isinstance(idx, Sym) and axis == 0 and dc.ndim == 2 and \
             dc.dtype.kind == "f":
+        shared = next((layer for layer, table in cx.tables if table is dc), None)
+        inst = _as_instance(cx, shared) if shared is not None else None
+        if inst is not None:        # the same table read twice: one embedding applied twice
+            return [cx.emit(f"{inst}({idx.var})", cx.dtype(dc), tuple(idx.shape) +
+                            (dc.shape[1],), reads=[idx])]
         name = _layer_name(cx, node, 0)
         cx.prog.weights[f"{name}.weight"] = dc
+        cx.tables.append((name, dc))
         shape = tuple(idx.shape) + (dc.shape[1],)
         return [cx.emit(f"embedding({dc.shape[0]}, {dc.shape[1]}) as {name}", cx.dtype(dc),
-                        shape, head=idx)]
+                        shape, head=idx, kind="embedding", info={"layer": name})]
     x = cx.tensor(data)
     axis = _norm_axis(axis, x.rank)
     if ci is not None and ci.ndim <= 1:
