@@ -23,3 +23,14 @@ def test_compression_benchmark_quick_run():
         assert title in out.stdout
     assert "Torch-Pruning MagnitudePruner" in out.stdout
     assert "ort quantize_static" in out.stdout and "anchor failed" not in out.stdout
+
+
+def test_levels_benchmark_runs_on_a_small_spec():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_levels.py"), "--only",
+                          "fundamentals/perceptron", "--time", "0.2", "--onnx"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import re
+    m = re.search(r"(\d+) faster, (\d+) within noise, (\d+) slower, (\d+) failed", out.stdout)
+    assert m and sum(map(int, m.groups()[:3])) == 1 and m.group(4) == "0"   # one model, timed
+    assert "fundamentals/perceptron.nn" in out.stdout
