@@ -9,6 +9,8 @@ its outputs. It reads the operator as opset :data:`~nndsl.importer.reader.TABLE_
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from nndsl.importer.convert import FLOATS, ONNX_DTYPES, ShapeVec, Sym, Unsupported, layer_hint
@@ -1632,3 +1634,80 @@ def _sequence_read(cx, name: str, y: Sym, dirs: int, hidden: int) -> bool:
 
 for _op in RECURRENT:
     OPS[_op] = _recurrent(_op)
+
+
+# ---- attention ----
+
+@op("Attention")
+def attention(cx, node, ins, a):
+    """ONNX's Attention (opset 23) written out: ``softmax(softcap(Q Kᵀ · scale) + mask) V``,
+    with the key/value heads repeated for grouped queries and 3-d inputs split into heads and
+    joined back. Caches (``past_key``, ``nonpad_kv_seqlen``), sliding windows and the extra
+    outputs are refused."""
+    q, k, v = (_x(cx, ins, i) for i in range(3))
+    if any(len(ins) > i and ins[i] is not None for i in (4, 5, 6)):
+        raise Unsupported("Attention with a key/value cache")
+    if any(o and cx.uses[o] for o in node.output[1:]):
+        raise Unsupported("Attention's present key/value or QK outputs")
+    if a.get("left_window_size", -1) != -1 or a.get("right_window_size", -1) != -1:
+        raise Unsupported("Attention with a sliding window")
+    three = q.rank == 3
+    if three:
+        qh, kvh = a.get("q_num_heads"), a.get("kv_num_heads")
+        if not qh or not kvh:
+            raise Unsupported("3-d Attention without q_num_heads and kv_num_heads")
+        q, k, v = (_heads(cx, t, h) for t, h in ((q, qh), (k, kvh), (v, kvh)))
+    elif q.rank != 4:
+        raise Unsupported(f"Attention of rank {q.rank}")
+    qh, kvh = q.shape[1], k.shape[1]
+    hd, s_len, l_len = q.shape[3], q.shape[2], k.shape[2]
+    if not all(isinstance(d, int) for d in (qh, kvh, hd)) or qh % kvh:
+        raise Unsupported("Attention with heads that do not group")
+    if qh != kvh:
+        k = cx.emit(f"repeat_interleave({qh // kvh}, dim=1)", k.dtype,
+                    (k.shape[0], qh) + tuple(k.shape[2:]), head=k)
+        v = cx.emit(f"repeat_interleave({qh // kvh}, dim=1)", v.dtype,
+                    (v.shape[0], qh) + tuple(v.shape[2:]), head=v)
+    scale = a.get("scale", 1.0 / math.sqrt(hd))
+    shape = (q.shape[0], qh, s_len, l_len)
+    kt = cx.emit("transpose", k.dtype, k.shape[:2] + (k.shape[3], l_len), head=k, hint="kt")
+    s = cx.emit(f"{q.var} @ {kt.var} * {number(scale)}", q.dtype, shape, reads=[q, kt],
+                hint="scores")
+    softcap = float(a.get("softcap", 0.0))
+    if softcap > 0:
+        s = cx.emit(f"{number(softcap)} * tanh({s.var} / {number(softcap)})", q.dtype, shape,
+                    reads=[s], hint="scores")
+    mask = ins[3] if len(ins) > 3 else None
+    if q.dtype != "f32" and (mask is not None or a.get("is_causal", 0)):
+        raise Unsupported(f"a masked {q.dtype} Attention (its -inf fill is an f32 literal)")
+    if mask is not None:
+        m = cx.tensor(mask)
+        if m.shape[-1] != l_len:
+            raise Unsupported("an Attention mask shorter than the keys")
+        if m.dtype == "bool":
+            s = cx.emit(f"where({m.var}, {s.var}, -inf)", q.dtype, shape, reads=[m, s],
+                        hint="scores")
+        else:
+            s = cx.emit(f"{s.var} + {m.var}", q.dtype, shape, reads=[s, m], hint="scores")
+    if a.get("is_causal", 0):
+        if not isinstance(s_len, int) or not isinstance(l_len, int):
+            raise Unsupported("a causal Attention over symbolic lengths")
+        s = cx.emit(f"where(tril(ones([{s_len}, {l_len}])) > 0.5, {s.var}, -inf)", q.dtype,
+                    shape, reads=[s], hint="scores")
+    p = cx.emit("softmax", q.dtype, shape, head=s, hint="probs")
+    y = cx.emit(f"{p.var} @ {v.var}", q.dtype, shape[:3] + (v.shape[3],), reads=[p, v])
+    if three:
+        y = permute(cx, y, [0, 2, 1, 3])
+        y = cx.emit(f"reshape({dims_text([y.shape[0], y.shape[1], qh * v.shape[3]])})",
+                    y.dtype, (y.shape[0], y.shape[1], qh * v.shape[3]), head=y)
+    return [y]
+
+
+def _heads(cx, t: Sym, heads: int) -> Sym:
+    """``[B, S, heads · d]`` as ``[B, heads, S, d]``."""
+    b, s, width = t.shape
+    if not isinstance(width, int) or width % heads:
+        raise Unsupported("an Attention input whose width does not split into its heads")
+    split = (b, s, heads, width // heads)
+    y = cx.emit(f"reshape({dims_text(split)})", t.dtype, split, head=t)
+    return permute(cx, y, [0, 2, 1, 3])
