@@ -169,7 +169,7 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     from nndsl.train.plots import write_image_grid
-    from nndsl.train.recipes import sample_run
+    from nndsl.train.sampling import sample_run
     if args.n < 1:
         from nndsl.errors import ArgumentError
         raise ArgumentError(f"-n must be at least 1, got {args.n}", code="E0223")

@@ -66,8 +66,7 @@ def compression_note(compiled) -> str:
     comp = getattr(compiled, "compression", None)
     if comp is None or comp.empty:
         return ""
-    from nndsl.api import Compiled
-    base = Compiled(compiled.unoptimized, compiled.file, "O0")
+    base = type(compiled)(compiled.unoptimized, compiled.file, "O0")   # the float model
     size, full = compiled.size_bytes(), base.size_bytes()
     lines = [f"\ncompression: {comp.describe()}",
              f"  weights: {_bytes(size)} ({size / full:.1%} of the float model's {_bytes(full)})"]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import nndsl
 from nndsl.cli import main
-from nndsl.train import recipes
+from nndsl.train import recipes, sampling
 from nndsl.train.losses import loss_value
 from nndsl.train.run import run_training
 
@@ -37,10 +37,10 @@ def test_vae_elbo_improves_and_samples(tmp_path):
     mmd0, mmd1 = first_last(r.history, "val_mmd")
     assert loss1 < loss0 - 1.0, (loss0, loss1)        # nats per image
     assert mmd1 < mmd0, (mmd0, mmd1)
-    samples, name = recipes.sample_run(tmp_path / "vae", n=9, seed=1)
+    samples, name = sampling.sample_run(tmp_path / "vae", n=9, seed=1)
     assert name == "vae" and samples.shape == (9, 64)
     assert 0 <= float(samples.min()) and float(samples.max()) <= 1
-    again, _ = recipes.sample_run(tmp_path / "vae", n=9, seed=1)
+    again, _ = sampling.sample_run(tmp_path / "vae", n=9, seed=1)
     assert torch.equal(samples, again)
 
 
@@ -116,7 +116,7 @@ def test_ddpm_trains_and_samples(tmp_path):
     mmd0, mmd1 = first_last(r.history, "val_mmd")
     assert loss1 < 0.7 * loss0, (loss0, loss1)
     assert mmd1 < mmd0, (mmd0, mmd1)
-    samples, _ = recipes.sample_run(tmp_path / "ddpm", n=4)
+    samples, _ = sampling.sample_run(tmp_path / "ddpm", n=4)
     assert samples.shape == (4, 1, 8, 8) and 0 <= float(samples.min()) <= float(samples.max()) <= 1
 
 

@@ -42,29 +42,33 @@ class Body:
 
     The body's ``input`` nodes are, in order, what the node gives it at each step (the per-step
     slices, the carried state, then the outer values it reads, "captures"); its outputs are what
-    a step returns. Two bodies are equal when they print alike, so nodes stay hashable and
+    a step returns. Two bodies are equal when their graphs are: the same nodes (names, ops,
+    operands, attributes, types, scopes), inputs and outputs, so nodes stay hashable and
     comparable. Nobody mutates a body's graph: a pass that changes it builds a new ``Body``.
     """
 
-    __slots__ = ("graph", "_key", "cache")
+    __slots__ = ("graph", "_key", "_hash", "cache")
 
     def __init__(self, graph: "Graph"):
         self.graph = graph
-        self._key: str | None = None
+        self._key: tuple | None = None
+        self._hash: int | None = None
         self.cache: dict = {}   # what backends derive from the body (a torch plan), built once
 
     @property
-    def key(self) -> str:
+    def key(self) -> tuple:
         if self._key is None:
-            from nndsl.ir.printer import print_graph
-            self._key = print_graph(self.graph)
+            g = self.graph
+            self._key = (g.name, tuple(g), tuple(g.inputs), tuple(g.outputs))
         return self._key
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Body) and (other is self or other.key == self.key)
 
     def __hash__(self) -> int:
-        return hash(self.key)
+        if self._hash is None:
+            self._hash = hash(self.key)
+        return self._hash
 
     def __repr__(self) -> str:
         ops = sum(1 for n in self.graph if n.op != "input")

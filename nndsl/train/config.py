@@ -20,6 +20,7 @@ from nndsl.train import curriculum as curriculum_mod
 from nndsl.train import data as data_mod
 from nndsl.train import episodes as episodes_mod
 from nndsl.train import losses, metrics, optim, recipes, schedules
+from nndsl.train.scopes import in_scope, scope_names
 from nndsl.train.choices import (REQUIRED, Choice, NotConstant, Picked, _show, literal, pick,
                                   suggest)
 
@@ -504,21 +505,6 @@ def _init_value(e) -> dict:
     if not all(isinstance(s, str) for s in only):
         raise _err("`only` is a list of scope names", e.span)
     return {"path": p.args["path"], "only": list(only) or None}
-
-
-def scope_names(compiled) -> list[str]:
-    from nndsl.ir.weights import spec_params
-    names = [n.name for n in spec_params(compiled.graph)]
-    scopes = []
-    for n in names:
-        parts = n.split(".")
-        for i in range(1, len(parts)):
-            scopes.append(".".join(parts[:i]))
-    return list(dict.fromkeys(scopes + names))
-
-
-def in_scope(name: str, scope: str) -> bool:
-    return name == scope or name.startswith(scope + ".")
 
 
 def _freeze_value(e, compiled) -> list:

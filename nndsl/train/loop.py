@@ -31,7 +31,8 @@ from nndsl.train import data as data_mod
 from nndsl.train import episodes as episodes_mod
 from nndsl.train import recipes
 from nndsl.train import distributed as D
-from nndsl.train.config import TrainConfig, in_scope
+from nndsl.train.config import TrainConfig
+from nndsl.train.scopes import in_scope
 from nndsl.train.console import Console
 from nndsl.train.metrics import compute as compute_metric
 from nndsl.train.optim import build_optimizer

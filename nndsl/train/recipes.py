@@ -41,6 +41,7 @@ from pathlib import Path
 from nndsl.errors import NndslError, TrainError
 from nndsl.ir.types import FLOAT_DTYPES, INT_DTYPES
 from nndsl.train.choices import REQUIRED, Choice, Picked
+from nndsl.train.scopes import in_scope, scope_names
 
 GAN_LOSSES = ("minimax", "non_saturating", "wgan_gp")
 
@@ -215,7 +216,6 @@ def _check_maml(recipe: Picked, compiled, span) -> None:
     if isinstance(adapt, str):
         adapt = a["adapt"] = (adapt,)
     from nndsl.train.choices import suggest
-    from nndsl.train.config import in_scope, scope_names
     for sc in adapt:
         if not isinstance(sc, str):
             raise _err("`adapt` of maml is a list of scope names in quotes, like [\"head\"]",
@@ -229,7 +229,6 @@ def _check_maml(recipe: Picked, compiled, span) -> None:
 
 def check_adapt_frozen(recipe: Picked, compiled, freeze: list, span) -> None:
     """Refuse a maml recipe whose parameters to adapt are all frozen."""
-    from nndsl.train.config import in_scope
     adapt = recipe.args["adapt"]
     left = [n for n in _trainable_names(compiled)
             if not any(in_scope(n, f) for f in freeze)
@@ -610,7 +609,6 @@ class MAML(Supervised):
         self.before = None
 
     def prepare_training(self):
-        from nndsl.train.config import in_scope
         run = self.run
         if run.dist.active:
             raise TrainError("the maml recipe trains on one process (--ddp is not supported "
@@ -697,51 +695,3 @@ def mmd(x, y) -> float:
     kxx = (k(dxx).sum() - k(torch.zeros(())) * n) / (n * (n - 1))
     kyy = (k(dyy).sum() - k(torch.zeros(())) * m) / (m * (m - 1))
     return float(kxx + kyy - 2 * k(dxy).mean())
-
-
-# ------------------------------------------------------------------ sampling a finished run
-
-def sample_run(run_dir, n: int = 16, seed: int = 0, which: str = "best"):
-    """``n`` samples from the generative model trained in ``run_dir`` (its ``which``
-    checkpoint), drawn from a generator seeded with ``seed``; returns (tensor, model name)."""
-    from types import SimpleNamespace
-
-    import torch
-
-    import nndsl
-    from nndsl.train.config import resolve
-    from nndsl.train.checkpoint import DAMAGED, read_json
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise TrainError(f"{run_dir} is not a run folder (no config.json)",
-                         code="E1218", hint="give the --out folder of an `nndsl train` run")
-    conf = read_json(run_dir / "config.json", "the run's configuration", limit=64 << 20)
-    recipe = conf.get("recipe") if isinstance(conf, dict) else None
-    cli = conf.get("cli") if isinstance(conf, dict) else None
-    if not isinstance(conf, dict) or not isinstance(conf.get("spec"), str) or \
-            not isinstance(conf.get("model"), str) or \
-            not isinstance(recipe or {}, dict) or not isinstance(cli or {}, dict) or \
-            not isinstance((cli or {}).get("params") or {}, dict) or \
-            not isinstance((recipe or {}).get("name", "supervised"), str):
-        raise TrainError(f"{run_dir / 'config.json'} is not a run's configuration (it needs "
-                         f"`spec`, `model`, `recipe` and `cli` as nndsl writes them)",
-                         code="E1218", hint=DAMAGED)
-    name = (recipe or {}).get("name", "supervised")
-    if name not in GENERATIVE:
-        raise TrainError(f"{run_dir} is a run of the {name} recipe, which does not generate "
-                         f"samples", code="E1224", hint="sampling works for vae, gan and ddpm runs")
-    weights = run_dir / "checkpoints" / f"{which}.safetensors"
-    if not weights.exists():
-        raise TrainError(f"{weights} does not exist", code="E1218",
-                         hint="which is best or last")
-    spec, model = conf["spec"], conf["model"]
-    params = dict((conf.get("cli") or {}).get("params") or {})
-    c = nndsl.compile(spec, model=model, params=params or None, opt="O1")
-    cfg = resolve(c, c.train_section)
-    module = c.to_torch(weights=str(weights)).eval()
-    run = SimpleNamespace(c=c, cfg=cfg, model=module, run_model=module,
-                          device=torch.device("cpu"))
-    recipe = RUNTIME[name](run, cfg.recipe_info)
-    with torch.no_grad():
-        out = recipe.sample(n, torch.Generator().manual_seed(seed))
-    return out.detach().float().cpu(), c.name
