@@ -104,7 +104,8 @@ def _fmt(v) -> str:
     if isinstance(v, float) and v.is_integer() and abs(v) >= 1000:
         return f"{int(v):,}"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        text = f"{v:.4g}"
+        return text if any(c in text for c in ".en") else text + ".0"   # 0.0, not 0
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     return spec_literal(v)
