@@ -1339,17 +1339,29 @@ OPS["Softmax"] = _softmax("softmax")
 OPS["LogSoftmax"] = _softmax("log_softmax")
 
 
-@op("ArgMax")
+@op("ArgMax", "ArgMin")
 def argmax(cx, node, ins, a):
+    """ArgMin is the argmax of ``-x`` (the first of equal minima either way); the last index
+    of equal values (``select_last_index``) is ``size - 1 -`` the first of the flipped."""
     x = _x(cx, ins)
-    if a.get("select_last_index", 0):
-        raise Unsupported("ArgMax with select_last_index")
     axis = _norm_axis(a.get("axis", 0), x.rank)
     keep = bool(a.get("keepdims", 1))
+    last = bool(a.get("select_last_index", 0))
+    size = x.shape[axis]
+    if last and not isinstance(size, int):
+        raise Unsupported("select_last_index over a symbolic dim")
     shape = tuple(1 if i == axis else d for i, d in enumerate(x.shape)) if keep else \
         tuple(d for i, d in enumerate(x.shape) if i != axis)
+    src = x
+    if node.op_type == "ArgMin":
+        src = cx.emit(f"-{x.var}", x.dtype, x.shape, reads=[x])
+    if last:
+        src = cx.emit(f"flip([{axis}])", x.dtype, x.shape, head=src)
     kw = ", keepdim=true" if keep else ""
-    return [cx.emit(f"argmax(dim={axis}{kw})", "i64", shape, head=x)]
+    y = cx.emit(f"argmax(dim={axis}{kw})", "i64", shape, head=src)
+    if last:
+        y = cx.emit(f"{size - 1} - {y.var}", "i64", shape, reads=[y])
+    return [y]
 
 
 @op("CumSum")
@@ -1641,14 +1653,13 @@ for _op in RECURRENT:
 @op("Attention")
 def attention(cx, node, ins, a):
     """ONNX's Attention (opset 23) written out: ``softmax(softcap(Q Kᵀ · scale) + mask) V``,
-    with the key/value heads repeated for grouped queries and 3-d inputs split into heads and
-    joined back. Caches (``past_key``, ``nonpad_kv_seqlen``), sliding windows and the extra
-    outputs are refused."""
+    with a key/value cache in front of the keys and values (``present_*`` are those), the
+    key/value heads repeated for grouped queries, a causal mask aligned to the end of the
+    cache, and 3-d inputs split into heads and joined back. External caches
+    (``nonpad_kv_seqlen``) and sliding windows are refused."""
     q, k, v = (_x(cx, ins, i) for i in range(3))
-    if any(len(ins) > i and ins[i] is not None for i in (4, 5, 6)):
-        raise Unsupported("Attention with a key/value cache")
-    if any(o and cx.uses[o] for o in node.output[1:]):
-        raise Unsupported("Attention's present key/value or QK outputs")
+    if len(ins) > 6 and ins[6] is not None:
+        raise Unsupported("Attention with an external key/value cache (nonpad_kv_seqlen)")
     if a.get("left_window_size", -1) != -1 or a.get("right_window_size", -1) != -1:
         raise Unsupported("Attention with a sliding window")
     three = q.rank == 3
@@ -1659,6 +1670,16 @@ def attention(cx, node, ins, a):
         q, k, v = (_heads(cx, t, h) for t, h in ((q, qh), (k, kvh), (v, kvh)))
     elif q.rank != 4:
         raise Unsupported(f"Attention of rank {q.rank}")
+    past = [ins[i] if len(ins) > i else None for i in (4, 5)]
+    if (past[0] is None) != (past[1] is None):
+        raise Unsupported("Attention with a key cache and no value cache")
+    cached = 0
+    if past[0] is not None:
+        pk, pv = cx.tensor(past[0]), cx.tensor(past[1])
+        cached = pk.shape[2]
+        k = _cat(cx, pk, k, "present_key")
+        v = _cat(cx, pv, v, "present_value")
+    present = [k, v]
     qh, kvh = q.shape[1], k.shape[1]
     hd, s_len, l_len = q.shape[3], q.shape[2], k.shape[2]
     if not all(isinstance(d, int) for d in (qh, kvh, hd)) or qh % kvh:
@@ -1677,30 +1698,58 @@ def attention(cx, node, ins, a):
     if softcap > 0:
         s = cx.emit(f"{number(softcap)} * tanh({s.var} / {number(softcap)})", q.dtype, shape,
                     reads=[s], hint="scores")
+    qk = {0: s, 1: s}           # the QK output: scaled (and soft-capped, as onnx computes it)
     mask = ins[3] if len(ins) > 3 else None
-    if q.dtype != "f32" and (mask is not None or a.get("is_causal", 0)):
+    causal = bool(a.get("is_causal", 0))
+    if q.dtype != "f32" and (mask is not None or causal):
         raise Unsupported(f"a masked {q.dtype} Attention (its -inf fill is an f32 literal)")
     if mask is not None:
         m = cx.tensor(mask)
-        if m.shape[-1] != l_len:
-            raise Unsupported("an Attention mask shorter than the keys")
+        short = l_len - m.shape[-1]
+        if short and (m.dtype == "bool" or not isinstance(short, int) or short < 0):
+            raise Unsupported("an Attention mask of another length than the keys")
+        if short:
+            m = cx.emit(f"pad([0, {short}], value=-inf)", m.dtype,
+                        tuple(m.shape[:-1]) + (l_len,), head=m)
         if m.dtype == "bool":
             s = cx.emit(f"where({m.var}, {s.var}, -inf)", q.dtype, shape, reads=[m, s],
                         hint="scores")
         else:
             s = cx.emit(f"{s.var} + {m.var}", q.dtype, shape, reads=[s, m], hint="scores")
-    if a.get("is_causal", 0):
-        if not isinstance(s_len, int) or not isinstance(l_len, int):
+    if causal:
+        if not isinstance(s_len, int) or not isinstance(l_len, int) or \
+                not isinstance(cached, int):
             raise Unsupported("a causal Attention over symbolic lengths")
-        s = cx.emit(f"where(tril(ones([{s_len}, {l_len}])) > 0.5, {s.var}, -inf)", q.dtype,
-                    shape, reads=[s], hint="scores")
+        k_arg = f", {cached}" if cached else ""
+        s = cx.emit(f"where(tril(ones([{s_len}, {l_len}]){k_arg}) > 0.5, {s.var}, -inf)",
+                    q.dtype, shape, reads=[s], hint="scores")
+    qk[2] = s                   # ... with the mask added
     p = cx.emit("softmax", q.dtype, shape, head=s, hint="probs")
+    if mask is not None:        # a row the mask hides entirely attends to nothing: 0, not NaN
+        top = cx.emit("max(dim=-1, keepdim=true)", q.dtype, shape[:3] + (1,), head=s,
+                      hint="top")
+        p = cx.emit(f"where({top.var} > -inf, {p.var}, 0.0)", q.dtype, shape,
+                    reads=[top, p], hint="probs")
+    qk[3] = p
     y = cx.emit(f"{p.var} @ {v.var}", q.dtype, shape[:3] + (v.shape[3],), reads=[p, v])
     if three:
         y = permute(cx, y, [0, 2, 1, 3])
         y = cx.emit(f"reshape({dims_text([y.shape[0], y.shape[1], qh * v.shape[3]])})",
                     y.dtype, (y.shape[0], y.shape[1], qh * v.shape[3]), head=y)
-    return [y]
+    mode = int(a.get("qk_matmul_output_mode", 0))
+    if len(node.output) > 3 and node.output[3] and cx.uses[node.output[3]] and mode not in qk:
+        raise Unsupported(f"Attention's qk_matmul_output_mode {mode}")
+    return [y] + present + [qk.get(mode)]
+
+
+def _cat(cx, cache: Sym, new: Sym, hint: str) -> Sym:
+    """The cache and the new keys (or values) along the sequence."""
+    total = cache.shape[2] + new.shape[2]
+    if isinstance(total, SymDim):
+        total = total.simplify()
+    shape = tuple(new.shape[:2]) + (total,) + tuple(new.shape[3:])
+    return cx.emit(f"concat([{cache.var}, {new.var}], dim=2)", new.dtype, shape,
+                   reads=[cache, new], hint=hint)
 
 
 def _heads(cx, t: Sym, heads: int) -> Sym:
