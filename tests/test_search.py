@@ -389,6 +389,30 @@ def test_a_choice_of_lists_and_floats_is_written_back_as_spec_text(tmp_path, cap
     assert nndsl.compile(tmp_path / "s" / "best.nn").param_count() == r["best"]["objectives"]["params"]
 
 
+def test_an_interrupted_trial_is_not_counted_and_runs_again(tmp_path, capsys, monkeypatch):
+    import nndsl.train.run as train_run
+    real, calls = train_run.run_training, []
+
+    def interrupted_second(*a, **k):
+        calls.append(k["out"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(train_run, "run_training", interrupted_second)
+    p = write(tmp_path)
+    out = tmp_path / "s"
+    args = ("--trials", 3, "--objective", "val_accuracy", "--sampler", "random", "-o", out)
+    rc, _, err = search(capsys, p, *args)
+    assert rc == 130 and "interrupted" in err and len(calls) == 2
+    monkeypatch.setattr(train_run, "run_training", real)
+    rc, text, err = search(capsys, p, *args)
+    assert rc == 0, err
+    r = results(out)
+    assert r["counts"]["trials"] == 3 and r["counts"]["trained"] + r["counts"]["rejected"] == 3
+    assert [t["state"] for t in r["trials"]].count("interrupted") == 1
+    assert "1 interrupted (not counted, run again)" in text
+
+
 def _sampled(capsys, p, out, seed, sampler):
     rc, _, err = search(capsys, p, "--trials", 6, "--objective", "params,flops", "--sampler",
                         sampler, "--seed", seed, "-o", out, "--quiet")

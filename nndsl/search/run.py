@@ -53,8 +53,8 @@ class SearchResult:
     files: dict = field(default_factory=dict)
 
     def counts(self) -> dict:
-        out = {"trials": len(self.trials)}
-        for s in ("trained", "rejected", "failed", "running"):
+        out = {"trials": sum(1 for t in self.trials if t["state"] != "interrupted")}
+        for s in ("trained", "rejected", "failed", "running", "interrupted"):
             out[s] = sum(1 for t in self.trials if t["state"] == s)
         out["repeats"] = self.repeats
         return out
@@ -287,6 +287,8 @@ def _table(result: SearchResult) -> str:
     lines = [f"{counts['trials']} trials: {counts['trained']} trained, {counts['rejected']} "
              f"rejected by the limits (not trained), {counts['failed']} failed"
              + (f", {counts['running']} running" if counts["running"] else "")
+             + (f"; {counts['interrupted']} interrupted (not counted, run again)"
+                if counts["interrupted"] else "")
              + (f"; the sampler proposed {counts['repeats']} configurations again (told their "
                 f"outcome, not counted)" if counts["repeats"] else "")]
     if result.stopped:
