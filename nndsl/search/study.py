@@ -18,6 +18,7 @@ N configurations (or every one of a smaller space).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import random
@@ -113,6 +114,8 @@ class StorageLock:
 
     def __init__(self, url: str):
         path = sqlite_file(url)
+        if importlib.util.find_spec("fcntl") is None:
+            path = None   # not POSIX: the study runs as with a database server, unlocked
         self.path = path.with_name(path.name + ".lock") if path is not None else None
         self.held = 0
         self.fd = None
