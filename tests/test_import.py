@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -299,6 +301,31 @@ def test_fixed_point(root):
     twice = import_onnx(once.compile().to_onnx())
     assert twice.text == once.text
     assert [k for k in once.weights] == [k for k in light.weights]
+
+
+# ---- golden decompiled text (refresh with NNDSL_UPDATE_GOLDEN=1) ----
+
+GOLDEN = Path(__file__).parent / "golden" / "import"
+GOLDEN_CASES = {
+    "light_squeezenet": lambda root: LIGHT["squeezenet"],
+    "light_inception_v1": lambda root: LIGHT["inception_v1"],
+    "lenet5": lambda root: nndsl.compile(root / "specs/vision/lenet5.nn").to_onnx(),
+    "lstm_sentiment": lambda root: nndsl.compile(
+        root / "specs/sequence/lstm_sentiment.nn").to_onnx(),
+    "gpt_mini": lambda root: nndsl.compile(root / "specs/transformers/gpt_mini.nn",
+                                           params={"layers": 1}).to_onnx(),
+}
+
+
+@pytest.mark.parametrize("key", list(GOLDEN_CASES))
+def test_golden_decompiled_text(key, root):
+    text = import_onnx(GOLDEN_CASES[key](root)).text
+    path = GOLDEN / f"{key}.nn"
+    if os.environ.get("NNDSL_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path}; run with NNDSL_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"the decompiled text changed; new text:\n{text}"
 
 
 def test_import_is_deterministic(tmp_path):

@@ -410,10 +410,22 @@ class Converter:
                 zip(names, zip(dtype, shape))]
 
     def _var_hint(self, node) -> str:
+        """A variable's name: the innermost module of the node's scope (``conv1`` for
+        ``/layer1/layer1.0/conv1/Conv``, ``attn`` for ``h.0.block.attn/split``), the last
+        part of a scoped value name (``split`` for ``h.0.block.attn.split``), else its
+        output's name; the namer numbers repeats (``attn_1``)."""
         out = node.output[0] if node.output else node.op_type
         scope = scope_of(node.name) if node.name.startswith("/") else ""
+        if not scope and "/" in out:
+            scope = out.rsplit("/", 1)[0]
+        elif not scope and "." in out:      # nndsl's own names: the value's scope path
+            scope = out.split(":", 1)[0]
         if scope:
-            return scope.replace(".", "_")
+            parts = [p for p in scope.replace("/", ".").split(".") if p]
+            while len(parts) > 1 and parts[-1].isdigit():
+                parts[-2:] = [f"{parts[-2]}_{parts[-1]}"]
+            if parts:
+                return parts[-1]
         base = out.removesuffix("_output_0")
         if base.isdigit() or not base:
             return node.op_type.lower()
