@@ -1,4 +1,4 @@
-"""The typed graph IR: frozen nodes in a deterministic order, networkx kept behind ``Graph``.
+"""The typed graph IR: frozen nodes in a deterministic order, with each node's readers indexed.
 
 A :class:`Node` is one operation: its op name, the values it reads (in operand order — an op
 like ``add(x, x)`` reads the same value twice, so order lives on the node, not on edges), its
@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
-import networkx as nx
 
 from nndsl.errors import Span
 from nndsl.ir.types import TensorType
@@ -140,7 +139,7 @@ class Graph:
         self.name = name
         self._nodes: dict[str, Node] = {}
         self._fresh: dict[str, int] = {}  # fresh_name: next suffix to try per hint
-        self._nx: nx.MultiDiGraph | None = None   # built on demand (passes rebuild graphs often)
+        self._readers: dict[str, list[Node]] = {}   # node name -> its readers, one per slot
         self.inputs: list[str] = []
         self.outputs: list[tuple[str, Value]] = []
         self.meta: dict[str, Any] = {"constraints": [], "input_ranges": {}, "input_dists": {},
@@ -154,7 +153,9 @@ class Graph:
             if v is not None and v.node not in self._nodes:
                 raise ValueError(f"node {node.name} reads undefined value {v}")
         self._nodes[node.name] = node
-        self._nx = None
+        for v in node.inputs:
+            if v is not None:
+                self._readers.setdefault(v.node, []).append(node)
         if node.op == "input":
             self.inputs.append(node.name)
         return node
@@ -190,34 +191,18 @@ class Graph:
     def producer(self, v: Value) -> Node:
         return self._nodes[v.node]
 
-    @property
-    def _g(self) -> nx.MultiDiGraph:
-        """The networkx view (edges keyed by operand slot), built when first asked for."""
-        if self._nx is None:
-            g = nx.MultiDiGraph()
-            for node in self._nodes.values():
-                g.add_node(node.name)
-                for i, v in enumerate(node.inputs):
-                    if v is not None:
-                        g.add_edge(v.node, node.name, key=i)
-            self._nx = g
-        return self._nx
+    def readers(self, name: str) -> list[Node]:
+        """The nodes that read node ``name``, in graph order, once per operand slot that
+        reads it (``x * x`` reads ``x`` twice). Kept as nodes are added; do not modify."""
+        return self._readers.get(name, [])
 
-    def users(self, name: str) -> list[Node]:
-        order = {n: i for i, n in enumerate(self._nodes)}
-        return [self._nodes[n] for n in sorted(set(self._g.successors(name)), key=order.get)]
+    def reader_map(self) -> dict[str, list[Node]]:
+        """Every node's readers (:meth:`readers`) by node name; do not modify."""
+        return self._readers
 
     def params(self) -> list[Node]:
         """``param`` nodes (trainable parameters and buffers) in spec order."""
         return [n for n in self._nodes.values() if n.op == "param"]
-
-    def is_acyclic(self) -> bool:
-        return nx.is_directed_acyclic_graph(self._g)
-
-    def topo_order(self) -> list[str]:
-        """Deterministic topological order: ties broken by insertion order."""
-        pos = {n: i for i, n in enumerate(self._nodes)}
-        return list(nx.lexicographical_topological_sort(self._g, key=pos.__getitem__))
 
     def copy(self) -> "Graph":
         g = Graph(self.name)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from nndsl.ir.evaluate import EVALUATORS, NP_DTYPES, Unfoldable, constant, symbolic
 from nndsl.ir.graph import Graph, Node
 from nndsl.ir.ops import SIGNATURES
-from nndsl.passes.rewrite import Rewriter, derived_param, reader_map
+from nndsl.passes.rewrite import Rewriter, derived_param
 
 MAX_ELEMENTS = 1 << 24     # 16M elements: larger constants stay computed
 SOURCES = ("scalar", "full", "arange")
@@ -116,7 +116,7 @@ def fold_constant_tensors(graph: Graph) -> tuple[Graph, bool]:
     const = constant_nodes(graph)
     if not const:
         return graph, False
-    readers = reader_map(graph)
+    readers = graph.reader_map()
     while True:    # an expand of a constant reads the folded value before it
         wide = [r for r in _roots(graph, const, readers) if const[r].op == "expand"]
         if not wide:

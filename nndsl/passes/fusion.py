@@ -11,7 +11,7 @@ import math
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.ops import ops_with
 from nndsl.passes.cleanup import _scalar_value
-from nndsl.passes.rewrite import Rewriter, Rule, apply_rules, reader_map
+from nndsl.passes.rewrite import Rewriter, Rule, apply_rules
 
 
 def _scalar_operand(rw: Rewriter, n: Node):
@@ -308,7 +308,7 @@ def fuse_epilogue(graph: Graph) -> tuple[Graph, bool]:
 
     ``relu(conv2d(x, w, b))``  ⇒  ``conv2d(x, w, b) {act=relu}``
     """
-    readers = reader_map(graph)
+    readers = graph.reader_map()
     outputs = {v.node for _, v in graph.outputs}
     fused: dict[str, str] = {}          # activation node -> layer node it is folded into
     for node in graph:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.ops import ops_with
-from nndsl.passes.rewrite import (Rewriter, Rule, apply_rules, derived_param, reader_map,
+from nndsl.passes.rewrite import (Rewriter, Rule, apply_rules, derived_param,
                                   sweep_dead)
 
 FOLDABLE = ops_with("affine")
@@ -46,7 +46,7 @@ def fold_batch_norm(graph: Graph) -> tuple[Graph, bool]:
     so ``bn(conv(x, W, b)) = conv(x, W', b')``. The new weights are ``{layer}.folded_weight`` and
     ``{layer}.folded_bias``, derived from the spec's parameters.
     """
-    readers = reader_map(graph)
+    readers = graph.reader_map()
     outputs = {v.node for _, v in graph.outputs}
     plan: dict[str, Node] = {}     # layer name -> its batch norm
     for node in graph:

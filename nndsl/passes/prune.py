@@ -32,7 +32,7 @@ from nndsl.ir.derive import evaluate, expression
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.ops import SIGNATURES
 from nndsl.ir.ops.signatures import UNARY
-from nndsl.passes.rewrite import Rewriter, derived_param, reader_map, resize_params
+from nndsl.passes.rewrite import Rewriter, derived_param, resize_params
 
 PRUNABLE = ("conv1d", "conv2d", "conv3d", "linear")
 # Ops whose output carries the channels of their first operand unchanged, on the same axis;
@@ -145,7 +145,7 @@ class _Analysis:
 
     def __init__(self, graph: Graph, scopes, exclude):
         self.graph = graph
-        self.readers = reader_map(graph)
+        self.readers = graph.reader_map()
         self.outputs = {v for _, v in graph.outputs}
         self.groups: list[_Group] = []
         self.parent: list[int] = []

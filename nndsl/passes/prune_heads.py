@@ -22,7 +22,7 @@ import numpy as np
 from nndsl.errors import ArgumentError
 from nndsl.ir.derive import evaluate, expression
 from nndsl.ir.graph import Graph, Node, Value
-from nndsl.passes.rewrite import reader_map, resize_params
+from nndsl.passes.rewrite import resize_params
 
 
 def _only(readers, v: Value):
@@ -85,7 +85,7 @@ def prune_heads(sparsity: float, weights: dict):
     def run(graph: Graph) -> tuple[Graph, bool]:
         if graph.meta.get("pruned_heads"):
             return graph, False
-        readers = reader_map(graph)
+        readers = graph.reader_map()
         sites = [s for s in (_site(graph, readers, n) for n in graph if n.op == "attention")
                  if s is not None]
         if not sites:

@@ -30,7 +30,7 @@ from nndsl.errors import ArgumentError
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.types import FLOAT_DTYPES
-from nndsl.passes.rewrite import Rewriter, derived_param, reader_map, sweep_dead
+from nndsl.passes.rewrite import Rewriter, derived_param, sweep_dead
 
 # Ops computed in f32 under f16/bf16: their accuracy suffers most in half precision.
 KEEP_F32 = frozenset({"batch_norm", "layer_norm", "group_norm", "softmax", "log_softmax",
@@ -261,7 +261,7 @@ def half_precision(options: QuantOptions):
         if graph.meta.get("half") == half:
             return graph, False
         check_scopes(graph, options.keep, "--keep")
-        readers = reader_map(graph)
+        readers = graph.reader_map()
         rw = Rewriter(graph)
         casts: dict = {}     # (value, dtype) -> the value in that dtype, made once
 

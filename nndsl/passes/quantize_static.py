@@ -30,7 +30,7 @@ from nndsl.errors import ArgumentError
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.passes.quantize import check_scopes, has_weight, kept, nothing_to_do, weight_param
-from nndsl.passes.rewrite import Rewriter, derived_param, reader_map, sweep_dead
+from nndsl.passes.rewrite import Rewriter, derived_param, sweep_dead
 
 QMAX = 127
 INTEGER_EXACT = frozenset({"max_pool2d", "flatten", "reshape", "memory_format"})
@@ -99,7 +99,7 @@ def static_quantize(stats: dict, keep: tuple = ()):
         if any(n.op in ("qconv2d", "qlinear", "quantize") for n in graph):
             return graph, False
         check_scopes(graph, keep, "--keep")
-        readers = reader_map(graph)
+        readers = graph.reader_map()
         outputs = {v for _, v in graph.outputs}
         rw = Rewriter(graph)
         quant: dict[Value, tuple] = {}     # old value -> (new u8 value, scale, zero point)
