@@ -422,6 +422,58 @@ def test_cli_bad_input(name, tmp_path, capsys):
     assert list(out.parent.iterdir()) == []
 
 
+def test_damaged_files_fail_as_import_errors(root):
+    """Bytes changed or cut anywhere: the import succeeds or raises ImportFailure, never
+    anything else (the model is data; a damaged one is a located error)."""
+    import random
+    data = nndsl.compile(root / "specs/vision/lenet5.nn").to_onnx().SerializeToString()
+    rng = random.Random(0)
+    codes = set()
+    for i in range(40):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        if i % 5 == 0:
+            b = b[: rng.randrange(len(b))]
+        try:
+            import_onnx(bytes(b))
+        except ImportFailure as e:
+            codes.add(e.code)
+    assert "E1601" in codes
+
+
+def test_symbolic_batch_stays_symbolic():
+    torch.manual_seed(0)
+    module = SmallResNet().eval()
+    model = _export(module, (torch.randn(2, 3, 16, 16),), dynamic_axes={"x": {0: "batch"}},
+                    training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+    imported = import_onnx(model)
+    assert "input x: f32[batch, 3, 16, 16]" in imported.text, imported.text
+    x = torch.randn(5, 3, 16, 16)
+    with torch.no_grad():
+        want = module(x).numpy()
+    r = cf.compare(cf.run_torch(imported, {"x": x.numpy()}), [want])
+    assert r.ok, r.detail
+
+
+def test_cli_compile_onnx_quantized(tmp_path):
+    """An ONNX file optimized and quantized directly: int8-dynamic's linear layers."""
+    torch.manual_seed(0)
+    module = TinyTransformer().eval()
+    ids = torch.randint(0, 50, (2, 8))
+    src = tmp_path / "tiny.onnx"
+    onnx.save(_export(module, (ids,), do_constant_folding=False), str(src))
+    out = tmp_path / "tiny.int8.onnx"
+    assert main(["compile", str(src), "-O2", "--quantize", "int8-dynamic", "--to", "onnx",
+                 "-o", str(out)]) == 0
+    model = onnx.load(str(out))
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in model.graph.node)
+    got = cf.run_ort(model, {model.graph.input[0].name: ids.numpy()})[0]
+    with torch.no_grad():
+        want = module(ids).numpy()
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()     # int8's error, not a bug
+
+
 def test_unsupported_ops_listed_at_once_with_counts(tmp_path):
     path, _ = _bad_inputs(tmp_path)["unsupported"]
     with pytest.raises(ImportFailure) as e:

@@ -93,4 +93,5 @@ def _check(imported: Imported) -> None:
     except NndslError as e:
         raise ImportFailure(f"{imported.source}: the spec written for it does not compile: "
                             f"{e.message}", code="E1690",
-                            hint="a bug in nndsl import: report it with the model") from None
+                            hint="an inconsistent file (onnx.checker does not compare shapes), "
+                                 "or a bug in nndsl import: report it with the model") from None

@@ -517,6 +517,12 @@ def conv(cx, node, ins, a):
     b = cx.const(bias) if bias is not None else None
     if bias is not None and b is None:
         raise Unsupported("a Conv whose bias is computed at run time")
+    if b is not None and b.shape != (w.shape[0],):
+        raise Unsupported(f"a Conv with {w.shape[0]} filters and a bias of shape "
+                          f"{list(b.shape)}")
+    if x.shape[1] != w.shape[1] * groups:
+        raise Unsupported(f"a Conv of {x.shape[1]} channels with filters for "
+                          f"{w.shape[1] * groups}")
     name = _layer_name(cx, node)
     args = [str(w.shape[0]), _one_or_list(kernel)]
     if any(s != 1 for s in strides):
