@@ -74,6 +74,18 @@ def cmd_check(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    if args.explain:
+        from nndsl.passes.rewrite import explaining
+        from nndsl.report import explain_report
+        with explaining():
+            c = _compile(args)
+        ran = list(dict.fromkeys(r.name for r in c.passes))
+        if args.explain not in ran:
+            raise ArgumentError(f"--explain {args.explain}: no such pass ran at {c.opt}",
+                                code="E0229", hint=f"{c.opt} runs: " + (", ".join(ran) or
+                                                                         "no pass (try -O1)"))
+        print(explain_report(c, args.explain))
+        return 0
     if args.diff:
         from nndsl.report import diff_report
         base_level, level = args.diff
@@ -323,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", metavar="PASS", help="stop the pipeline after this pass")
     g.add_argument("--diff", nargs=2, metavar=("LEVEL", "LEVEL"),
                    help="what the passes did between two levels, e.g. --diff O0 O2")
+    g.add_argument("--explain", metavar="PASS",
+                   help="what each rule of a pass did: every candidate it fired on or declined, "
+                        "and why")
     p.set_defaults(fn=cmd_inspect)
     p = spec_cmd("compile", "compile to a backend")
     p.add_argument("--to", default="torch", choices=["torch", "onnx"], help="backend")

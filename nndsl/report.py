@@ -97,6 +97,48 @@ def _totals(compiled) -> tuple[int, int, int]:
     return nodes, compiled.graph_param_count(), compiled.flops()
 
 
+def explain_report(compiled, name: str) -> str:
+    """What each rule of pass ``name`` did while ``compiled`` was compiled: every candidate it
+    fired on, every candidate it declined and why (decisions recorded under
+    ``nndsl.passes.rewrite.explaining``); one section per run of the pass."""
+    import os
+    runs = [r for r in compiled.passes if r.name == name]
+    lines = []
+    for i, record in enumerate(runs, 1):
+        head = f"{name} ({compiled.opt}" + (f", run {i} of {len(runs)}" if len(runs) > 1 else "") \
+            + ")"
+        if record.decisions is None:
+            lines.append(f"{head}: not a rule-driven pass (it is its own loop), so it records no "
+                         f"decisions; it {'changed' if record.changed else 'did not change'} "
+                         f"the graph (`nndsl inspect --diff` shows how)")
+            continue
+        seen, rows = set(), []
+        for d in record.decisions:
+            key = (d.rule, d.node, d.fired, d.why)
+            if key not in seen:
+                seen.add(key)
+                rows.append(d)
+        fired = sum(d.fired for d in rows)
+        limit = [d for d in rows if d.rule.startswith("(")]
+        declined = len(rows) - fired - len(limit)
+        if not rows:
+            lines.append(f"{head}: no rule saw a candidate")
+            continue
+        lines.append(f"{head}: {fired} fired, {declined} declined")
+        width = max(len(d.rule) for d in rows)
+        for d in rows:
+            if d.rule.startswith("("):
+                lines.append(f"  note: {d.why}")
+                continue
+            where = d.scope or d.node
+            if d.span is not None:
+                where += f" ({os.path.basename(d.span.file)}:{d.span.line}:{d.span.col})"
+            verdict = "fired   " if d.fired else "declined"
+            lines.append(f"  {verdict} {d.rule:<{width}}  at {where}" +
+                         ("" if d.fired else f": {d.why.removeprefix('declined: ')}"))
+    return "\n".join(lines)
+
+
 def diff_report(base, target, limit: int = 12) -> str:
     """What the passes did, pass by pass: nodes fused, folded or removed, with the spec lines
     they came from; then the totals of ``base`` and ``target``."""

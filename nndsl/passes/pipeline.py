@@ -17,6 +17,7 @@ from nndsl.gc_pause import paused_gc
 from nndsl.ir.graph import Body, Graph, body_of
 from nndsl.ir.verify import verify
 from nndsl.passes import cleanup, fold, fusion, inference
+from nndsl.passes.rewrite import collecting
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class PassRecord:
     seconds: float
     graph: Graph
     cpu_seconds: float = 0.0   # the CPU time of the pass and the verify after it
+    decisions: list | None = None   # its rules' decisions (rewrite.Decision), when explaining;
+                                    # None for a pass that does not run on the rule driver
 
 
 @dataclass
@@ -172,7 +175,8 @@ def _run_pipeline(graph, level, disable, stop_after, on_pass, before, after) -> 
         name, fn = p.name, p.fn
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            out, changed = run_pass(fn, graph) if p.bodies else fn(graph)
+            with collecting() as log:
+                out, changed = run_pass(fn, graph) if p.bodies else fn(graph)
             if changed or out is not graph:
                 verify(out)
         except NndslError as e:
@@ -187,7 +191,7 @@ def _run_pipeline(graph, level, disable, stop_after, on_pass, before, after) -> 
         if changed:
             _refresh_regions(out)
         record = PassRecord(name, changed, time.perf_counter() - t0, out,
-                            time.process_time() - c0)
+                            time.process_time() - c0, list(log) if log is not None and log.driven else None)
         run.records.append(record)
         if on_pass is not None:
             on_pass(record)

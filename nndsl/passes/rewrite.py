@@ -12,22 +12,14 @@ and a ``rewrite`` that emits the replacement. :func:`apply_rules` runs rules to 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.ops import SIGNATURES, infer
 from nndsl.ir.types import TensorType
-
-
-def reader_map(graph: Graph) -> dict[str, list[Node]]:
-    """Node name -> the nodes that read it, in graph order (once per reading node)."""
-    out: dict[str, list[Node]] = {}
-    for node in graph:
-        for v in node.inputs:
-            if v is not None:
-                out.setdefault(v.node, []).append(node)
-    return out
 
 
 def user_counts(graph: Graph) -> dict[str, int]:
@@ -50,13 +42,9 @@ class Rewriter:
         self.map: dict[Value, Value] = {}
         self.users = user_counts(src)
         self.changed = False
-        self._readers: dict[str, list[Node]] | None = None
-
     def readers(self, name: str) -> list[Node]:
         """The nodes of the source graph that read node ``name``."""
-        if self._readers is None:
-            self._readers = reader_map(self.src)
-        return self._readers.get(name, [])
+        return self.src.readers(name)
 
     # values and producers in the new graph
     def value(self, v: Value | None) -> Value | None:
@@ -142,8 +130,63 @@ class Rule:
     rewrite: Callable    # (rewriter, node, match) -> list[Value] replacing node's outputs
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What a rule did with a candidate: fired, or declined and why. A rule's match that
+    returns None does not see a candidate at all and leaves no decision."""
+    rule: str
+    node: str
+    scope: str
+    fired: bool
+    why: str = ""
+    span: object = None
+
+
+ROUND_LIMIT = "(round limit)"    # the rule name of the decision that says the loop stopped early
+
+_EXPLAIN: ContextVar[bool] = ContextVar("nndsl_explain_rules", default=False)
+_LOG: ContextVar["DecisionLog | None"] = ContextVar("nndsl_rule_log", default=None)
+
+
+@contextmanager
+def explaining() -> Iterator[None]:
+    """Within it, every pass pipeline records its rules' decisions on its pass records
+    (``PassRecord.decisions``): what ``nndsl inspect --explain PASS`` prints."""
+    token = _EXPLAIN.set(True)
+    try:
+        yield
+    finally:
+        _EXPLAIN.reset(token)
+
+
+class DecisionLog(list):
+    """Decisions in the order they were taken; ``driven`` says whether the rule driver ran at
+    all (a pass that is its own loop records nothing and stays undriven)."""
+    driven = False
+
+
+@contextmanager
+def collecting() -> Iterator[DecisionLog | None]:
+    """The log the rules applied within it record their decisions in, when explaining; else
+    None (and nothing is recorded)."""
+    if not _EXPLAIN.get():
+        yield None
+        return
+    log = DecisionLog()
+    token = _LOG.set(log)
+    try:
+        yield log
+    finally:
+        _LOG.reset(token)
+
+
 def apply_rules(graph: Graph, rules: list[Rule], max_rounds: int = 8) -> tuple[Graph, bool]:
-    """Apply ``rules`` until none fires (at most ``max_rounds`` sweeps over the graph)."""
+    """Apply ``rules`` until none fires (at most ``max_rounds`` sweeps over the graph). When
+    explaining, each fire and each reasoned decline is recorded, and so is stopping at the
+    round limit with rules still firing."""
+    log = _LOG.get()
+    if log is not None:
+        log.driven = True
     changed_any = False
     for _ in range(max_rounds):
         rw = Rewriter(graph)
@@ -151,8 +194,14 @@ def apply_rules(graph: Graph, rules: list[Rule], max_rounds: int = 8) -> tuple[G
             n = rw.remapped(node)
             for rule in rules:
                 m = rule.match(rw, n)
-                if m is None or isinstance(m, str):
+                if m is None:
                     continue
+                if isinstance(m, str):
+                    if log is not None:
+                        log.append(Decision(rule.name, n.name, n.scope, False, m, n.span))
+                    continue
+                if log is not None:
+                    log.append(Decision(rule.name, n.name, n.scope, True, "", n.span))
                 rw.replace(node, rule.rewrite(rw, n, m))
                 break
             else:
@@ -162,6 +211,11 @@ def apply_rules(graph: Graph, rules: list[Rule], max_rounds: int = 8) -> tuple[G
             break            # nothing fired: keep the graph we had
         graph = out
         changed_any = True
+    else:
+        if log is not None:
+            log.append(Decision(ROUND_LIMIT, "", "", False,
+                                f"stopped after {max_rounds} rounds with rules still firing: "
+                                f"the result may not be a fixed point"))
     return graph, changed_any
 
 

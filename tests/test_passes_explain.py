@@ -1,0 +1,88 @@
+"""Rule decisions: what each rule fired on or declined, and why (nndsl inspect --explain)."""
+
+from __future__ import annotations
+
+import nndsl
+from nndsl.cli import main
+from nndsl.ir.graph import Node
+from nndsl.passes.rewrite import ROUND_LIMIT, Rule, apply_rules, explaining
+
+SCALED_BY_A_TENSOR = """\
+model m() {
+    input q: f32[N, 4, 8]
+    input k: f32[N, 4, 8]
+    input v: f32[N, 4, 8]
+    input s: f32[N, 4, 4]
+    output y = softmax(q @ transpose(k, 1, 2) * s, dim=-1) @ v
+}
+"""
+
+
+def _record(c, name):
+    (r,) = [r for r in c.passes if r.name == name]
+    return r
+
+
+def test_every_fire_is_recorded_where_the_rule_fired():
+    with explaining():
+        c = nndsl.compile(path="specs/transformers/gpt_mini.nn")
+    r = _record(c, "fuse_attention")
+    fired = [d for d in r.decisions if d.fired]
+    fused = [n for n in c.graph if n.op == "attention"]
+    assert len(fired) == len(fused) == 4
+    assert {d.scope for d in fired} == {n.scope for n in fused}
+    assert all(d.rule == "attention" and d.span.line > 0 for d in fired)
+
+
+def test_a_decline_says_why_and_the_graph_agrees(tmp_path, capsys):
+    p = tmp_path / "att.nn"
+    p.write_text(SCALED_BY_A_TENSOR)
+    with explaining():
+        c = nndsl.compile(path=str(p))
+    (d,) = _record(c, "fuse_attention").decisions
+    assert not d.fired and "scaled by a tensor" in d.why
+    assert not any(n.op == "attention" for n in c.graph)
+    assert any(n.op == "softmax" for n in c.graph)
+    assert main(["inspect", str(p), "--explain", "fuse_attention"]) == 0
+    out = capsys.readouterr().out
+    assert "0 fired, 1 declined" in out
+    assert "att.nn:6:16" in out and "scaled by a tensor, not a constant" in out
+
+
+def test_passes_that_are_their_own_loops_say_so(capsys):
+    assert main(["inspect", "specs/vision/resnet18.nn", "-O2", "--explain",
+                 "fold_batch_norm"]) == 0
+    out = capsys.readouterr().out
+    assert "not a rule-driven pass" in out and "changed the graph" in out
+
+
+def test_nothing_is_recorded_unless_asked():
+    c = nndsl.compile(path="specs/transformers/gpt_mini.nn")
+    assert all(r.decisions is None for r in c.passes)
+
+
+def test_the_round_limit_is_reported_not_silent():
+    g = nndsl.compile(source="model m() {\n    input x: f32[N, 3]\n"
+                             "    output y = relu(x)\n}\n", opt="O0").graph
+
+    def again(rw, n):      # a rule that always fires: a fresh relu for every relu
+        return n.inputs[0] if n.op == "relu" else None
+
+    def rewrite(rw, n, x):
+        return [rw.emit("relu", [x], {}, like=n).out()]
+
+    from nndsl.passes.rewrite import collecting
+    with explaining(), collecting() as log:
+        out, changed = apply_rules(g, [Rule("again", again, rewrite)], max_rounds=3)
+    assert changed and isinstance(out.node(out.outputs[0][1].node), Node)
+    assert [d.rule for d in log] == ["again"] * 3 + [ROUND_LIMIT]
+    assert "stopped after 3 rounds" in log[-1].why
+    with collecting() as off:             # not explaining: nothing is kept
+        apply_rules(g, [Rule("again", again, rewrite)], max_rounds=2)
+    assert off is None
+
+
+def test_an_unknown_pass_is_a_located_usage_error(capsys):
+    assert main(["inspect", "specs/vision/resnet18.nn", "--explain", "fold_batch_norm"]) == 1
+    err = capsys.readouterr().err
+    assert "error[E0229]" in err and "O1 runs:" in err
