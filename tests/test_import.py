@@ -474,6 +474,18 @@ def test_cli_compile_onnx_quantized(tmp_path):
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()     # int8's error, not a bug
 
 
+def test_a_huge_constant_is_not_folded():
+    """ConstantOfShape of [100000, 100000] would be 40 GB in memory: refused, not computed."""
+    shape = numpy_helper.from_array(np.array([100000, 100000], np.int64), "shape")
+    m = _graph([helper.make_node("ConstantOfShape", ["shape"], ["big"]),
+                helper.make_node("ReduceSum", ["big"], ["s"], keepdims=0),
+                helper.make_node("Add", ["x", "s"], ["y"])], inits=[shape])
+    with pytest.raises(ImportFailure) as e:
+        import_onnx(m)
+    assert e.value.code == "E1620" and "ConstantOfShape" in e.value.message
+    assert "10,000,000,000 elements" in " ".join(n for n, _ in e.value.notes)
+
+
 def test_unsupported_ops_listed_at_once_with_counts(tmp_path):
     path, _ = _bad_inputs(tmp_path)["unsupported"]
     with pytest.raises(ImportFailure) as e:

@@ -32,7 +32,6 @@ class Imported:
     opset: int = 0                  # the file's opset, before conversion
     onnx_nodes: int = 0             # nodes of the file's graph
     input_names: list = field(default_factory=list)   # the file's input names, in order
-    stats: dict = field(default_factory=dict)
 
     @property
     def lines(self) -> int:

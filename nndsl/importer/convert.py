@@ -284,7 +284,25 @@ class Converter:
             return None     # symbolic dims: the op's own shape handler folds them
         if node.op_type in NOT_FOLDED:
             return None
+        for i, name in enumerate(node.output):
+            n = self._elements(name)
+            if n is None and node.op_type in GROWING or n is not None and n > MAX_FOLDED:
+                raise Unsupported(f"its constant output {name!r} would have "
+                                  f"{'an unknown number of' if n is None else f'{n:,}'} "
+                                  f"elements (nndsl folds at most {MAX_FOLDED:,})")
         return _evaluate(node, arrays, self.opset)
+
+    def _elements(self, name: str):
+        """The element count shape inference gives a value (None: unknown)."""
+        t = self.types.get(name)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return None
+        n = 1
+        for d in t.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                return None
+            n *= d.dim_value
+        return n
 
     def const(self, v):
         """The value of ``v`` when it is known at import time, else None."""
@@ -350,7 +368,7 @@ class Converter:
             if dt == "bool":
                 value = int(value)
             return self.emit(f"full({dims_text(dims)}, {number(value, dt)}{kw})", dt, dims,
-                             hint=hint, comment=self._origin(hint))
+                             hint=hint)
         if a.ndim == 2 and a.shape[0] == a.shape[1] and dt in FLOATS + ("bool",):
             for k in (0,):
                 for fn, ref in (("tril", np.tril), ("triu", np.triu)):
@@ -381,15 +399,14 @@ class Converter:
     def _param(self, a: np.ndarray, dt: str, dims: tuple, hint: str) -> Sym:
         name = self.params.take(self._param_hint(hint), "p")
         self.vars.taken.add(name)
-        self.prog.params.append((name, dt, dims, self._origin(hint)))
+        # a name the file did not give (onnx::MatMul_214 -> MatMul_214): the original beside it
+        origin = hint if hint != name else None
+        self.prog.params.append((name, dt, dims, origin))
         self.prog.weights[name] = a
         return Sym(name, dt, dims)
 
     def _param_hint(self, hint: str) -> str:
         return hint.removeprefix("onnx::").strip("/")
-
-    def _origin(self, hint: str) -> str | None:
-        return None
 
     # ---- emitting ----
     def emit(self, call: str, dtype: str, shape, head: Sym | None = None, reads=(),
@@ -457,6 +474,13 @@ class Converter:
         return dtype_of(t.tensor_type.elem_type, f"output `{self.node.output[i]}`")
 
 
+# A constant folded at import is held in memory: at most 2^29 elements (2 GiB of f32, the
+# size of the largest ONNX file); ops whose output can outgrow their inputs are folded only
+# where shape inference says how large it is.
+MAX_FOLDED = 2 ** 29
+GROWING = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad",
+                     "OneHot"})
+
 NOT_FOLDED = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
                         "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"})
 
@@ -468,7 +492,6 @@ def _attrs(node) -> dict:
 
 def _evaluate(node, arrays, opset: int):
     """One standard node on constant inputs, with onnx's reference implementation."""
-    import onnx
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
     names = [f"i{k}" if a is not None else "" for k, a in enumerate(arrays)]
@@ -485,7 +508,6 @@ def _evaluate(node, arrays, opset: int):
         outs = ev.run(None, {nm: a for nm, a in zip(names, arrays) if a is not None})
     except Exception as e:  # noqa: BLE001 - the reference raises what numpy raises
         raise Unsupported(f"folding its constant inputs failed: {str(e).splitlines()[0][:200]}")
-    del onnx
     return [np.asarray(o) for o in outs]
 
 

@@ -292,7 +292,6 @@ def _check(model, label: str) -> None:
 def _convert(model, label: str):
     """Models older than the table's opset, converted to it (newer ones are read as they are:
     the operators the table knows did not change their attributes after it)."""
-    import onnx
     from onnx import version_converter
     opset = _opset(model)
     if opset >= TABLE_OPSET:
@@ -303,5 +302,4 @@ def _convert(model, label: str):
         raise ImportFailure(f"{label}: onnx's version converter could not bring opset {opset} "
                             f"to {TABLE_OPSET}: {_first_line(e)}", code="E1604",
                             hint="export the model with a newer opset") from None
-    del onnx
     return out
