@@ -284,8 +284,10 @@ class Converter:
             return None     # symbolic dims: the op's own shape handler folds them
         if node.op_type in NOT_FOLDED:
             return None
-        for i, name in enumerate(node.output):
+        for name in node.output:
             n = self._elements(name)
+            if n is None and node.op_type in GROWING:
+                n = _grown(node.op_type, arrays)
             if n is None and node.op_type in GROWING or n is not None and n > MAX_FOLDED:
                 raise Unsupported(f"its constant output {name!r} would have "
                                   f"{'an unknown number of' if n is None else f'{n:,}'} "
@@ -480,6 +482,33 @@ class Converter:
 MAX_FOLDED = 2 ** 29
 GROWING = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad",
                      "OneHot"})
+
+def _grown(op: str, arrays: list):
+    """The element count of a growing op's output, from its constant inputs (None: unknown)."""
+    try:
+        if op == "ConstantOfShape":
+            return int(np.prod(arrays[0].astype(np.float64)))
+        if op == "Expand":
+            x, shape = arrays[0].shape, [int(d) for d in arrays[1].reshape(-1)]
+            rank = max(len(x), len(shape))
+            x = (1,) * (rank - len(x)) + tuple(x)
+            shape = [1] * (rank - len(shape)) + shape
+            return int(np.prod([max(a, b) for a, b in zip(x, shape)], dtype=np.float64))
+        if op == "Tile":
+            return int(arrays[0].size * np.prod(arrays[1].astype(np.float64)))
+        if op == "Range":
+            start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in arrays[:3])
+            return max(0, int(np.ceil((limit - start) / delta))) if delta else None
+        if op == "Pad":
+            pads = arrays[1].reshape(-1).astype(np.float64)
+            x = arrays[0].shape
+            if len(pads) != 2 * len(x):
+                return None
+            return int(np.prod([d + pads[i] + pads[i + len(x)] for i, d in enumerate(x)]))
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return None
+    return None
+
 
 NOT_FOLDED = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
                         "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"})
