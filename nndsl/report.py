@@ -130,7 +130,7 @@ def explain_report(compiled, name: str) -> str:
             if d.rule.startswith("("):
                 lines.append(f"  note: {d.why}")
                 continue
-            where = d.scope or d.node
+            where = d.node
             if d.span is not None:
                 where += f" ({os.path.basename(d.span.file)}:{d.span.line}:{d.span.col})"
             verdict = "fired   " if d.fired else "declined"

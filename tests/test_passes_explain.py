@@ -86,3 +86,24 @@ def test_an_unknown_pass_is_a_located_usage_error(capsys):
     assert main(["inspect", "specs/vision/resnet18.nn", "--explain", "fold_batch_norm"]) == 1
     err = capsys.readouterr().err
     assert "error[E0229]" in err and "O1 runs:" in err
+
+
+def test_epilogue_fires_in_place_and_declines_with_reasons():
+    src = ("model m() {\n    input x: f32[N, 3]\n"
+           "    h = x |> linear(4) as fc\n"
+           "    g = x |> linear(4) as fd\n"
+           "    output a = relu(h)\n    output b = h * 2.0\n"
+           "    output c = gelu(g, approximate=\"tanh\")\n"
+           "    output d = x |> linear(5) as fe |> sigmoid\n}\n")
+    with explaining():
+        c = nndsl.compile(source=src)
+    seen = {(d.node, d.fired, d.why) for d in _record(c, "fuse_epilogue").decisions}
+    assert seen == {
+        ("relu", False, "declined: `fc`'s result is read elsewhere too (or is a model output)"),
+        ("gelu", False, "declined: gelu's tanh approximation has no epilogue form"),
+        ("sigmoid", True, ""),
+    }
+    assert c.graph.node("fe").attr["act"] == "sigmoid"      # fused under the layer's own name
+    assert c.graph.node("fc").attr.get("act") is None
+    assert not any(n.op == "sigmoid" for n in c.graph)
+    assert [n.name for n in c.graph if n.op == "linear"] == ["fc", "fd", "fe"]   # in place

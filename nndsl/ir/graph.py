@@ -160,6 +160,19 @@ class Graph:
             self.inputs.append(node.name)
         return node
 
+    def update(self, node: Node) -> Node:
+        """Put ``node`` in the place of the node of its name: same operands and output types,
+        other attributes (a rule that changes a producer upstream keeps its name and its
+        place in the order)."""
+        old = self._nodes[node.name]
+        if node.inputs != old.inputs or node.types != old.types:
+            raise ValueError(f"update of {node.name} changes its operands or types")
+        self._nodes[node.name] = node
+        for v in node.inputs:
+            if v is not None:
+                self._readers[v.node] = [node if r is old else r for r in self._readers[v.node]]
+        return node
+
     def fresh_name(self, hint: str) -> str:
         if hint not in self._nodes:
             return hint

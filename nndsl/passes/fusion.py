@@ -302,31 +302,38 @@ def _epilogue_act(node: Node) -> str | None:
     return node.op
 
 
+def _epilogue_match(rw: Rewriter, n: Node):
+    if n.op not in EPILOGUE_ACTS or n.inputs[0] is None:
+        return None
+    layer = rw.src.node(rw.current.inputs[0].node)
+    if layer.op not in EPILOGUE_OPS:
+        return None
+    act = _epilogue_act(n)
+    if act is None:
+        return "declined: gelu's tanh approximation has no epilogue form"
+    if layer.attr.get("act"):
+        return f"declined: `{layer.name}` already runs {layer.attr['act']} as its epilogue"
+    if not rw.single_use(layer):
+        return f"declined: `{layer.name}`'s result is read elsewhere too (or is a model output)"
+    p = rw.producer(n.inputs[0])
+    if p.op != layer.op or p.attr.get("act"):
+        return None          # another rule rewrote the layer this round
+    return p, act
+
+
+def _epilogue_rewrite(rw: Rewriter, n: Node, m):
+    p, act = m
+    return [rw.update(p.with_(attrs={**p.attr, "act": act})).out()]
+
+
+EPILOGUE_RULES = [Rule("epilogue", _epilogue_match, _epilogue_rewrite)]
+
+
 def fuse_epilogue(graph: Graph) -> tuple[Graph, bool]:
     """Bias + activation epilogues: an activation applied to a linear or convolution's only use
-    runs inside that layer (ReLU in place on the fresh output):
+    runs inside that layer (ReLU in place on the fresh output); the layer keeps its name and
+    its place:
 
     ``relu(conv2d(x, w, b))``  ⇒  ``conv2d(x, w, b) {act=relu}``
     """
-    readers = graph.reader_map()
-    outputs = {v.node for _, v in graph.outputs}
-    fused: dict[str, str] = {}          # activation node -> layer node it is folded into
-    for node in graph:
-        users = readers.get(node.name, [])
-        if node.op in EPILOGUE_OPS and not node.attr.get("act") and len(users) == 1 and \
-                node.name not in outputs and _epilogue_act(users[0]) is not None:
-            fused[users[0].name] = node.name
-    if not fused:
-        return graph, False
-    acts = {layer: act for act, layer in fused.items()}
-    rw = Rewriter(graph)
-    for node in graph:
-        n = rw.remapped(node)
-        if node.name in acts:
-            act = _epilogue_act(graph.node(acts[node.name]))
-            rw.add(n.with_(attrs={**n.attr, "act": act}))
-        elif node.name in fused:
-            rw.replace(node, [Value(fused[node.name])])
-        else:
-            rw.add(n)
-    return rw.finish(), True
+    return apply_rules(graph, EPILOGUE_RULES)

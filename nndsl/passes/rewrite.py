@@ -42,6 +42,8 @@ class Rewriter:
         self.map: dict[Value, Value] = {}
         self.users = user_counts(src)
         self.changed = False
+        self.current: Node | None = None   # the source node the rules are looking at
+
     def readers(self, name: str) -> list[Node]:
         """The nodes of the source graph that read node ``name``."""
         return self.src.readers(name)
@@ -84,6 +86,12 @@ class Rewriter:
 
     def add(self, node: Node) -> Node:
         return self.out.add(node)
+
+    def update(self, node: Node) -> Node:
+        """Change a node already in the new graph in place, under its own name (its operands
+        and types stay): how a rule at an activation gives the layer above it an epilogue."""
+        self.changed = True
+        return self.out.update(node)
 
     def replace(self, old: Node, values: list[Value]) -> None:
         for i, v in enumerate(values):
@@ -192,6 +200,7 @@ def apply_rules(graph: Graph, rules: list[Rule], max_rounds: int = 8) -> tuple[G
         rw = Rewriter(graph)
         for node in graph:
             n = rw.remapped(node)
+            rw.current = node
             for rule in rules:
                 m = rule.match(rw, n)
                 if m is None:
