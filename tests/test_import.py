@@ -208,6 +208,32 @@ def test_tied_embedding_comes_back_tied():
     assert _params(imported) == sum(p.numel() for p in module.parameters())
 
 
+def test_layer_norm_written_out_comes_back_as_a_layer():
+    """Before opset 17 torch writes LayerNorm as mean, sub, pow, mean, add, sqrt, div, mul,
+    add: one layer_norm with its weights."""
+    torch.manual_seed(0)
+    module = TinyTransformer().eval()
+    with torch.no_grad():
+        module.ln2.weight.uniform_(0.5, 1.5)
+        module.ln2.bias.uniform_(-0.5, 0.5)
+    ids = torch.randint(0, 50, (2, 8))
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (ids,), f, dynamo=False, opset_version=14,
+                          input_names=["x"], output_names=["y"], do_constant_folding=False)
+    model = onnx.load_from_string(f.getvalue())
+    assert not any(n.op_type == "LayerNormalization" for n in model.graph.node)
+    imported = import_onnx(model)
+    assert "layer_norm as ln1" in imported.text and "layer_norm as ln2" in imported.text
+    assert "sqrt" not in imported.text, imported.text
+    with torch.no_grad():
+        want = module(ids).numpy()
+    r = cf.compare(cf.run_torch(imported, {"x": ids.numpy()}), [want])
+    assert r.ok, r.detail
+    assert _params(imported) == sum(p.numel() for p in module.parameters())
+
+
 def test_gelu_and_silu_written_out_come_back_as_one_function():
     class Act(torch.nn.Module):
         def forward(self, x):

@@ -6,7 +6,9 @@ inside the pattern, and is no graph output). Rules:
 
 - ``gelu``: ``x · ½ · (1 + erf(x / √2))``, as torch exports ``GELU`` before opset 20:
   ``Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), ½)`` (or ``Mul(x, 1/√2)`` inside) -> ``Gelu(x)``;
-- ``silu``: ``x · sigmoid(x)`` -> ``Swish(x)`` (alpha 1).
+- ``silu``: ``x · sigmoid(x)`` -> ``Swish(x)`` (alpha 1);
+- ``layer_norm``: ``(x − μ) / sqrt(mean((x − μ)²) + ε) · γ + β`` over the last dim, μ its mean,
+  as torch exports ``LayerNorm`` before opset 17 -> ``LayerNormalization(x, γ, β)``.
 
 The inputs are read, never mutated: :func:`recover` returns a new node list.
 """
@@ -27,7 +29,23 @@ class _Graph:
         for o in graph.output:
             self.readers[o.name] = self.readers.get(o.name, 0) + 1
         self.consts = {t.name: t for t in graph.initializer}
+        self.ranks = {vi.name: len(vi.type.tensor_type.shape.dim)
+                      for vi in list(graph.value_info) + list(graph.input) + list(graph.output)
+                      if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")}
         self.nh = nh
+
+    def ints(self, name: str):
+        """The values of a constant integer vector, else None."""
+        t = self.consts.get(name)
+        if t is not None:
+            a = self.nh.to_array(t)
+        else:
+            n = self.producer.get(name)
+            if n is None or n.op_type != "Constant" or not n.attribute or \
+                    not n.attribute[0].HasField("t"):
+                return None
+            a = self.nh.to_array(n.attribute[0].t)
+        return [int(v) for v in a.reshape(-1)] if a.dtype.kind == "i" else None
 
     def scalar(self, name: str):
         """The value of a one-element constant, else None."""
@@ -99,7 +117,7 @@ def gelu(g: _Graph, node):
         if _near(g.scalar(node.input[1 - k]), 0.5) and g.only_once(node.input[k]):
             found = _gelu_core(g, node.input[k])
             if found is not None:
-                return found[0], found[1]
+                return [found[0]], found[1], {}
     return None
 
 
@@ -111,11 +129,71 @@ def silu(g: _Graph, node):
         sig = g.made_by(node.input[k], "Sigmoid")
         if sig is not None and g.only_once(node.input[k]) and \
                 sig.input[0] == node.input[1 - k]:
-            return sig.input[0], [sig]
+            return [sig.input[0]], [sig], {}
     return None
 
 
-RULES = (("Gelu", gelu), ("Swish", silu))
+def _mean_last(g: _Graph, name: str):
+    """The ReduceMean over the last dim (dims kept) that makes ``name``, else None."""
+    n = g.made_by(name, "ReduceMean")
+    if n is None or any(a.name == "keepdims" and a.i == 0 for a in n.attribute):
+        return None
+    axes = next((list(a.ints) for a in n.attribute if a.name == "axes"), None)
+    if axes is None and len(n.input) > 1:
+        axes = g.ints(n.input[1])
+    rank = g.ranks.get(n.input[0])
+    if axes is None or len(axes) != 1 or rank is None or axes[0] not in (-1, rank - 1):
+        return None
+    return n
+
+
+def _one_of(g: _Graph, node, op: str):
+    """(the input of ``node`` made by ``op`` and read only there, the other input)."""
+    for k in (0, 1):
+        if g.made_by(node.input[k], op) is not None and g.only_once(node.input[k]):
+            return g.made_by(node.input[k], op), node.input[1 - k]
+    return None, None
+
+
+def layer_norm(g: _Graph, node):
+    """``Add(Mul(Div(d, Sqrt(Add(mean(d²), ε))), γ), β)`` with ``d = x − mean(x)``."""
+    if node.op_type != "Add":
+        return None
+    mul, beta = _one_of(g, node, "Mul")
+    if mul is None:
+        return None
+    div, gamma = _one_of(g, mul, "Div")
+    if div is None or not g.only_once(div.input[1]):
+        return None
+    sqrt = g.made_by(div.input[1], "Sqrt")
+    sub = g.made_by(div.input[0], "Sub")
+    if sqrt is None or sub is None or g.readers.get(div.input[0]) != 2:
+        return None
+    add_eps = g.made_by(sqrt.input[0], "Add")
+    if add_eps is None or not g.only_once(sqrt.input[0]):
+        return None
+    for k in (0, 1):
+        var = _mean_last(g, add_eps.input[k])
+        eps = g.scalar(add_eps.input[1 - k])
+        if var is not None and eps is not None and g.only_once(add_eps.input[k]):
+            break
+    else:
+        return None
+    sq_name = var.input[0]
+    sq = g.made_by(sq_name, "Pow") or g.made_by(sq_name, "Mul")
+    if sq is None or not g.only_once(sq_name) or sq.input[0] != div.input[0]:
+        return None
+    if sq.op_type == "Pow" and not _near(g.scalar(sq.input[1]), 2.0) or \
+            sq.op_type == "Mul" and sq.input[1] != div.input[0]:
+        return None
+    mean = _mean_last(g, sub.input[1])
+    if mean is None or mean.input[0] != sub.input[0] or not g.only_once(sub.input[1]):
+        return None
+    return [sub.input[0], gamma, beta], [mean, sub, sq, var, add_eps, sqrt, div, mul], \
+        {"axis": -1, "epsilon": eps}
+
+
+RULES = (("Gelu", gelu), ("Swish", silu), ("LayerNormalization", layer_norm))
 
 
 def recover(graph) -> list:
@@ -129,12 +207,12 @@ def recover(graph) -> list:
             found = rule(g, node)
             if found is None:
                 continue
-            x, inner = found
+            inputs, inner, attrs = found
             if any(id(n) in dropped or id(n) in replaced for n in inner if n is not node):
                 continue
             dropped.update(id(n) for n in inner if n is not node)
-            replaced[id(node)] = helper.make_node(op, [x], [node.output[0]],
-                                                  name=node.name or inner[0].name)
+            replaced[id(node)] = helper.make_node(op, inputs, [node.output[0]],
+                                                  name=node.name or inner[0].name, **attrs)
             break
     return [replaced.get(id(n), n) for n in graph.node if id(n) not in dropped]
 
