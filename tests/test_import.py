@@ -512,6 +512,16 @@ def test_a_huge_constant_is_not_folded():
     assert "10,000,000,000 elements" in " ".join(n for n, _ in e.value.notes)
 
 
+@pytest.mark.parametrize("args", [["-o", "OUT.txt"],
+                                  ["-o", "OUT.nn", "--weights-out", "W.pt"]])
+def test_cli_import_output_names(args, tmp_path, capsys):
+    args = [str(tmp_path / a) if a.startswith(("OUT", "W.")) else a for a in args]
+    assert main(["import", str(LIGHT["squeezenet"]), *args]) == 1
+    err = capsys.readouterr().err
+    assert "error[E1611]" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unsupported_ops_listed_at_once_with_counts(tmp_path):
     path, _ = _bad_inputs(tmp_path)["unsupported"]
     with pytest.raises(ImportFailure) as e:

@@ -37,7 +37,8 @@ def run_import(args) -> int:
     weights = Path(args.weights_out) if args.weights_out else out.with_suffix(".safetensors")
     if weights.suffix != ".safetensors":
         raise ArgumentError(f"--weights-out {weights}: weights are written as .safetensors",
-                            code="E1611", hint=f"--weights-out {weights.with_suffix('.safetensors')}")
+                            code="E1611",
+                            hint=f"--weights-out {weights.with_suffix('.safetensors')}")
     check_output(out)
     check_output(weights)
     imported = import_onnx(args.onnx, name=args.name)
