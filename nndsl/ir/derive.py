@@ -52,6 +52,11 @@ def fold_bn_bias(b, gamma, beta, mean, var, *, eps: float):
     return out.astype(mean.dtype)
 
 
+def scale(w, *, by: float):
+    """``w · by``: a constant factor after a layer, folded into its weight and bias."""
+    return (w * np.asarray(by, dtype=w.dtype)).astype(w.dtype)
+
+
 def concat(*arrays, axis: int = 0):
     """Parallel layers merged into one: their weights stacked along ``axis``."""
     return np.concatenate(arrays, axis=axis)
@@ -160,6 +165,7 @@ def constant(*, program: tuple):
 
 
 DERIVATIONS = {"fold_bn_weight": fold_bn_weight, "fold_bn_bias": fold_bn_bias, "concat": concat,
+               "scale": scale,
                "quant_scale": quant_scale, "quantize_weight": quantize_weight, "cast": cast,
                "quantize_bias": quantize_bias,
                "magnitude_mask": magnitude_mask, "n_m_mask": n_m_mask, "take": take,

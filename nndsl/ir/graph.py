@@ -173,6 +173,21 @@ class Graph:
                 self._readers[v.node] = [node if r is old else r for r in self._readers[v.node]]
         return node
 
+    def take_over(self, node: Node) -> Node:
+        """Put ``node`` at the end of the graph under the name of a node nothing reads yet
+        (that node goes): a rule rebuilding the producer above it with new operands keeps the
+        producer's name, and the new operands (derived weights) come before it."""
+        old = self._nodes[node.name]
+        if self._readers.get(node.name):
+            raise ValueError(f"take_over of {node.name}: it has readers")
+        for v in old.inputs:
+            if v is not None:
+                self._readers[v.node] = [r for r in self._readers[v.node] if r is not old]
+        del self._nodes[node.name]
+        if old.op == "input":
+            self.inputs.remove(old.name)
+        return self.add(node)
+
     def fresh_name(self, hint: str) -> str:
         if hint not in self._nodes:
             return hint

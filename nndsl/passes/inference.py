@@ -7,6 +7,8 @@ along with the graph.
 
 from __future__ import annotations
 
+import math
+
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.ops import ops_with
@@ -36,6 +38,56 @@ def _plain_param(graph: Graph, v: Value | None):
 def _source(graph: Graph, v: Value | None):
     """:func:`_plain_param` of an operand known to be a parameter (or absent)."""
     return None if v is None else expression(graph.node(v.node))
+
+
+def _scale_match(rw: Rewriter, n: Node):
+    """``layer(x) * c``, ``c * layer(x)`` or ``layer(x) / c`` with ``c`` a scalar constant."""
+    if n.op not in ("mul", "div") or None in n.inputs:
+        return None
+    from nndsl.passes.cleanup import _scalar_value
+    sides = [(0, 1)] if n.op == "div" else [(0, 1), (1, 0)]
+    for k, other in sides:
+        c = _scalar_value(rw, n.inputs[other])
+        layer = rw.src.node(rw.current.inputs[k].node)
+        if c is None or layer.op not in FOLDABLE:
+            continue
+        if layer.attr.get("act"):
+            return f"declined: `{layer.name}` runs {layer.attr['act']} before the factor"
+        if not rw.single_use(layer):
+            return f"declined: `{layer.name}`'s result is read elsewhere too (or is an output)"
+        p = rw.producer(n.inputs[k])
+        if p.op != layer.op or n.type != p.type or \
+                _plain_param(rw.out, p.inputs[1]) is None or \
+                (p.inputs[2] is not None and _plain_param(rw.out, p.inputs[2]) is None):
+            return None
+        factor = 1.0 / c if n.op == "div" else float(c)
+        if not math.isfinite(factor) or factor == 0.0:
+            return "declined: the factor is zero or not finite"
+        return p, factor
+    return None
+
+
+def _scale_rewrite(rw: Rewriter, n: Node, m):
+    p, factor = m
+    params = list(p.inputs)
+    for slot, what in ((1, "weight"), (2, "bias")):
+        v = p.inputs[slot]
+        if v is None:
+            continue
+        src = rw.out.node(v.node)
+        params[slot] = derived_param(rw, f"{p.name}.scaled_{what}", p, src.type.shape, "scale",
+                                     (_source(rw.out, v),), dtype=src.type.dtype,
+                                     by=factor).out()
+    return [rw.take_over(p.with_(inputs=tuple(params))).out()]
+
+
+def fold_scale(graph: Graph) -> tuple[Graph, bool]:
+    """A constant factor after a linear or convolution folds into its weight and bias:
+
+    ``linear(x, W, b) · c = linear(x, c·W, c·b)`` (and ``/ c``). The layer keeps its name; its
+    weights are ``{layer}.scaled_weight`` and ``{layer}.scaled_bias``, derived from the spec's.
+    """
+    return apply_rules(graph, [Rule("fold_scale", _scale_match, _scale_rewrite)])
 
 
 def fold_batch_norm(graph: Graph) -> tuple[Graph, bool]:

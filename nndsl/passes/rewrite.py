@@ -87,6 +87,13 @@ class Rewriter:
     def add(self, node: Node) -> Node:
         return self.out.add(node)
 
+    def take_over(self, node: Node) -> Node:
+        """Rebuild a node already in the new graph under its own name with other operands; it
+        moves to the end, after what the rule emitted for it (it must have no reader yet: the
+        node being rewritten was its only one)."""
+        self.changed = True
+        return self.out.take_over(node)
+
     def update(self, node: Node) -> Node:
         """Change a node already in the new graph in place, under its own name (its operands
         and types stay): how a rule at an activation gives the layer above it an epilogue."""
