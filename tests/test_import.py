@@ -291,6 +291,12 @@ def test_torch_export_scopes_name_the_layers():
     for layer in ("as layer1_0_conv1", "as layer1_1_down_0", "batch_norm as layer1_1_bn2",
                   "linear(10) as fc"):
         assert layer in text, text
+    # exported for inference, batch norms folded into the convs: the names come from the
+    # node scopes (/layer1/layer1.1/down/down.0/Conv), the weights being the exporter's
+    folded = import_onnx(_export(module, (torch.randn(1, 3, 16, 16),))).text
+    for layer in ("as layer1_0_conv1", "as layer1_1_down_0", "linear(10) as fc"):
+        assert layer in folded, folded
+    assert "batch_norm" not in folded
 
 
 # ---- round trips through nndsl's own ONNX export ----

@@ -92,13 +92,20 @@ def np_dtype_name(a: np.ndarray) -> str:
 
 def scope_of(node_name: str) -> str:
     """The module path of a node named by torch's exporter: ``/layer1/layer1.0/conv1/Conv`` ->
-    ``layer1.0.conv1`` (a segment that extends the path so far replaces it)."""
+    ``layer1.0.conv1`` (a segment that extends the path so far, or its last part, replaces
+    it: ``/layer1/layer1.1/down/down.0/Conv`` -> ``layer1.1.down.0``)."""
     parts = [p for p in node_name.split("/") if p]
     if len(parts) < 2:
         return ""
     path = ""
     for p in parts[:-1]:
-        path = p if not path or p.startswith(path + ".") else f"{path}.{p}"
+        last = path.rsplit(".", 1)[-1]
+        if not path or p.startswith(path + "."):
+            path = p
+        elif p.startswith(last + "."):         # /down/down.0: a child of a Sequential
+            path = path[: len(path) - len(last)] + p
+        else:
+            path = f"{path}.{p}"
     return path
 
 
@@ -445,10 +452,10 @@ class Converter:
                 parts[-2:] = [f"{parts[-2]}_{parts[-1]}"]
             if parts:
                 return parts[-1]
-        base = out.removesuffix("_output_0")
+        base = out.removesuffix("_output_0").rsplit("/", 1)[-1]
         if base.isdigit() or not base:
             return node.op_type.lower()
-        return base
+        return base.lower() if base == node.op_type else base      # /Relu -> relu_1
 
     def layer(self, hint: str) -> str:
         return self.layers.take(hint.replace(".", "_").replace("/", "_"), "layer")
