@@ -162,7 +162,7 @@ def test_source_reads_like_hand_written_pytorch(packages):
     assert "class Resnet18(nn.Module):" in resnet
     assert "class BasicBlock(nn.Module):" in resnet and "class ResnetStem(nn.Module):" in resnet
     assert "nn.Conv2d(3, 16, kernel_size=7, stride=2, padding=3, bias=False)" in resnet
-    assert "self.bn1 = nn.BatchNorm2d(16)" in resnet
+    assert "self.bn1 = nn.BatchNorm2d(c)" in resnet  # one class for every (c, stride)
     assert "self.fc = nn.Linear(128, 10)" in resnet
     assert "# (N, 16, 56, 56)" in resnet
     assert "logits = self.fc(flatten)  # (N, 10)" in resnet
@@ -178,13 +178,13 @@ def test_source_reads_like_hand_written_pytorch(packages):
     assert "lstm, (lstm_h, lstm_c) = self.lstm(" in lstm
 
 
-def test_one_class_per_block_specialization(packages):
+def test_one_class_per_block(packages):
     gpt = (packages["gpt_mini"][1] / "model.py").read_text()
     assert gpt.count("(nn.Module):") == 3  # attention, block, model: both layers share classes
     assert gpt.count("GptBlock(heads=8, mlp=4, p=0.0, approximate=\"none\")") == 2
     resnet = (packages["resnet18"][1] / "model.py").read_text()
-    # stem + one class per distinct (c, stride) of basic_block + the model
-    assert resnet.count("(nn.Module):") == 1 + 7 + 1
+    # stem + one class for every (c, stride) of basic_block + the model
+    assert resnet.count("(nn.Module):") == 1 + 1 + 1
 
 
 def test_writing_is_deterministic(tmp_path):
@@ -212,9 +212,9 @@ def test_constructors_refuse_other_parameter_values(packages):
     res = import_file(packages["resnet18"][1] / "model.py")
     with pytest.raises(ValueError, match=r"classes=10.*--param classes=1000"):
         res.Resnet18(classes=1000)
-    with pytest.raises(ValueError, match="block `basic_block`"):
-        res.BasicBlock(c=32)
-    assert isinstance(res.BasicBlock(c=16, stride=1), torch.nn.Module)
+    with pytest.raises(ValueError, match="block `resnet_stem`"):
+        res.ResnetStem(c=32)
+    assert isinstance(res.BasicBlock(16, 32, 2), torch.nn.Module)  # a block's values are free
 
 
 def test_cli_compile_writes_the_package(tmp_path):
@@ -526,7 +526,7 @@ def test_blocks_shared_instances_and_tied_weights_read_naturally():
     source = generate_source(nndsl.compile(textwrap.dedent(SMALL_SPECS["blocks"]),
                                            opt="O0").graph)
     assert source.count("class Pair(nn.Module):") == 1  # pair(d=5), then pair(d=4):
-    assert "self.e = Pair(d=5)" in source and "self.sub = Pair2(d=4)" in source
+    assert "self.e = Pair(6, 5)" in source and "self.sub = Pair(4, 4)" in source  # (in, d)
     assert source.count("= self.e(") == 3  # one instance, applied three times
     assert "self.ramp_0(a, T=T)" in source  # a dim the block cannot see is passed in
     assert "def forward(self, x, *, T):" in source
@@ -550,8 +550,8 @@ def test_scalar_constants_shared_across_blocks_keep_the_block_classes(tmp_path):
         }"""), opt="O1")
     assert sum(n.op == "scalar" for n in c.graph) == 2
     source = generate_source(c.graph)
-    assert "self.a = Clipped(c=8)" in source and "self.b = Clipped2(c=8)" in source
-    assert source.count("torch.clamp(maximum, max=6.0)") == 3
+    assert "self.a = Clipped(4, 8)" in source and "self.b = Clipped(8, 8)" in source
+    assert source.count("torch.clamp(maximum, max=6.0)") == 2  # the model's, the class's
     (tmp_path / "model.py").write_text(source)
     assert_same_behaviour(c, import_file(tmp_path / "model.py").M(), batch=3)
 

@@ -1,14 +1,16 @@
 """The generator proper: a typed graph written as a standalone ``model.py``.
 
-:func:`generate_source` writes one ``nn.Module`` class per block specialization (from the
-regions the elaborator recorded) and a model class named after the model, whose parameter names
-are the spec's, so the weights load with ``strict=True``; :func:`write_package` writes that
-source and the weights as ``weights.safetensors``. Each ``forward`` (a :class:`_Function`) walks
-its nodes in graph order, one line and one variable per op with the value's shape as a comment,
-binding symbolic dims from the inputs' shapes. The code is specialized to the parameter values
-the spec was compiled with, and its constructors refuse any others. When the structure cannot be
-expressed, the generator falls back to flatter forms: without block classes, then without layer
-modules.
+:func:`generate_source` writes one ``nn.Module`` class per block (from the regions the
+elaborator recorded; the specializations of one block are merged by :mod:`.generalize`, their
+differing values constructor arguments) and a model class named after the model, whose
+parameter names are the spec's, so the weights load with ``strict=True``;
+:func:`write_package` writes that source and the weights as ``weights.safetensors``. Each
+``forward`` (a :class:`_Function`) walks its nodes in graph order, one line and one variable per
+op with the value's shape as a comment, binding symbolic dims from the inputs' shapes. The code
+is specialized to the parameter values the spec was compiled with, and its constructors refuse
+any others (a block class whose specializations could not be merged, and the model's
+parameters). When the structure cannot be expressed, the generator falls back to flatter forms:
+without block classes, then without layer modules.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 from pathlib import Path
 
 from nndsl.backends.torch.init import INITIALIZERS
+from nndsl.backends.torch.codegen.generalize import ARG_DIMS, COMMENT_DIMS, generalize
 from nndsl.backends.torch.codegen.layers import _find_layers, _static
 from nndsl.backends.torch.codegen.ops import HELPERS as OP_HELPERS
 from nndsl.backends.torch.codegen.ops import _OUTPUT_SUFFIXES, TORCH_CODEGEN, Emitted, OpSource
@@ -401,6 +404,7 @@ class _Generator:
         self.calls: dict = {}  # region idx (None: the model) -> the block calls in its forward
         self.uses_scope = False
         self.helpers: set[str] = set()   # op helpers (ops.HELPERS) the file needs
+        self.generic: dict[str, dict] = {}  # block -> its one class for all specializations
 
     # ---- whole file ----
     def source(self) -> str:
@@ -413,7 +417,7 @@ class _Generator:
                 if r.valid:
                     p = _effective_parent(r)
                     self.calls.setdefault(None if p is None else p.idx, []).append(r)
-            if not self._classes(tree):
+            if not self._classes(tree) and not self._generalize_blocks():
                 break
         model = self._model_class(tree)
         return self._file(model)
@@ -444,6 +448,13 @@ class _Generator:
                 continue
             key = (r.block, body)
             name = by_text.get(key)
+            generic = self.generic.get(r.block)
+            if name is None and generic is not None and body in generic["values"]:
+                name = generic["name"]
+                if name not in self.class_names:
+                    self.class_names.add(name)
+                    self.block_sources.append(generic["source"])
+                by_text[key] = name
             if name is None:
                 base = camel_case(r.block, "Block")
                 k = counts.get(base, 0) + 1
@@ -455,8 +466,45 @@ class _Generator:
                 self.class_names.add(name)
                 by_text[key] = name
                 self.block_sources.append(f"class {name}(nn.Module):\n{body}")
-            self.class_info[r.qual] = {"name": name, "body": body, "extra": extra, "region": r}
+            self.class_info[r.qual] = {"name": name, "body": body, "extra": extra, "region": r,
+                                       "args": generic["values"].get(body) if generic else None}
         return False
+
+    def _generalize_blocks(self) -> bool:
+        """Merge the classes of each block's specializations into one (``generalize``);
+        ``True`` when a block was merged, and the classes must be written again."""
+        specs: dict[str, dict[str, _Region]] = {}
+        for info in self.class_info.values():
+            r = info["region"]
+            if r.block not in self.generic:
+                specs.setdefault(r.block, {}).setdefault(info["body"], r)
+        merged = False
+        for block, by_body in specs.items():
+            if len(by_body) < 2:
+                continue
+            bodies = list(by_body)
+            regions = [by_body[b] for b in bodies]
+            dims = [_arg_dims(self.graph, r) for r in regions]
+            res = generalize(bodies, [r.params for r in regions], [d[0] for d in dims],
+                             [d[1] for d in dims])
+            if res is None:
+                continue
+            init, fwd, fwd_def, args, values = res
+            name = camel_case(block, "Block")
+            while name in self.class_names and name not in {
+                    i["name"] for i in self.class_info.values() if i["region"].block == block}:
+                name += "_"
+            shown = _generic_shape(self.graph, regions, dims)
+            own = ", ".join(a for a in args if a in regions[0].params)
+            doc = _docstring(f"Block `{block}({own})` of the spec{shown}.", "    ")
+            sig = ", ".join(["self"] + args)
+            lines = doc + ["", f"    def __init__({sig}):", "        super().__init__()"]
+            lines += init + ["", fwd_def] + fwd
+            source = f"class {name}(nn.Module):\n" + "\n".join(lines) + "\n"
+            self.generic[block] = {"name": name, "source": source,
+                                   "values": dict(zip(bodies, values))}
+            merged = True
+        return merged
 
     def _dissolve(self, r: _Region) -> None:
         """Write every application of ``r``'s block instance inline in its parent."""
@@ -532,6 +580,8 @@ class _Generator:
             if info is None:
                 raise _Unsupported(f"no class for `{t.key}`")
             r = info["region"]
+            if info.get("args") is not None:
+                return f"{info['name']}({', '.join(py_literal(v) for v in info['args'])})"
             args = []
             names = _Names()
             for k, v in r.params.items():
@@ -671,6 +721,47 @@ class _Generator:
         parts += self.block_sources + [model]
         return header + "\n" + imports + "".join(
             "\n\n" + p.strip("\n") + "\n" for p in parts)
+
+
+def _arg_dims(graph: Graph, r: _Region) -> tuple[list, list]:
+    """The static dims of a block application's inputs, named as candidate constructor
+    arguments, and those of its first input that may name sizes in shape comments."""
+    taken = set(r.params)
+    args, comments = [], []
+    for i, (name, v) in enumerate(zip(r.input_names, r.inputs)):
+        t = graph.type_of(v)
+        for ax, d in enumerate(t.shape):
+            base = ARG_DIMS.get(t.rank, {}).get(ax)
+            if base is not None and isinstance(d, int):
+                arg = base if i == 0 else f"{name}_{base.removeprefix('in_')}"
+                if arg not in taken and arg.isidentifier():
+                    taken.add(arg)
+                    args.append((arg, d))
+            cname = COMMENT_DIMS.get(t.rank, {}).get(ax)
+            if i == 0 and cname is not None and isinstance(d, int) and cname not in taken:
+                taken.add(cname)
+                comments.append((cname, d))
+    return args, comments
+
+
+def _generic_shape(graph: Graph, regions: list, dims: list) -> str:
+    """``, for x of shape (N, in_c, H, W)``: the first input's shape with the dims that differ
+    between specializations named."""
+    r0 = regions[0]
+    if not r0.inputs:
+        return ""
+    shapes = [graph.type_of(r.inputs[0]).shape for r in regions]
+    names = {}
+    for k, _ in dims[0][0] + dims[0][1]:
+        for ax in range(len(shapes[0])):
+            vals = {s[ax] for s in shapes}
+            if len(vals) > 1 and ax not in names:
+                want = ARG_DIMS.get(len(shapes[0]), {}).get(ax) or \
+                    COMMENT_DIMS.get(len(shapes[0]), {}).get(ax)
+                if want == k:
+                    names[ax] = k
+    text = ", ".join(names.get(ax, str(d)) for ax, d in enumerate(shapes[0]))
+    return f", for {r0.input_names[0]} of shape ({text})"
 
 
 def _show(v) -> str:
