@@ -234,6 +234,33 @@ def test_layer_norm_written_out_comes_back_as_a_layer():
     assert _params(imported) == sum(p.numel() for p in module.parameters())
 
 
+class RMSNormHead(torch.nn.Module):
+    """LLaMA's RMSNorm as it is written (torch's exporter has no rms_norm before opset 23)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.rand(16) + 0.5)
+        self.out = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+        return self.out(h)
+
+
+def test_rms_norm_written_out_comes_back_as_a_layer():
+    torch.manual_seed(0)
+    module = RMSNormHead().eval()
+    x = torch.randn(2, 5, 16)
+    imported = import_onnx(_export(module, (x,)))
+    assert "rms_norm(eps=1e-06)" in imported.text and "sqrt" not in imported.text, \
+        imported.text
+    with torch.no_grad():
+        want = module(x).numpy()
+    r = cf.compare(cf.run_torch(imported, {"x": x.numpy()}), [want])
+    assert r.ok, r.detail
+    assert _params(imported) == sum(p.numel() for p in module.parameters())
+
+
 def test_gelu_and_silu_written_out_come_back_as_one_function():
     class Act(torch.nn.Module):
         def forward(self, x):

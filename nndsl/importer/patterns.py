@@ -8,7 +8,10 @@ inside the pattern, and is no graph output). Rules:
   ``Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), ½)`` (or ``Mul(x, 1/√2)`` inside) -> ``Gelu(x)``;
 - ``silu``: ``x · sigmoid(x)`` -> ``Swish(x)`` (alpha 1);
 - ``layer_norm``: ``(x − μ) / sqrt(mean((x − μ)²) + ε) · γ + β`` over the last dim, μ its mean,
-  as torch exports ``LayerNorm`` before opset 17 -> ``LayerNormalization(x, γ, β)``.
+  as torch exports ``LayerNorm`` before opset 17 -> ``LayerNormalization(x, γ, β)``;
+- ``rms_norm``: ``x · (1 / sqrt(mean(x²) + ε)) · γ`` (``Reciprocal`` or ``Div(1, ·)``; or
+  ``x / sqrt(...) · γ``) over the last dim, as RMSNorm is exported before opset 23 ->
+  ``RMSNormalization(x, γ)``.
 
 The inputs are read, never mutated: :func:`recover` returns a new node list.
 """
@@ -193,7 +196,63 @@ def layer_norm(g: _Graph, node):
         {"axis": -1, "epsilon": eps}
 
 
-RULES = (("Gelu", gelu), ("Swish", silu), ("LayerNormalization", layer_norm))
+def _square_of(g: _Graph, name: str):
+    """(x, the node) where ``name`` is ``x · x`` or ``x ** 2`` read once, else (None, None)."""
+    sq = g.made_by(name, "Pow") or g.made_by(name, "Mul")
+    if sq is None or not g.only_once(name):
+        return None, None
+    if sq.op_type == "Pow" and _near(g.scalar(sq.input[1]), 2.0) or \
+            sq.op_type == "Mul" and sq.input[0] == sq.input[1]:
+        return sq.input[0], sq
+    return None, None
+
+
+def rms_norm(g: _Graph, node):
+    """``Mul(Mul(x, Reciprocal(Sqrt(Add(mean(x²), ε)))), γ)`` or ``Mul(Div(x, Sqrt(...)), γ)``."""
+    if node.op_type != "Mul":
+        return None
+    for k in (0, 1):
+        inner, gamma = node.input[k], node.input[1 - k]
+        if not g.only_once(inner):
+            continue
+        scaled = g.made_by(inner, "Mul") or g.made_by(inner, "Div")
+        if scaled is None:
+            continue
+        if scaled.op_type == "Div":
+            x, root_name, recip = scaled.input[0], scaled.input[1], None
+        else:
+            recip, x = _one_of(g, scaled, "Reciprocal")
+            if recip is None:       # torch writes rsqrt as Div(1, Sqrt(...))
+                recip, x = _one_of(g, scaled, "Div")
+                if recip is None or not _near(g.scalar(recip.input[0]), 1.0):
+                    continue
+                root_name = recip.input[1]
+            else:
+                root_name = recip.input[0]
+        root = g.made_by(root_name, "Sqrt")
+        if root is None or not g.only_once(root_name):
+            continue
+        add = g.made_by(root.input[0], "Add")
+        if add is None or not g.only_once(root.input[0]):
+            continue
+        for j in (0, 1):
+            mean = _mean_last(g, add.input[j])
+            eps = g.scalar(add.input[1 - j])
+            if mean is None or eps is None or not g.only_once(add.input[j]):
+                continue
+            base, sq = _square_of(g, mean.input[0])
+            centred = g.made_by(x, "Sub")
+            if centred is not None and _mean_last(g, centred.input[1]) is not None:
+                return None         # x − mean(x) normalized: a layer norm, its own rule's
+            if base == x:
+                found = [sq, mean, add, root] + ([recip] if recip is not None else []) + \
+                    [scaled]
+                return [x, gamma], found, {"axis": -1, "epsilon": eps}
+    return None
+
+
+RULES = (("Gelu", gelu), ("Swish", silu), ("LayerNormalization", layer_norm),
+         ("RMSNormalization", rms_norm))
 
 
 def recover(graph) -> list:
