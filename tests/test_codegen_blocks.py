@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import nndsl
-from nndsl.backends.torch.codegen import generate_source
+from nndsl.backends.torch.codegen import generate_source, param_variants
 
 from conftest import ROOT
 
@@ -89,3 +89,72 @@ def test_generic_classes_are_deterministic(resnet):
     assert generate_source(c.graph) == src
     again = nndsl.compile(ROOT / "specs/vision/resnet18.nn")
     assert generate_source(again.graph) == src
+
+
+# ---- the model's parameters as constructor arguments ----
+
+def with_variants(path, **params):
+    """A spec compiled, and compiled again with each integer parameter changed (the first
+    proposed value that compiles), as a caller of generate_source(variants=...) does."""
+    c = nndsl.compile(path, params=params or None)
+    variants = []
+    for name, values in param_variants(dict(c.graph.meta["params"])).items():
+        for v in values:
+            try:
+                variants.append(nndsl.compile(path, params={**params, name: v}))
+                break
+            except nndsl.NndslError:
+                continue
+    return c, variants
+
+
+@pytest.fixture(scope="module")
+def resnet_free():
+    c, variants = with_variants(ROOT / "specs/vision/resnet18.nn")
+    return c, variants, generate_source(c.graph, variants=variants)
+
+
+@pytest.mark.parametrize("params", [{"classes": 10}, {"width": 16}, {}])
+def test_resnet18_takes_its_parameters_without_recompiling(resnet_free, tmp_path, params):
+    """Resnet18(classes=10) is what nndsl compiles with --param classes=10: the same
+    parameters (names, shapes, count) and the same outputs."""
+    _, _, src = resnet_free
+    model = load(tmp_path, src).Resnet18(**params).eval()
+    want = nndsl.compile(ROOT / "specs/vision/resnet18.nn", params=params or None)
+    ref = want.to_torch().eval()
+    model.load_state_dict(ref.state_dict(), strict=True)
+    assert sum(p.numel() for p in model.parameters()) == want.param_count()
+    x = want.example_inputs(batch=1)
+    got, expected = model(*x.values()), ref(**x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_free_parameters_read_as_expressions(resnet_free):
+    _, _, src = resnet_free
+    assert "def __init__(self, classes=1000, width=64):" in src
+    assert "self.fc = nn.Linear(8 * width, classes)" in src
+    assert "BasicBlock(width, 2 * width, 2)" in src and "self.stem = ResnetStem(width)" in src
+    assert "_check_params" not in src and "_SPEC" not in src  # nothing is fixed: no check
+    assert "logits = self.fc(flatten)  # (N, classes)" in src
+    assert max(len(ln) for ln in src.splitlines()) <= 99
+
+
+def test_parameters_that_change_the_structure_stay_checked(tmp_path):
+    c, variants = with_variants(ROOT / "specs/vision/unet.nn")
+    src = generate_source(c.graph, variants=variants)
+    mod = load(tmp_path, src)
+    assert '_check_params(self, {"depth": depth}, {"depth": 3})' in src
+    with pytest.raises(ValueError, match="--param depth=4"):
+        mod.Unet(depth=4)
+    model = mod.Unet(classes=3, width=8).eval()
+    want = nndsl.compile(ROOT / "specs/vision/unet.nn", params={"classes": 3, "width": 8})
+    ref = want.to_torch().eval()
+    model.load_state_dict(ref.state_dict(), strict=True)
+    x = want.example_inputs(batch=1)
+    torch.testing.assert_close(model(*x.values()), ref(**x), rtol=1e-5, atol=1e-5)
+
+
+def test_variants_give_deterministic_source(resnet_free):
+    c, variants, src = resnet_free
+    assert generate_source(c.graph, variants=variants) == src

@@ -9,11 +9,12 @@ modules, :data:`LAYER_MODULES`), :mod:`.ops` (the per-op source table, :data:`TO
 specializations of a block) and :mod:`.generator` (the classes, the file, and the entry points).
 """
 
+from nndsl.backends.torch.codegen.generalize import param_variants
 from nndsl.backends.torch.codegen.generator import generate_source, weights_bytes, write_package
 from nndsl.backends.torch.codegen.layers import LAYER_MODULES, LayerForm
 from nndsl.backends.torch.codegen.ops import TORCH_CODEGEN, Emitted, OpSource
 from nndsl.backends.torch.codegen.source import TORCH_DTYPES, camel_case, py_literal
 
-__all__ = ["TORCH_CODEGEN", "LAYER_MODULES", "generate_source", "write_package",
+__all__ = ["TORCH_CODEGEN", "LAYER_MODULES", "generate_source", "write_package", "param_variants",
            "weights_bytes", "camel_case", "py_literal", "LayerForm", "OpSource", "Emitted",
            "TORCH_DTYPES"]

@@ -131,13 +131,55 @@ def _drop_defaults(line: str, defaults: dict) -> str:
     return f"{m.group(1)}{m.group(2)}({', '.join(parts)})"
 
 
-def _wrap(line: str, width: int = 99) -> str:
-    """A long ``self.x = nn.C(...)`` line with its arguments on a line of their own."""
-    m = _NN_LINE.match(line)
-    if len(line) <= width or not m:
-        return line
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def _top_level(text: str) -> tuple[int, int, list[int]] | None:
+    """(first opener, its closer, the commas between them at depth one) of a line, skipping
+    strings; ``None`` without brackets."""
+    depth, quote, first, commas = 0, None, None, []
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote and text[i - 1] != "\\" else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in _OPEN:
+            depth += 1
+            if depth == 1 and first is None:
+                first = i
+        elif ch in _CLOSE:
+            depth -= 1
+            if depth == 0 and first is not None:
+                return first, i, commas
+        elif ch == "," and depth == 1 and first is not None:
+            commas.append(i)
+    return None
+
+
+def _wrap(line: str, width: int = 99) -> list[str]:
+    """A line too long for ``width`` with its outermost call's (or container's) items on
+    their own lines: all on one if they fit, else one a line, nested ones wrapped again."""
+    if len(line) <= width or _COMMENT in line:
+        return [line]
+    found = _top_level(line)
+    if found is None:
+        return [line]
+    p, q, commas = found
     ind = re.match(r"\s*", line).group()
-    return f"{m.group(1)}{m.group(2)}(\n{ind}    {m.group(4)},\n{ind})"
+    if line[p + 1:p + 2] in ("[", "{") and _top_level(line[p + 1:q]) is not None and \
+            _top_level(line[p + 1:q])[1] == q - p - 2:
+        inner = _top_level(line[p + 1:q])
+        p, q, commas = p + 1, q - 1, [p + 1 + c for c in inner[2]]
+    items = [line[a + 1:b].strip() for a, b in zip([p] + commas, commas + [q])]
+    items = [it for it in items if it]
+    head, tail = line[:p + 1], line[q:]
+    one = f"{ind}    {', '.join(items)},"
+    if len(one) <= width:
+        return [head, one, ind + tail]
+    out = [head]
+    for it in items:
+        out += _wrap(f"{ind}    {it},", width)
+    return out + [ind + tail]
 
 
 # ---- expressions of the arguments ----
@@ -327,35 +369,82 @@ def _sections(body: str) -> tuple[list[str], list[str], list[str]]:
     return init, [lines[f]], lines[f + 1:]
 
 
-def _generalize(bodies, params, dims, comment_dims):
+def _doc_lines(lines: list[str]) -> int:
+    """How many of ``forward``'s first lines are its docstring."""
+    if not lines or not lines[0].lstrip().startswith('"""'):
+        return 0
+    first = lines[0].strip()
+    if len(first) >= 6 and first.endswith('"""'):
+        return 1
+    for k, ln in enumerate(lines[1:], 2):
+        if ln.rstrip().endswith('"""'):
+            return k
+    raise _Fail("unterminated docstring")
+
+
+def _merge_doc(docs: list[list[str]], env: list) -> list[str]:
+    """Docstring lines with the values that differ named (the first body's where the lines
+    do not line up)."""
+    if len({len(d) for d in docs}) != 1 or \
+            len({tuple(_INT.sub("#", ln) for ln in d) for d in docs}) != 1:
+        return docs[0]
+    return [_merge_text(list(row), env, None, in_code=False) for row in zip(*docs)]
+
+
+def _generalize(bodies, params, dims, comment_dims, branches=True):
+    """``branches=False`` (a model's class): one variant only, and only values that differ
+    are named (a model's fixed parameter is no better a name for a number than the number)."""
     parts = [_sections(b) for b in bodies]
     if len({tuple(p[1]) for p in parts}) != 1:
         raise _Fail("forward signatures differ")
     inits, defaults = _normalize([p[0] for p in parts])
-    fwds = [p[2] for p in parts]
+    ndoc = [_doc_lines(p[2]) for p in parts]
+    fwds = [p[2][k:] for p, k in zip(parts, ndoc)]
     env = _env(params, dims)
     comment_env = env + [e for e in _env(params, comment_dims) if e[0] not in dict(env)]
     groups: dict[tuple, list[int]] = {}
     for j in range(len(bodies)):
         key = (tuple(map(_skeleton, inits[j])), tuple(map(_skeleton, fwds[j])))
         groups.setdefault(key, []).append(j)
-    if len(groups) > 2:
-        raise _Fail("more than two variants")
+    if len(groups) > (2 if branches else 1):
+        raise _Fail("the bodies differ in their lines")
     used: set = set()
-    own = frozenset(params[0])
+    own = frozenset(params[0]) if branches else frozenset()
     keys = list(groups)
     if len(keys) == 1:
         init = _merge_lines(inits, env, comment_env, used, params=own)
         fwd = _merge_lines(fwds, env, comment_env, used, params=own)
     else:
         init, fwd = _merge_variants(groups, keys, inits, fwds, env, comment_env, used, own)
-    init = [_wrap(_drop_defaults(ln, defaults)) for ln in init]
+    init = [w for ln in init for w in _wrap(_drop_defaults(ln, defaults))]
     args = [k for k, _ in dims[0] if k in used] + \
         [name for name, _ in env if name in used and name not in dict(dims[0])]
     if any(re.search(rf"\b{a}\b", "\n".join(_split(ln)[0] for ln in fwd)) for a in args):
         raise _Fail("forward uses an argument")
     values = [[dict(env)[a][j] for a in args] for j in range(len(bodies))]
-    return init, fwd, parts[0][1][0], args, values
+    doc = _merge_doc([p[2][:k] for p, k in zip(parts, ndoc)], comment_env)
+    return init, doc + fwd, parts[0][1][0], args, values
+
+
+def generalize_model(bodies: list[str], params: list[dict]):
+    """Merge the model classes of one model compiled with different parameter values (a
+    parameter changed in each): ``(__init__ lines, forward's def line, forward's lines, the
+    parameters the merged code takes as arguments)``, or ``None`` where the classes differ in
+    more than values that expressions of the parameters explain, or ``forward`` would need one.
+    """
+    try:
+        init, fwd, fwd_def, args, _ = _generalize(bodies, params, [[]] * len(bodies),
+                                                  [[]] * len(bodies), branches=False)
+    except (_Fail, ZeroDivisionError, ValueError):
+        return None
+    return init, fwd_def, fwd, args
+
+
+def param_variants(params: dict) -> dict:
+    """For each integer parameter of a model, the values to compile it again with (in order,
+    the first that compiles), for :func:`generalize_model` to see what it changes."""
+    return {k: [v + 1, 2 * v] for k, v in params.items()
+            if type(v) is int and k.isidentifier() and v > 0}
 
 
 def _merge_variants(groups, keys, inits, fwds, env, comment_env, used, own):

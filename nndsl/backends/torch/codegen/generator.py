@@ -20,7 +20,8 @@ import re
 from pathlib import Path
 
 from nndsl.backends.torch.init import INITIALIZERS
-from nndsl.backends.torch.codegen.generalize import ARG_DIMS, COMMENT_DIMS, generalize
+from nndsl.backends.torch.codegen.generalize import (
+    ARG_DIMS, COMMENT_DIMS, generalize, generalize_model)
 from nndsl.backends.torch.codegen.layers import _find_layers, _static
 from nndsl.backends.torch.codegen.ops import HELPERS as OP_HELPERS
 from nndsl.backends.torch.codegen.ops import _OUTPUT_SUFFIXES, TORCH_CODEGEN, Emitted, OpSource
@@ -407,8 +408,34 @@ class _Generator:
         self.generic: dict[str, dict] = {}  # block -> its one class for all specializations
 
     # ---- whole file ----
-    def source(self) -> str:
-        """The whole file; regions whose class cannot be written are dissolved on the way."""
+    def source(self, others: list | None = None) -> str:
+        """The whole file; regions whose class cannot be written are dissolved on the way.
+
+        ``others`` are generators of the same model compiled with other parameter values: their
+        block applications join this graph's when a block's classes are merged, and the model
+        parameters whose change the model class's code takes as arguments become free.
+        """
+        others = list(others or [])
+        for o in others:
+            o.generic = self.generic
+        while True:
+            tree = self._round()
+            for o in list(others):
+                try:
+                    o.tree = o._round()
+                except _Unsupported:
+                    others.remove(o)
+            if not self._generalize_blocks(others):
+                break
+        free: list[str] = []
+        if others:
+            model, free = self._free_model(tree, others)
+        if not free:
+            model = self._model_class(tree)
+        return self._file(model, free)
+
+    def _round(self) -> _TNode:
+        """One writing of the block classes, dissolving the regions that cannot be one."""
         while True:
             _settle(self.regions)
             tree = _build_tree(self.graph, self.order, self.pos, self.regions, self.layers)
@@ -417,10 +444,44 @@ class _Generator:
                 if r.valid:
                     p = _effective_parent(r)
                     self.calls.setdefault(None if p is None else p.idx, []).append(r)
-            if not self._classes(tree) and not self._generalize_blocks():
-                break
-        model = self._model_class(tree)
-        return self._file(model)
+            if not self._classes(tree):
+                return tree
+
+    def _free_model(self, tree: _TNode, others: list) -> tuple[str, list]:
+        """The model class with the parameters the variants show to be free as arguments."""
+        params = dict(self.graph.meta.get("params") or {})
+
+        def merge(gens, free):
+            texts = [g._model_class(g.tree if g is not self else tree, free) for g in gens]
+            bodies = [t.split("\n", 1)[1] for t in texts]
+            ps = [dict(g.graph.meta.get("params") or {}) for g in gens]
+            return texts[0], generalize_model(bodies, ps)
+
+        ok = []
+        for o in others:
+            op = dict(o.graph.meta.get("params") or {})
+            changed = [k for k in params if k in op and op[k] != params[k]]
+            if sorted(o.block_sources) != sorted(self.block_sources) or not changed or \
+                    set(op) != set(params):
+                continue
+            if merge([self, o], changed)[1] is not None:
+                ok.append((o, changed))
+        free = sorted({k for _, ch in ok for k in ch}, key=list(params).index)
+        if not free:
+            return "", []
+        text, res = merge([self] + [o for o, _ in ok], free)
+        if res is None:
+            return "", []
+        init, fwd_def, fwd, _args = res
+        lines = text.rstrip("\n").split("\n")
+        f = next(j for j, ln in enumerate(lines) if ln.startswith("    def forward("))
+        i = lines.index("        super().__init__()")
+        head = lines[:i + 1]
+        rest = lines[i + 1:f]
+        if rest and rest[0].lstrip().startswith("_check_params("):
+            end = 1 if rest[0].rstrip().endswith(")") else rest.index("        )") + 1
+            head += rest[:end]
+        return "\n".join(head + init + ["", fwd_def] + fwd) + "\n", free
 
     def _classes(self, tree: _TNode) -> bool:
         """Generate the block classes bottom-up; ``True`` when a region had to be dissolved."""
@@ -470,21 +531,23 @@ class _Generator:
                                        "args": generic["values"].get(body) if generic else None}
         return False
 
-    def _generalize_blocks(self) -> bool:
-        """Merge the classes of each block's specializations into one (``generalize``);
-        ``True`` when a block was merged, and the classes must be written again."""
-        specs: dict[str, dict[str, _Region]] = {}
-        for info in self.class_info.values():
-            r = info["region"]
-            if r.block not in self.generic:
-                specs.setdefault(r.block, {}).setdefault(info["body"], r)
+    def _generalize_blocks(self, others=()) -> bool:
+        """Merge the classes of each block's specializations (here and in ``others``) into one
+        (``generalize``); ``True`` when a block was merged, and the classes must be written
+        again."""
+        specs: dict[str, dict[str, tuple]] = {}
+        for gen in [self, *others]:
+            for info in gen.class_info.values():
+                r = info["region"]
+                if r.block not in self.generic:
+                    specs.setdefault(r.block, {}).setdefault(info["body"], (gen.graph, r))
         merged = False
         for block, by_body in specs.items():
             if len(by_body) < 2:
                 continue
             bodies = list(by_body)
-            regions = [by_body[b] for b in bodies]
-            dims = [_arg_dims(self.graph, r) for r in regions]
+            regions = [by_body[b][1] for b in bodies]
+            dims = [_arg_dims(*by_body[b]) for b in bodies]
             res = generalize(bodies, [r.params for r in regions], [d[0] for d in dims],
                              [d[1] for d in dims])
             if res is None:
@@ -494,7 +557,7 @@ class _Generator:
             while name in self.class_names and name not in {
                     i["name"] for i in self.class_info.values() if i["region"].block == block}:
                 name += "_"
-            shown = _generic_shape(self.graph, regions, dims)
+            shown = _generic_shape([by_body[b] for b in bodies], dims)
             own = ", ".join(a for a in args if a in regions[0].params)
             doc = _docstring(f"Block `{block}({own})` of the spec{shown}.", "    ")
             sig = ", ".join(["self"] + args)
@@ -521,8 +584,9 @@ class _Generator:
         return t
 
     # ---- one class ----
-    def _ctor(self, params: dict, block: str | None) -> tuple[str, list[str]]:
-        """The constructor's signature and the line that checks its arguments."""
+    def _ctor(self, params: dict, block: str | None, free=()) -> tuple[str, list[str]]:
+        """The constructor's signature and the line that checks its arguments (those not
+        ``free``)."""
         names = _Names()
         sig, given, compiled = [], [], []
         for k, v in params.items():
@@ -534,10 +598,14 @@ class _Generator:
                 continue
             arg = names.take(k, shadow_builtins=True)
             sig.append(f"{arg}={lit}")
+            if k in free:
+                continue
             given.append(f"{_str_lit(k)}: {arg}")
             compiled.append(f"{_str_lit(k)}: {lit}")
         if not sig:
             return "self", []
+        if not given:
+            return "self, " + ", ".join(sig), []
         tail = "" if block is None else f", block={_str_lit(block)}"
         one = f"_check_params(self, {{{', '.join(given)}}}, {{{', '.join(compiled)}}}{tail})"
         if len(one) <= 91:
@@ -550,8 +618,8 @@ class _Generator:
             check.append(")")
         return "self, " + ", ".join(sig), check
 
-    def _init(self, cnode: _TNode, params: dict, block: str | None) -> list[str]:
-        sig, check = self._ctor(params, block)
+    def _init(self, cnode: _TNode, params: dict, block: str | None, free=()) -> list[str]:
+        sig, check = self._ctor(params, block, free)
         lines = [f"    def __init__({sig}):", "        super().__init__()"]
         lines += ["        " + ln for ln in check]
         for key, child in _children(cnode):
@@ -659,7 +727,7 @@ class _Generator:
         lines = doc + [""] + self._init(cnode, r.params, r.block) + [""] + forward
         return "\n".join(lines) + "\n", sorted(fn.extra)
 
-    def _model_class(self, tree: _TNode) -> str:
+    def _model_class(self, tree: _TNode, free=()) -> str:
         g = self.graph
         fn = _Function(self, tree, "", None)
         for name in g.inputs:
@@ -678,14 +746,17 @@ class _Generator:
         forward = self._forward(fn, items, [v for _, v in g.outputs], False,
                                 doc=f"({ins}) -> {outs}", pre=checks)
         params = dict(g.meta.get("params") or {})
-        shown = ", ".join(f"{k}={_show(v)}" for k, v in params.items())
         count = sum(math.prod(n.type.shape) for n in g.params()
                     if n.attr.get("trainable", True) and _static(n.type.shape))
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in params.items() if k not in free)
         doc = f"Model `{g.name}` of {self.spec} ({count:,} parameters), generated by nndsl."
+        if free:
+            doc += f"\n\n{_names_text(free)} may take other values."
         if shown:
-            doc += (f"\n\nSpecialized to {shown}; other values need a new compilation with "
-                    f"`--param NAME=VALUE`.")
-        lines = _docstring(doc, "    ") + [""] + self._init(tree, params, None) + [""] + forward
+            doc += (f"\n\n{'Specialized' if not free else 'The rest is specialized'} to "
+                    f"{shown}; other values need a new compilation with `--param NAME=VALUE`.")
+        lines = _docstring(doc, "    ") + [""] + self._init(tree, params, None, free)
+        lines += [""] + forward
         return f"class {self.model_class}(nn.Module):\n" + "\n".join(lines) + "\n"
 
     def _constraint(self, fn: _Function, cond, msg) -> list[str]:
@@ -703,20 +774,26 @@ class _Generator:
         text = f"{msg} (needs {cond})" if msg else f"the input dims break the spec's {cond}"
         return [f"if not ({test}):", f"    raise ValueError({_str_lit(text)})"]
 
-    def _file(self, model: str) -> str:
+    def _file(self, model: str, free=()) -> str:
         g = self.graph
         cls = self.model_class
         text = (f"PyTorch model `{g.name}`, generated by `nndsl compile` from {self.spec}.\n\n"
                 f"It needs only torch. Load the weights written next to it with\n\n"
                 f"    from safetensors.torch import load_file\n"
                 f"    model = {cls}()\n"
-                f'    model.load_state_dict(load_file("weights.safetensors"))\n\n'
-                f"The code is specialized to the parameter values it was compiled with; to "
-                f"change them,\ncompile the spec again with `--param NAME=VALUE`.\n")
+                f'    model.load_state_dict(load_file("weights.safetensors"))\n\n')
+        if free:
+            text += (f"{_names_text(free)} may take other values ({cls}({free[0]}=...)); the "
+                     f"rest of the code is\nspecialized to the values it was compiled with.\n")
+        else:
+            text += ("The code is specialized to the parameter values it was compiled with; "
+                     "to change them,\ncompile the spec again with `--param NAME=VALUE`.\n")
         header = '"""' + text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + '"""\n'
-        imports = ("import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n"
-                   f"_SPEC = {_str_lit(self.spec)}\n")
-        parts = [_HELPERS] + ([_SCOPE_HELPER] if self.uses_scope else [])
+        imports = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
+        checks = any("_check_params(" in p for p in self.block_sources + [model])
+        if checks:  # the parameter check, only where some constructor has one
+            imports += f"\n_SPEC = {_str_lit(self.spec)}\n"
+        parts = ([_HELPERS] if checks else []) + ([_SCOPE_HELPER] if self.uses_scope else [])
         parts += [OP_HELPERS[h] for h in sorted(self.helpers)]
         parts += self.block_sources + [model]
         return header + "\n" + imports + "".join(
@@ -744,13 +821,13 @@ def _arg_dims(graph: Graph, r: _Region) -> tuple[list, list]:
     return args, comments
 
 
-def _generic_shape(graph: Graph, regions: list, dims: list) -> str:
+def _generic_shape(apps: list, dims: list) -> str:
     """``, for x of shape (N, in_c, H, W)``: the first input's shape with the dims that differ
-    between specializations named."""
-    r0 = regions[0]
+    between specializations (``apps``: (graph, region) pairs) named."""
+    r0 = apps[0][1]
     if not r0.inputs:
         return ""
-    shapes = [graph.type_of(r.inputs[0]).shape for r in regions]
+    shapes = [g.type_of(r.inputs[0]).shape for g, r in apps]
     names = {}
     for k, _ in dims[0][0] + dims[0][1]:
         for ax in range(len(shapes[0])):
@@ -762,6 +839,12 @@ def _generic_shape(graph: Graph, regions: list, dims: list) -> str:
                     names[ax] = k
     text = ", ".join(names.get(ax, str(d)) for ax, d in enumerate(shapes[0]))
     return f", for {r0.input_names[0]} of shape ({text})"
+
+
+def _names_text(names) -> str:
+    """``classes`` / ``classes and width`` / ``a, b and c``, as code."""
+    quoted = [f"`{n}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 def _show(v) -> str:
@@ -800,29 +883,54 @@ def _check_names(graph: Graph) -> None:
 
 
 def generate_source(graph: Graph, spec: str | None = None, *,
-                    layers_as_modules: bool = True) -> str:
+                    layers_as_modules: bool = True, variants=()) -> str:
     """The model as a standalone PyTorch module (Python source that imports only torch).
 
     ``spec`` names the spec file in the messages of the generated code (default: the file the
     model came from). With ``layers_as_modules=False`` every layer is written functionally
     (``F.conv2d(x, self.conv.weight, ...)``) over plain ``nn.Parameter``s.
+
+    ``variants`` are the same model compiled with the same options but other parameter values
+    (graphs or compiled models; :func:`~.generalize.param_variants` proposes the values): a
+    parameter whose change the code takes as an expression of it becomes a free argument of the
+    model's constructor (``Resnet18(classes=10)``); the others keep their check.
     """
     if not isinstance(graph, Graph) and isinstance(getattr(graph, "graph", None), Graph):
         graph = graph.graph  # a Compiled model
     spec = spec or _spec_name(graph)
     _check_names(graph)
+    layers, regions = _prepared(graph, layers_as_modules)
+    attempts = [(regions, layers), ([], layers), ([], {})]
+    for level, (regs, lays) in enumerate(attempts):
+        try:
+            return _Generator(graph, regs, lays, spec).source(
+                _variant_generators(variants, level, layers_as_modules, spec))
+        except _Unsupported as e:
+            last = e
+    raise LoweringError(f"cannot write `{graph.name}` as PyTorch source: {last}", code="E0911")
+
+
+def _prepared(graph: Graph, layers_as_modules: bool) -> tuple[dict, list]:
+    """The layers written as modules and the checked block regions of a graph."""
     order = list(graph)
     pos = {n.name: i for i, n in enumerate(order)}
     layers = _find_layers(graph, order) if layers_as_modules else {}
     regions = _parse_regions(graph, order, pos) or []
     _validate(graph, order, pos, regions)
-    attempts = [(regions, layers), ([], layers), ([], {})]
-    for regs, lays in attempts:
-        try:
-            return _Generator(graph, regs, lays, spec).source()
-        except _Unsupported as e:
-            last = e
-    raise LoweringError(f"cannot write `{graph.name}` as PyTorch source: {last}", code="E0911")
+    return layers, regions
+
+
+def _variant_generators(variants, level: int, layers_as_modules: bool, spec: str) -> list:
+    """Generators for the variants (the model compiled with other parameter values), at the
+    same fallback level as the model's own."""
+    out = []
+    for v in variants:
+        v = v.graph if not isinstance(v, Graph) and isinstance(getattr(v, "graph", None),
+                                                               Graph) else v
+        layers, regions = _prepared(v, layers_as_modules)
+        regs, lays = [(regions, layers), ([], layers), ([], {})][level]
+        out.append(_Generator(v, regs, lays, spec))
+    return out
 
 
 def weights_bytes(state_dict) -> bytes:
@@ -833,9 +941,10 @@ def weights_bytes(state_dict) -> bytes:
     return save(tensors, metadata={"format": "pt"})
 
 
-def write_package(compiled, out_dir, weights=None) -> tuple[Path, Path]:
+def write_package(compiled, out_dir, weights=None, variants=()) -> tuple[Path, Path]:
     """Write ``model.py`` and ``weights.safetensors`` for a compiled model into ``out_dir``
-    (``weights``: a state dict or ``.safetensors`` path; default, the initial weights).
+    (``weights``: a state dict or ``.safetensors`` path; default, the initial weights;
+    ``variants``: as for :func:`generate_source`).
 
     Both files are generated in memory first and each is written atomically, so an error never
     leaves a half-written file behind. Returns the two paths.
@@ -844,7 +953,7 @@ def write_package(compiled, out_dir, weights=None) -> tuple[Path, Path]:
     file = getattr(compiled, "file", None)
     spec = Path(file).name if isinstance(file, str) and file and not file.startswith("<") \
         else None
-    source = generate_source(compiled.graph, spec)
+    source = generate_source(compiled.graph, spec, variants=variants)
     data = weights_bytes(compiled.to_torch(weights=weights).state_dict())
     model_path, weights_path = out / "model.py", out / "weights.safetensors"
     atomic_write_text(model_path, source)
