@@ -51,7 +51,7 @@ def test_a_decline_says_why_and_the_graph_agrees(tmp_path, capsys):
 
 def test_passes_that_are_their_own_loops_say_so(capsys):
     assert main(["inspect", "specs/vision/resnet18.nn", "-O2", "--explain",
-                 "fold_batch_norm"]) == 0
+                 "channels_last"]) == 0
     out = capsys.readouterr().out
     assert "not a rule-driven pass" in out and "changed the graph" in out
 
@@ -107,3 +107,21 @@ def test_epilogue_fires_in_place_and_declines_with_reasons():
     assert c.graph.node("fc").attr.get("act") is None
     assert not any(n.op == "sigmoid" for n in c.graph)
     assert [n.name for n in c.graph if n.op == "linear"] == ["fc", "fd", "fe"]   # in place
+
+
+def test_batch_norm_folding_names_every_batch_norm_it_folded_or_could_not():
+    with explaining():
+        c = nndsl.compile(path="specs/vision/resnet18.nn", opt="O2")
+    fired = {d.node for d in _record(c, "fold_batch_norm").decisions if d.fired}
+    bns = {n.name for n in nndsl.compile(path="specs/vision/resnet18.nn", opt="O1").graph
+           if n.op == "batch_norm"}
+    assert fired == bns and len(bns) == 20
+    assert not any(n.op == "batch_norm" for n in c.graph)
+    src = ("model m() {\n    input x: f32[N, 3, 8, 8]\n"
+           "    c = x |> conv2d(4, 3) as conv\n"
+           "    output a = c |> batch_norm as bn\n    output b = c\n}\n")
+    with explaining():
+        c2 = nndsl.compile(source=src, opt="O2")
+    (d,) = {(d.node, d.why) for d in _record(c2, "fold_batch_norm").decisions}
+    assert d == ("bn", "declined: `conv`'s result is read elsewhere too (or is an output)")
+    assert any(n.op == "batch_norm" for n in c2.graph)

@@ -90,55 +90,52 @@ def fold_scale(graph: Graph) -> tuple[Graph, bool]:
     return apply_rules(graph, [Rule("fold_scale", _scale_match, _scale_rewrite)])
 
 
+def _bn_match(rw: Rewriter, n: Node):
+    if n.op != "batch_norm" or n.inputs[0] is None:
+        return None
+    layer = rw.src.node(rw.current.inputs[0].node)
+    if layer.op not in FOLDABLE:
+        return None
+    if layer.attr.get("act"):
+        return f"declined: `{layer.name}` runs {layer.attr['act']} before the batch norm"
+    if not rw.single_use(layer):
+        return f"declined: `{layer.name}`'s result is read elsewhere too (or is an output)"
+    if layer.op == "linear" and layer.type.rank != 2:
+        return ("declined: batch norm's channel is dim 1, and this linear's features are "
+                "its last dim")
+    p = rw.producer(n.inputs[0])
+    if p.op != layer.op or p.attr.get("act"):
+        return None          # another rule rewrote the layer this round
+    if _plain_param(rw.out, p.inputs[1]) is None or \
+            (p.inputs[2] is not None and _plain_param(rw.out, p.inputs[2]) is None):
+        return f"declined: `{layer.name}`'s weights are computed, not parameters"
+    if any(v is not None and _plain_param(rw.out, v) is None for v in n.inputs[1:5]):
+        return "declined: the batch norm's statistics are computed, not parameters"
+    return p
+
+
+def _bn_rewrite(rw: Rewriter, n: Node, p: Node):
+    eps = n.attr.get("eps", 1e-5)
+    gamma, beta, mean, var = (_source(rw.out, v) for v in n.inputs[1:5])
+    w_name, b_name = _source(rw.out, p.inputs[1]), _source(rw.out, p.inputs[2])
+    w_t = rw.type_of(p.inputs[1])
+    w = derived_param(rw, f"{p.name}.folded_weight", p, w_t.shape, "fold_bn_weight",
+                      (w_name, gamma, var), eps=eps)
+    b = derived_param(rw, f"{p.name}.folded_bias", p, (w_t.shape[0],), "fold_bn_bias",
+                      (b_name, gamma, beta, mean, var), eps=eps)
+    return [rw.take_over(p.with_(inputs=(p.inputs[0], w.out(), b.out()))).out()]
+
+
 def fold_batch_norm(graph: Graph) -> tuple[Graph, bool]:
     """Batch norm (eval statistics) folded into the convolution or linear before it:
 
     ``W' = W · γ/√(σ² + ε)``  (per output channel),  ``b' = (b − μ) · γ/√(σ² + ε) + β``
 
     so ``bn(conv(x, W, b)) = conv(x, W', b')``. The new weights are ``{layer}.folded_weight`` and
-    ``{layer}.folded_bias``, derived from the spec's parameters.
+    ``{layer}.folded_bias``, derived from the spec's parameters; the layer keeps its name.
     """
-    readers = graph.reader_map()
-    outputs = {v.node for _, v in graph.outputs}
-    plan: dict[str, Node] = {}     # layer name -> its batch norm
-    for node in graph:
-        if node.op != "batch_norm":
-            continue
-        layer = graph.node(node.inputs[0].node)
-        if layer.op not in FOLDABLE or layer.attr.get("act") or layer.name in outputs or \
-                len(readers.get(layer.name, [])) != 1:
-            continue
-        if layer.op == "linear" and layer.type.rank != 2:
-            continue      # batch norm's channel is dim 1; a linear's features are its last dim
-        if _plain_param(graph, layer.inputs[1]) is None or \
-                (layer.inputs[2] is not None and _plain_param(graph, layer.inputs[2]) is None):
-            continue
-        if any(v is not None and _plain_param(graph, v) is None for v in node.inputs[1:5]):
-            continue
-        plan[layer.name] = node
-    if not plan:
-        return graph, False
-    folded = {bn.name: layer for layer, bn in plan.items()}
-    rw = Rewriter(graph)
-    for node in graph:
-        n = rw.remapped(node)
-        if node.name in plan:
-            bn = plan[node.name]
-            eps = bn.attr.get("eps", 1e-5)
-            gamma, beta, mean, var = (_source(graph, v) for v in bn.inputs[1:5])
-            w_name = _source(graph, node.inputs[1])
-            b_name = _source(graph, node.inputs[2])
-            w_t = graph.node(node.inputs[1].node).type
-            w = derived_param(rw, f"{node.name}.folded_weight", node, w_t.shape,
-                               "fold_bn_weight", (w_name, gamma, var), eps=eps)
-            b = derived_param(rw, f"{node.name}.folded_bias", node, (w_t.shape[0],),
-                               "fold_bn_bias", (b_name, gamma, beta, mean, var), eps=eps)
-            rw.add(n.with_(inputs=(n.inputs[0], w.out(), b.out())))
-        elif node.name in folded:
-            rw.replace(node, [Value(folded[node.name])])
-        else:
-            rw.add(n)
-    return rw.finish(keep_params=False), True
+    out, changed = apply_rules(graph, [Rule("fold_batch_norm", _bn_match, _bn_rewrite)])
+    return (sweep_dead(out, keep_params=False) if changed else out), changed
 
 
 def merge_parallel_linears(graph: Graph) -> tuple[Graph, bool]:
