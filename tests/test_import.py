@@ -347,6 +347,27 @@ def test_zoo_round_trip(spec, root):
     assert back.param_count() == c.param_count()
 
 
+SYMBOLIC = """
+model sym(c: int = 8) {
+    input x: f32[N, 3, H, W]
+    h = x |> conv2d(c, 3, padding=1) as conv1 |> relu |> max_pool2d(2)
+          |> conv_transpose2d(c, 2, stride=2) as up |> conv2d(c, 3, stride=2) as conv2
+    output y = h |> mean(dim=[2, 3])
+}
+"""
+
+
+def test_symbolic_spatial_dims_round_trip():
+    """Sizes shape inference leaves as unk__ dims: the importer computes them itself."""
+    c = nndsl.compile(source=SYMBOLIC)
+    proto = c.to_onnx(weights=c.to_torch().state_dict())
+    imported = import_onnx(proto)
+    assert "input x: f32[N, 3, H, W]" in imported.text, imported.text
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 12, 10)).astype(np.float32)}
+    r = cf.compare(cf.run_torch(imported, feeds), cf.run_ort(proto, feeds))
+    assert r.ok, r.detail
+
+
 def test_fixed_point(root):
     """Importing the export of an imported spec gives the same text."""
     c = nndsl.compile(root / "specs" / "vision" / "lenet5.nn")

@@ -208,6 +208,13 @@ class Converter:
                 self.unsupported[node.op_type].append(
                     f"{_where(node)}: {e}")
                 continue
+            except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError,
+                    AttributeError) as e:     # a case the table does not foresee: its node
+                self._poison(node, "")
+                self.unsupported[node.op_type].append(
+                    f"{_where(node)}: not foreseen by the importer ({type(e).__name__}: "
+                    f"{str(e)[:120]})")
+                continue
             for name, v in zip(node.output, outs):
                 if name:
                     self.values[name] = v
@@ -430,8 +437,11 @@ class Converter:
                                                            for r in reads]
         self.prog.stmts.append(Stmt(names, call, head.var if head is not None else None, read,
                                     comment, kind, dict(info or {})))
+        if shape is None or targets > 1 and any(s is None for s in shape):
+            raise Unsupported("an output whose shape ONNX's shape inference leaves unknown "
+                              "(nndsl types every value)")
         if targets == 1:
-            return Sym(names[0], dtype, None if shape is None else tuple(shape))
+            return Sym(names[0], dtype, tuple(shape))
         return [Sym(n, d, None if s is None else tuple(s)) for n, (d, s) in
                 zip(names, zip(dtype, shape))]
 

@@ -52,3 +52,16 @@ def _x(cx, ins, i: int = 0) -> Sym:
 
 def _ints(v) -> list:
     return [int(x) for x in v]
+
+
+def windowed(x: Sym, channels, kernel, strides, pads, dilations, ceil: bool = False) -> tuple:
+    """The shape of a convolution or pooling of ``x`` (pads on both sides of each spatial
+    dim): ``⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1``, rounded up with ``ceil``; symbolic sizes
+    stay symbolic."""
+    from nndsl.ir.types import SymDim
+    out = [x.shape[0], channels]
+    for n, k, s, p, d in zip(x.shape[2:], kernel, strides, pads, dilations):
+        span = n + 2 * p - d * (k - 1) - 1 + ((s - 1) if ceil else 0)
+        size = span // s + 1
+        out.append(size.simplify() if isinstance(size, SymDim) else size)
+    return tuple(out)

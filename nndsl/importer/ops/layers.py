@@ -6,9 +6,10 @@ import numpy as np
 
 from nndsl.importer.convert import FLOATS, Sym, Unsupported, layer_hint
 from nndsl.importer.ops import op
-from nndsl.importer.ops.common import _broadcast, _norm_axis, _x
+from nndsl.importer.ops.common import _broadcast, _norm_axis, _x, windowed
 from nndsl.importer.ops.elementwise import binary_handler
 from nndsl.importer.program import dims_text, number
+from nndsl.ir.types import SymDim
 
 
 def _weight_name(node, i: int) -> str | None:
@@ -101,7 +102,8 @@ def conv(cx, node, ins, a):
     cx.prog.weights[f"{name}.weight"] = w
     if b is not None:
         cx.prog.weights[f"{name}.bias"] = b
-    return [cx.emit(f"conv{nd}d({', '.join(args)}) as {name}", x.dtype, cx.out_shape(), head=x)]
+    shape = cx.out_shape() or windowed(x, w.shape[0], kernel, strides, begins, dil)
+    return [cx.emit(f"conv{nd}d({', '.join(args)}) as {name}", x.dtype, shape, head=x)]
 
 
 @op("ConvTranspose")
@@ -138,7 +140,13 @@ def conv_transpose(cx, node, ins, a):
     cx.prog.weights[f"{name}.weight"] = w
     if b is not None:
         cx.prog.weights[f"{name}.bias"] = b
-    return [cx.emit(f"conv_transpose2d({', '.join(args)}) as {name}", x.dtype, cx.out_shape(),
+    shape = cx.out_shape()
+    if shape is None:   # (n − 1)·s − 2p + d(k − 1) + output_padding + 1
+        shape = (x.shape[0], w.shape[1] * groups) + tuple(
+            (n - 1) * s - 2 * p + d * (k - 1) + o + 1
+            for n, s, p, d, k, o in zip(x.shape[2:], strides, pads[:2], dil, kernel, opad))
+        shape = tuple(v.simplify() if isinstance(v, SymDim) else v for v in shape)
+    return [cx.emit(f"conv_transpose2d({', '.join(args)}) as {name}", x.dtype, shape,
                     head=x)]
 
 

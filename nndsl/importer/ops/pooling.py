@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nndsl.importer.convert import Sym, Unsupported
 from nndsl.importer.ops import OPS, op
-from nndsl.importer.ops.common import _x
+from nndsl.importer.ops.common import _x, windowed
 from nndsl.importer.ops.layers import _explicit_pad, _one_or_list, _pads
 from nndsl.importer.program import dims_text, number
 
@@ -42,14 +42,16 @@ def _pool(kind: str):
         if kind == "avg" and any(begins) and not include:
             args.append("count_include_pad=false")
         call = f"{kind}_pool{nd}d({', '.join(args)})"
+        shape = cx.out_shape() or windowed(x, x.shape[1], kernel, strides, begins, dil,
+                                           bool(a.get("ceil_mode", 0)))
         if count is None:
-            return [cx.emit(call, x.dtype, cx.out_shape(), head=x)]
+            return [cx.emit(call, x.dtype, shape, head=x)]
         # the pads excluded from the mean: the window sums over the zero-padded input,
         # divided by each window's share of real elements (the same pooling over ones)
-        counts = cx.emit(f"{count.var} |> {call}", x.dtype, cx.out_shape(), reads=[count],
+        counts = cx.emit(f"{count.var} |> {call}", x.dtype, (1, 1) + shape[2:], reads=[count],
                          hint="pad_share")
-        y = cx.emit(call, x.dtype, cx.out_shape(), head=x)
-        return [cx.emit(f"{y.var} / {counts.var}", x.dtype, cx.out_shape(), reads=[y, counts])]
+        y = cx.emit(call, x.dtype, shape, head=x)
+        return [cx.emit(f"{y.var} / {counts.var}", x.dtype, shape, reads=[y, counts])]
     return handler
 
 
