@@ -11,6 +11,7 @@ import torch
 
 import nndsl
 from nndsl.backends.torch.codegen import generate_source, param_variants
+from nndsl.backends.torch.codegen.loops import loop_lines
 
 from conftest import ROOT
 
@@ -158,3 +159,41 @@ def test_parameters_that_change_the_structure_stay_checked(tmp_path):
 def test_variants_give_deterministic_source(resnet_free):
     c, variants, src = resnet_free
     assert generate_source(c.graph, variants=variants) == src
+
+
+# ---- lists of blocks as loops ----
+
+def test_a_list_of_blocks_is_a_loop(resnet):
+    _, src = resnet
+    assert "        for layer in self.layers:\n" \
+           "            x = layer[\"b0\"](x)\n            x = layer[\"b1\"](x)\n" in src
+    assert "self.layers[" not in src
+    assert "F.adaptive_avg_pool2d(x, 1)" in src
+
+
+def test_identical_list_items_are_built_in_a_comprehension_and_their_count_is_free(tmp_path):
+    path = ROOT / "specs/transformers/gpt_mini.nn"
+    c, variants = with_variants(path)
+    src = generate_source(c.graph, variants=variants)
+    assert "for _ in range(layers)" in src and "for layer in self.h:" in src
+    mod = load(tmp_path, src)
+    for params in ({"layers": 2}, {}):
+        model = mod.GptMini(**params).eval()
+        want = nndsl.compile(path, params=params or None)
+        ref = want.to_torch().eval()
+        model.load_state_dict(ref.state_dict(), strict=True)
+        x = want.example_inputs(batch=2)
+        torch.testing.assert_close(model(*x.values()), ref(**x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="--param width=128"):
+        mod.GptMini(width=128)
+
+
+def test_a_run_whose_middle_value_is_read_later_stays_as_it_is():
+    lines = ["a = self.h[0](x)  # (N, 4)", "b = self.h[1](a)  # (N, 4)", "c = a + b  # (N, 4)"]
+    assert loop_lines(lines, "c", {"h": 2}, {"x"}) == (lines, "c")
+    # all of the list, in order: a loop; the result read after it is the loop's variable
+    got = loop_lines(lines[:2] + ["c = b * 2  # (N, 4)"], "c", {"h": 2}, {"x"})
+    assert got == (["h = x", "for layer in self.h:", "    h = layer(h)  # (N, 4)",
+                    "c = h * 2  # (N, 4)"], "c")
+    # not every element of the list: no loop
+    assert loop_lines(lines[:2], "b", {"h": 3}, {"x"}) == (lines[:2], "b")

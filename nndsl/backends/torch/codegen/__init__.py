@@ -6,7 +6,8 @@ write, and :func:`write_package` writes it next to the weights. The modules, eac
 those before it: :mod:`.source` (Python literals and names), :mod:`.layers` (layer ops as ``nn``
 modules, :data:`LAYER_MODULES`), :mod:`.ops` (the per-op source table, :data:`TORCH_CODEGEN`),
 :mod:`.regions` (block applications and the module tree), :mod:`.generalize` (one class for all
-specializations of a block) and :mod:`.generator` (the classes, the file, and the entry points).
+specializations of a block), :mod:`.loops` (a list of modules applied in turn as a ``for`` loop)
+and :mod:`.generator` (the classes, the file, and the entry points).
 """
 
 from nndsl.backends.torch.codegen.generalize import param_variants

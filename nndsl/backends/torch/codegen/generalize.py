@@ -173,6 +173,8 @@ def _wrap(line: str, width: int = 99) -> list[str]:
     items = [line[a + 1:b].strip() for a, b in zip([p] + commas, commas + [q])]
     items = [it for it in items if it]
     head, tail = line[:p + 1], line[q:]
+    if len(items) == 1 and " for _ in range(" in items[0]:  # a comprehension: no comma
+        return [head] + _wrap(f"{ind}    {items[0]}", width) + [ind + tail]
     one = f"{ind}    {', '.join(items)},"
     if len(one) <= width:
         return [head, one, ind + tail]

@@ -23,6 +23,7 @@ from nndsl.backends.torch.init import INITIALIZERS
 from nndsl.backends.torch.codegen.generalize import (
     ARG_DIMS, COMMENT_DIMS, generalize, generalize_model)
 from nndsl.backends.torch.codegen.layers import _find_layers, _static
+from nndsl.backends.torch.codegen.loops import loop_lines
 from nndsl.backends.torch.codegen.ops import HELPERS as OP_HELPERS
 from nndsl.backends.torch.codegen.ops import _OUTPUT_SUFFIXES, TORCH_CODEGEN, Emitted, OpSource
 from nndsl.backends.torch.codegen.regions import (
@@ -667,6 +668,13 @@ class _Generator:
         for key, child in _children(t):
             expr = self._member_expr(child, inner)
             items.append(expr if t.style == "list" else f"{_str_lit(key)}: {expr}")
+        if t.style == "list" and len(items) > 1 and len(set(items)) == 1:
+            # the same module n times: n modules built alike
+            one = f"nn.ModuleList([{items[0]} for _ in range({len(items)})])"
+            if "\n" not in one and len(ind) + len(one) <= 92:
+                return one
+            return "nn.ModuleList([\n" + f"{inner}{items[0]}\n{inner}for _ in range(" \
+                f"{len(items)})\n" + ind + "])"
         if t.style == "list":
             opening, closing = "nn.ModuleList([", "])"
         elif t.style == "dict":
@@ -695,10 +703,14 @@ class _Generator:
         args = list(fn.args)
         if fn.extra:
             args += ["*"] + [kw for _, kw in sorted(fn.extra)]
+        lists = {k: len(c.children) for k, c in fn.cls.children.items()
+                 if c.style == "list" and c.kind == "container" and _is_attr_name(k)}
+        body, ret = loop_lines(fn.head() + (pre or []) + fn.lines, ret, lists,
+                               set(args) | set(fn.sym_names.values()))
         lines = [f"    def forward({', '.join(['self'] + args)}):"]
         if doc:
             lines += _docstring(doc, "        ")
-        lines += ["        " + ln for ln in fn.head() + (pre or []) + fn.lines]
+        lines += ["        " + ln for ln in body]
         lines.append(f"        return {ret}")
         return lines
 
