@@ -493,6 +493,17 @@ class Compiled:
         return to_onnx(self.graph, self._derived_arrays(weights, seed),
                        producer_version=__version__, int8=int8)
 
+    def run(self, inputs: dict | None = None, *, backend: str = "torch", batch: int = 2,
+            seed: int = 0, weights=None) -> dict:
+        """The outputs by name (NumPy arrays) on ``inputs`` (NumPy arrays by input name; the
+        example inputs of ``batch`` from ``seed`` when None), run by ``backend``: ``torch``,
+        ``onnxruntime`` (the ONNX export, in memory) or ``auto`` (whichever a short
+        alternating measurement finds faster; ``last_backend`` says which and by how much)."""
+        from nndsl.runner import run_spec
+        outputs, self.last_backend = run_spec(self, inputs or {}, batch, weights=weights,
+                                              seed=seed, backend=backend)
+        return outputs
+
     def example_inputs(self, batch: int = 2, seed: int = 0, **dims) -> dict:
         """Random valid inputs by name, from a generator seeded with ``seed``: random inputs
         from their declared distribution (``~ normal()``), other floats ~ N(0, 1), integer ids

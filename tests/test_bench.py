@@ -256,3 +256,19 @@ def test_each_pass_that_changed_the_graph_is_timed_without_it(tmp_path):
     changed = {rec.name for rec in nndsl.compile(path=str(p), opt="O2").passes if rec.changed}
     assert {n.removeprefix("torch O2 without ") for n in by if "without" in n} == \
         changed - {"dce", "prune_params"}
+
+
+def test_the_python_api_runs_on_any_backend(spec):
+    import nndsl
+    c = nndsl.compile(path=str(spec))
+    x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    ref = c.run({"x": x})["y"]
+    with torch.no_grad():
+        want = c.to_torch()(x=torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(ref, want)
+    scale = float(np.abs(want).max())
+    for backend in ("onnxruntime", "auto"):
+        got = c.run({"x": x}, backend=backend)["y"]
+        np.testing.assert_allclose(got, want, atol=1e-5 * scale + 1e-6)
+    assert c.last_backend.startswith("auto: ")
+    assert c.run(batch=3)["y"].shape == (3, 10)
