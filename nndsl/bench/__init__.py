@@ -153,8 +153,8 @@ def bench(options: Options, *, schemes: tuple = ("int8-dynamic",), compile_: boo
     if memory:
         for r, b, p in built:
             say(f"peak memory of {p.name}")
-            if options.device == "cuda":
-                r.peak_bytes = mem.cuda_peak(b)
+            if options.device == "cuda":   # torch's allocator does not see onnxruntime's
+                r.peak_bytes = mem.cuda_peak(b) if p.backend == "torch" else None
             else:
                 r.peak_bytes, _ = mem.probe(p, options)
     best, ties, noisy = verdict([r for r, _, _ in built])
