@@ -147,6 +147,7 @@ class Converter:
         self.readers: dict = defaultdict(list)  # value -> the nodes that read it
         self.done: set = set()                  # nodes whose outputs an earlier node gave
         self.tables: list = []                  # (embedding layer, its table), for ties
+        self.shared: dict = {}                  # (op, ids of its constants) -> (layer, call)
         self.init_names: set[str] = set()
         from nndsl.importer.reader import _opset
         self.opset = _opset(model)      # after conversion: the table's, or the file's if newer

@@ -146,7 +146,8 @@ def _fuse_channel(cx, op_type: str, x: Sym, c, onnx_in: str, onnx_out: str) -> b
     stmt = cx.prog.stmts[-1] if cx.prog.stmts else None
     a = cx.const(c)
     if stmt is None or stmt.kind != "batch_norm" or stmt.targets != [x.var] or a is None or \
-            stmt.info["onnx_out"] != onnx_in or cx.uses[onnx_in] != 1 or x.rank < 2:
+            stmt.info["onnx_out"] != onnx_in or cx.uses[onnx_in] != 1 or x.rank < 2 or \
+            stmt.info.get("instance"):      # a batch norm applied twice keeps its weights
         return False
     a = np.asarray(a)
     channels = x.shape[1]
@@ -164,7 +165,14 @@ def _fuse_channel(cx, op_type: str, x: Sym, c, onnx_in: str, onnx_out: str) -> b
     else:
         w[f"{layer}.bias"] = (w[f"{layer}.bias"] + v).astype(np.float32)
     stmt.info["onnx_out"] = onnx_out
+    _unshare(cx, layer)     # its weights are no longer the file's: a later reader is another
     return True
+
+
+def _unshare(cx, layer: str) -> None:
+    for key, (name, _) in list(cx.shared.items()):
+        if name == layer:
+            del cx.shared[key]
 
 
 @op("Sum")

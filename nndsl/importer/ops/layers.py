@@ -99,11 +99,16 @@ def conv(cx, node, ins, a):
         args.append(f"groups={groups}")
     if b is None:
         args.append("bias=false")
+    shape = cx.out_shape() or windowed(x, w.shape[0], kernel, strides, begins, dil)
+    call = f"conv{nd}d({', '.join(args)})"
+    again = _shared(cx, ("Conv", id(w), id(b)), call, name, x, shape)
+    if again is not None:
+        return [again]
     cx.prog.weights[f"{name}.weight"] = w
     if b is not None:
         cx.prog.weights[f"{name}.bias"] = b
-    shape = cx.out_shape() or windowed(x, w.shape[0], kernel, strides, begins, dil)
-    return [cx.emit(f"conv{nd}d({', '.join(args)}) as {name}", x.dtype, shape, head=x)]
+    return [cx.emit(f"{call} as {name}", x.dtype, shape, head=x, kind="conv",
+                    info={"layer": name})]
 
 
 @op("ConvTranspose")
@@ -159,9 +164,6 @@ def batch_norm(cx, node, ins, a):
     if any(v is None for v in arrays):
         raise Unsupported("BatchNormalization statistics computed at run time")
     name = _layer_name(cx, node)
-    for key, arr in zip(("weight", "bias", "running_mean", "running_var"), arrays):
-        cx.prog.weights[f"{name}.{key}"] = arr.astype(np.float32)
-    cx.prog.weights[f"{name}.num_batches_tracked"] = np.zeros((), np.int64)
     args = []
     eps = a.get("epsilon", 1e-5)
     if number(eps) != "0.00001":
@@ -170,6 +172,13 @@ def batch_norm(cx, node, ins, a):
     if number(mom) != "0.1":
         args.append(f"momentum={number(mom)}")
     call = f"batch_norm({', '.join(args)})" if args else "batch_norm"
+    again = _shared(cx, ("BatchNormalization",) + tuple(id(v) for v in arrays), call, name,
+                    x, x.shape)
+    if again is not None:
+        return [again]
+    for key, arr in zip(("weight", "bias", "running_mean", "running_var"), arrays):
+        cx.prog.weights[f"{name}.{key}"] = arr.astype(np.float32)
+    cx.prog.weights[f"{name}.num_batches_tracked"] = np.zeros((), np.int64)
     return [cx.emit(f"{call} as {name}", x.dtype, x.shape, head=x, kind="batch_norm",
                     info={"layer": name, "onnx_out": node.output[0]})]
 
@@ -283,13 +292,17 @@ def _linear(cx, node, x: Sym, weight: np.ndarray, bias, name: str, onnx_out: str
                    info={"out": out, "layer": name, "onnx_out": onnx_out})
 
 
+INSTANCES = ("embedding", "conv", "batch_norm", "linear")
+
+
 def _as_instance(cx, layer: str) -> str | None:
-    """The embedding ``layer`` as an instance the spec can name (``wte = embedding(V, D)``,
-    then ``wte(ids)``), so that another layer can read its weight (``weight=wte.weight``): the
-    instance's name (the layer's, or a new one where a variable has that name; its weights
-    follow), or None."""
+    """The layer ``layer`` as an instance the spec can name (``wte = embedding(V, D)``, then
+    ``wte(ids)``), so that another layer can read its weight (``weight=wte.weight``) or the
+    layer be applied again (``enc(a)``, ``enc(b)``: one set of weights): the instance's name
+    (the layer's, or a new one where a variable has that name; its weights follow), or
+    None."""
     from nndsl.importer.program import Stmt
-    at = next((i for i, st in enumerate(cx.prog.stmts) if st.kind == "embedding" and
+    at = next((i for i, st in enumerate(cx.prog.stmts) if st.kind in INSTANCES and
                st.info.get("layer") == layer), None)
     if at is None:
         return None
@@ -302,13 +315,32 @@ def _as_instance(cx, layer: str) -> str | None:
         if name in cx.layers.taken:
             return None
         cx.layers.taken.add(name)
-        cx.prog.weights[f"{name}.weight"] = cx.prog.weights.pop(f"{layer}.weight")
+        for key in [k for k in cx.prog.weights if k.startswith(f"{layer}.")]:
+            cx.prog.weights[name + key[len(layer):]] = cx.prog.weights.pop(key)
     cx.vars.taken.add(name)
     call = st.call.rsplit(" as ", 1)[0]
+    if not call.endswith(")"):
+        call += "()"        # `batch_norm` alone names the function; `batch_norm()` a layer
     cx.prog.stmts.insert(at, Stmt([name], call))
     st.call, st.head = f"{name}({st.head})", None
     st.info["instance"] = name
     return name
+
+
+def _shared(cx, key: tuple, call: str, name: str, x: Sym, shape) -> Sym | None:
+    """A layer whose weights (the same constants, ``key``) and arguments an earlier node
+    already has: that layer applied again (``L(x)``), or None (and ``name`` remembered)."""
+    earlier = cx.shared.get(key)
+    if earlier is None:
+        cx.shared[key] = (name, call)
+        return None
+    layer, first = earlier
+    if first != call:
+        return None
+    inst = _as_instance(cx, layer)
+    if inst is None:
+        return None
+    return cx.emit(f"{inst}({x.var})", x.dtype, shape, reads=[x])
 
 
 @op("Gemm")
