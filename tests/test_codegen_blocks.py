@@ -5,6 +5,7 @@ some) is an ``if`` on them; the result computes what the compiled module compute
 import importlib.util
 import itertools
 import re
+import textwrap
 
 import pytest
 import torch
@@ -197,3 +198,44 @@ def test_a_run_whose_middle_value_is_read_later_stays_as_it_is():
                     "c = h * 2  # (N, 4)"], "c")
     # not every element of the list: no loop
     assert loop_lines(lines[:2], "b", {"h": 3}, {"x"}) == (lines[:2], "b")
+
+
+def test_a_block_is_general_only_where_the_blocks_it_builds_are(tmp_path):
+    """gpt_block builds causal_self_attention, whose class stays specialized (its reshape
+    sizes are written in forward): gpt_block's class is not merged over the width either,
+    though the variant compiled with another width has the same text under its own names."""
+    c, variants = with_variants(ROOT / "specs/transformers/gpt_mini.nn")
+    src = generate_source(c.graph, variants=variants)
+    defined = set(classes(src))
+    called = set(re.findall(r"(?<![\w.])([A-Z]\w*)\(", src)) - {"ValueError"}
+    assert called <= defined
+    assert "def __init__(self, in_features" not in src
+    assert 'GptBlock(heads=8, mlp=4, p=0.0, approximate="none")' in src
+
+
+# ---- names and arguments as the spec writes them ----
+
+def test_unpacked_results_carry_the_spec_names_and_sdpa_its_default_scale():
+    src = generate_source(nndsl.compile(ROOT / "specs/transformers/gpt_mini.nn").graph)
+    assert "q, k, v = c_attn.split(256, dim=-1)" in src and "split_0" not in src
+    attention = next(ln for ln in src.splitlines() if "scaled_dot_product_attention" in ln)
+    assert "scale=" not in attention  # 1/sqrt(head dim) is SDPA's own
+
+
+def test_a_scale_other_than_the_default_is_written(tmp_path):
+    spec = textwrap.dedent("""
+        import std.attention
+        model m() {
+            input x: f32[N, 5, 16]
+            output y = multi_head_attention(x, x, x, heads=2, scaled=false) as attn
+        }""")
+    c = nndsl.compile(source=spec)
+    src = generate_source(c.graph)
+    attention = [ln for ln in src.splitlines() if "scaled_dot_product_attention" in ln]
+    assert attention and all("scale=1.0" in ln for ln in attention)
+    mod = load(tmp_path, src)
+    model = mod.M().eval()
+    ref = c.to_torch().eval()
+    model.load_state_dict(ref.state_dict(), strict=True)
+    x = c.example_inputs(batch=2)
+    torch.testing.assert_close(model(*x.values()), ref(**x), rtol=1e-5, atol=1e-6)

@@ -32,7 +32,7 @@ from nndsl.backends.torch.codegen.regions import (
 from nndsl.backends.torch.codegen.source import (
     _HARD_RESERVED, TORCH_DTYPES, _docstring, _ident, _is_attr_name, _Names, _shape_text,
     _str_lit, _Unsupported, camel_case, py_literal)
-from nndsl.errors import LoweringError
+from nndsl.errors import LoweringError, span_line
 from nndsl.fsutil import atomic_write_bytes, atomic_write_text
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.types import SymDim, TensorType, storage_shape
@@ -197,7 +197,10 @@ class _Function:
         suffixes = _OUTPUT_SUFFIXES.get(node.op) or [f"_{i}" for i in range(len(node.types))]
         if len(node.types) == 1 and node.op not in _OUTPUT_SUFFIXES:
             suffixes = [""]
-        targets = [self.new_var(node.out(i), base + suffixes[i]) for i in range(len(node.types))]
+        wanted = [base + sfx for sfx in suffixes]
+        if len(node.types) > 1 and node.op not in _OUTPUT_SUFFIXES:
+            wanted = _unpacked_names(name_source, len(node.types)) or wanted
+        targets = [self.new_var(node.out(i), wanted[i]) for i in range(len(node.types))]
         pattern = res.pattern or ", ".join("{%d}" % i for i in range(len(targets)))
         lhs = pattern.format(*targets)
         lines = self.flush() + list(res.pre)
@@ -318,6 +321,25 @@ class _Function:
                 ", ".join(e for _, e in self.top_bindings)]
 
 
+_UNPACK = re.compile(r"^\s*((?:[A-Za-z_]\w*\s*,\s*)+[A-Za-z_]\w*)\s*=(?!=)")
+
+
+def _unpacked_names(node: Node, n: int) -> list[str] | None:
+    """The spec's names for a node's ``n`` results, where the statement it comes from unpacks
+    exactly that many (``q, k, v = x |> linear(3 * C) |> split(3, dim=-1)``)."""
+    span = node.span
+    if span is None or span.line != getattr(span, "end_line", span.line):
+        return None
+    text = span_line(span, span.line)
+    m = _UNPACK.match(text or "")
+    if m is None or text[:span.col - 1].count("=") != 1:
+        return None
+    names = [t.strip() for t in m.group(1).split(",")]
+    if len(names) != n or len(set(names)) != n or "_" in names:
+        return None
+    return names
+
+
 # ---- the generated file ----
 
 # The helpers at the top of every generated file: the constructors' parameter check.
@@ -407,6 +429,7 @@ class _Generator:
         self.uses_scope = False
         self.helpers: set[str] = set()   # op helpers (ops.HELPERS) the file needs
         self.generic: dict[str, dict] = {}  # block -> its one class for all specializations
+        self.registry: dict | None = None  # class names shared with the variants' generators
 
     # ---- whole file ----
     def source(self, others: list | None = None) -> str:
@@ -420,6 +443,10 @@ class _Generator:
         for o in others:
             o.generic = self.generic
         while True:
+            if others:
+                self.registry = _registry(self.model_class)
+                for o in others:
+                    o.registry = self.registry
             tree = self._round()
             for o in list(others):
                 try:
@@ -491,8 +518,9 @@ class _Generator:
         self.block_sources = []
         self.uses_scope = False
         self.helpers = set()
+        # one name per block body across this graph and its variants: a name means one class
+        reg = self.registry if self.registry is not None else _registry(self.model_class)
         by_text: dict[tuple, str] = {}
-        counts: dict[str, int] = {}
         for r in self.regions:
             if not r.valid:
                 continue
@@ -509,25 +537,28 @@ class _Generator:
                     return True
                 continue
             key = (r.block, body)
-            name = by_text.get(key)
             generic = self.generic.get(r.block)
-            if name is None and generic is not None and body in generic["values"]:
-                name = generic["name"]
+            name = by_text.get(key)
+            if name is None:
+                name = reg["by_text"].get(key)
+                source = f"class {name}(nn.Module):\n{body}"
+                if generic is not None and body in generic["values"]:
+                    name, source = generic["name"], generic["source"]
+                elif name is None:
+                    base = camel_case(r.block, "Block")
+                    k = reg["counts"].get(base, 0) + 1
+                    name = base if k == 1 else f"{base}{k}"
+                    while name in reg["taken"]:
+                        k += 1
+                        name = f"{base}{k}"
+                    reg["counts"][base] = k
+                    source = f"class {name}(nn.Module):\n{body}"
+                reg["by_text"][key] = name
+                reg["taken"].add(name)
+                by_text[key] = name
                 if name not in self.class_names:
                     self.class_names.add(name)
-                    self.block_sources.append(generic["source"])
-                by_text[key] = name
-            if name is None:
-                base = camel_case(r.block, "Block")
-                k = counts.get(base, 0) + 1
-                name = base if k == 1 else f"{base}{k}"
-                while name in self.class_names:
-                    k += 1
-                    name = f"{base}{k}"
-                counts[base] = k
-                self.class_names.add(name)
-                by_text[key] = name
-                self.block_sources.append(f"class {name}(nn.Module):\n{body}")
+                    self.block_sources.append(source)
             self.class_info[r.qual] = {"name": name, "body": body, "extra": extra, "region": r,
                                        "args": generic["values"].get(body) if generic else None}
         return False
@@ -565,6 +596,9 @@ class _Generator:
             lines = doc + ["", f"    def __init__({sig}):", "        super().__init__()"]
             lines += init + ["", fwd_def] + fwd
             source = f"class {name}(nn.Module):\n" + "\n".join(lines) + "\n"
+            known = self.class_names | {g["name"] for g in self.generic.values()}
+            if any(c not in known for c in re.findall(r"(?<![\w.])([A-Z]\w*)\(", "\n".join(init))):
+                continue  # it would build a class only a variant has
             self.generic[block] = {"name": name, "source": source,
                                    "values": dict(zip(bodies, values))}
             merged = True
@@ -810,6 +844,11 @@ class _Generator:
         parts += self.block_sources + [model]
         return header + "\n" + imports + "".join(
             "\n\n" + p.strip("\n") + "\n" for p in parts)
+
+
+def _registry(model_class: str) -> dict:
+    """Class names given out: block body -> name, the names taken, a count per base name."""
+    return {"by_text": {}, "taken": {model_class}, "counts": {}}
 
 
 def _arg_dims(graph: Graph, r: _Region) -> tuple[list, list]:

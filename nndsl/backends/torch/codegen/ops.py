@@ -321,7 +321,14 @@ def _attention(e):
                  dropout_p=f"{py_literal(a['dropout'])} if self.training else 0.0"
                  if a["dropout"] else None,
                  is_causal="True" if a["causal"] else None,
-                 scale=None if a["scale"] is None else py_literal(a["scale"]))
+                 scale=None if a["scale"] is None or _default_scale(e, a["scale"])
+                 else py_literal(a["scale"]))
+
+
+def _default_scale(e, scale) -> bool:
+    """Whether an attention's scale is SDPA's own, 1/sqrt(E) of the query's last dim."""
+    d = e.t(0).shape[-1] if e.t(0).rank else None
+    return isinstance(d, int) and d > 0 and scale == 1.0 / math.sqrt(d)
 
 
 def _conv_transpose(e):
