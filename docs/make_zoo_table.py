@@ -13,7 +13,9 @@ One row per model (a file may define several). Every value is computed, none typ
 - ONNX: ``to_onnx`` of the model at its reduced test size (``tests/sizes/*.py`` ``SMALL``, the
   defaults where it has none) run by onnxruntime on ``example_inputs``, compared with torch;
 - PyTorch lines: the hand-written equivalent in ``tests/reference_models.py``, for the specs that
-  ``tests/test_reference.py`` pairs with one (its ``Case(...)`` list, read with ``ast``).
+  ``tests/test_reference.py`` pairs with one (its ``Case(...)`` list, read with ``ast``);
+- generated lines: ``generate_source`` of the compiled model (what ``nndsl compile --to torch``
+  writes), counted as the hand-written code is.
 
 A spec that fails to compile or export gets its error code in its row instead of a crash.
 """
@@ -36,6 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import nndsl  # noqa: E402
+from nndsl.backends.torch.codegen import generate_source  # noqa: E402
 from nndsl.elab import load_program  # noqa: E402
 from nndsl.ir.symbols import batch_symbols, bind_symbols  # noqa: E402
 from nndsl.syntax import read_source  # noqa: E402
@@ -110,7 +113,12 @@ def description(text: str) -> str:
 def _code_lines(obj) -> int:
     """Source lines of a class or function: non-blank, not only a comment, outside docstrings
     and the members in ``TEST_ONLY_MEMBERS``."""
-    source = textwrap.dedent(inspect.getsource(obj))
+    return source_code_lines(textwrap.dedent(inspect.getsource(obj)))
+
+
+def source_code_lines(source: str) -> int:
+    """Lines of Python source as :func:`_code_lines` counts them (a whole file: its module
+    docstring goes too)."""
     lines = source.splitlines()
     skip: set[int] = set()     # 1-based line numbers within ``lines``
     tree = ast.parse(source)
@@ -121,7 +129,8 @@ def _code_lines(obj) -> int:
 
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                             ast.AsyncFunctionDef)) and body:
             first = body[0]
             if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
                     and isinstance(first.value.value, str)):
@@ -196,6 +205,7 @@ class Row:
     onnx_reduced: bool = False  # checked at the SMALL size
     torch_lines: int | None = None
     torch_class: str = ""
+    generated_lines: int | None = None  # nndsl compile --to torch's model.py
     error: str = ""             # compile error: "E0305: message"
 
     @property
@@ -291,6 +301,10 @@ def model_rows(path: Path, small: dict, reference: dict, refs: dict,
         except Exception as e:   # noqa: BLE001
             row.error = _error(e)
             continue
+        try:
+            row.generated_lines = source_code_lines(generate_source(c.graph))
+        except Exception:        # noqa: BLE001
+            row.generated_lines = None
         if onnx:
             sizes = small.get(key)
             row.onnx_reduced = bool(sizes)
@@ -364,8 +378,8 @@ def render(rows: list[Row]) -> str:
         + (f" **{len(errors)} failed to compile.**" if errors else ""),
         "",
         "| family | spec | model | description | `.nn` lines | PyTorch lines | parameters "
-        "| reference | FLOPs (batch 1) | ONNX |",
-        "|---|---|---|---|--:|--:|--:|--:|--:|---|",
+        "| reference | FLOPs (batch 1) | ONNX | generated lines |",
+        "|---|---|---|---|--:|--:|--:|--:|--:|---|--:|",
     ]
     for r in rows:
         lines = _n(r.nn_lines) + (f" (file of {r.models_in_file} models)"
@@ -382,6 +396,7 @@ def render(rows: list[Row]) -> str:
         out.append("| " + " | ".join([
             r.family, f"[`{r.spec}`](../{r.spec})", f"`{r.model}`" if r.model else "",
             _cell(r.description), lines, torch_cell, params, ref, flops, _onnx_cell(r),
+            "" if r.generated_lines is None else _n(r.generated_lines),
         ]) + " |")
     out += [
         "",
@@ -409,6 +424,9 @@ def render(rows: list[Row]) -> str:
         "output's scale). To keep generation fast and light this is done at the reduced test "
         "size of `tests/sizes/*.py` (`SMALL`) where one exists — marked *(reduced)* — and at the "
         "defaults otherwise; parameters and FLOPs are always at the defaults.",
+        "- **generated lines**: the `model.py` that `nndsl compile SPEC --to torch` writes for "
+        "the model at its default params, counted as **PyTorch lines** are (the whole file: imports, "
+        "helpers, block classes and the model class; no docstrings).",
         "",
     ]
     return "\n".join(out)
