@@ -331,7 +331,8 @@ def test_torch_export_scopes_name_the_layers():
 ROUND_TRIP = ("fundamentals/mlp", "vision/lenet5", "vision/mnist_cnn",
               "generative/autoencoder", "vision/squeezenet", "vision/unet",
               "sequence/gru_tagger", "sequence/bilstm_tagger", "sequence/rnn_classifier",
-              "meta/protonet", "meta/matching_net")      # one encoder applied twice
+              "meta/protonet", "meta/matching_net",      # one encoder applied twice
+              "meta/siamese")                            # twin towers: convs and a linear
 
 
 @pytest.mark.parametrize("spec", ROUND_TRIP)

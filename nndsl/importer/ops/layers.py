@@ -286,7 +286,8 @@ def _linear(cx, node, x: Sym, weight: np.ndarray, bias, name: str, onnx_out: str
     shape = tuple(x.shape[:-1]) + (out,)
     if bias is not None:
         cx.prog.weights[f"{name}.bias"] = np.ascontiguousarray(bias.astype(np.float32))
-        return cx.emit(f"linear({out}{tie}) as {name}", x.dtype, shape, head=x, kind="linear")
+        return cx.emit(f"linear({out}{tie}) as {name}", x.dtype, shape, head=x,
+                       kind="linear" if not tie else "linear_tied", info={"layer": name})
     return cx.emit(f"linear({out}, bias=false{tie}) as {name}", x.dtype, shape, head=x,
                    kind="linear_nobias",
                    info={"out": out, "layer": name, "onnx_out": onnx_out})
@@ -380,6 +381,13 @@ def gemm(cx, node, ins, a):
         else:
             raise Unsupported(f"a Gemm whose C has shape {list(cc.shape)}")
     name = _layer_name(cx, node)
+    key = ("Gemm", id(bmat), id(cx.const(c)) if c is not None else None,
+           a.get("transB", 0), alpha, beta)
+    if bias is not None:        # (without one, a later Add may still become its bias)
+        shape = tuple(x.shape[:-1]) + (out,)
+        again = _shared(cx, key, "gemm", name, x, shape)
+        if again is not None:
+            return [again]
     return [_linear(cx, node, x, w, bias, name, node.output[0])]
 
 
