@@ -156,7 +156,7 @@ def _top_level(text: str) -> tuple[int, int, list[int]] | None:
     return None
 
 
-def _wrap(line: str, width: int = 99) -> list[str]:
+def wrap_line(line: str, width: int = 99) -> list[str]:
     """A line too long for ``width`` with its outermost call's (or container's) items on
     their own lines: all on one if they fit, else one a line, nested ones wrapped again."""
     if len(line) <= width or _COMMENT in line:
@@ -174,13 +174,21 @@ def _wrap(line: str, width: int = 99) -> list[str]:
     items = [it for it in items if it]
     head, tail = line[:p + 1], line[q:]
     if len(items) == 1 and " for _ in range(" in items[0]:  # a comprehension: no comma
-        return [head] + _wrap(f"{ind}    {items[0]}", width) + [ind + tail]
+        return [head] + wrap_line(f"{ind}    {items[0]}", width) + [ind + tail]
     one = f"{ind}    {', '.join(items)},"
     if len(one) <= width:
         return [head, one, ind + tail]
+    if not any(c in it for it in items for c in _OPEN):  # plain items: as many a line as fit
+        out, cur = [head], ""
+        for it in items:
+            if cur and len(f"{ind}    {cur} {it},") > width:
+                out.append(f"{ind}    {cur}")
+                cur = ""
+            cur = f"{cur} {it}," if cur else f"{it},"
+        return out + [f"{ind}    {cur}", ind + tail]
     out = [head]
     for it in items:
-        out += _wrap(f"{ind}    {it},", width)
+        out += wrap_line(f"{ind}    {it},", width)
     return out + [ind + tail]
 
 
@@ -418,7 +426,7 @@ def _generalize(bodies, params, dims, comment_dims, branches=True):
         fwd = _merge_lines(fwds, env, comment_env, used, params=own)
     else:
         init, fwd = _merge_variants(groups, keys, inits, fwds, env, comment_env, used, own)
-    init = [w for ln in init for w in _wrap(_drop_defaults(ln, defaults))]
+    init = [w for ln in init for w in wrap_line(_drop_defaults(ln, defaults))]
     args = [k for k, _ in dims[0] if k in used] + \
         [name for name, _ in env if name in used and name not in dict(dims[0])]
     if any(re.search(rf"\b{a}\b", "\n".join(_split(ln)[0] for ln in fwd)) for a in args):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nndsl.backends.torch.init import INITIALIZERS
 from nndsl.backends.torch.codegen.generalize import (
-    ARG_DIMS, COMMENT_DIMS, generalize, generalize_model)
+    ARG_DIMS, COMMENT_DIMS, generalize, generalize_model, wrap_line)
 from nndsl.backends.torch.codegen.layers import _find_layers, _static
 from nndsl.backends.torch.codegen.loops import loop_lines
 from nndsl.backends.torch.codegen.ops import HELPERS as OP_HELPERS
@@ -655,8 +655,8 @@ class _Generator:
 
     def _init(self, cnode: _TNode, params: dict, block: str | None, free=()) -> list[str]:
         sig, check = self._ctor(params, block, free)
-        lines = [f"    def __init__({sig}):", "        super().__init__()"]
-        lines += ["        " + ln for ln in check]
+        lines = wrap_line(f"    def __init__({sig}):") + ["        super().__init__()"]
+        lines += [w for ln in check for w in wrap_line("        " + ln)]
         for key, child in _children(cnode):
             lines += self._member_lines(key, child)
         return lines

@@ -2,6 +2,7 @@
 
 A ``forward`` that calls every module of a list in turn, each on the previous one's output::
 
+    stem = self.stem(image)  # (N, 64, 56, 56)
     layers_0_b0 = self.layers[0]["b0"](stem)  # (N, 64, 56, 56)
     layers_0_b1 = self.layers[0]["b1"](layers_0_b0)  # (N, 64, 56, 56)
     layers_1_b0 = self.layers[1]["b0"](layers_0_b1)  # (N, 128, 28, 28)
@@ -9,7 +10,7 @@ A ``forward`` that calls every module of a list in turn, each on the previous on
 
 becomes::
 
-    x = stem
+    x = self.stem(image)  # (N, 64, 56, 56)
     for layer in self.layers:
         x = layer["b0"](x)
         x = layer["b1"](x)
@@ -154,6 +155,11 @@ def _rewrite(lines, ret, i, attr, n, k, taken):
         return None
     first = _args(ms[0].group(5))[0]
     body = [f"{var} = {first}", f"for {elem} in self.{attr}:"]
+    if i > 0 and lines[i - 1].startswith(f"{first} = ") and \
+            not any(_uses(ln, first) for ln in after + [ret]):
+        # the value the loop starts from is made just before it: make it in the loop's variable
+        i -= 1
+        body = [var + lines[i][len(first):], body[1]]
     for (access, extra), comment in zip(steps, comments):
         call = f"{var} = {elem}{access}({', '.join([var] + list(extra))})"
         body.append("    " + call + (f"  # {comment}" if comment else ""))
