@@ -4,7 +4,7 @@ Each entry takes the converter, the node, its input values (``Sym``, a constant 
 ``ShapeVec`` or None for an absent optional input) and its attributes, and returns the values of
 its outputs. It reads the operator as opset :data:`~nndsl.importer.reader.TABLE_OPSET` defines it
 (older models are converted to that first); an attribute value nndsl cannot express raises
-:class:`~nndsl.importer.convert.Unsupported` with the reason, which the import error lists.
+:class:`~nndsl.importer.values.Unsupported` with the reason, which the import error lists.
 """
 
 from __future__ import annotations

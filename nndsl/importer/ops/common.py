@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nndsl.importer.convert import Sym, Unsupported
+from nndsl.importer.values import Sym, Unsupported
 
 
 def _norm_axis(axis: int, rank: int) -> int:

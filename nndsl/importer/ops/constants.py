@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nndsl.importer.convert import ShapeVec, Unsupported
+from nndsl.importer.values import ShapeVec, Unsupported
 from nndsl.importer.ops import op
 from nndsl.importer.program import dims_text, number
 from nndsl.ir.types import SymDim

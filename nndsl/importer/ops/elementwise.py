@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nndsl.importer.convert import FLOATS, ONNX_DTYPES, ShapeVec, Sym, Unsupported
+from nndsl.importer.values import FLOATS, ONNX_DTYPES, ShapeVec, Sym, Unsupported
 from nndsl.importer.ops import OPS, op
 from nndsl.importer.ops.common import _elementwise_type, _literal, _x
 from nndsl.importer.ops.constants import _shape_vec, _vec

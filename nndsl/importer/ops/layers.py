@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nndsl.importer.convert import FLOATS, Sym, Unsupported, layer_hint
+from nndsl.importer.values import FLOATS, Sym, Unsupported, layer_hint
 from nndsl.importer.ops import op
 from nndsl.importer.ops.common import _broadcast, _norm_axis, _x, windowed
 from nndsl.importer.ops.elementwise import binary_handler

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nndsl.importer.convert import Sym, Unsupported
+from nndsl.importer.values import Sym, Unsupported
 from nndsl.importer.ops import OPS, op
 from nndsl.importer.ops.common import _x, windowed
 from nndsl.importer.ops.layers import _explicit_pad, _one_or_list, _pads

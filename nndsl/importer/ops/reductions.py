@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nndsl.importer.convert import Unsupported
+from nndsl.importer.values import Unsupported
 from nndsl.importer.ops import OPS, op
 from nndsl.importer.ops.common import _norm_axis, _x
 from nndsl.importer.ops.layers import _one_or_list

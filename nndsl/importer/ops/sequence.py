@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from nndsl.importer.convert import Sym, Unsupported
+from nndsl.importer.values import Sym, Unsupported
 from nndsl.importer.ops import OPS, op
 from nndsl.importer.ops.common import _x
 from nndsl.importer.ops.layers import _layer_name
@@ -125,7 +125,7 @@ def _sequence_read(cx, name: str, y: Sym, dirs: int, hidden: int) -> bool:
     if len(readers) != 1 or cx.uses[name] != 1:
         return False
     r = readers[0]
-    from nndsl.importer.convert import _attrs
+    from nndsl.importer.values import _attrs
     if dirs == 1 and r.op_type == "Squeeze":
         axes = _attrs(r).get("axes")
         if axes is None and len(r.input) > 1 and r.input[1]:

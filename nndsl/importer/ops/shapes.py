@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nndsl.importer.convert import ShapeVec, Sym, Unsupported
+from nndsl.importer.values import ShapeVec, Sym, Unsupported
 from nndsl.importer.ops import op
 from nndsl.importer.ops.common import _broadcast, _norm_axis, _x
 from nndsl.importer.ops.constants import _shape_vec, _vec
