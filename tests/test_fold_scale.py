@@ -62,3 +62,61 @@ def test_a_layer_with_an_activation_or_a_tensor_factor_stays():
     c = nndsl.compile(source=src, opt="O2")
     assert [n.op for n in c.graph].count("mul") == 2
     assert c.graph.node("fc").inputs[1].node == "fc.weight"
+
+
+FOLDED_TWICE = """\
+model m() {
+    input x: f32[N, 3, 8, 8]
+    output y = x |> conv2d(4, 3, padding=1) as conv |> batch_norm as bn1 |> batch_norm as bn2
+    output z = ((x |> flatten |> linear(6) as fc) * 2.0) * 3.0
+}
+"""
+
+
+def test_a_layer_folded_twice_computes_the_spec_on_every_backend(tmp_path):
+    import importlib.util
+
+    from nndsl.backends.torch.codegen import write_package
+    base = nndsl.compile(source=FOLDED_TWICE, opt="O0")
+    weights = base.to_torch(seed=1).state_dict()
+    for k in ("bn1.running_mean", "bn2.running_var", "bn1.weight"):
+        weights[k] = torch.rand_like(weights[k]) + 0.5       # statistics that change the output
+    x = base.example_inputs(batch=2, seed=4)["x"]
+    want = _outputs(base, weights, x)
+    o2 = nndsl.compile(source=FOLDED_TWICE, opt="O2")
+    names = [n.attr["name"] for n in o2.graph.params()]
+    assert len(names) == len(set(names)) == len([n.name for n in o2.graph.params()])
+    assert {n.name for n in o2.graph.params()} == set(names)   # node name = parameter name
+    assert not any(n.op in ("batch_norm", "mul") for n in o2.graph)
+    got = _outputs(o2, weights, x)
+    sess = ort.InferenceSession(o2.to_onnx(weights=weights).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    onnx_out = sess.run(None, {"x": x.numpy()})
+    write_package(o2, tmp_path / "pkg", weights=weights)
+    spec = importlib.util.spec_from_file_location("folded_twice", tmp_path / "pkg" / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from safetensors.torch import load_file
+    gen = mod.M()
+    gen.load_state_dict(load_file(tmp_path / "pkg" / "weights.safetensors"), strict=True)
+    for outs in (got, onnx_out):
+        for a, b in zip(outs, want):
+            assert float(np.abs(b).max()) > 0.1                # not a model of zeros
+            np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max() + 1e-6, rtol=1e-5)
+    with torch.no_grad():
+        for a, b in zip(gen.eval()(x), want):
+            np.testing.assert_allclose(a.numpy(), b, atol=1e-5 * np.abs(b).max() + 1e-6)
+
+
+def test_factors_that_cannot_fold_are_declined_with_a_reason():
+    src = ("model m() {\n    input x: f32[N, 4]\n"
+           "    output y = (x |> linear(3) as fa) / 0.0\n"
+           "    output z = (x |> linear(3) as fb) * 1e-6\n}\n")
+    with explaining():
+        c = nndsl.compile(source=src, opt="O2")
+    (rec,) = [r for r in c.passes if r.name == "fold_scale"]
+    assert {d.why for d in rec.decisions} == {
+        "declined: the factor is zero or not finite",
+        "declined: a factor this far from 1 could underflow or overflow the weights in half "
+        "precision"}
+    assert [n.op for n in c.graph].count("div") == 1 and [n.op for n in c.graph].count("mul") == 1

@@ -56,13 +56,18 @@ def _scale_match(rw: Rewriter, n: Node):
         if not rw.single_use(layer):
             return f"declined: `{layer.name}`'s result is read elsewhere too (or is an output)"
         p = rw.producer(n.inputs[k])
-        if p.op != layer.op or n.type != p.type or \
-                _plain_param(rw.out, p.inputs[1]) is None or \
-                (p.inputs[2] is not None and _plain_param(rw.out, p.inputs[2]) is None):
+        if p.op != layer.op or n.type != p.type:
             return None
-        factor = 1.0 / c if n.op == "div" else float(c)
-        if not math.isfinite(factor) or factor == 0.0:
+        if _plain_param(rw.out, p.inputs[1]) is None or \
+                (p.inputs[2] is not None and _plain_param(rw.out, p.inputs[2]) is None):
+            return f"declined: `{layer.name}`'s weights are computed, not parameters"
+        c = float(c)
+        if c == 0.0 or not math.isfinite(c):
             return "declined: the factor is zero or not finite"
+        factor = 1.0 / c if n.op == "div" else c
+        if not 1e-3 <= abs(factor) <= 1e3:
+            return ("declined: a factor this far from 1 could underflow or overflow the weights "
+                    "in half precision")
         return p, factor
     return None
 

@@ -237,7 +237,10 @@ def apply_rules(graph: Graph, rules: list[Rule], max_rounds: int = 8) -> tuple[G
 
 def derived_param(rw: Rewriter, name: str, like: Node, shape, fn: str, sources,
                   dtype: str = "f32", trainable: bool = True, **options):
-    """A new ``param`` node holding ``fn(*sources, **options)`` (see :mod:`nndsl.ir.derive`)."""
+    """A new ``param`` node holding ``fn(*sources, **options)`` (see :mod:`nndsl.ir.derive`).
+    Its node and its parameter name are one: a fresh one when ``name`` is taken (a layer
+    folded twice gets ``conv.folded_weight_1``)."""
+    name = rw.out.fresh_name(name)
     attrs = {"name": name, "shape": tuple(shape), "dtype": dtype, "init": None,
              "trainable": trainable,
              "derive": (fn, tuple(sources), tuple(sorted(options.items())))}
