@@ -26,6 +26,8 @@ import difflib
 import inspect
 import re
 
+from nndsl.backends.torch.codegen.source import _BUILTINS, _HARD_RESERVED
+
 # Names of the inputs' static dims that may become constructor arguments (by rank, axis) and
 # those that only name sizes in shape comments.
 ARG_DIMS = {2: {1: "in_features"}, 3: {1: "in_c", 2: "in_features"}, 4: {1: "in_c"},
@@ -340,9 +342,16 @@ def generalize(bodies: list[str], params: list[dict], dims: list[list[tuple[str,
         return None
 
 
+def _usable(name: str) -> bool:
+    """Whether a spec's parameter can be an argument as it is named: not a name the generated
+    code uses itself (``F``, ``nn``, ``range``...) or a keyword."""
+    return name.isidentifier() and name not in _HARD_RESERVED and name not in _BUILTINS and \
+        name != "_"
+
+
 def _env(params: list[dict], dims: list) -> list[tuple[str, tuple]]:
     # the spec's parameters first: where one takes the values, it names them
-    names = [k for k, v in params[0].items() if type(v) is int and k.isidentifier()]
+    names = [k for k, v in params[0].items() if type(v) is int and _usable(k)]
     names += [k for k, _ in dims[0]]
     env = []
     for name in names:
@@ -454,7 +463,7 @@ def param_variants(params: dict) -> dict:
     """For each integer parameter of a model, the values to compile it again with (in order,
     the first that compiles), for :func:`generalize_model` to see what it changes."""
     return {k: [v + 1, 2 * v] for k, v in params.items()
-            if type(v) is int and k.isidentifier() and v > 0}
+            if type(v) is int and _usable(k) and v > 0}
 
 
 def _merge_variants(groups, keys, inits, fwds, env, comment_env, used, own):

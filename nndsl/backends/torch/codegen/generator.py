@@ -430,6 +430,9 @@ class _Generator:
         self.helpers: set[str] = set()   # op helpers (ops.HELPERS) the file needs
         self.generic: dict[str, dict] = {}  # block -> its one class for all specializations
         self.registry: dict | None = None  # class names shared with the variants' generators
+        # `range` is free in every constructor (no parameter shadows it): lists may use it
+        self.range_free = "range" not in (graph.meta.get("params") or {}) and not any(
+            "range" in r.params for r in regions)
 
     # ---- whole file ----
     def source(self, others: list | None = None) -> str:
@@ -702,7 +705,7 @@ class _Generator:
         for key, child in _children(t):
             expr = self._member_expr(child, inner)
             items.append(expr if t.style == "list" else f"{_str_lit(key)}: {expr}")
-        if t.style == "list" and len(items) > 1 and len(set(items)) == 1:
+        if t.style == "list" and len(items) > 1 and len(set(items)) == 1 and self.range_free:
             # the same module n times: n modules built alike
             one = f"nn.ModuleList([{items[0]} for _ in range({len(items)})])"
             if "\n" not in one and len(ind) + len(one) <= 92:
