@@ -114,6 +114,7 @@ def run_spec(compiled, inputs: dict, batch: int, weights=None, seed: int = 0,
         check_inputs(compiled.graph, inputs)
         feeds = {name: torch.from_numpy(np.ascontiguousarray(arr))
                  for name, arr in inputs.items()}
+        _complete(compiled, feeds, seed)
     else:
         feeds = compiled.example_inputs(batch=batch, seed=seed)
     used = backend
@@ -134,6 +135,29 @@ def run_spec(compiled, inputs: dict, batch: int, weights=None, seed: int = 0,
         out = m(**feeds)
     outs = out if isinstance(out, tuple) else (out,)
     return {n: o.numpy() for n, o in zip(compiled.output_names, outs)}, used
+
+
+def _complete(compiled, feeds: dict, seed: int) -> None:
+    """Every backend gets every input: a required one missing is an error; a random one
+    (``~ normal()``) missing is drawn from ``seed``, sized by the inputs given."""
+    import torch
+
+    from nndsl.backends.torch.inputs import draw_missing
+    dists = compiled.random_inputs
+    missing = [n for n in compiled.input_names if n not in feeds]
+    required = [n for n in missing if n not in dists]
+    if required:
+        raise InputError(f"missing input{'s' if len(required) > 1 else ''} "
+                         f"{', '.join(required)}", code="E1101",
+                         hint="give each with --input NAME=FILE.npy (or leave out every "
+                              "--input to run on example inputs)")
+    if missing:
+        try:
+            feeds.update(draw_missing(compiled.input_types, {n: dists[n] for n in missing},
+                                      feeds, torch.Generator().manual_seed(seed)))
+        except ValueError as e:
+            raise InputError(f"cannot draw the random input `{e}`: its dims are not set by the "
+                             f"inputs given", code="E1101", hint=f"pass `{e}` too") from None
 
 
 _NUMPY_OF = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "i64": np.int64,

@@ -162,7 +162,7 @@ def test_paths_that_cannot_run_say_why(tmp_path):
 # ---- the command line ----
 
 def test_the_command_prints_the_table_and_the_fastest_command(spec, capsys):
-    assert main(["bench", str(spec), "--rounds", "3", "--no-memory", "--no-compile",
+    assert main(["bench", str(spec), "--rounds", "5", "--no-memory", "--no-compile",
                  "--quantize", "none"]) == 0
     out = capsys.readouterr().out
     for name in ("torch O0", "torch O1", "torch O2", "onnxruntime O2"):
@@ -272,3 +272,54 @@ def test_the_python_api_runs_on_any_backend(spec):
         np.testing.assert_allclose(got, want, atol=1e-5 * scale + 1e-6)
     assert c.last_backend.startswith("auto: ")
     assert c.run(batch=3)["y"].shape == (3, 10)
+
+
+def test_deviation_catches_nan_and_missing_outputs():
+    assert deviation([np.array([np.nan, 1.0])], [np.array([1.0, 1.0])]) == float("inf")
+    assert deviation([np.array([1.0])], [np.array([1.0]), np.array([5.0])]) == float("inf")
+    assert deviation([np.array([np.inf, 2.0])], [np.array([np.inf, 1.0])]) == 1.0
+    r = Result("x", "")
+    r.deviation = float("inf")
+    assert r.to_json()["deviation"] is None                 # JSON has no Infinity
+
+
+def test_too_few_rounds_name_no_winner_and_ties_pick_the_most_exact(spec, capsys):
+    from nndsl.bench.measure import most_exact
+    ref = _result("ref", [1.0] * 4)
+    fast = _result("fast", [0.1] * 4)
+    ratios([ref, fast], ref)
+    assert verdict([ref, fast]) == (None, [], False)        # 4 rounds: no claim at all
+    assert main(["bench", str(spec), "--rounds", "2", "--no-memory", "--no-compile",
+                 "--quantize", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "too few to name a fastest path" in out and "fastest:" not in out
+    a, b = _result("int8", [0.5] * 5), _result("exact", [0.5] * 5)
+    a.deviation, b.deviation = 1e-2, 1e-7
+    ratios([a, b], _result("ref", [1.0] * 5))
+    assert most_exact(a, [b]) is b
+
+
+def test_a_bad_dim_is_one_located_error(spec, capsys):
+    assert main(["bench", str(spec), "--dim", "Q=3", "--rounds", "5", "--no-memory"]) == 1
+    err = capsys.readouterr().err
+    assert "E1805" not in err and "Q" in err and err.count("error[") == 1
+
+
+def test_partial_inputs_run_alike_on_every_backend(tmp_path, capsys):
+    x = np.random.default_rng(1).standard_normal((3, 64)).astype(np.float32)
+    np.save(tmp_path / "image.npy", x)
+    outs = {}
+    for b in ("torch", "onnxruntime"):
+        f = tmp_path / f"{b}.npz"
+        assert main(["run", "specs/generative/vae.nn", "--model", "vae", "--input",
+                     f"image={tmp_path / 'image.npy'}", "--backend", b, "--seed", "2",
+                     "--save", str(f)]) == 0        # eps ~ normal() drawn from --seed
+        outs[b] = dict(np.load(f))
+    for k in outs["torch"]:
+        scale = float(np.abs(outs["torch"][k]).max()) + 1e-6
+        np.testing.assert_allclose(outs["onnxruntime"][k], outs["torch"][k],
+                                   atol=1e-5 * scale + 1e-6)
+    np.save(tmp_path / "eps.npy", np.zeros((3, 8), np.float32))
+    assert main(["run", "specs/generative/vae.nn", "--model", "vae", "--input",
+                 f"eps={tmp_path / 'eps.npy'}", "--backend", "onnxruntime"]) == 1
+    assert "error[E1101]: missing input image" in capsys.readouterr().err

@@ -109,6 +109,7 @@ def bench(options: Options, *, schemes: tuple = ("int8-dynamic",), compile_: boo
         raise ArgumentError(f"--time {budget_s:g}: seconds from 0 to 3,600", code="E1804")
     say = progress or (lambda msg: None)
     model = compile_for(options, "O0")          # the spec's own errors surface here, first
+    model.example_inputs(batch=options.batch, seed=options.seed, **options.dims)   # and --dim's
     without = ()
     if passes:      # O2 without each pass that changed this spec's graph: what each one buys
         o2 = compile_for(options, "O2")
@@ -156,7 +157,7 @@ def bench(options: Options, *, schemes: tuple = ("int8-dynamic",), compile_: boo
             if options.device == "cuda":   # torch's allocator does not see onnxruntime's
                 r.peak_bytes = mem.cuda_peak(b) if p.backend == "torch" else None
             else:
-                r.peak_bytes, _ = mem.probe(p, options)
+                r.peak_bytes, r.memory_note = mem.probe(p, options)
     best, ties, noisy = verdict([r for r, _, _ in built])
     return Report(model.name, options, results, ref.name, len(ref.times), machine(), best,
                   ties, noisy)

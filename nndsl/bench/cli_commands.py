@@ -95,6 +95,7 @@ def _mib(b) -> str:
 
 
 def render(report) -> str:
+    from nndsl.bench.measure import MIN_ROUNDS, most_exact
     from rich.console import Console
     from rich.table import Table
     m = report.machine
@@ -121,19 +122,27 @@ def render(report) -> str:
     for r in report.results:
         if r.unavailable:
             lines.append(f"not timed: {r.name}: {r.unavailable}")
+        elif r.memory_note:
+            lines.append(f"no peak memory for {r.name}: {r.memory_note}")
     b = report.best
+    if b is None and report.rounds < MIN_ROUNDS:
+        lines.append(f"{report.rounds} round(s) are too few to name a fastest path: give "
+                     f"--rounds {MIN_ROUNDS} or more, or a longer --time")
     if b is not None:
+        pick = b
         if report.ties:
             lines.append(f"fastest: {b.name} ({b.speedup:.2f}×), but within the noise of "
                          + ", ".join(f"{r.name} ({r.speedup:.2f}×)" for r in report.ties)
                          + ": no single winner on this machine now")
+            pick = most_exact(b, report.ties)
+            lines.append(f"  the most exact of them, {pick.name}:")
         else:
             lines.append(f"fastest: {b.name} ({b.speedup:.2f}× {report.reference}; its middle "
                          f"half clears every other path's)")
-        lines.append(f"  {b.command}")
-        if b.deviation and b.deviation > 1e-3:
+        lines.append(f"  {pick.command}")
+        if pick.deviation and pick.deviation > 1e-3:
             lines.append(f"  note: its outputs differ from {report.reference}'s by up to "
-                         f"{b.deviation:.1e} of their scale (quantization)")
+                         f"{pick.deviation:.1e} of their scale (quantization)")
     if report.noisy:
         widest = max((r for r in report.results if r.speedup is not None),
                      key=lambda r: r.spread)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 NOISY = 0.15        # a middle half wider than 15% of the median ratio: say the machine is noisy
+MIN_ROUNDS = 5      # fewer rounds than this: no spread worth the name, so no winner
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Result:
     deviation: float | None = None                 # max |out - ref| / max |ref|
     peak_bytes: int | None = None
     unavailable: str | None = None                 # why the path did not run
+    memory_note: str | None = None                 # why its peak memory was not measured
     speedup: float | None = None                   # median of per-round ref/path
     low: float | None = None                       # 25th percentile of the ratios
     high: float | None = None                      # 75th percentile
@@ -46,16 +48,22 @@ class Result:
         return (self.high - self.low) / self.speedup
 
     def to_json(self) -> dict:
+        def finite(v):
+            return v if v is None or np.isfinite(v) else None    # JSON has no inf or NaN
         return {"path": self.name, "command": self.command, "median_ms":
                 None if self.median_s is None else self.median_s * 1e3,
                 "speedup": self.speedup, "speedup_p25": self.low, "speedup_p75": self.high,
                 "build_s": self.build_s, "compile_s": self.compile_s,
-                "deviation": self.deviation, "peak_bytes": self.peak_bytes,
+                "deviation": finite(self.deviation), "peak_bytes": self.peak_bytes,
                 "rounds": len(self.times), "unavailable": self.unavailable}
 
 
 def deviation(out: list, ref: list) -> float:
-    """The largest difference between two paths' outputs, relative to the reference's scale."""
+    """The largest difference between two paths' outputs, relative to the reference's finite
+    scale; ``inf`` when they differ in number or shape, or where one is NaN or infinite and the
+    other is not the same."""
+    if len(out) != len(ref):
+        return float("inf")
     worst = 0.0
     for a, b in zip(out, ref):
         a = np.asarray(a, dtype=np.float64)
@@ -64,8 +72,13 @@ def deviation(out: list, ref: list) -> float:
             return float("inf")
         if not a.size:
             continue
-        scale = max(float(np.max(np.abs(b))), 1e-12)
-        worst = max(worst, float(np.max(np.abs(a - b))) / scale)
+        fa, fb = np.isfinite(a), np.isfinite(b)
+        if not np.array_equal(fa, fb) or not np.array_equal(a[~fa], b[~fb], equal_nan=True):
+            return float("inf")
+        if not fb.any():
+            continue
+        scale = max(float(np.max(np.abs(b[fb]))), 1e-12)
+        worst = max(worst, float(np.max(np.abs(a[fa] - b[fb]))) / scale)
     return worst
 
 
@@ -121,11 +134,18 @@ def ratios(results: list[Result], ref: Result) -> None:
 
 def verdict(results: list[Result]) -> tuple[Result | None, list[Result], bool]:
     """The fastest path, the paths within the noise of it, and whether the machine was noisy
-    (some path's middle half wider than :data:`NOISY`)."""
+    (some path's middle half wider than :data:`NOISY`). Below :data:`MIN_ROUNDS` rounds no
+    path is fastest."""
     ran = [r for r in results if r.speedup is not None]
-    if not ran:
+    if not ran or min(len(r.times) for r in ran) < MIN_ROUNDS:
         return None, [], False
     best = max(ran, key=lambda r: r.speedup)
     ties = [r for r in ran if r is not best and r.high >= best.low]
     noisy = any(r.spread > NOISY for r in ran)
     return best, ties, noisy
+
+
+def most_exact(best: Result, ties: list) -> Result:
+    """Of paths that cannot be told apart in speed, the one whose outputs are closest to the
+    reference (ties: the fastest)."""
+    return min([best] + list(ties), key=lambda r: (r.deviation or 0.0, -r.speedup))

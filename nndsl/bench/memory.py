@@ -46,7 +46,10 @@ def probe(path, options) -> tuple[int | None, str | None]:
     try:
         got = json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return None, f"the memory probe failed (exit {r.returncode})"
+        got = None
+    if not isinstance(got, dict):
+        tail = (r.stderr.strip().splitlines() or [""])[-1][:200]
+        return None, f"the memory probe failed (exit {r.returncode}){': ' + tail if tail else ''}"
     return got.get("peak"), got.get("error")
 
 
@@ -74,7 +77,9 @@ def _main() -> int:
     try:
         Path("/proc/self/clear_refs").write_text("5")   # the peak so far becomes the current size
     except OSError:
-        pass
+        print(json.dumps({"peak": None, "error": "the peak resident size cannot be reset here "
+                                                 "(/proc/self/clear_refs)"}))
+        return 0
     base = _status_kb("VmRSS")
     try:
         path.build(options).call()

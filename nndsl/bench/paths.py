@@ -37,14 +37,19 @@ class Options:
     limits: object = None
 
     def to_json(self) -> dict:
+        from dataclasses import asdict
         return {"spec": self.spec, "model": self.model, "params": self.params,
                 "lib": list(self.lib), "weights": self.weights, "batch": self.batch,
                 "dims": self.dims, "seed": self.seed, "device": self.device,
-                "calibrate": self.calibrate}
+                "calibrate": self.calibrate,
+                "limits": asdict(self.limits) if self.limits is not None else None}
 
     @classmethod
     def from_json(cls, d: dict) -> "Options":
-        return cls(**{**d, "lib": tuple(d.get("lib", ()))})
+        from nndsl.limits import Limits
+        limits = d.get("limits")
+        return cls(**{**d, "lib": tuple(d.get("lib", ())),
+                      "limits": Limits(**limits) if limits else None})
 
 
 @dataclass
