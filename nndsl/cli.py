@@ -48,6 +48,32 @@ def _compile(args, opt: str | None = None):
     return c
 
 
+def _variants(args, c) -> list:
+    """The model compiled again with other values of its integer parameters (the first of
+    param_variants' proposals that compiles), so the generated classes take those parameters
+    as constructor arguments. None where the structure depends on data: calibration or
+    pruning ranked on weights."""
+    import nndsl
+    from nndsl.backends.torch.codegen import param_variants
+    if args.quantize == "int8-static" or args.prune:
+        return []
+    given = _params(args.param)
+    out = []
+    for name, values in param_variants(dict(c.graph.meta.get("params") or {})).items():
+        for v in values:
+            try:
+                out.append(nndsl.compile(path=args.spec, lib=tuple(args.lib or ()),
+                                         model=args.model, limits=_limits(args),
+                                         params={**given, name: v}, opt=args.opt,
+                                         disable=tuple(args.disable_pass or ()),
+                                         quantize=args.quantize, group=args.group,
+                                         keep=tuple(args.keep or ())))
+                break
+            except NndslError:
+                continue
+    return out
+
+
 def _written_params(c) -> str:
     """The parameters of the graph a backend wrote (folding batch norms at -O2 leaves fewer
     than the spec has; a quantized weight still counts), and the spec's when they differ."""
@@ -127,8 +153,9 @@ def cmd_compile(args) -> int:
     if args.to == "torch":
         from nndsl.backends.torch.codegen import write_package
         out = check_output(args.output or f"build/{c.name}", folder=True)
+        variants = _variants(args, c)
         try:
-            write_package(c, out, weights=args.weights)
+            write_package(c, out, weights=args.weights, variants=variants)
         except (OSError, ValueError) as e:
             raise write_error(out, e) from None
         print(f"wrote {out}/model.py and {out}/weights.safetensors (torch, {c.opt}): "

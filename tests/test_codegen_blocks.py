@@ -286,3 +286,19 @@ def same_module(model, c):
     for g, w in zip(got, want):
         assert g.shape == w.shape and g.dtype == w.dtype
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_the_command_line_writes_a_model_that_takes_its_parameters(tmp_path):
+    from nndsl.cli import main
+    assert main(["compile", str(ROOT / "specs/vision/resnet18.nn"), "--to", "torch",
+                 "-o", str(tmp_path / "r18")]) == 0
+    source = (tmp_path / "r18" / "model.py").read_text()
+    mod = load(tmp_path, source)
+    net = mod.Resnet18(classes=10)
+    want = nndsl.compile(ROOT / "specs/vision/resnet18.nn", params={"classes": 10})
+    assert sum(p.numel() for p in net.parameters()) == want.param_count() == 11_181_642
+    net.load_state_dict(want.to_torch(seed=0).state_dict(), strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), want.to_torch(seed=0).eval()(image=x),
+                                   rtol=1e-5, atol=1e-5)

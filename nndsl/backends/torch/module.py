@@ -384,8 +384,14 @@ class GraphModule(nn.Module):
                 sd.setdefault(name, sd.pop(alias))
         # folded constants are the graph's own: a checkpoint may leave them out
         _check_names([n for n in self._params if n.name in sd or not is_constant(n)], sd)
+        state = self.state_dict()
+        lost = [n.name for n in self._params if n.name in sd and n.name not in state]
+        if lost:    # a value checked by name must also land: never run on initial weights
+            raise LoweringError(f"weights {', '.join(lost[:5])} have no place in the module "
+                                f"(its parameters: {', '.join(list(state)[:5])}, ...)",
+                                code="E0901", hint="a bug in nndsl: please report it")
         with torch.no_grad():
-            for k, v in self.state_dict().items():
+            for k, v in state.items():
                 if k in sd:
                     v.copy_(sd[k].to(v.dtype))
 
