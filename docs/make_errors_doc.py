@@ -360,6 +360,9 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Use `to_torch()` instead of the code generator for this model."),
     "E0911": ("The model cannot be written as PyTorch source.",
               "Use `to_torch()` instead of the code generator for this model."),
+    "E0912": ("Weights matched to the spec by name that have no place in the torch module (a "
+              "compiler bug: the module would otherwise run on its initial values).",
+              "Report it with the spec; compiling at -O1 avoids the passes that derive weights."),
     # weights
     "E1001": ("Weights that do not match the spec: missing, unexpected or wrongly shaped.",
               "Give weights in the spec's names and shapes (the notes list the differences)."),

@@ -389,7 +389,7 @@ class GraphModule(nn.Module):
         if lost:    # a value checked by name must also land: never run on initial weights
             raise LoweringError(f"weights {', '.join(lost[:5])} have no place in the module "
                                 f"(its parameters: {', '.join(list(state)[:5])}, ...)",
-                                code="E0901", hint="a bug in nndsl: please report it")
+                                code="E0912", hint="a bug in nndsl: please report it")
         with torch.no_grad():
             for k, v in state.items():
                 if k in sd:
