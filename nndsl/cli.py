@@ -18,7 +18,7 @@ from nndsl.backends.torch.reserved import check_names
 from nndsl.errors import ArgumentError, NndslError
 from nndsl.fsutil import write_error
 from nndsl.cli_args import (_count, _dims, _limits, _params, _progress, _seed, _typed_path,
-                            _warn, check_output, limit_flags)
+                            _warn, check_output, limit_flags, spec_arguments)
 
 EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
 
@@ -309,13 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def spec_cmd(name, help_):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("spec", help="a .nn file")
-        p.add_argument("--model", help="which model of the file (when it defines several)")
-        p.add_argument("--param", action="append", metavar="NAME=VALUE",
-                       help="override a model parameter (repeatable)")
-        p.add_argument("--lib", action="append", metavar="DIR",
-                       help="a folder imports may read from, besides the spec's own "
-                            "(repeatable; searched after the importing file's folder)")
+        spec_arguments(p, lib_help="a folder imports may read from, besides the spec's own "
+                                   "(repeatable; searched after the importing file's folder)")
         p.add_argument("-O", dest="opt", default="O1", choices=["O0", "O1", "O2"],
                        type=lambda s: s if s.startswith("O") else f"O{s}",
                        help="optimization level (default O1)")
@@ -386,12 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto (whichever a short measurement finds faster)")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("train", help="train a spec's model as its train section says")
-    p.add_argument("spec", help="a .nn file with a train section (or one that imports the model)")
-    p.add_argument("--model", help="which model of the file (when it defines several)")
-    p.add_argument("--param", action="append", metavar="NAME=VALUE",
-                   help="override a model parameter (repeatable)")
-    p.add_argument("--lib", action="append", metavar="DIR",
-                   help="a folder imports may read from, besides the spec's own (repeatable)")
+    spec_arguments(p, "a .nn file with a train section (or one that imports the model)")
     p.add_argument("--data", metavar="NAME|PATH",
                    help="a built-in data set (digits, iris, ...) or .npz/.npy/.csv/image folder")
     p.add_argument("--epochs", type=_count, help="epochs in all (with --resume: the new total)")

@@ -177,3 +177,15 @@ def limit_flags(p: argparse.ArgumentParser) -> None:
                          metavar="N" if info.unit == "count" else "SIZE",
                          help=f"{info.what} (default {default}"
                               + ("; SIZE as 512M, 64G" if info.unit == "bytes" else "") + ")")
+
+
+def spec_arguments(p: argparse.ArgumentParser, spec_help: str = "a .nn file",
+                   lib_help: str = "a folder imports may read from, besides the spec's own "
+                                   "(repeatable)") -> None:
+    """The arguments every command that compiles a spec takes: the spec, ``--model``,
+    ``--param NAME=VALUE`` and ``--lib DIR``."""
+    p.add_argument("spec", help=spec_help)
+    p.add_argument("--model", help="which model of the file (when it defines several)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="override a model parameter (repeatable)")
+    p.add_argument("--lib", action="append", metavar="DIR", help=lib_help)

@@ -24,14 +24,9 @@ def _seconds(text: str) -> float:
 
 
 def add_bench_parser(sub) -> argparse.ArgumentParser:
-    from nndsl.cli_args import _count, _seed, limit_flags
+    from nndsl.cli_args import _count, _seed, limit_flags, spec_arguments
     p = sub.add_parser("bench", help="time every way nndsl can run a spec, side by side")
-    p.add_argument("spec", help="a .nn file")
-    p.add_argument("--model", help="which model of the file (when it defines several)")
-    p.add_argument("--param", action="append", metavar="NAME=VALUE",
-                   help="override a model parameter (repeatable)")
-    p.add_argument("--lib", action="append", metavar="DIR",
-                   help="a folder imports may read from, besides the spec's own (repeatable)")
+    spec_arguments(p)
     p.add_argument("--weights", help="a .safetensors file of weights in the spec's names")
     p.add_argument("--batch", type=_count, default=1, help="batch size of the inputs (default 1)")
     p.add_argument("--dim", action="append", metavar="NAME=INT", help="bind a symbolic dim")

@@ -20,13 +20,8 @@ DEFAULT_SAMPLES = {"permutation": 256, "robust": 256}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from nndsl.cli_args import _seed, limit_flags
-    p.add_argument("spec", help="a .nn file")
-    p.add_argument("--model", help="which model of the file (when it defines several)")
-    p.add_argument("--param", action="append", metavar="NAME=VALUE",
-                   help="override a model parameter (repeatable)")
-    p.add_argument("--lib", action="append", metavar="DIR",
-                   help="a folder imports may read from, besides the spec's own (repeatable)")
+    from nndsl.cli_args import _seed, limit_flags, spec_arguments
+    spec_arguments(p)
     p.add_argument("-O", dest="opt", default="O1", choices=["O0", "O1", "O2"],
                    type=lambda s: s if s.startswith("O") else f"O{s}",
                    help="optimization level (default O1; attention maps are the same at all)")
