@@ -37,31 +37,28 @@ class _Graph:
                       if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")}
         self.nh = nh
 
-    def ints(self, name: str):
-        """The values of a constant integer vector, else None."""
+    def _array(self, name: str):
+        """The value of an initializer or a tensor ``Constant``, else None."""
         t = self.consts.get(name)
         if t is not None:
-            a = self.nh.to_array(t)
-        else:
-            n = self.producer.get(name)
-            if n is None or n.op_type != "Constant" or not n.attribute or \
-                    not n.attribute[0].HasField("t"):
-                return None
-            a = self.nh.to_array(n.attribute[0].t)
-        return [int(v) for v in a.reshape(-1)] if a.dtype.kind == "i" else None
+            return self.nh.to_array(t)
+        n = self.producer.get(name)
+        if n is None or n.op_type != "Constant" or not n.attribute or \
+                not n.attribute[0].HasField("t"):
+            return None
+        return self.nh.to_array(n.attribute[0].t)
+
+    def ints(self, name: str):
+        """The values of a constant integer vector, else None."""
+        a = self._array(name)
+        return [int(v) for v in a.reshape(-1)] if a is not None and a.dtype.kind == "i" \
+            else None
 
     def scalar(self, name: str):
         """The value of a one-element constant, else None."""
-        t = self.consts.get(name)
-        if t is not None:
-            a = self.nh.to_array(t)
-        else:
-            n = self.producer.get(name)
-            if n is None or n.op_type != "Constant" or not n.attribute or \
-                    not n.attribute[0].HasField("t"):
-                return None
-            a = self.nh.to_array(n.attribute[0].t)
-        return float(a.reshape(-1)[0]) if a.size == 1 and a.dtype.kind == "f" else None
+        a = self._array(name)
+        return float(a.reshape(-1)[0]) if a is not None and a.size == 1 and \
+            a.dtype.kind == "f" else None
 
     def made_by(self, name: str, op: str):
         n = self.producer.get(name)

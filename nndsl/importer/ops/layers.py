@@ -183,17 +183,23 @@ def batch_norm(cx, node, ins, a):
                     info={"layer": name, "onnx_out": node.output[0]})]
 
 
+def _group_norm(cx, node, x, scale, bias, groups, a):
+    """A ``group_norm(groups)`` layer with per-channel ``scale`` and ``bias`` as its weights
+    (instance norm: one group per channel)."""
+    name = _layer_name(cx, node)
+    cx.prog.weights[f"{name}.weight"] = scale
+    cx.prog.weights[f"{name}.bias"] = bias
+    return [cx.emit(f"group_norm({groups}, eps={number(a.get('epsilon', 1e-5))}) as {name}",
+                    x.dtype, x.shape, head=x)]
+
+
 @op("InstanceNormalization")
 def instance_norm(cx, node, ins, a):
     x = _x(cx, ins)
     scale, bias = cx.const(ins[1]), cx.const(ins[2])
     if scale is None or bias is None:
         raise Unsupported("InstanceNormalization's scale or bias computed at run time")
-    name = _layer_name(cx, node)
-    cx.prog.weights[f"{name}.weight"] = scale
-    cx.prog.weights[f"{name}.bias"] = bias
-    return [cx.emit(f"group_norm({scale.shape[0]}, eps={number(a.get('epsilon', 1e-5))}) as "
-                    f"{name}", x.dtype, x.shape, head=x)]
+    return _group_norm(cx, node, x, scale, bias, scale.shape[0], a)
 
 
 @op("GroupNormalization")
@@ -203,11 +209,7 @@ def group_norm(cx, node, ins, a):
     c = x.shape[1]
     if scale is None or bias is None or scale.shape != (c,):
         raise Unsupported("GroupNormalization needs constant per-channel scale and bias")
-    name = _layer_name(cx, node)
-    cx.prog.weights[f"{name}.weight"] = scale
-    cx.prog.weights[f"{name}.bias"] = bias
-    return [cx.emit(f"group_norm({a['num_groups']}, eps={number(a.get('epsilon', 1e-5))}) as "
-                    f"{name}", x.dtype, x.shape, head=x)]
+    return _group_norm(cx, node, x, scale, bias, a["num_groups"], a)
 
 
 @op("LayerNormalization")
