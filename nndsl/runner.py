@@ -117,24 +117,38 @@ def run_spec(compiled, inputs: dict, batch: int, weights=None, seed: int = 0,
         _complete(compiled, feeds, seed)
     else:
         feeds = compiled.example_inputs(batch=batch, seed=seed)
-    used = backend
-    if backend == "auto":
-        from nndsl.bench import fastest_backend
-        backend, used = fastest_backend(compiled, feeds, weights=weights)
+    if backend != "auto":
+        return _runner(backend, compiled, feeds, weights)(), backend
+    from nndsl.bench import fastest_backend
+    from nndsl.bench.paths import session_options
+    built = {b: _runner(b, compiled, feeds, weights, session_options())   # each built once
+             for b in ("torch", "onnxruntime")}
+    backend, used = fastest_backend(built)
+    return built[backend](), used
+
+
+def _runner(backend: str, compiled, feeds: dict, weights, ort_options=None):
+    """A call that runs ``compiled`` on ``feeds`` (torch tensors by input name) with
+    ``backend`` and returns its outputs by name, as NumPy arrays."""
+    import torch
     if backend == "onnxruntime":
         import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        if ort_options is None:
+            ort_options = ort.SessionOptions()
+            ort_options.log_severity_level = 3
         sess = ort.InferenceSession(compiled.to_onnx(weights=weights).SerializeToString(),
-                                    opts, providers=["CPUExecutionProvider"])
-        names = [i.name for i in sess.get_inputs()]
-        outs = sess.run(None, {k: np.ascontiguousarray(feeds[k].numpy()) for k in names})
-        return dict(zip(compiled.output_names, outs)), used
+                                    ort_options, providers=["CPUExecutionProvider"])
+        np_feeds = {i.name: np.ascontiguousarray(feeds[i.name].numpy())
+                    for i in sess.get_inputs()}
+        return lambda: dict(zip(compiled.output_names, sess.run(None, np_feeds)))
     m = compiled.to_torch(weights=weights).eval()
-    with torch.no_grad():
-        out = m(**feeds)
-    outs = out if isinstance(out, tuple) else (out,)
-    return {n: o.numpy() for n, o in zip(compiled.output_names, outs)}, used
+
+    def run():
+        with torch.no_grad():
+            out = m(**feeds)
+        outs = out if isinstance(out, tuple) else (out,)
+        return {n: o.numpy() for n, o in zip(compiled.output_names, outs)}
+    return run
 
 
 def _complete(compiled, feeds: dict, seed: int) -> None:

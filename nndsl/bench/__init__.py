@@ -163,27 +163,16 @@ def bench(options: Options, *, schemes: tuple = ("int8-dynamic",), compile_: boo
                   ties, noisy)
 
 
-def fastest_backend(compiled, feeds: dict, rounds: int = 7, weights=None) -> tuple[str, str]:
-    """``torch`` or ``onnxruntime``, whichever runs ``compiled`` faster on ``feeds`` (torch
-    tensors by input name), and a line saying by how much. Ties go to torch."""
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-    m = compiled.to_torch(weights=weights).eval()
-    from nndsl.bench.paths import session_options
-    sess = ort.InferenceSession(compiled.to_onnx(weights=weights).SerializeToString(),
-                                session_options(), providers=["CPUExecutionProvider"])
-    np_feeds = {k: np.ascontiguousarray(v.numpy()) for k, v in feeds.items()}
-
-    def run_torch():
-        with torch.no_grad():
-            m(**feeds)
-    times = time_rounds([run_torch, lambda: sess.run(None, np_feeds)], [lambda: None] * 2,
-                        rounds, 0.0, min_rounds=rounds)
+def fastest_backend(runners: dict, rounds: int = 7) -> tuple[str, str]:
+    """Of two built runners (``{"torch": call, "onnxruntime": call}``, each a call that runs
+    the model once), the one that is faster over ``rounds`` alternating rounds, and a line
+    saying by how much. onnxruntime wins only when faster in more than three rounds of four;
+    otherwise torch."""
     a, b = Result("torch", ""), Result("onnxruntime", "")
-    a.times, b.times = times
+    a.times, b.times = time_rounds([runners["torch"], runners["onnxruntime"]],
+                                   [lambda: None] * 2, rounds, 0.0, min_rounds=rounds)
     ratios([a, b], a)
-    if b.low > 1.0:           # faster in more than three rounds of four
+    if b.low > 1.0:
         return "onnxruntime", (f"auto: onnxruntime, {b.speedup:.2f}× as fast as torch over "
                                f"{rounds} rounds")
     return "torch", (f"auto: torch; onnxruntime ran at {b.speedup:.2f}× its speed over "
