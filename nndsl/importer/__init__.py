@@ -62,20 +62,42 @@ class Imported:
         return [spec] + written
 
 
-def import_onnx(src, *, name: str | None = None, check: bool = True) -> Imported:
+def import_onnx(src, *, name: str | None = None, check: bool = True,
+                blocks: bool = True) -> Imported:
     """Import an ONNX model (a path, its bytes or an ``onnx.ModelProto``) as a spec.
 
     ``name`` is the model's name in the spec (default: the graph's). With ``check`` (the
     default) the spec is compiled and its parameters matched against the weights before it is
-    returned, so what comes back always compiles."""
+    returned, so what comes back always compiles. With ``blocks`` (the default) repeated
+    module instances are written as one block applied per instance (:mod:`.blocks`); where the
+    folded text does not check, the flat one is returned."""
+    import dataclasses
+    from nndsl.importer.blocks import fold_blocks
     from nndsl.importer.convert import convert
     from nndsl.importer.printer import print_program
     model, label, opset, nodes = read_model(src)
     prog = convert(model, label, name)
     prog.header = [f"# imported from {Path(label).name} by nndsl import"]
-    text = print_program(prog)
-    imported = Imported(text, prog.weights, prog.name, label,
-                        opset=opset, onnx_nodes=nodes, input_names=list(prog.onnx_inputs))
+    flat = (prog.stmts, prog.outputs, prog.weights)
+
+    def make() -> Imported:
+        return Imported(print_program(prog), prog.weights, prog.name, label, opset=opset,
+                        onnx_nodes=nodes, input_names=list(prog.onnx_inputs))
+
+    if blocks:
+        prog.stmts = [dataclasses.replace(s, targets=list(s.targets), reads=list(s.reads))
+                      for s in flat[0]]
+        try:
+            if fold_blocks(prog):
+                imported = make()
+                if check:
+                    _check(imported)
+                return imported
+        except Exception:   # noqa: BLE001 - folding is an improvement: the flat text stands
+            pass
+        prog.stmts, prog.outputs, prog.weights = flat
+        prog.defs = []
+    imported = make()
     if check:
         _check(imported)
     return imported

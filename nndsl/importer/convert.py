@@ -66,6 +66,7 @@ class Converter:
         self.const_names: dict[int, str] = {}    # id(array) -> the ONNX value it came from
         self.const_syms: dict[int, tuple] = {}   # id(array) -> (array, its Sym), made once
         self.init_ids: set = set()               # id(array) of the initializers
+        self._keys: dict = {}                    # id(node) -> (its instance key,)
 
     # ---- the walk ----
     def run(self) -> Program:
@@ -344,7 +345,9 @@ class Converter:
         read = ([head.var] if head is not None else []) + [r.var if isinstance(r, Sym) else r
                                                            for r in reads]
         self.prog.stmts.append(Stmt(names, call, head.var if head is not None else None, read,
-                                    comment, kind, dict(info or {})))
+                                    comment, kind, dict(info or {}),
+                                    key=self._instance_key(node) if node is not None else "",
+                                    dtypes=[dtype] if targets == 1 else list(dtype)))
         if shape is None or targets > 1 and any(s is None for s in shape):
             raise Unsupported("an output whose shape ONNX's shape inference leaves unknown "
                               "(nndsl types every value)")
@@ -352,6 +355,21 @@ class Converter:
             return Sym(names[0], dtype, tuple(shape))
         return [Sym(n, d, None if s is None else tuple(s)) for n, (d, s) in
                 zip(names, zip(dtype, shape))]
+
+    def _instance_key(self, node):
+        """The module instance a node belongs to, from its name (:mod:`.blocks` folds the
+        instances of one structure into a block): torch's exporter's scopes
+        (``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0``: the path up to its first index),
+        nndsl's own export (``layer1.0.b.conv1/Conv`` -> ``layer1.0.b``: the outermost block
+        application), a Caffe2 file's weight names (``fire2/squeeze1x1_w_0`` -> ``fire2``,
+        ``res2_0_branch2a_w_0`` -> ``res2_0``); "" at the top level, None where the node says
+        nothing (it belongs with the node before)."""
+        cached = self._keys.get(id(node))
+        if cached is not None:
+            return cached[0]
+        key = _instance_key(node, lambda v: isinstance(self.values.get(v), np.ndarray))
+        self._keys[id(node)] = (key,)
+        return key
 
     def _var_hint(self, node) -> str:
         """A variable's name: the innermost module of the node's scope (``conv1`` for
@@ -477,6 +495,33 @@ def _live(nodes: list, graph) -> list:
                 for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                     needed.update(i for n in sub.node for i in n.input if i)
     return keep[::-1]
+
+
+def _instance_key(node, is_const) -> str | None:
+    import re
+    name = node.name
+    if name.startswith("/"):                        # torch: /layer1/layer1.0/conv1/Conv
+        parts = [p for p in scope_of(name).split(".") if p]
+        for i, p in enumerate(parts):
+            if i and p.isdigit():
+                return ".".join(parts[: i + 1])
+        return ""
+    if "/" in name:                                 # nndsl: layer1.0.b.conv1/Conv
+        path = name.split("/", 1)[0]
+        parts = path.split(".")[:-1]
+        if len(parts) >= 3 and parts[1].isdigit():
+            return ".".join(parts[:3])
+        if len(parts) >= 2 and parts[1].isdigit():
+            return ".".join(parts[:2])
+        return parts[0] if parts else ""
+    weight = next((i for i in node.input[1:] if i and is_const(i)), None)   # Caffe2
+    if weight is None:
+        return None
+    w = re.sub(r"^gpu_\d+/", "", weight)
+    if "/" in w:
+        return w.split("/", 1)[0]
+    m = re.match(r"([A-Za-z]+\d+_\d+)_", w)
+    return m[1] if m else ""
 
 
 def _where(node) -> str:

@@ -43,17 +43,22 @@ def _expr(stmt, texts: dict) -> str:
 
 def chain(prog: Program) -> list[tuple[list, str, str | None]]:
     """The statements with single-use intermediate values folded into their readers'
-    pipelines: ``(targets, expression, comment)``."""
+    pipelines: ``(targets, expression, comment)``; a loop (``kind == "raw"``) has no
+    targets and is its text."""
+    return chain_stmts(prog.stmts, [var for _, var in prog.outputs])
+
+
+def chain_stmts(stmts: list, outputs: list) -> list[tuple[list, str, str | None]]:
     uses: Counter = Counter()
-    for s in prog.stmts:
+    for s in stmts:
         uses.update(s.reads)
-    for _, var in prog.outputs:
+    for var in outputs:
         uses[var] += 1
     out: list = []
     pending: dict[str, str] = {}     # a variable folded forward -> its expression
-    for i, s in enumerate(prog.stmts):
+    for i, s in enumerate(stmts):
         expr = _expr(s, pending)
-        nxt = prog.stmts[i + 1] if i + 1 < len(prog.stmts) else None
+        nxt = stmts[i + 1] if i + 1 < len(stmts) else None
         if len(s.targets) == 1 and nxt is not None and nxt.head == s.targets[0] and \
                 uses[s.targets[0]] == 1 and s.comment is None:
             pending[s.targets[0]] = expr
@@ -69,6 +74,8 @@ def print_program(prog: Program, width: int = 100) -> str:
         lines.append("")
     for b in prog.blocks:
         lines.append(BLOCKS[b])
+    for text in prog.defs:
+        lines.append(text)
     lines.append(f"model {prog.name}() {{")
     for name, dtype, dims in prog.inputs:
         lines.append(f"    input {name}: {dtype}{dims_text(dims)}")
@@ -77,7 +84,7 @@ def print_program(prog: Program, width: int = 100) -> str:
         lines.append(f"    param {name}: {dtype}{dims_text(dims)}{c}")
     for targets, expr, comment in chain(prog):
         c = f"  # {comment}" if comment else ""
-        lines.append(f"    {', '.join(targets)} = {expr}{c}")
+        lines.append(f"    {', '.join(targets)} = {expr}{c}" if targets else f"    {expr}{c}")
     for name, var in prog.outputs:
         lines.append(f"    output {name} = {var}")
     lines.append("}")

@@ -71,6 +71,10 @@ class Stmt:
     # for peepholes (a MatMul's linear taking the Add's bias): what the statement made
     kind: str = ""
     info: dict = field(default_factory=dict)
+    # the module instance the statement belongs to (``layer1.0``: see nndsl.importer.blocks);
+    # "" at the top level, None where the file does not say (filled from the one before)
+    key: str | None = ""
+    dtypes: list = field(default_factory=list)    # of the targets
 
 
 @dataclass
@@ -82,6 +86,7 @@ class Program:
     stmts: list = field(default_factory=list)
     outputs: list = field(default_factory=list)       # (name, expr text)
     blocks: list = field(default_factory=list)        # names of helper blocks used (lrn)
+    defs: list = field(default_factory=list)          # block definitions found, as text
     weights: dict = field(default_factory=dict)       # spec parameter name -> np.ndarray
     header: list = field(default_factory=list)        # comment lines at the top
 

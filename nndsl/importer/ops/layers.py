@@ -324,7 +324,7 @@ def _as_instance(cx, layer: str) -> str | None:
     call = st.call.rsplit(" as ", 1)[0]
     if not call.endswith(")"):
         call += "()"        # `batch_norm` alone names the function; `batch_norm()` a layer
-    cx.prog.stmts.insert(at, Stmt([name], call))
+    cx.prog.stmts.insert(at, Stmt([name], call, key=st.key))
     st.call, st.head = f"{name}({st.head})", None
     st.info["instance"] = name
     return name
