@@ -84,20 +84,21 @@ def import_onnx(src, *, name: str | None = None, check: bool = True,
         return Imported(print_program(prog), prog.weights, prog.name, label, opset=opset,
                         onnx_nodes=nodes, input_names=list(prog.onnx_inputs))
 
+    imported = make()
     if blocks:
         prog.stmts = [dataclasses.replace(s, targets=list(s.targets), reads=list(s.reads))
                       for s in flat[0]]
         try:
             if fold_blocks(prog):
-                imported = make()
-                if check:
-                    _check(imported)
-                return imported
+                folded = make()
+                if folded.lines < imported.lines:     # only where it is shorter
+                    if check:
+                        _check(folded)
+                    return folded
         except Exception:   # noqa: BLE001 - folding is an improvement: the flat text stands
             pass
         prog.stmts, prog.outputs, prog.weights = flat
         prog.defs = []
-    imported = make()
     if check:
         _check(imported)
     return imported

@@ -635,7 +635,7 @@ def _rewrite(prog: Program, groups: list, names: Namer, readers: dict, outputs: 
         pre = []
         if v in {n for n, _, _ in prog.inputs} | {p[0] for p in prog.params} or \
                 any(not first.start <= j < first.start + len(first.stmts) for j in readers[v]):
-            nv = names.take(identifier(base), "h")
+            nv = names.take("h")
             pre.append(Stmt([nv], v, None, [v], key="", dtypes=[_dtype(prog, v)]))
             v = nv
         extra = first.inputs[1:]

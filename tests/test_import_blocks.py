@@ -1,0 +1,176 @@
+"""nndsl import folds repeated module instances into blocks.
+
+A ResNet and a GPT exported by torch.onnx.export (tests/reference_models.py) decompile to a
+spec that defines a block once and applies it per instance (a loop where the instances
+chain); the text is shorter than the flat one, and the spec still reproduces the module's
+outputs and parameter count, with the weights under the block's scoped names.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import reference_models as rm
+from nndsl.importer import import_onnx
+from nndsl.importer import conformance as cf
+from nndsl.importer.blocks import tokens
+
+BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _export(module, args, **kw) -> onnx.ModelProto:
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, f, dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["y"], **kw)
+    return onnx.load_from_string(f.getvalue())
+
+
+def _params(imported) -> int:
+    return sum(int(v.size) for k, v in imported.weights.items() if not k.endswith(BN_STATS))
+
+
+def _randomize_bn(module):
+    g = torch.Generator().manual_seed(0)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+def _check(module, inputs, model, unread: int = 0):
+    with torch.no_grad():
+        want = module(*inputs).numpy()
+    flat = import_onnx(model, blocks=False)
+    imported = import_onnx(model)
+    r = cf.compare(cf.run_torch(imported, {"x": inputs[0].numpy()}), [want])
+    assert r.ok, r.detail
+    ref = sum(p.numel() for p in module.parameters())
+    assert _params(imported) == _params(flat) == ref - unread
+    assert imported.lines < flat.lines, (imported.lines, flat.lines)
+    return imported, flat
+
+
+def test_resnet50_bottlenecks_are_two_blocks():
+    """ResNet-50's sixteen bottlenecks: the first of each stage (its stride and downsampling
+    shortcut) and the others, each a block; the stride is a parameter of the first (layer1's
+    omits it: the default stands in), the rest of a stage one loop."""
+    torch.manual_seed(0)
+    module = rm.ResNet50(classes=10, width=8).eval()
+    with torch.no_grad():
+        _randomize_bn(module)
+    x = torch.randn(1, 3, 64, 64)
+    model = _export(module, (x,), training=torch.onnx.TrainingMode.PRESERVE,
+                    do_constant_folding=False)
+    imported, flat = _check(module, (x,), model)
+    text = imported.text
+    assert len(re.findall(r"^block \w+\(", text, re.M)) == 2, text
+    assert "stride=conv2_stride" in text, text
+    for stage, n in ((1, 2), (2, 3), (3, 5), (4, 2)):
+        assert re.search(rf"layer{stage}: repeat {n} \{{", text), text
+        assert re.search(rf"\|> layer_block\(\d+, \d+, \d\) as layer{stage}_0\b", text), text
+    # the weights follow the names: layer1.1 is iteration 0 of the loop `layer1`
+    assert "layer1.0.b.conv1.weight" in imported.weights
+    assert "layer1_0.downsample_0.weight" in imported.weights
+    assert np.array_equal(imported.weights["layer1.0.b.conv1.weight"],
+                          module.layer1[1].conv1.weight.detach().numpy())
+    assert imported.lines * 2 < flat.lines
+
+
+def test_resnet18_basic_blocks():
+    torch.manual_seed(0)
+    module = rm.ResNet18(classes=10, width=8).eval()
+    x = torch.randn(2, 3, 32, 32)
+    model = _export(module, (x,), training=torch.onnx.TrainingMode.PRESERVE,
+                    do_constant_folding=False)
+    imported, _ = _check(module, (x,), model)
+    assert "block layer_block(" in imported.text
+
+
+def test_gpt_layers_are_one_block_repeated():
+    torch.manual_seed(0)
+    module = rm.GPT(vocab=64, ctx=16, width=32, heads=4, layers=3).eval()
+    ids = torch.randint(0, 64, (2, 8))
+    # the exporter gathers the 8 positions of the 16 it has: the other rows are not in the file
+    imported, flat = _check(module, (ids,), _export(module, (ids,), do_constant_folding=False),
+                            unread=8 * 32)
+    text = imported.text
+    assert re.search(r"^block h_block\(\) \{", text, re.M), text
+    assert re.search(r"h: repeat 3 \{ (\w+) = \1 \|> h_block\(\) as b \}", text), text
+    assert "layer_norm as ln_1" in text and "h.2.b.mlp_c_fc.weight" in imported.weights
+    # the tied head still reads the embedding outside the blocks
+    assert "weight=transformer_wte.weight" in text
+
+
+def test_fold_can_be_turned_off_and_is_a_fixed_point():
+    torch.manual_seed(0)
+    module = rm.ResNet18(classes=10, width=8).eval()
+    model = _export(module, (torch.randn(1, 3, 32, 32),),
+                    training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+    assert "block " not in import_onnx(model, blocks=False).text
+    once = import_onnx(model)
+    twice = import_onnx(once.compile().to_onnx(weights=once.state()))
+    thrice = import_onnx(twice.compile().to_onnx(weights=twice.state()))
+    assert thrice.text == twice.text
+    assert sorted(twice.weights) == sorted(once.weights)
+
+
+def test_instances_that_differ_in_structure_are_not_one_block():
+    """Instances whose layers differ (a relu against a sigmoid) are not folded together;
+    identical ones are; and a fold that would not shorten the text is not made."""
+
+    class Unit(torch.nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 8)
+            self.act = act
+
+        def forward(self, x):
+            return x + self.act(self.fc(x))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.units = torch.nn.Sequential(*[Unit(torch.nn.ReLU()) for _ in range(6)],
+                                             Unit(torch.nn.Sigmoid()))
+
+        def forward(self, x):
+            return self.units(x)
+
+    torch.manual_seed(0)
+    module = Net().eval()
+    x = torch.randn(3, 8)
+    imported, _ = _check(module, (x,), _export(module, (x,)))
+    assert imported.text.count("block ") == 1, imported.text
+    assert "units: repeat 6" in imported.text, imported.text
+    assert "sigmoid" in imported.text.split("model ", 1)[1], imported.text
+    two = torch.nn.Sequential(Unit(torch.nn.ReLU()), Unit(torch.nn.ReLU())).eval()
+    assert "block " not in import_onnx(_export(two, (x,))).text
+
+
+def test_tokens():
+    assert [t[1] for t in tokens("conv2d(8, 3, stride=2) as c1 |> x * 1e-05")] == \
+        ["conv2d", "(", "8", ",", "3", ",", "stride", "=", "2", ")", "as", "c1", "|>", "x",
+         "*", "1e-05"]
+
+
+@pytest.mark.parametrize("name", ["squeezenet", "inception_v1"])
+def test_light_models_fold_and_match(name):
+    model = cf.randomize_weights(onnx.load(str(cf.light_models()[name])), seed=1)
+    feeds = cf.random_inputs(model, seed=2)
+    want = cf.run_ort(model, feeds)
+    flat = import_onnx(model, blocks=False)
+    imported = import_onnx(model)
+    assert "block " in imported.text and imported.lines < flat.lines
+    r = cf.compare(cf.run_torch(imported, feeds), want)
+    assert r.ok, r.detail
+    assert _params(imported) == _params(flat)
