@@ -87,10 +87,9 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     # arguments
     "E0211": ("Too many or too few arguments, or tensor inputs, for a function, layer or "
               "block.", "Match the signature the message quotes."),
-    "E0212": ("An argument of the wrong kind or value for a function, layer, block or builtin "
-              "(a string where an int is needed, a float that is not finite, a block "
-              "parameter of another declared type, a non-tensor for a block's tensor input, a "
-              "non-number initializer argument).",
+    "E0212": ("An argument of the wrong kind or value for a built-in function or layer (a "
+              "string where an int is needed, a float that is not finite, a negative size, a "
+              "probability outside [0, 1)).",
               "Give a value of the kind the message asks for (numbers without quotes)."),
     "E0213": ("A keyword argument or `--param` the function, block or model does not have.",
               "Use one of the parameters the hint lists."),
@@ -159,6 +158,24 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "`--prune 2:4`."),
     "E0256": ("A scope named in a compression option (`--keep`, `keep =`, prune scopes) that "
               "the model does not have.", "Use the scope names `nndsl inspect` shows."),
+    "E0258": ("A compile-time builtin (`len`, `int`, `float`, `enumerate`, `zip`, `reversed`, "
+              "`floor`, `ceil`, `round`) given a value it does not take: `len` of a number, "
+              "`int` of a string, `zip` of a tensor, `floor(inf)`.",
+              "Give `len`, `enumerate`, `zip` and `reversed` lists; `int`, `float`, `floor`, "
+              "`ceil` and `round` finite numbers."),
+    "E0259": ("A block or model parameter given a value of another type than it declares "
+              "(`classes: int` given a string).",
+              "Give the parameter a value of its declared type (numbers without quotes)."),
+    "E0260": ("A block's tensor input (`input x: ...`) given something that is not a tensor.",
+              "Pass a tensor for the input; numbers and other options go to the block's "
+              "parameters."),
+    "E0261": ("A layer instance, which has its options already, called with options, "
+              "non-tensors or nothing.", "Apply it to its input tensors only: `x |> fc` or "
+              "`fc(x)`; to change options, create another layer."),
+    "E0262": ("A `param` initializer argument that is not a number (`normal(\"0.02\")`).",
+              "Give the initializer numbers: `normal(0.02)`, `uniform(-0.1, 0.1)`."),
+    "E0263": ("A positional argument after a keyword argument in a call.",
+              "Put the positional arguments first, or give that one by name too."),
     "E0257": ("An ONNX export's int8 form (`--onnx-int8`, `to_onnx(int8=...)`) that is not "
               "one of `u8u8` and `u8s8`, or `--onnx-int8` without `--to onnx`.",
               "Use `u8u8` (exact on every CPU) or `u8s8`, with `--to onnx`."),
@@ -210,8 +227,10 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "The inner dims must agree: `[.., n, k] @ [.., k, m]`."),
     "E0306": ("A linear layer's input features do not match its weight.",
               "The input's last dim must equal the layer's in_features."),
-    "E0307": ("A convolution or pooling whose output would be empty, or whose padding is too "
-              "large.", "Use a smaller kernel or stride, more padding, or a larger input."),
+    "E0307": ("A convolution or pooling window that gives no output: an output that would be "
+              "empty, a padding too large, a kernel, stride or dilation that is not positive.",
+              "Use a positive kernel and stride, a smaller kernel or stride, more padding, or "
+              "a larger input."),
     "E0308": ("A convolution or pooling input of the wrong rank, or with channels the layer's "
               "weight does not take.", "Give `[N, C, H, W]` (`[N, C, L]` in 1-d) with the "
               "channels the layer expects."),

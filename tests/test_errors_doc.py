@@ -3,8 +3,10 @@ compiler raises has a description, and every golden error test shows up in it.""
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -67,3 +69,79 @@ def test_check_mode_fails_on_a_stale_file(tmp_path, capsys):
     stale.write_text("# Error codes\n\nold\n", encoding="utf-8")
     assert doc.main(["--check", "-o", str(stale)]) == 1
     assert "out of date" in capsys.readouterr().err
+
+
+# ---- the registry: DESCRIPTIONS is the one list of codes and what each means ----
+
+def _sources():
+    for p in sorted((ROOT / "nndsl").rglob("*.py")):
+        rel = p.relative_to(ROOT).as_posix()
+        yield rel, ast.parse(p.read_text(encoding="utf-8"), rel)
+
+
+def _is_code(node) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+        re.fullmatch(r"E\d{4}", node.value) is not None
+
+
+def test_descriptions_name_each_code_once():
+    """One entry per code: a second entry for a code in the dict literal would silently win."""
+    tree = ast.parse((ROOT / "docs" / "make_errors_doc.py").read_text(encoding="utf-8"))
+    table = next(n.value for n in ast.walk(tree) if isinstance(n, ast.AnnAssign)
+                 and isinstance(n.target, ast.Name) and n.target.id == "DESCRIPTIONS")
+    keys = [k.value for k in table.keys]
+    assert all(re.fullmatch(r"E\d{4}", k) for k in keys), keys
+    assert len(keys) == len(set(keys)), sorted({k for k in keys if keys.count(k) > 1})
+
+
+def test_every_code_raised_is_registered_and_every_registered_code_is_raised(built):
+    """Every code literal under nndsl/ that a raise can give (a ``code=`` argument, a code passed
+    to a helper, a constant assigned and then raised) is one the site scan sees and has one
+    DESCRIPTIONS entry; every entry is raised somewhere. The defaults of error classes and of
+    helpers' ``code`` parameters are not codes anything raises, and are left out."""
+    sites = built[0]
+    literals: dict[str, str] = {}
+    for rel, tree in _sources():
+        defaults = set()
+        for n in ast.walk(tree):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                defaults |= {id(d) for d in n.args.defaults + n.args.kw_defaults if d}
+            if isinstance(n, ast.ClassDef):
+                defaults |= {id(s.value) for s in n.body if isinstance(s, ast.Assign)
+                             and any(isinstance(t, ast.Name) and t.id == "code"
+                                     for t in s.targets)}
+        for n in ast.walk(tree):
+            if _is_code(n) and id(n) not in defaults:
+                literals.setdefault(n.value, f"{rel}:{n.lineno}")
+    unseen = {c: w for c, w in literals.items() if c not in sites}
+    assert unseen == {}, f"codes the site scan of make_errors_doc.py does not see: {unseen}"
+    assert set(sites) - set(doc.DESCRIPTIONS) == set(), "raised codes with no description"
+    assert set(doc.DESCRIPTIONS) - set(sites) == set(), "descriptions of codes nothing raises"
+
+
+def test_codes_are_literal_at_the_raise_site():
+    """A ``code=`` argument is a literal ``"E...."``; the only other forms are a helper passing
+    on its own ``code`` parameter and an error passing on another error's ``.code``."""
+    bad = []
+    for rel, tree in _sources():
+        funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef,
+                                                              ast.AsyncFunctionDef))]
+        params = {}
+        for f in funcs:
+            names = {a.arg for a in f.args.args + f.args.kwonlyargs + f.args.posonlyargs}
+            for n in ast.walk(f):
+                params.setdefault(id(n), set()).update(names)
+        for n in ast.walk(tree):
+            if not isinstance(n, ast.Call):
+                continue
+            for k in n.keywords:
+                if k.arg != "code" or _is_code(k.value):
+                    continue
+                v = k.value
+                if isinstance(v, ast.Name) and v.id == "code" and "code" in params.get(id(n), ()):
+                    continue
+                if isinstance(v, ast.Attribute) and v.attr == "code":
+                    continue
+                bad.append(f"{rel}:{n.lineno}: code={ast.unparse(v)}")
+    assert bad == [], "codes computed at the raise site (write the literal there):\n" + \
+        "\n".join(bad)

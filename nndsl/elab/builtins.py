@@ -56,17 +56,18 @@ def _builtins() -> dict:
             return v.type.shape[0]
         if isinstance(v, (tuple, str)):
             return len(v)
-        raise ArgumentError(f"len of {_describe(v)}", code="E0212")
+        raise ArgumentError(f"len of {_describe(v)}: len takes a list, a string or a tensor",
+                            code="E0258")
 
     def _int(v):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return int(v)
-        raise ArgumentError(f"int() of {_describe(v)}", code="E0212")
+        raise ArgumentError(f"int() of {_describe(v)}: int takes a number", code="E0258")
 
     def _float(v):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
-        raise ArgumentError(f"float() of {_describe(v)}", code="E0212")
+        raise ArgumentError(f"float() of {_describe(v)}: float takes a number", code="E0258")
 
     def _choice(*a):
         from nndsl.elab.space import SearchError
@@ -96,7 +97,7 @@ def _builtins() -> dict:
 def _seq(v):
     if isinstance(v, tuple):
         return v
-    raise ArgumentError(f"expected a list or tuple, got {_describe(v)}", code="E0212")
+    raise ArgumentError(f"expected a list or tuple, got {_describe(v)}", code="E0258")
 
 
 BUILTINS = _builtins()

@@ -84,7 +84,10 @@ class CallMixin:
                                 hint="use one of: " + ", ".join(sorted(ok)) + ", any")
         if not ok[t]:
             raise ArgumentError(f"parameter `{p.name}` of `{defn.name}` is declared `{t}` but "
-                                f"got {_describe(v)}", span=where, code="E0212")
+                                f"got {_describe(v)}", span=where, code="E0259",
+                                notes=[(f"`{p.name}` is declared here", p.span)]
+                                if where != p.span else [],
+                                hint=f"give `{p.name}` a value of type `{t}`, as declared")
         return float(v) if t == "float" else v
 
     # ------------------------------------------------------------------ calls
@@ -108,7 +111,7 @@ class CallMixin:
             except (ValueError, OverflowError) as err:
                 raise ArgumentError(f"`{callee.name}` of "
                                     f"{', '.join(_describe(v) for v, _ in pos)}: {err}",
-                                    span=span, code="E0212") from None
+                                    span=span, code="E0258") from None
         if isinstance(callee, Surface):
             if callee.numeric is not None and pos and not any(
                     isinstance(v, TensorVal) for v, _ in pos) and not kw:
@@ -150,7 +153,8 @@ class CallMixin:
             args, complete = self._bind(callee.name, tuple(params), pos, kw, span, block=True)
             if not complete and piped:
                 self._piped_arity(callee, inputs, [n for n in inputs if n in args], span)
-            inst = Instance(callee, args, span, name=name)
+            inst = Instance(callee, args, span, name=name,
+                            arg_spans=dict(self.last_arg_spans))
             if not complete:
                 return inst
             return self.apply(inst, {}, frame, span)
@@ -161,11 +165,11 @@ class CallMixin:
             if kw or any(not isinstance(v, TensorVal) for v, _ in pos):
                 raise ArgumentError(f"the layer `{callee.qualname or callee.name}` has its "
                                     f"options already; pass only tensors", span=span,
-                                    code="E0212")
+                                    code="E0261")
             if not pos:
                 shown = callee.qualname or callee.name
                 raise ArgumentError(f"the layer `{shown}` is applied to nothing: it needs a "
-                                    f"tensor", span=span, code="E0212",
+                                    f"tensor", span=span, code="E0261",
                                     hint=f"apply it to its input: `x |> {shown}` or "
                                          f"`{shown}(x)`")
             return self.apply(callee, {"__pos__": [v for v, _ in pos]}, frame, span)
@@ -309,6 +313,7 @@ class CallMixin:
         try:
             return surface.build(ctx, args)
         except ShapeError as e:
+            e.with_span(ctx.span)   # a shape rule's check the function ran before emitting
             if getattr(e, "located", False):   # the function said where its tensors came from
                 raise
             tensors = []
@@ -353,7 +358,8 @@ class CallMixin:
         self._check_steps(1, span)   # a block application is a step, as a loop iteration is
         self.steps += 1
         inputs = {n: args[n] for n in _block_inputs(defn)}
-        given = {p.name: (args[p.name], span) for p in defn.params if p.name in args}
+        given = {p.name: (args[p.name], inst.arg_spans.get(p.name, span))
+                 for p in defn.params if p.name in args}
         env = self._bind_params(defn, given, {}, span)
         inner = Frame(env, qual, defn, is_model=False, inputs=inputs, reuse=reuse,
                       call_span=span)

@@ -467,7 +467,9 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
     def _match_type(self, v, tt: ast.TensorTypeExpr, frame: Frame, name: str) -> None:
         if not isinstance(v, TensorVal):
             raise ArgumentError(f"input `{name}` expects a tensor, got {_describe(v)}",
-                                span=tt.span, code="E0212")
+                                span=tt.span, code="E0260",
+                                hint=f"pass a tensor for `{name}`; numbers and other options go to "
+                                     f"the block's parameters")
         if tt.dtype not in ("any", "float", "int"):
             if self._dtype(tt) != v.type.dtype:
                 raise ShapeError(f"input `{name}` expects {tt.dtype} but got {v.type}", span=tt.span,
@@ -557,7 +559,9 @@ class Elaborator(ExpressionMixin, CallMixin, ScanMixin, UnusedMixin):
             v = self._eval(a.value, frame)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ArgumentError(f"initializer arguments must be numbers, got {_describe(v)}",
-                                    span=a.span, code="E0212")
+                                    span=a.span, code="E0262",
+                                    hint="write the numbers the initializer takes, e.g. "
+                                         "`normal(0.02)` or `uniform(-0.1, 0.1)`")
             vals.append(float(v))
         table = {"zeros": 0, "ones": 0, "normal": (1, 2), "uniform": 2, "constant": 1,
                  "trunc_normal": (1, 2)}

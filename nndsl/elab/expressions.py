@@ -576,7 +576,9 @@ class ExpressionMixin:
             if a.name is None:
                 if kw:
                     raise ArgumentError("a positional argument follows a keyword argument",
-                                        span=a.span, code="E0211")
+                                        span=a.span, code="E0263",
+                                        hint="put the positional arguments first, or give "
+                                             "this one by name too")
                 pos.append((self._eval(a.value, frame), a.span))
             else:
                 if a.name in kw:

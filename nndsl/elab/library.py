@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 
 from nndsl.elab.values import REQUIRED, ParamSpec, Surface, TensorVal
+from nndsl.ir.ops.shapes import (batch_norm_input, conv_groups, conv_input, linear_input,
+                                 recurrent_input, split_axis)
 from nndsl.ir.ops.signatures import SIGNATURES, UNARY
 from nndsl.ir.types import SymDim
 
@@ -47,8 +49,7 @@ def _uniform(fan_in: int):
 
 def _linear(ctx, a):
     x = a["x"]
-    if x.type.rank < 1:
-        ctx.error(f"linear needs an input of rank >= 1, got {x.type}", code="E0306")
+    linear_input(x.type)   # the shape rule's check, before the weight is sized by the input
     fin = _static_features(ctx, x, -1, "linear's in_features")
     out = a["out"]
     w = a["weight"] if a["weight"] is not None else ctx.param("weight", (out, fin), _uniform(fin))
@@ -66,18 +67,13 @@ def _linear(ctx, a):
 def _conv(nd: int):
     def build(ctx, a):
         x = a["x"]
-        if x.type.rank != nd + 2:
-            ctx.error(f"conv{nd}d expects a rank-{nd + 2} input [N, C, ...], got {x.type}",
-                      code="E0308")
+        # the shape rule's checks that the weight's size depends on, before it is made
+        conv_input(x.type, nd, f"conv{nd}d")
         cin = _static_features(ctx, x, 1, f"conv{nd}d's input channels")
         _per_dim(ctx, a, ("kernel", "stride", "padding", "dilation"), nd, f"conv{nd}d")
         g, out = a["groups"], a["out"]
-        if cin % g or out % g:
-            ctx.error(f"conv{nd}d groups={g} must divide both input channels {cin} and output "
-                      f"channels {out}", code="E0327")
+        conv_groups(cin, out, g, f"conv{nd}d")
         k = _tuple(a["kernel"], nd)
-        if a["padding"] == "same" and any(s != 1 for s in _tuple(a["stride"], nd)):
-            ctx.error("padding=\"same\" needs stride 1", code="E0328")
         fan_in = cin // g * math.prod(k)
         w = ctx.param("weight", (out, cin // g) + k, _uniform(fan_in))
         b = ctx.param("bias", (out,), _uniform(fan_in)) if a["bias"] else None
@@ -90,14 +86,12 @@ def _conv(nd: int):
 
 def _conv_transpose2d(ctx, a):
     x = a["x"]
-    if x.type.rank != 4:
-        ctx.error(f"conv_transpose2d expects [N, C, H, W], got {x.type}", code="E0308")
+    conv_input(x.type, 2, "conv_transpose2d")   # the shape rule's checks, before the weight
     cin = _static_features(ctx, x, 1, "conv_transpose2d's input channels")
     _per_dim(ctx, a, ("kernel", "stride", "padding", "output_padding", "dilation"), 2,
              "conv_transpose2d")
     g, out = a["groups"], a["out"]
-    if cin % g or out % g:
-        ctx.error(f"conv_transpose2d groups={g} must divide {cin} and {out}", code="E0327")
+    conv_groups(cin, out, g, "conv_transpose2d")
     k = _tuple(a["kernel"], 2)
     fan_in = out // g * math.prod(k)
     w = ctx.param("weight", (cin, out // g) + k, _uniform(fan_in))
@@ -109,8 +103,7 @@ def _conv_transpose2d(ctx, a):
 
 def _batch_norm(ctx, a):
     x = a["x"]
-    if x.type.rank < 2:
-        ctx.error(f"batch_norm expects [N, C, ...], got {x.type}", code="E0309")
+    batch_norm_input(x.type)   # the shape rule's check, before the weights are sized
     c = _static_features(ctx, x, 1, "batch_norm's channels")
     w = ctx.param("weight", (c,), ("ones",)) if a["affine"] else None
     b = ctx.param("bias", (c,), ("zeros",)) if a["affine"] else None
@@ -145,36 +138,29 @@ def _rms_norm(ctx, a):
 
 def _group_norm(ctx, a):
     x = a["x"]
-    c = _static_features(ctx, x, 1, "group_norm's channels")
-    if c % a["groups"]:
-        ctx.error(f"group_norm: {c} channels do not split into {a['groups']} groups",
-                  code="E0309")
+    c = _static_features(ctx, x, 1, "group_norm's channels")   # the rule checks the groups
     w = ctx.param("weight", (c,), ("ones",)) if a["affine"] else None
     b = ctx.param("bias", (c,), ("zeros",)) if a["affine"] else None
     return ctx.emit("group_norm", [x, w, b], {"groups": a["groups"], "eps": a["eps"]})[0]
 
 
 def _embedding(ctx, a):
-    x = a["x"]
-    if x.type.dtype not in ("i64", "i32"):
-        ctx.error(f"embedding indices must be i64 or i32, got {x.type}", code="E0304",
-                  hint="declare the input as i64[...]")
+    x = a["x"]   # the shape rule checks the indices' dtype
     n, d, pad = a["num"], a["dim"], a["padding_idx"]
     if pad is not None and not -n <= pad < n:
         ctx.error(f"embedding padding_idx={pad} is not a row of the {n}-row table",
                   code="E0247", hint=f"use an index in [0, {n - 1}] (or -{n} to -1)")
     init = ("normal", 0.0, 1.0) if pad is None else ("normal_pad", 0.0, 1.0, pad % n)
     w = ctx.param("weight", (n, d), init)
+    out = ctx.emit("embedding", [x, w], {"padding_idx": None if pad is None else pad % n})[0]
     ctx.index_range(x, n)
-    return ctx.emit("embedding", [x, w], {"padding_idx": None if pad is None else pad % n})[0]
+    return out
 
 
 def _recurrent(kind: str, gates: int):
     def build(ctx, a):
         x = a["x"]
-        if x.type.rank != 3:
-            ctx.error(f"{kind} expects [N, T, features] input (batch first), got {x.type}",
-                      code="E0310")
+        recurrent_input(x.type, kind)   # the shape rule's check, before the weights are sized
         if kind == "rnn" and a["nonlinearity"] not in ("tanh", "relu"):
             ctx.error(f"rnn nonlinearity must be \"tanh\" or \"relu\", got "
                       f"\"{a['nonlinearity']}\"", code="E0247")
@@ -246,9 +232,7 @@ def _reduce(op: str):
 def _split(ctx, a):
     x = a["x"]
     dim = a["dim"]
-    size = x.type.shape[dim % x.type.rank] if -x.type.rank <= dim < x.type.rank else None
-    if size is None:
-        ctx.error(f"split dim {dim} is out of range for {x.type}", code="E0302")
+    size = x.type.shape[split_axis(x.type, dim, "split dim")]   # the split rule's check
     parts = a["parts"]
     if isinstance(parts, int):
         if isinstance(size, SymDim) and not size.divisible_by(parts) or \
@@ -536,9 +520,7 @@ def _chunk(ctx, a):
     """``torch.chunk``: pieces of ⌈size / n⌉ along dim, the last one smaller (and fewer than n
     pieces when the size does not allow n)."""
     x, n, dim = a["x"], a["n"], a["dim"]
-    if not -x.type.rank <= dim < x.type.rank:
-        ctx.error(f"chunk dim {dim} is out of range for {x.type}", code="E0302")
-    size = x.type.shape[dim % x.type.rank]
+    size = x.type.shape[split_axis(x.type, dim, "chunk dim")]   # the split rule's check
     if isinstance(size, SymDim):
         if not size.divisible_by(n):
             ctx.error(f"cannot chunk dim {dim} of {x.type} into {n} pieces: its size {size} is "

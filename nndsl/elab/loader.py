@@ -215,9 +215,11 @@ def _read_import(imp: ast.Import, module: ast.Module, shown: str, real: Path,
         elif e.code == "E0104":
             message = f"{shown} is empty"
             hint = "an imported file defines blocks or models; write one, or remove the import"
-        code = "E0504" if e.code in ("E0001", "E0104") else e.code
+        if e.code in ("E0001", "E0104"):   # a missing or empty file: the import cannot resolve
+            raise type(e)(f"cannot import \"{imp.target}\": {message}", span=imp.span,
+                          hint=hint, notes=e.notes, code="E0504") from None
         raise type(e)(f"cannot import \"{imp.target}\": {message}", span=imp.span, hint=hint,
-                      notes=e.notes, code=code) from None
+                      notes=e.notes, code=e.code) from None
 
 
 def _load(prog: Program, module: ast.Module, stack: list[str], seen: set[str],

@@ -94,6 +94,7 @@ class Instance:
     qualname: str | None = None
     applied: int = 0
     params: dict = field(default_factory=dict)  # local name -> TensorVal (after first use)
+    arg_spans: dict = field(default_factory=dict)  # argument name -> where it was written
 
 
 @dataclass(frozen=True)

@@ -152,11 +152,20 @@ def _same_dtype(x: TensorType, params, op: str) -> None:
                              hint=f"cast the input with cast(x, {t.dtype}), or the weight")
 
 
+def linear_input(x: TensorType) -> None:
+    """A linear layer's input has features in its last dim (the builder reads them first)."""
+    if x.rank < 1:
+        raise ShapeError(f"linear needs an input of rank >= 1, got {x}", code="E0306",
+                         hint="the last dim of the input holds its features; `unsqueeze` a "
+                              "scalar first")
+
+
 def _linear(ins, a):
     x, w, b = ins
     _float(x, "linear")
     _same_dtype(x, (w, b), "linear")
-    if x.rank < 1 or not _same(x.shape[-1], w.shape[1]):
+    linear_input(x)
+    if not _same(x.shape[-1], w.shape[1]):
         raise ShapeError(f"linear expects input features {w.shape[1]} (weight {w}) "
                          f"but the input is {x}", code="E0306",
                          hint="the last dim of the input must equal the layer's in_features")
@@ -187,16 +196,41 @@ def _tup(v, n: int) -> tuple:
     return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
 
 
+_LAYOUTS = {1: "[N, C, L]", 2: "[N, C, H, W]", 3: "[N, C, D, H, W]"}
+
+
+def conv_input(x: TensorType, nd: int, op: str) -> None:
+    """A convolution's input is [N, C, spatial dims] (the builder reads C first)."""
+    if x.rank != nd + 2:
+        raise ShapeError(f"{op} expects a rank-{nd + 2} input {_LAYOUTS.get(nd, '[N, C, ...]')}, "
+                         f"got {x}", code="E0308")
+
+
+def conv_groups(cin: Dim, out: Dim, g: int, op: str) -> None:
+    """``groups`` must divide the input and the output channels (the builder sizes the weight
+    by them)."""
+    if isinstance(cin, int) and cin % g or isinstance(out, int) and out % g:
+        raise ShapeError(f"{op} groups={g} must divide both input channels {cin} and output "
+                         f"channels {out}", code="E0327",
+                         hint="pick a `groups` that divides both channel counts")
+
+
+def _same_padding(a: dict, nd: int) -> None:
+    if a["padding"] == "same" and any(s != 1 for s in _tup(a["stride"], nd)):
+        raise ShapeError("padding=\"same\" needs stride 1", code="E0328",
+                         hint="use stride=1, or give the padding as numbers")
+
+
 def _conv(nd: int):
     def rule(ins, a):
         x, w, b = ins
         op = f"conv{nd}d"
         _float(x, op)
         _same_dtype(x, (w, b), op)
-        if x.rank != nd + 2:
-            raise ShapeError(f"{op} expects a rank-{nd + 2} input [N, C, {'spatial dims'}], got {x}",
-                             code="E0308")
+        conv_input(x, nd, op)
         g = a["groups"]
+        conv_groups(x.shape[1], w.shape[0], g, op)
+        _same_padding(a, nd)
         if not _same(x.shape[1], w.shape[1] * g):
             raise ShapeError(f"{op} expects {w.shape[1] * g} input channels (weight {w}, groups "
                              f"{g}) but the input is {x}", code="E0308")
@@ -213,8 +247,8 @@ def _conv(nd: int):
 def _conv_transpose2d(ins, a):
     x, w, b = ins
     _float(x, "conv_transpose2d")
-    if x.rank != 4:
-        raise ShapeError(f"conv_transpose2d expects a rank-4 input, got {x}", code="E0308")
+    conv_input(x, 2, "conv_transpose2d")
+    conv_groups(x.shape[1], w.shape[1] * a["groups"], a["groups"], "conv_transpose2d")
     if not _same(x.shape[1], w.shape[0]):
         raise ShapeError(f"conv_transpose2d expects {w.shape[0]} input channels (weight {w}) but "
                          f"the input is {x}", code="E0308")
@@ -283,11 +317,16 @@ def _channels_param(x: TensorType, t: TensorType | None, op: str, axis: int = 1)
         raise ShapeError(f"{op} has {t.shape[0]} channels but the input is {x}", code="E0309")
 
 
+def batch_norm_input(x: TensorType) -> None:
+    """batch_norm normalizes the channels of dim 1 (the builder reads them first)."""
+    if x.rank < 2:
+        raise ShapeError(f"batch_norm expects [N, C, ...], got {x}", code="E0309")
+
+
 def _batch_norm(ins, a):
     x, w, b, rm, rv, nbt = ins
     _float(x, "batch_norm")
-    if x.rank < 2:
-        raise ShapeError(f"batch_norm expects [N, C, ...], got {x}", code="E0309")
+    batch_norm_input(x)
     for t in (w, b, rm, rv):
         _channels_param(x, t, "batch_norm")
     return (x,)
@@ -309,7 +348,8 @@ def _group_norm(ins, a):
     g = a["groups"]
     c = x.shape[1]
     if isinstance(c, int) and c % g:
-        raise ShapeError(f"group_norm: {c} channels do not split into {g} groups", code="E0309")
+        raise ShapeError(f"group_norm: {c} channels do not split into {g} groups", code="E0309",
+                         hint=f"use a number of groups that divides {c}")
     _channels_param(x, w, "group_norm")
     return (x,)
 
@@ -322,18 +362,24 @@ def _embedding(ins, a):
     return (_T(w.dtype, idx.shape + (w.shape[1],)),)
 
 
-def _recurrent(gates: int, has_c: bool):
+def recurrent_input(x: TensorType, op: str) -> None:
+    """A recurrent layer's input is [N, T, features], batch first (the builder reads the
+    features first)."""
+    if x.rank != 3:
+        raise ShapeError(f"{op} expects [N, T, features] input (batch first), got {x}",
+                         code="E0310")
+
+
+def _recurrent(op: str, gates: int, has_c: bool):
     def rule(ins, a):
         x = ins[0]
-        _float(x, "recurrent layer")
-        if x.rank != 3:
-            raise ShapeError(f"recurrent layers expect [N, T, features] (batch_first) input, "
-                             f"got {x}", code="E0310")
+        _float(x, op)
+        recurrent_input(x, op)
         h, layers = a["hidden"], a["layers"]
         dirs = 2 if a["bidirectional"] else 1
         w_ih = ins[3 if has_c else 2]
         if not _same(w_ih.shape[1], x.shape[2]):
-            raise ShapeError(f"recurrent layer expects {w_ih.shape[1]} input features but the "
+            raise ShapeError(f"{op} expects {w_ih.shape[1]} input features but the "
                              f"input is {x}", code="E0310")
         if a["batch_first"]:
             n, t = x.shape[0], x.shape[1]
@@ -495,9 +541,17 @@ def _concat(ins, a):
     return (_T(first.dtype, s),)
 
 
+def split_axis(x: TensorType, dim: int, what: str = "dim") -> int:
+    """The dim a split cuts (the split and chunk functions read its size first)."""
+    if x.rank == 0:
+        raise ShapeError(f"{what} {dim} is out of range: {x} has no dims to split", code="E0302",
+                         hint="split a tensor of rank >= 1")
+    return norm_axis(dim, x.rank, what)
+
+
 def _split(ins, a):
     x = ins[0]
-    d = norm_axis(a["dim"], x.rank)
+    d = split_axis(x, a["dim"])
     sizes = tuple(a["sizes"])
     total: Dim = 0
     for s in sizes:
@@ -1166,7 +1220,8 @@ SHAPE_RULES: dict[str, Callable] = {
     "adaptive_avg_pool1d": _adaptive(1), "adaptive_avg_pool2d": _adaptive(2),
     "batch_norm": _batch_norm, "layer_norm": _layer_norm, "group_norm": _group_norm,
     "embedding": _embedding, "rms_norm": _rms_norm, "one_hot": _one_hot, "einsum": _einsum,
-    "lstm": _recurrent(4, True), "gru": _recurrent(3, False), "rnn": _recurrent(1, False),
+    "lstm": _recurrent("lstm", 4, True), "gru": _recurrent("gru", 3, False),
+    "rnn": _recurrent("rnn", 1, False),
     "attention": _attention, "memory_format": _unary,
     "dequantize": _dequantize, "linear_int8": _linear_int8, "fake_quantize": _fake_quantize,
     "quantize": _quantize, "dequantize_act": _dequantize_act, "qconv2d": _qlayer("qconv2d", _conv(2)),
