@@ -79,7 +79,8 @@ def node_tests(show_ops: bool, show_failures: bool) -> None:
 
 def light_models() -> None:
     print("\nlight models (random weights)")
-    print(f"  {'model':14s} {'ONNX nodes':>10s} {'spec lines':>10s} {'import s':>9s} "
+    print(f"  {'model':14s} {'ONNX nodes':>10s} {'flat lines':>10s} {'spec lines':>10s} "
+          f"{'import s':>9s} "
           f"{'torch err':>10s} {'ORT err':>10s} {'max|ref|':>9s}")
     for name, path in cf.light_models().items():
         original = onnx.load(str(path))
@@ -89,12 +90,13 @@ def light_models() -> None:
         t0 = time.perf_counter()
         imported = import_onnx(model)
         seconds = time.perf_counter() - t0
+        flat = import_onnx(model, blocks=False, check=False)     # without repeated blocks
         compiled = imported.compile()
         t = cf.compare(cf.run_torch(imported, feeds, compiled), want)
         o = cf.compare(cf.run_reexport(imported, feeds, compiled), want)
         ref = float(np.abs(want[0]).max())
         flag = "" if t.ok and o.ok else "  FAIL " + (t.detail or o.detail)
-        print(f"  {name:14s} {len(original.graph.node):10d} {imported.lines:10d} "
+        print(f"  {name:14s} {len(original.graph.node):10d} {flat.lines:10d} {imported.lines:10d} "
               f"{seconds:9.2f} {t.error:10.2e} {o.error:10.2e} {ref:9.3g}{flag}")
 
 

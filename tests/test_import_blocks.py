@@ -174,3 +174,50 @@ def test_light_models_fold_and_match(name):
     r = cf.compare(cf.run_torch(imported, feeds), want)
     assert r.ok, r.detail
     assert _params(imported) == _params(flat)
+
+
+# ---- attention written out in MatMul/Softmax ----
+
+def _attention_nodes(imported) -> int:
+    c = imported.compile(opt="O2")
+    return sum(n.op == "attention" for n in c.graph)
+
+
+@pytest.mark.parametrize("flash", [True, False], ids=["sdpa", "written_out"])
+def test_gpt_attention_comes_back_as_attention(flash):
+    """SDPA (torch splits √scale over q and kᵀ, adds a causal float mask) and nanoGPT's
+    written-out softmax (a product scaled after, ``masked_fill`` of a mask buffer) both read
+    ``softmax(q @ k.T * scale ...) @ v``, which nndsl's fusion makes its attention op at O2."""
+    torch.manual_seed(0)
+    module = rm.GPT(vocab=64, ctx=16, width=32, heads=4, layers=2, flash=flash).eval()
+    ids = torch.randint(0, 64, (2, 8))
+    model = _export(module, (ids,), do_constant_folding=False)
+    imported, _ = _check(module, (ids,), model, unread=8 * 32)
+    text = imported.text
+    assert re.search(r"= \w+ @ \w+\.T \* 0\.353553", text), text
+    assert "|> softmax" in text and "permute" not in text, text
+    if not flash:
+        assert "masked_fill(" in text and "triu(ones([8, 8]), 1)" in text, text
+    assert _attention_nodes(imported) == 2
+
+
+def test_attention_scaled_by_a_divisor_with_an_additive_mask():
+    class Att(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            mask = torch.zeros(6, 6)
+            mask[:, 4:] = -1e9
+            self.register_buffer("mask", mask)
+
+        def forward(self, x):
+            q, k, v = x, x * 2, x + 1
+            s = q @ k.transpose(-1, -2) / 4.0
+            return torch.softmax(s + self.mask, dim=-1) @ v
+
+    x = torch.randn(2, 3, 6, 8)
+    model = _export(Att(), (x,))
+    imported = import_onnx(model)
+    assert re.search(r"@ \w+\.T \* 0\.25\b", imported.text), imported.text
+    r = cf.compare(cf.run_torch(imported, {"x": x.numpy()}), [Att()(x).numpy()])
+    assert r.ok, r.detail
+    assert _attention_nodes(imported) == 1

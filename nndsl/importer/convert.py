@@ -36,10 +36,11 @@ from nndsl.ir.types import SymDim
 class Converter:
     def __init__(self, model, label: str, name: str | None = None):
         from nndsl.importer.ops import OPS
+        from nndsl.importer.ops.sequence import sdpa
         self.model = model
         self.graph = model.graph
         self.label = label
-        self.ops = OPS
+        self.ops = {**OPS, "nndsl.Attention": sdpa}     # the importer's own (patterns.py)
         reserved = reserved_names()
         self.vars = Namer(reserved)
         from nndsl.importer.program import DTYPES, KEYWORDS
@@ -136,6 +137,7 @@ class Converter:
                 self.unsupported["(graph output)"].append(str(e))
         if self.unsupported:
             self._fail(missing)
+        _drop_dead(self.prog)
         return self.prog
 
     def _poison(self, node, why: str) -> None:
@@ -302,6 +304,17 @@ class Converter:
                         text = f"{fn}(ones({dims_text(dims)}{kw}))" if dt != "bool" else \
                             f"{fn}(ones({dims_text(dims)})) > 0.5"
                         return self.emit(text, dt, dims, hint=hint)
+        if a.ndim > 2 and all(d == 1 for d in a.shape[:-2]) and dt == "bool" and \
+                a.shape[-1] == a.shape[-2] > 1:
+            # a causal mask kept in a buffer of shape [1, 1, T, T] (nanoGPT's `bias`, its
+            # negation for masked_fill): a triangle, reshaped
+            sq = a.reshape(a.shape[-2:])
+            square = dims_text(sq.shape)
+            for fn, ref, k in (("tril", np.tril, 0), ("triu", np.triu, 1)):
+                if np.array_equal(sq, ref(np.ones_like(sq), k)):
+                    arg = f", {k}" if k else ""
+                    return self.emit(f"(({fn}(ones({square}){arg}) > 0.5) |> reshape("
+                                     f"{dims_text(dims)}))", dt, dims, hint=hint)
         if a.ndim == 2 and a.shape[0] == a.shape[1] > 1 and dt == "f32":
             # a causal mask: one value on and below the diagonal, another above it
             low = np.tril(np.ones(a.shape, dtype=bool))
@@ -495,6 +508,21 @@ def _live(nodes: list, graph) -> list:
                 for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                     needed.update(i for n in sub.node for i in n.input if i)
     return keep[::-1]
+
+
+def _drop_dead(prog: Program) -> None:
+    """Statements whose values nothing reads (a permutation another absorbed after it was
+    written, the keys' transpose an attention took over) go, where they hold no layer."""
+    read = {v for _, v in prog.outputs}
+    keep = []
+    for st in reversed(prog.stmts):
+        if st.targets and not any(t in read for t in st.targets) and " as " not in st.call \
+                and not st.info.get("instance") and not any(
+                    k.startswith(f"{t}.") for t in st.targets for k in prog.weights):
+            continue
+        keep.append(st)
+        read.update(st.reads)
+    prog.stmts = keep[::-1]
 
 
 def _instance_key(node, is_const) -> str | None:

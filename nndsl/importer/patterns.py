@@ -11,7 +11,11 @@ inside the pattern, and is no graph output). Rules:
   as torch exports ``LayerNorm`` before opset 17 -> ``LayerNormalization(x, γ, β)``;
 - ``rms_norm``: ``x · (1 / sqrt(mean(x²) + ε)) · γ`` (``Reciprocal`` or ``Div(1, ·)``; or
   ``x / sqrt(...) · γ``) over the last dim, as RMSNorm is exported before opset 23 ->
-  ``RMSNormalization(x, γ)``.
+  ``RMSNormalization(x, γ)``;
+- ``attention``: ``softmax(q Kᵀ · scale + mask) V`` as MatMul, Mul/Div, Add or Where,
+  Softmax, MatMul -> ``nndsl.Attention(q, Kᵀ, V, mask)`` (an op of the importer's own, not
+  ONNX's: :func:`nndsl.importer.ops.sequence.sdpa` writes it so that nndsl's fusion pass
+  finds its ``attention`` op again).
 
 The inputs are read, never mutated: :func:`recover` returns a new node list.
 """
@@ -35,6 +39,15 @@ class _Graph:
         self.ranks = {vi.name: len(vi.type.tensor_type.shape.dim)
                       for vi in list(graph.value_info) + list(graph.input) + list(graph.output)
                       if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")}
+        self.sizes = {}
+        for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
+            t = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+            if t is not None and t.HasField("shape") and \
+                    all(d.HasField("dim_value") for d in t.shape.dim):
+                n = 1
+                for d in t.shape.dim:
+                    n *= d.dim_value
+                self.sizes[vi.name] = n
         self.nh = nh
 
     def _array(self, name: str):
@@ -59,6 +72,13 @@ class _Graph:
         a = self._array(name)
         return float(a.reshape(-1)[0]) if a is not None and a.size == 1 and \
             a.dtype.kind == "f" else None
+
+    def one_element(self, name: str) -> bool:
+        """Whether shape inference (or the constant) says ``name`` holds one element."""
+        a = self._array(name)
+        if a is not None:
+            return a.size == 1
+        return self.sizes.get(name) == 1
 
     def made_by(self, name: str, op: str):
         n = self.producer.get(name)
@@ -248,8 +268,72 @@ def rms_norm(g: _Graph, node):
     return None
 
 
+def _scaled(g: _Graph, name: str):
+    """``x · c`` or ``x / c``, c one element (a constant, or a value computed from the shapes,
+    as torch's SDPA export computes its scale), made by ``name`` and read once:
+    (x, c's name, whether it divides, the node), else (name, "", False, None)."""
+    n = g.made_by(name, "Mul") or g.made_by(name, "Div")
+    if n is not None and g.only_once(name):
+        for k in ((0, 1) if n.op_type == "Mul" else (0,)):
+            if g.one_element(n.input[1 - k]) and not g.one_element(n.input[k]):
+                return n.input[k], n.input[1 - k], n.op_type == "Div", n
+    return name, "", False, None
+
+
+def attention(g: _Graph, node):
+    """``MatMul(Softmax(mask(MatMul(q · a, kᵀ · b) · c)), v)`` -> one attention node: the
+    scores' scale factors (torch's SDPA export splits √scale over q and kᵀ; a written-out one
+    scales or divides the product), the mask added (``+ mask``) or filled in
+    (``Where(cond, -inf, s)``, as ``masked_fill`` exports), over the last dim."""
+    if node.op_type != "MatMul" or len(node.input) != 2:
+        return None
+    sm = g.made_by(node.input[0], "Softmax")
+    if sm is None or not g.only_once(node.input[0]):
+        return None
+    axis = next((a.i for a in sm.attribute if a.name == "axis"), -1)
+    rank = g.ranks.get(sm.input[0])
+    if rank is None or rank < 2 or axis % rank != rank - 1:
+        return None
+    inner, s, mask, kind = [sm], sm.input[0], "", "none"
+    add = g.made_by(s, "Add")
+    where = g.made_by(s, "Where")
+    if (add or where) is not None and not g.only_once(s):
+        return None
+    if add is not None:
+        for k in (0, 1):
+            x = _scaled(g, add.input[k])[0]
+            if g.made_by(x, "MatMul") is not None:
+                s, mask, kind = add.input[k], add.input[1 - k], "add"
+                inner.append(add)
+                break
+        else:
+            return None
+    elif where is not None:
+        for k, fill_kind in ((2, "fill_true"), (1, "fill_false")):
+            fill = g.scalar(where.input[3 - k])
+            if fill is not None and fill == float("-inf"):
+                s, mask, kind = where.input[k], where.input[0], fill_kind
+                inner.append(where)
+                break
+        else:
+            return None
+    m_name, c, c_div, scale_node = _scaled(g, s)
+    mm = g.made_by(m_name, "MatMul")
+    if mm is None or not g.only_once(m_name):
+        return None
+    q, a, _, qn = _scaled(g, mm.input[0])
+    kt, b, _, kn = _scaled(g, mm.input[1])
+    if qn is not None and qn.op_type == "Div" or kn is not None and kn.op_type == "Div":
+        return None
+    if g.ranks.get(q) is None or g.ranks.get(q) != g.ranks.get(kt) or g.ranks.get(q) < 2:
+        return None
+    found = [n for n in (qn, kn, scale_node) if n is not None] + [mm] + inner[::-1]
+    return [q, kt, node.input[1], mask, a, b, c], found + [node], {
+        "mask": kind, "divide": int(c_div)}
+
+
 RULES = (("Gelu", gelu), ("Swish", silu), ("LayerNormalization", layer_norm),
-         ("RMSNormalization", rms_norm))
+         ("RMSNormalization", rms_norm), ("nndsl.Attention", attention))
 
 
 def recover(graph) -> list:

@@ -271,3 +271,59 @@ def _heads(cx, t: Sym, heads: int) -> Sym:
     split = (b, s, heads, width // heads)
     y = cx.emit(f"reshape({dims_text(split)})", t.dtype, split, head=t)
     return permute(cx, y, [0, 2, 1, 3])
+
+
+def sdpa(cx, node, ins, a):
+    """``nndsl.Attention(q, Kᵀ, V, mask, a, b, c)``, what
+    :func:`nndsl.importer.patterns.attention` makes of an attention written out in
+    MatMul/Softmax (``softmax((q·a) @ (Kᵀ·b) · c + mask) V``, c a divisor with ``divide``):
+    ``softmax(q @ k.T · scale + mask) @ v``, the three factors one number where they are
+    known, the keys untransposed (the permutation before them absorbs it), a filled mask as
+    ``masked_fill``: the form nndsl's fusion pass reads as its ``attention`` op (O2)."""
+    q, kt, v = (_x(cx, ins, i) for i in range(3))
+    if kt.shape is None or q.shape is None or v.shape is None or kt.rank < 2:
+        raise Unsupported("an attention of unknown shapes")
+    scale = 1.0
+    for i in (4, 5, 6):
+        f = ins[i] if len(ins) > i else None
+        if f is None:
+            continue
+        c = cx.const(f)
+        if c is None or np.asarray(c).size != 1:
+            raise Unsupported("an attention scaled by a value computed at run time")
+        c = float(np.asarray(c).reshape(-1)[0])
+        if i == 6 and a.get("divide", 0):
+            if c == 0:
+                raise Unsupported("an attention whose scores are divided by 0")
+            c = 1.0 / c
+        scale *= c
+    r = kt.rank
+    swap = list(range(r - 2)) + [r - 1, r - 2]
+    made = next((st for st in reversed(cx.prog.stmts) if st.targets == [kt.var]), None)
+    if made is not None and made.kind == "permute":
+        src, perm = made.info["src"], made.info["perm"]
+        k = permute(cx, src, [perm[p] for p in swap])
+    else:
+        k = permute(cx, kt, swap)
+    shape = cx.out_shape()
+    scores_shape = tuple(q.shape[:-1]) + (k.shape[-2],)
+    scaled = "" if scale == 1.0 else f" * {number(np.float32(scale))}"
+    s = cx.emit(f"{q.var} @ {k.var}.T{scaled}", q.dtype, scores_shape, reads=[q, k],
+                hint="scores")
+    kind = a.get("mask", "none")
+    if isinstance(kind, bytes):
+        kind = kind.decode()
+    mask = ins[3] if len(ins) > 3 else None
+    if kind == "add":
+        m = cx.tensor(mask)
+        s = cx.emit(f"{s.var} + {m.var}", q.dtype, scores_shape, reads=[s, m], hint="scores")
+    elif kind in ("fill_true", "fill_false"):
+        m = cx.tensor(mask)
+        if m.dtype != "bool":
+            raise Unsupported("a Where mask that is not boolean")
+        cond = m.var if kind == "fill_true" else f"not {m.var}"
+        s = cx.emit(f"masked_fill({cond}, -inf)", q.dtype, scores_shape, head=s, reads=[m],
+                    hint="scores")
+    p = cx.emit("softmax", q.dtype, scores_shape, head=s, hint="att")
+    return [cx.emit(f"{p.var} @ {v.var}", q.dtype, shape or tuple(scores_shape[:-1]) +
+                    (v.shape[-1],), reads=[p, v])]
