@@ -100,16 +100,62 @@ def light_models() -> None:
               f"{seconds:9.2f} {t.error:10.2e} {o.error:10.2e} {ref:9.3g}{flag}")
 
 
+def zoo_round_trip(only: list) -> None:
+    """Every single-model spec of the zoo: compiled, exported to ONNX with its weights,
+    imported, compiled again; the same outputs (onnxruntime on the export against the
+    imported spec's torch module) and the same parameter count."""
+    import nndsl
+    from nndsl.errors import NndslError
+    root = Path(__file__).resolve().parent.parent
+    print("\nzoo round trip (spec -> ONNX -> import -> spec)")
+    specs = sorted((root / "specs").glob("*/*.nn"))
+    same = ok = total = 0
+    for path in specs:
+        key = f"{path.parent.name}/{path.stem}"
+        if only and not any(o in key for o in only):
+            continue
+        if path.read_text().count("\nmodel ") + path.read_text().startswith("model ") > 1:
+            continue
+        total += 1
+        t0 = time.perf_counter()
+        try:
+            c = nndsl.compile(path)
+            state = c.to_torch().state_dict()
+            proto = c.to_onnx(weights=state)
+            feeds = {k: v.numpy() for k, v in c.example_inputs(batch=2).items()}
+            want = cf.run_ort(proto, feeds)
+            imported = import_onnx(proto)
+            back = imported.compile()
+            r = cf.compare(cf.run_torch(imported, feeds, back), want)
+            n0, n1 = c.param_count(), back.param_count()
+            status = "pass" if r.ok and n0 == n1 else "outputs" if not r.ok else \
+                f"params {n1 - n0:+,}"
+            ok += r.ok
+            same += r.ok and n0 == n1
+            lines = f"{import_onnx(proto, blocks=False, check=False).lines} -> {imported.lines}"
+        except (NndslError, Exception) as e:     # noqa: BLE001 - a row per model
+            status, lines = f"{type(e).__name__}: {str(e).splitlines()[0][:110]}", "-"
+        print(f"  {key:32s} {status:40s} lines {lines:>11s} {time.perf_counter() - t0:6.1f}s",
+              flush=True)
+    print(f"  {ok}/{total} same outputs, {same}/{total} also the same parameter count")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", action="store_true", help="a row per op of the node tests")
     ap.add_argument("--failures", action="store_true", help="list the cases that do not pass")
     ap.add_argument("--no-light", action="store_true", help="skip the light models")
+    ap.add_argument("--no-nodes", action="store_true", help="skip onnx's node tests")
+    ap.add_argument("--zoo", nargs="*", default=None, metavar="NAME",
+                    help="also the zoo round trip (of the specs whose path holds a NAME)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    node_tests(args.ops, args.failures)
+    if not args.no_nodes:
+        node_tests(args.ops, args.failures)
     if not args.no_light:
         light_models()
+    if args.zoo is not None:
+        zoo_round_trip(args.zoo)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,8 @@ class Segment:
     kwargs: dict = field(default_factory=dict)     # (stmt, paren, fn, kw) -> number text
     labels: dict = field(default_factory=dict)     # label or instance variable -> local name
     plan: list = field(default_factory=list)       # per statement: its tokens, analysed
+    dims: set = field(default_factory=set)         # the model's symbolic dims it reads
+    pattern: tuple = ()                            # the first input's dims as the block binds
 
 
 def _local_label(label: str, key: str) -> str | None:
@@ -209,7 +211,7 @@ def _analyse(seg: Segment, model_vars: set, dims: set, weight_prefixes: set) -> 
                     plan.append(("label", t, a, b))
                     continue
                 if role in ("name",) and t in dims:
-                    raise NoFold(f"reads the model's dim {t}")
+                    seg.dims.add(t)         # bound by the first input's pattern, or no fold
                 if role == "name" and (t in model_vars or t in local_index):
                     nxt = toks[i + 1][1] if i + 1 < len(toks) else ""
                     r = ref(t)
@@ -348,6 +350,12 @@ def fold_blocks(prog: Program) -> bool:
         if len(outs) != 1 or not seg.inputs or seg.inputs[0] in outs:
             continue
         seg.output = outs[0]
+        if seg.dims:
+            shape = _shape(prog, seg.inputs[0])
+            texts = [str(d) for d in shape] if shape is not None else []
+            if not seg.dims <= set(texts):
+                continue            # a dim the first input's pattern cannot bind
+            seg.pattern = tuple(t if t in seg.dims else "_" for t in texts)
         j = next(i for i, s in enumerate(seg.stmts) if seg.output in s.targets)
         if len(seg.stmts[j].targets) != 1:
             continue
@@ -357,7 +365,7 @@ def fold_blocks(prog: Program) -> bool:
         out_at = next((i, s.targets.index(seg.output)) for i, s in enumerate(seg.stmts)
                       if seg.output in s.targets)
         dtypes = tuple(_dtype(prog, v) for v in seg.inputs)
-        by_sig[(seg.sig, out_at, dtypes, len(seg.inputs))].append(seg)
+        by_sig[(seg.sig, out_at, dtypes, seg.pattern)].append(seg)
     groups = []
     names = Namer(reserved_names())
     names.taken.update(model_vars)
@@ -379,6 +387,19 @@ def fold_blocks(prog: Program) -> bool:
         return False
     _rewrite(prog, made, names, readers, outputs)
     return True
+
+
+def _shape(prog: Program, var: str):
+    for n, _, dims in prog.inputs:
+        if n == var:
+            return tuple(dims)
+    for p in prog.params:
+        if p[0] == var:
+            return tuple(p[2])
+    for s in prog.stmts:
+        if var in s.targets and s.shapes:
+            return s.shapes[s.targets.index(var)]
+    return None
 
 
 def _dtype(prog: Program, var: str) -> str:
@@ -427,6 +448,7 @@ def _make_group(members: list, names: Namer) -> Group | None:
     constant, pos_param, params, columns = {}, {}, [], [[] for _ in members]
     seen: dict = {}
     local = Namer(reserved_names())
+    local.taken.update(first.dims)
     for s in first.stmts:       # parameter names must not be the block's variables
         local.taken.update(_local_var(t, first) for t in s.targets)
     for p in positions:
@@ -501,6 +523,7 @@ def _body(g: Group) -> str:
     seg = g.members[0]
     vars_ = Namer(reserved_names())
     vars_.taken.update(p for p, _ in g.params)
+    vars_.taken.update(seg.dims)
     inputs = [vars_.take("x" if i == 0 else f"x{i + 1}") for i in range(len(seg.inputs))]
     rename = dict(zip(seg.inputs, inputs))
     for s in seg.stmts:
@@ -539,8 +562,9 @@ def _body(g: Group) -> str:
     out = rename[seg.output]
     entries = chain_stmts(stmts, [out])
     lines = [f"block {g.name}({', '.join(f'{p}: {t}' for p, t in g.params)}) {{"]
-    for name, var in zip(inputs, seg.inputs):
-        lines.append(f"    input {name}: {seg_dtype(g, var)}[...]")
+    for k, (name, var) in enumerate(zip(inputs, seg.inputs)):
+        dims = ", ".join(seg.pattern) if k == 0 and seg.pattern else "..."
+        lines.append(f"    input {name}: {seg_dtype(g, var)}[{dims}]")
     ret = None
     if entries and entries[-1][0] == [out] and \
             sum(out in s.reads for s in stmts) == 0:

@@ -360,7 +360,8 @@ class Converter:
         self.prog.stmts.append(Stmt(names, call, head.var if head is not None else None, read,
                                     comment, kind, dict(info or {}),
                                     key=self._instance_key(node) if node is not None else "",
-                                    dtypes=[dtype] if targets == 1 else list(dtype)))
+                                    dtypes=[dtype] if targets == 1 else list(dtype),
+                                    shapes=[shape] if targets == 1 else list(shape or ())))
         if shape is None or targets > 1 and any(s is None for s in shape):
             raise Unsupported("an output whose shape ONNX's shape inference leaves unknown "
                               "(nndsl types every value)")

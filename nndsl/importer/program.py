@@ -75,6 +75,7 @@ class Stmt:
     # "" at the top level, None where the file does not say (filled from the one before)
     key: str | None = ""
     dtypes: list = field(default_factory=list)    # of the targets
+    shapes: list = field(default_factory=list)    # of the targets (None: unknown)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from nndsl.importer.values import ShapeVec, Sym, Unsupported
@@ -358,6 +360,8 @@ def _wrap_negative(cx, i: Sym, size) -> Sym:
     c = cx.const(i) if not isinstance(i, Sym) else None
     if c is not None and (c >= 0).all():
         return i
+    if not isinstance(size, int):       # a symbolic dim is no tensor: its count of ones is
+        size = f"sum(ones([{size}], dtype={i.dtype}))"
     return cx.emit(f"where({i.var} < 0, {i.var} + {size}, {i.var})", i.dtype, i.shape,
                    reads=[i])
 
@@ -409,3 +413,28 @@ def tile(cx, node, ins, a):
             y = cx.emit(f"concat([{', '.join([y.var] * r)}], dim={ax})", y.dtype, shape,
                         reads=[y])
     return [y]
+
+
+@op("ScatterND")
+def scatter_nd(cx, node, ins, a):
+    """``ScatterND(data, indices [E, 1], updates, reduction=add)``: the rows of ``updates``
+    added into row ``indices[e]`` of ``data``, which is ``segment_sum(updates, ids, S)`` (plus
+    ``data`` unless it is zeros), as nndsl's own export writes its segment sums and means."""
+    red = a.get("reduction", b"none")
+    red = red.decode() if isinstance(red, bytes) else red
+    if red != "add":
+        raise Unsupported(f"ScatterND with reduction={red} (nndsl reads the add of whole rows)")
+    x, i, u = (cx.tensor(v) for v in ins[:3])
+    if i.rank != 2 or i.shape[1] != 1 or u.rank != x.rank or \
+            tuple(u.shape[1:]) != tuple(x.shape[1:]):
+        raise Unsupported("a ScatterND of other than whole rows (indices [E, 1])")
+    c = cx.const(ins[0])
+    made = next((st for st in reversed(cx.prog.stmts) if st.targets == [x.var]), None)
+    zeros = c is not None and not np.any(c) or made is not None and \
+        re.fullmatch(r"full\(\[[^\]]*\], 0(\.0)?\)", made.call) is not None
+    ids = cx.emit(f"{i.var}[:, 0]", i.dtype, (i.shape[0],), reads=[i], hint="ids")
+    s = cx.emit(f"segment_sum({u.var}, {ids.var}, {x.shape[0]})", x.dtype, x.shape,
+                reads=[u, ids])
+    if zeros:
+        return [s]
+    return [cx.emit(f"{x.var} + {s.var}", x.dtype, x.shape, reads=[x, s])]
