@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import torch
+
 import nndsl
 from nndsl.cli import main
 from nndsl.ir.graph import Node
@@ -125,3 +128,40 @@ def test_batch_norm_folding_names_every_batch_norm_it_folded_or_could_not():
     (d,) = {(d.node, d.why) for d in _record(c2, "fold_batch_norm").decisions}
     assert d == ("bn", "declined: `conv`'s result is read elsewhere too (or is an output)")
     assert any(n.op == "batch_norm" for n in c2.graph)
+
+
+PARALLEL = """\
+model m() {
+    input x: f32[N, 8]
+    q = x |> linear(6) as q
+    k = x |> linear(4) as k
+    v = x |> linear(5, bias=false) as v
+    g = x |> linear(3) as g
+    output y = concat([q, k, v, g], dim=-1)
+    output z = x |> linear(2) as z |> relu
+}
+"""
+
+
+def test_parallel_linears_merge_on_the_driver_and_say_why_not():
+    with explaining():
+        c2 = nndsl.compile(source=PARALLEL, opt="O2")
+    c0 = nndsl.compile(source=PARALLEL, opt="O0")
+    decisions = {d.node: d for d in _record(c2, "merge_parallel_linears").decisions
+                 if not d.rule.startswith("(")}
+    assert {n for n, d in decisions.items() if d.fired} == {"q", "k", "g"}
+    assert "no other linear" in decisions["v"].why         # the only one without a bias
+    assert decisions["z"].why == "it runs `relu` as its epilogue"   # fused at O1, before
+    merged = [n for n in c2.graph if n.op == "linear" and "+" in n.name]
+    assert [n.name for n in merged] == ["q+k+g"]
+    (split,) = [n for n in c2.graph if n.op == "split"]
+    assert split.attr["sizes"] == (6, 4, 3)
+    # the merged model computes the spec's formula from the spec's own weights
+    w = {k: v.detach() for k, v in c0.to_torch(seed=1).state_dict().items()}
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32))
+    y, z = c2.to_torch(weights=w)(x=x)
+    lin = lambda n, b=True: x @ w[f"{n}.weight"].T + (w[f"{n}.bias"] if b else 0)
+    want_y = torch.cat([lin("q"), lin("k"), lin("v", False), lin("g")], dim=-1)
+    for got, want in ((y, want_y), (z, torch.relu(lin("z")))):
+        np.testing.assert_allclose(got.detach().numpy(), want.numpy(), rtol=1e-5,
+                                   atol=1e-5 * float(want.abs().max()))

@@ -143,50 +143,73 @@ def fold_batch_norm(graph: Graph) -> tuple[Graph, bool]:
     return (sweep_dead(out, keep_params=False) if changed else out), changed
 
 
+def _linear_groups(rw: Rewriter) -> dict[str, tuple[list[Node], int]]:
+    """Each plain linear of the source graph that shares its input (and its having a bias or
+    not) with another: its group, in graph order, and its place in it. Worked out once per
+    round."""
+    key = "merge_parallel_linears"
+    if key not in rw.notes:
+        graph, groups = rw.src, {}
+        for node in graph:
+            if node.op != "linear" or node.attr.get("act") or node.inputs[0] is None:
+                continue
+            if _plain_param(graph, node.inputs[1]) is None or \
+                    (node.inputs[2] is not None and _plain_param(graph, node.inputs[2]) is None):
+                continue
+            groups.setdefault((node.inputs[0], node.inputs[2] is None), []).append(node)
+        rw.notes[key] = {m.name: (g, i) for g in groups.values() if len(g) > 1
+                         for i, m in enumerate(g)}
+        rw.notes["merged_split"] = {}
+    return rw.notes[key]
+
+
+def _parallel_match(rw: Rewriter, n: Node):
+    if n.op != "linear":
+        return None
+    if n.attr.get("act"):
+        return f"it runs `{n.attr['act']}` as its epilogue"
+    if _plain_param(rw.src, rw.current.inputs[1]) is None:
+        return "its weight is computed, not a parameter"
+    if n.inputs[2] is not None and _plain_param(rw.src, rw.current.inputs[2]) is None:
+        return "its bias is computed, not a parameter"
+    return _linear_groups(rw).get(rw.current.name) or \
+        "no other linear (with a bias as it has, or none as it has) reads its input"
+
+
+def _parallel_rewrite(rw: Rewriter, n: Node, m) -> list[Value]:
+    """At the group's first linear: the merged linear and its split; every member then reads
+    its part of the split."""
+    group, i = m
+    splits = rw.notes["merged_split"]
+    first = group[0]
+    if i == 0:
+        graph = rw.src
+        name = "+".join(g.name for g in group)
+        ws = [_source(graph, g.inputs[1]) for g in group]
+        rows = [graph.type_of(g.inputs[1]).shape[0] for g in group]
+        fin = graph.type_of(first.inputs[1]).shape[1]
+        w = derived_param(rw, f"{name}.weight", first, (sum(rows), fin), "concat", ws, axis=0)
+        b = None
+        if first.inputs[2] is not None:
+            b = derived_param(rw, f"{name}.bias", first, (sum(rows),), "concat",
+                              [_source(graph, g.inputs[2]) for g in group], axis=0).out()
+        merged = rw.emit("linear", [n.inputs[0], w.out(), b], {}, like=first, name=name)
+        splits[first.name] = rw.emit("split", [merged.out()], {"dim": -1, "sizes": tuple(rows)},
+                                     like=first, name=f"{name}.split").name
+    return [Value(splits[first.name], i)]
+
+
 def merge_parallel_linears(graph: Graph) -> tuple[Graph, bool]:
     """Linears that read the same input (Q, K, V projections) become one linear and a split:
 
     ``[x Wqᵀ + bq, x Wkᵀ + bk, x Wvᵀ + bv] = split(x [Wq; Wk; Wv]ᵀ + [bq; bk; bv])``
+
+    A group rewrite on the rule driver: the rule fires at each member; at the first it emits
+    the merged linear and the split, the others read their part of it.
     """
-    groups: dict[tuple, list[Node]] = {}
-    for node in graph:
-        if node.op != "linear" or node.attr.get("act") or node.inputs[0] is None:
-            continue
-        if _plain_param(graph, node.inputs[1]) is None or \
-                (node.inputs[2] is not None and _plain_param(graph, node.inputs[2]) is None):
-            continue
-        groups.setdefault((node.inputs[0], node.inputs[2] is None), []).append(node)
-    groups = {k: g for k, g in groups.items() if len(g) > 1}
-    if not groups:
-        return graph, False
-    first_of = {g[0].name: g for g in groups.values()}
-    member: dict[str, tuple[str, int]] = {}
-    rw = Rewriter(graph)
-    for node in graph:
-        n = rw.remapped(node)
-        if node.name in first_of:
-            g = first_of[node.name]
-            name = "+".join(m.name for m in g)
-            ws = [_source(graph, m.inputs[1]) for m in g]
-            rows = [graph.type_of(m.inputs[1]).shape[0] for m in g]
-            fin = graph.type_of(g[0].inputs[1]).shape[1]
-            w = derived_param(rw, f"{name}.weight", node, (sum(rows), fin), "concat", ws,
-                               axis=0)
-            b = None
-            if node.inputs[2] is not None:
-                b = derived_param(rw, f"{name}.bias", node, (sum(rows),), "concat",
-                                   [_source(graph, m.inputs[2]) for m in g], axis=0).out()
-            merged = rw.emit("linear", [n.inputs[0], w.out(), b], {}, like=node, name=name)
-            parts = rw.emit("split", [merged.out()], {"dim": -1, "sizes": tuple(rows)},
-                            like=node, name=f"{name}.split")
-            for i, m in enumerate(g):
-                member[m.name] = (parts.name, i)
-        if node.name in member:
-            split_name, i = member[node.name]
-            rw.replace(node, [Value(split_name, i)])
-        else:
-            rw.add(n)
-    return rw.finish(keep_params=False), True
+    out, changed = apply_rules(graph, [Rule("merge_parallel_linears", _parallel_match,
+                                            _parallel_rewrite)])
+    return (sweep_dead(out, keep_params=False) if changed else out), changed
 
 
 def channels_last(graph: Graph) -> tuple[Graph, bool]:

@@ -66,34 +66,6 @@ def level_of(name: str) -> str:
     return next(level for level, passes in PIPELINES.items() if name in passes)
 
 
-def _refresh_regions(graph: Graph) -> None:
-    """Block regions (node ranges used to generate readable code) follow the nodes' scopes
-    through a pass. A block applied several times under one name is split at each
-    application's outputs: its nodes come after the previous application's outputs."""
-    regions = graph.meta.get("regions")
-    if not regions:
-        return
-    index = {n.name: i for i, n in enumerate(graph)}
-    by_name: dict[str, list] = {}
-    for r in regions:
-        if all(v.node in index for v in r["outputs"]):
-            by_name.setdefault(r["qualname"], []).append(r)
-    fresh: dict[int, dict] = {}
-    for q, group in by_name.items():
-        inside = sorted(index[n.name] for n in graph if n.op != "param" and
-                        (n.scope == q or n.scope.startswith(q + ".")))
-        group.sort(key=lambda r: max(index[v.node] for v in r["outputs"]))
-        lo = 0
-        for r in group:
-            end = max(index[v.node] for v in r["outputs"])
-            mine = [i for i in inside if lo <= i <= end]
-            lo = end + 1
-            if mine:
-                fresh[id(r)] = {**r, "start": min(mine), "end": max(mine) + 1}
-    # keep the recorded order (a block's region comes after the regions nested in it)
-    graph.meta["regions"] = [fresh[id(r)] for r in regions if id(r) in fresh]
-
-
 def run_pass(fn: Callable[[Graph], tuple], graph: Graph) -> tuple[Graph, bool]:
     """``fn`` on the bodies of ``scan`` nodes (innermost first), then on ``graph``. A body is
     optimized like a graph of its own: its inputs and the types of its outputs stay."""
@@ -189,8 +161,6 @@ def _run_pipeline(graph, level, disable, stop_after, on_pass, before, after) -> 
             raise PassError(f"pass `{name}` crashed: {type(e).__name__}: {e}", code="E0801",
                             hint="passes that ran before it: " + (", ".join(ran) or "none")
                                  + "; disable it with --disable-pass " + name) from e
-        if changed:
-            _refresh_regions(out)
         record = PassRecord(name, changed, time.perf_counter() - t0, out,
                             time.process_time() - c0, list(log) if log is not None and log.driven else None)
         run.records.append(record)

@@ -43,6 +43,7 @@ class Rewriter:
         self.users = user_counts(src)
         self.changed = False
         self.current: Node | None = None   # the source node the rules are looking at
+        self.notes: dict = {}    # what a rule works out once per round (a group rewrite's groups)
 
     def readers(self, name: str) -> list[Node]:
         """The nodes of the source graph that read node ``name``."""

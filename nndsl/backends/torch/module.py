@@ -22,6 +22,7 @@ from nndsl.gc_pause import paused_gc
 from nndsl.ir.derive import constant_value, is_constant
 from nndsl.ir.graph import Graph
 from nndsl.ir.ops import SIGNATURES
+from nndsl.ir.regions import placed_regions
 from nndsl.ir.types import BITS, SymDim, storage_shape
 from nndsl.limits import DEFAULT, raise_hint, show_bytes
 
@@ -162,7 +163,7 @@ class GraphModule(nn.Module):
         step_of = {step[0]: i for i, step in enumerate(self._plan)}
         order = [n.name for n in graph]
         spans = []
-        for r in graph.meta.get("regions") or ():
+        for r in placed_regions(graph):
             names = [order[j] for j in range(max(0, r["start"]), min(len(order), r["end"]))
                      if order[j] in step_of]
             if names and step_of[names[-1]] - step_of[names[0]] + 1 == len(names):

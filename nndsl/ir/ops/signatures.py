@@ -27,6 +27,10 @@ class OpSignature:
     traits: frozenset = frozenset()     # of TRAITS: what passes and backends may rely on
     scalar: Callable | None = None      # the op on Python numbers (constant folding, and
                                         # elaboration of a function applied to a number)
+    reference: Callable | None = None   # the op in NumPy (nndsl.ir.ops.reference): what tests
+                                        # compare every backend with
+    exact: bool = False                 # the reference is the backends' arithmetic bit for bit
+                                        # (constant folding may replay it)
 
 
 def _s(operands: str, doc: str = "", **attrs) -> OpSignature:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from nndsl.backends.torch.codegen.source import _is_attr_name, _str_lit, _Unsupported
 from nndsl.ir.graph import Graph, Value
+from nndsl.ir.regions import placed_regions
 
 # Attributes of nn.ModuleDict that a key may not shadow: such a container is written as a scope.
 _MODULEDICT_ATTRS = frozenset({"keys", "items", "values", "update", "pop", "clear"})
@@ -65,7 +66,7 @@ def _contains(p: _Region, r: _Region) -> bool:
 
 def _parse_regions(graph: Graph, order: list, pos: dict) -> list | None:
     """The recorded regions, nested; ``None`` when they do not line up with the graph."""
-    raw = graph.meta.get("regions") or []
+    raw = placed_regions(graph)
     n = len(order)
     out: list[_Region] = []
     try:
