@@ -282,9 +282,156 @@ def _pair(v):
     return list(v) if isinstance(v, (tuple, list)) else [v, v]
 
 
+_CONV2D = _conv(F.conv2d)
+
+
 def _memory_format(rt, a, ins):
     fmt = torch.channels_last if a["format"] == "channels_last" else torch.contiguous_format
     return ins[0].contiguous(memory_format=fmt)
+
+
+# ---- oneDNN convolutions for inference (the O2 channels-last mode) ----
+# At O2 a 2-d convolution that autograd does not follow runs as oneDNN's fused convolution:
+# its weight reordered once into oneDNN's blocked layout (kept per weight, and made again when
+# the weight's value changes: its version counter or its storage), its epilogue (the `act`
+# activation, a relu6 clamp, a residual add and the relu after it) run as post-ops inside the
+# convolution instead of as passes over the output. Anything else (gradients wanted, another
+# device or dtype, torch.compile tracing) takes the plain lowering, op by op.
+
+ONEDNN_UNARY = {None: ("none", [], ""), "relu": ("relu", [], ""), "sigmoid": ("sigmoid", [], ""),
+                "tanh": ("tanh", [], ""), "silu": ("swish", [], ""), "gelu": ("gelu", [], "none")}
+_ONEDNN_WEIGHTS: dict = {}
+_ONEDNN_SHAPES = 8          # packed forms kept per weight (one per input shape and conv geometry)
+_HAS_ONEDNN = torch.backends.mkldnn.is_available() and \
+    hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def onednn_weight(w: torch.Tensor, conv: tuple, shape: tuple):
+    """``w`` in oneDNN's layout for a convolution of geometry ``conv`` (padding, stride,
+    dilation, groups) on inputs of ``shape``, made once and again when ``w`` changes: its
+    version counter (optimizer steps, ``copy_``, ``load_state_dict``) or its storage
+    (``.data =``). A change behind both (through ``.data``) is seen after ``.eval()``."""
+    ent = _ONEDNN_WEIGHTS.get(id(w))
+    stamp = (w._version, w.data_ptr())
+    if ent is None or ent[0]() is not w:
+        weakref.finalize(w, _ONEDNN_WEIGHTS.pop, id(w), None)
+        ent = _ONEDNN_WEIGHTS[id(w)] = (weakref.ref(w), stamp, {})
+    elif ent[1] != stamp:
+        ent = _ONEDNN_WEIGHTS[id(w)] = (ent[0], stamp, {})
+    packed = ent[2].get((conv, shape))
+    if packed is None:
+        if len(ent[2]) >= _ONEDNN_SHAPES:
+            ent[2].clear()
+        padding, stride, dilation, groups = conv
+        with torch.no_grad():
+            packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                w.detach().contiguous().to_mkldnn(), list(padding), list(stride),
+                list(dilation), groups, list(shape))
+        ent[2][(conv, shape)] = packed
+    return packed
+
+
+def forget_onednn_weights(tensors) -> None:
+    """Drop the packed forms of these weights (the next call packs them again)."""
+    for t in tensors:
+        ent = _ONEDNN_WEIGHTS.get(id(t))
+        if ent is not None and ent[0]() is t:
+            ent[2].clear()
+
+
+def _plain(t) -> bool:
+    return type(t) is torch.Tensor or type(t) is torch.nn.Parameter
+
+
+def _onednn_geometry(a, w):
+    """(padding, stride, dilation, groups) as oneDNN takes them, or None (asymmetric `same`)."""
+    pad = a["padding"]
+    dil = tuple(_pair(a["dilation"]))
+    if pad == "same":
+        total = [d * (k - 1) for d, k in zip(dil, w.shape[2:])]
+        if any(t % 2 for t in total):
+            return None
+        pad = [t // 2 for t in total]
+    return tuple(_pair(pad)), tuple(_pair(a["stride"])), dil, a["groups"]
+
+
+def onednn_usable(x, w, b, *more) -> bool:
+    """Whether this convolution can run in oneDNN's inference form: float32 CPU tensors of
+    plain type, nothing autograd needs to follow, not being traced by torch.compile."""
+    f32 = torch.float32
+    if not (_HAS_ONEDNN and type(x) is torch.Tensor and x.is_cpu and x.dtype == f32 and
+            _plain(w) and w.is_cpu and w.dtype == f32 and x.numel() > 0 and
+            torch._C._get_mkldnn_enabled()):
+        return False
+    if b is not None and not (_plain(b) and b.is_cpu and b.dtype == f32):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or
+                                    (b is not None and b.requires_grad) or
+                                    any(isinstance(t, torch.Tensor) and t.requires_grad
+                                        for t in more)):
+        return False
+    return not torch.compiler.is_compiling()
+
+
+def _conv2d_onednn(rt, a, ins):
+    """conv2d (with its `act`) in oneDNN's inference form where it can run so, else plain.
+    The plan gives it 4-d convolutions only."""
+    x, w, b = ins
+    act = a.get("act")
+    if act in ONEDNN_UNARY and onednn_usable(x, w, b):
+        conv = _onednn_geometry(a, w)
+        if conv is not None:
+            attr, scalars, alg = ONEDNN_UNARY[act]
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, onednn_weight(w, conv, tuple(x.shape)), b, list(conv[0]), list(conv[1]),
+                list(conv[2]), conv[3], attr, scalars, alg)
+    return _CONV2D(rt, a, ins)
+
+
+def global_avg_pool_nhwc(rt, a, ins):
+    """adaptive_avg_pool2d to 1×1 in the O2 mode: a channels-last input is averaged by
+    avg_pool2d over its whole plane (vectorized over the channels; adaptive pooling's
+    channels-last reduction is slower); anything else as before."""
+    x = ins[0]
+    if x.dim() == 4 and x.shape[2] * x.shape[3] > 0 and not x.is_contiguous() and \
+            x.is_contiguous(memory_format=torch.channels_last) and \
+            not torch.compiler.is_compiling():
+        return F.avg_pool2d(x, (x.shape[2], x.shape[3]))
+    return F.adaptive_avg_pool2d(x, a["output_size"])
+
+
+def conv2d_chain(rt, a, ins):
+    """A conv2d and the elementwise ops that only it feeds, as one plan step (the O2 torch
+    plan fuses them): ``a["conv"]`` the conv's attributes, ``a["post"]`` the ops after it, each
+    ``(lowering, attrs, operand count, position of the chained value)``, their other operands
+    following the conv's three in ``ins``; ``a["onednn"]`` the fused form,
+    ``("unary", attr, scalars)`` or ``("add", unary attr)``, or None."""
+    x, w, b = ins[:3]
+    rest = ins[3:]
+    fused = a["onednn"]
+    if fused is not None and onednn_usable(x, w, b, *rest):
+        conv = _onednn_geometry(a["conv"], w)
+        if conv is not None:
+            packed = onednn_weight(w, conv, tuple(x.shape))
+            pad, stride, dil, groups = (list(conv[0]), list(conv[1]), list(conv[2]), conv[3])
+            if fused[0] == "unary":
+                return torch.ops.mkldnn._convolution_pointwise(
+                    x, packed, b, pad, stride, dil, groups, fused[1], fused[2], "")
+            other = rest[0]     # oneDNN reads either dense layout (and writes NHWC)
+            if _plain(other) and other.dtype == torch.float32 and other.is_cpu \
+                    and (other.is_contiguous() or
+                         other.is_contiguous(memory_format=torch.channels_last)):
+                return torch.ops.mkldnn._convolution_pointwise.binary(
+                    x, other, packed, b, pad, stride, dil, groups, "add", None, fused[1], [],
+                    None)
+    y = _conv2d_onednn(rt, a["conv"], [x, w, b])
+    k = 0
+    for low, attrs, n, pos in a["post"]:
+        operands = list(rest[k:k + n - 1])
+        k += n - 1
+        operands.insert(pos, y)
+        y = low(rt, attrs, operands)
+    return y
 
 
 def _max_pool(fn):
@@ -517,7 +664,7 @@ TORCH_LOWERINGS = {
     "qconv2d": _qconv2d, "qlinear": _qlinear, "qadd": _qadd, "qclamp": _qclamp,
     "fake_quantize": lambda rt, a, ins: fake_quantize(ins[0], a["bits"], a["group"]),
     "attention": _attention, "memory_format": _memory_format,
-    "conv1d": _conv(F.conv1d), "conv2d": _conv(F.conv2d), "conv3d": _conv(F.conv3d),
+    "conv1d": _conv(F.conv1d), "conv2d": _CONV2D, "conv3d": _conv(F.conv3d),
     "conv_transpose2d": _conv_t,
     "max_pool1d": _max_pool(F.max_pool1d), "max_pool2d": _max_pool(F.max_pool2d),
     "avg_pool1d": _avg_pool(F.avg_pool1d), "avg_pool2d": _avg_pool(F.avg_pool2d),

@@ -16,6 +16,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from nndsl.backends.torch.init import initial_value
+from nndsl.backends.torch import lowering as L
 from nndsl.backends.torch.lowering import DTYPES, TORCH_LOWERINGS
 from nndsl.errors import InputError, LimitError, LoweringError, WeightsError
 from nndsl.gc_pause import paused_gc
@@ -63,7 +64,12 @@ class GraphModule(nn.Module):
         self._limits = graph.meta.get("limits") or DEFAULT
         self._check_param_bytes(graph)
         self._init_params(graph, seed)
+        self._onednn = bool(graph.meta.get("channels_last"))   # O2's channels-last mode
         self._plan = self._make_plan(graph)
+        self._fused = _fused_plan(graph, self._plan) if self._onednn else None
+        self._plans = {self._onednn: (self._plan, self._fused)}
+        if self._onednn:
+            self._plans[False] = (self._make_plan(graph, onednn=False), None)
         self._outputs = [(v.node, v.index if len(graph.node(v.node).types) > 1 else None)
                          for _, v in graph.outputs]
         self._symbols = self._symbol_sites()
@@ -128,34 +134,30 @@ class GraphModule(nn.Module):
                 owner.register_buffer(leaf, value)
             self._param_sites[node.name] = (owner, leaf)
 
-    def _make_plan(self, graph: Graph) -> list:
-        """One step per op node: (name, lowering, attrs, operand reads, values to free after)."""
+    def _make_plan(self, graph: Graph, onednn: bool | None = None) -> list:
+        """One step per op node: (name, lowering, attrs, operand reads, values to free after).
+        In the oneDNN mode (O2's channels-last graphs) conv2d runs in oneDNN's inference
+        form where it can."""
+        onednn = self._onednn if onednn is None else onednn
         multi = {n.name for n in graph if len(n.types) > 1}
         steps = []
         for node in graph:
             if node.op in ("input", "param"):
                 continue
             low = TORCH_LOWERINGS.get(node.op)
+            if node.op == "conv2d" and onednn and node.type.rank == 4:
+                low = L._conv2d_onednn
+            elif node.op == "adaptive_avg_pool2d" and onednn and \
+                    tuple(_pair(node.attr.get("output_size"))) == (1, 1):
+                low = L.global_avg_pool_nhwc
             if low is None:
                 raise LoweringError(f"op `{node.op}` has no torch lowering", span=node.span,
                                     code="E0903")
             reads = tuple((v.node, v.index if v.node in multi else None) if v is not None
                           else None for v in node.inputs)
             steps.append((node.name, low, {**SIGNATURES[node.op].attrs, **node.attr}, reads))
-        # free each intermediate after its last reader, as hand-written code would
-        keep = {v.node for _, v in graph.outputs} | set(graph.inputs) | \
-            {n.name for n in graph.params()}
-        last: dict[str, int] = {}
-        for i, (_, _, _, reads) in enumerate(steps):
-            for r in reads:
-                if r is not None:
-                    last[r[0]] = i
-        free: list[list[str]] = [[] for _ in steps]
-        for name, i in last.items():
-            if name not in keep:
-                free[i].append(name)
-        return [(name, low, attrs, reads, tuple(sorted(free[i])))
-                for i, (name, low, attrs, reads) in enumerate(steps)]
+        keep = _kept(graph)
+        return _with_frees(steps, keep)
 
     def _block_segments(self, graph: Graph) -> dict:
         """Plan ranges of the outermost block applications, for gradient checkpointing:
@@ -190,6 +192,20 @@ class GraphModule(nn.Module):
             outs = [n for n in made if last_read.get(n, -1) >= hi or n in outputs]
             segments[lo] = (hi, tuple(ins), tuple(outs))
         return segments
+
+    def use_onednn(self, enabled: bool = True) -> "GraphModule":
+        """Turn the O2 module's oneDNN mode off (or back on): with it, 2-d convolutions that
+        autograd does not follow run as oneDNN's fused inference convolutions, their weights
+        packed once (and again when they change), their activation, relu6 clamp, residual add
+        and relu as post-ops; without it, every op runs as its plain torch op. Only graphs
+        in the channels-last layout (O2 with convolutions) have the mode; elsewhere this
+        changes nothing."""
+        plans = self._plans.get(bool(enabled))
+        if plans is not None:
+            self._plan, self._fused = plans
+            if not enabled:
+                L.forget_onednn_weights(self.parameters())
+        return self
 
     def checkpoint_blocks(self, enabled: bool = True) -> "GraphModule":
         """Gradient checkpointing per block: in training, each outermost block's activations are
@@ -255,6 +271,8 @@ class GraphModule(nn.Module):
         plan, i = self._plan, 0
         segments = self._segments if (self.checkpointing and self.training and not keep_all
                                       and watch is None and torch.is_grad_enabled()) else {}
+        if self._fused is not None and not keep_all and watch is None and not segments:
+            plan = self._fused     # every value of the graph is wanted: the step-per-node plan
         if watch is not None:
             hooks, seen = watch
             for name in list(vals):     # inputs and parameters
@@ -370,6 +388,8 @@ class GraphModule(nn.Module):
         return sd
 
     def train(self, mode: bool = True):
+        if getattr(self, "_onednn", False):    # weights packed for oneDNN: packed again from
+            L.forget_onednn_weights(self.parameters())  # their values on the next call
         if mode and getattr(self, "_inference_only", False):
             raise InputError(f"{self.graph_name} was compiled for inference only (at O2, or "
                              f"quantized): it cannot be put in training mode", code="E1108",
@@ -395,6 +415,130 @@ class GraphModule(nn.Module):
             for k, v in state.items():
                 if k in sd:
                     v.copy_(sd[k].to(v.dtype))
+
+
+def _pair(v) -> list:
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
+
+
+def _kept(graph: Graph) -> set:
+    """The values a plan never frees: the outputs, the inputs, the parameters."""
+    return {v.node for _, v in graph.outputs} | set(graph.inputs) | \
+        {n.name for n in graph.params()}
+
+
+def _with_frees(steps: list, keep: set) -> list:
+    """Plan steps ``(name, lowering, attrs, reads)`` with the values each one frees: every
+    intermediate after its last reader, as hand-written code would."""
+    last: dict[str, int] = {}
+    for i, (_, _, _, reads) in enumerate(steps):
+        for r in reads:
+            if r is not None:
+                last[r[0]] = i
+    free: list[list[str]] = [[] for _ in steps]
+    for name, i in last.items():
+        if name not in keep:
+            free[i].append(name)
+    return [(name, low, attrs, reads, tuple(sorted(free[i])))
+            for i, (name, low, attrs, reads) in enumerate(steps)]
+
+
+def _scalar_of(graph: Graph, r) -> float | None:
+    """The number a plan read names, if it is a `scalar` node's."""
+    if r is None or r[1] is not None:
+        return None
+    node = graph.node(r[0])
+    v = node.attr.get("value") if node.op == "scalar" else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _fused_plan(graph: Graph, plan: list) -> list | None:
+    """The O2 plan with each 2-d convolution and the elementwise ops only it feeds as one step
+    (:func:`lowering.conv2d_chain`): a relu6 written ``minimum(maximum(conv, 0), 6)``, a
+    ``maximum(conv, 0)``, a residual ``conv + x`` and the relu after it. The fused step runs
+    where the last op of its chain ran, under that op's name; the values in between are never
+    made. None when nothing fuses."""
+    readers: dict[str, int] = {}
+    for step in plan:
+        for r in step[3]:
+            if r is not None:
+                readers[r[0]] = readers.get(r[0], 0) + 1
+    outputs = {v.node for _, v in graph.outputs}
+    reader_of: dict[str, int] = {}
+    for i, step in enumerate(plan):
+        for r in step[3]:
+            if r is not None:
+                reader_of[r[0]] = i
+
+    def sole_reader(name):
+        """The step that alone reads ``name`` (once), or None."""
+        if readers.get(name) != 1 or name in outputs or name not in reader_of:
+            return None
+        return reader_of[name]
+
+    def operand_pos(step, name):
+        return next(k for k, r in enumerate(step[3]) if r is not None and r[0] == name)
+
+    gone: set = set()
+    fused_at: dict = {}
+    for i, (name, low, attrs, reads, _) in enumerate(plan):
+        node = graph.node(name)
+        if node.op != "conv2d" or len(graph.type_of(node.out()).shape) != 4:
+            continue
+        act = attrs.get("act")
+        chain, extra, onednn, cur = [], [], None, name
+        j = sole_reader(cur)
+        nxt = graph.node(plan[j][0]) if j is not None else None
+        if act is None and nxt is not None and nxt.op == "maximum":
+            lo = _scalar_of(graph, plan[j][3][1 - operand_pos(plan[j], cur)])
+            if lo is not None:
+                chain.append(j)
+                k = sole_reader(plan[j][0])
+                hi = None
+                if k is not None and graph.node(plan[k][0]).op == "minimum":
+                    hi = _scalar_of(graph, plan[k][3][1 - operand_pos(plan[k], plan[j][0])])
+                    if hi is not None:
+                        chain.append(k)
+                if hi is not None and lo <= hi:
+                    onednn = ("unary", "hardtanh", [lo, hi])
+                elif hi is None and lo == 0.0:
+                    onednn = ("unary", "relu", [])
+                else:
+                    onednn = None
+        elif act is None and nxt is not None and nxt.op == "add":
+            pos = operand_pos(plan[j], cur)
+            other = plan[j][3][1 - pos]
+            t_conv, t_other = graph.type_of(node.out()), None
+            if other is not None and other[0] != cur:
+                ov = graph.node(plan[j][0]).inputs[1 - pos]
+                t_other = graph.type_of(ov)
+            if t_other is not None and t_other.shape == t_conv.shape and \
+                    t_other.dtype == t_conv.dtype:
+                chain.append(j)
+                onednn = ("add", None)
+                k = sole_reader(plan[j][0])
+                if k is not None and graph.node(plan[k][0]).op == "relu":
+                    chain.append(k)
+                    onednn = ("add", "relu")
+        if not chain or any(j in fused_at or j in gone for j in chain):
+            continue        # nothing follows, or another conv's chain ends in the same add
+        post, prev = [], name
+        for j in chain:
+            pname, plow, pattrs, preads, _ = plan[j]
+            pos = operand_pos(plan[j], prev)
+            post.append((plow, pattrs, len(preads), pos))
+            extra += [r for k, r in enumerate(preads) if k != pos]
+            prev = pname
+        last = chain[-1]
+        fused_at[last] = (plan[last][0], L.conv2d_chain,
+                          {"conv": attrs, "post": tuple(post), "onednn": onednn},
+                          tuple(reads) + tuple(extra))
+        gone.add(i)
+        gone.update(chain[:-1])
+    if not fused_at:
+        return None
+    steps = [fused_at.get(i, step[:4]) for i, step in enumerate(plan) if i not in gone]
+    return _with_frees(steps, _kept(graph))
 
 
 def _value_names(module: GraphModule) -> list:
