@@ -3,6 +3,7 @@
     python benchmarks/bench_levels.py                 # every model, about 5 minutes on 2 cores
     python benchmarks/bench_levels.py --only vision   # the specs whose path has this text
     python benchmarks/bench_levels.py --time 4 --batch 4
+    python benchmarks/bench_levels.py --passes        # and what each O2 pass buys, per model
 
 Each model runs through ``nndsl bench``'s machinery (nndsl/bench/): torch O1 and torch O2 (and,
 with ``--onnx``, onnxruntime on the O2 export) built from the same weights, checked to compute
@@ -10,11 +11,17 @@ the same outputs, and timed alternately on the same inputs. Models over ``--max-
 parameters run at the reduced size the test suite uses (``tests/sizes/``), marked ``small``. The
 verdict says ``slower`` only when O2's whole middle half of per-round ratios lies below 1,
 ``faster`` when it lies above, and ``noise`` otherwise.
+
+With ``--passes``, O2 without each pass that changed the model's graph is timed in the same
+rounds, and a second table gives each pass's contribution: the median over rounds of
+(O2 without the pass) / O2, with its middle half — above 1 the pass pays for itself on that
+model — and a verdict per pass over the zoo in the same terms.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -48,7 +55,10 @@ def main() -> int:
     ap.add_argument("--max-params", type=float, default=30e6,
                     help="above this, the model runs at its test size (default 30M)")
     ap.add_argument("--onnx", action="store_true", help="also onnxruntime on the O2 export")
+    ap.add_argument("--passes", action="store_true",
+                    help="also O2 without each pass that changed the graph: what each pass buys")
     args = ap.parse_args()
+    contributions: dict[str, list] = {}
     small, _ = load_sizes()
     table = Table(title=f"O2 vs O1, batch {args.batch}, {args.time:g} s of rounds per model "
                         f"(speed: median of per-round ratios to O1)")
@@ -69,7 +79,8 @@ def main() -> int:
                 params = dict(small[key])
             skip = ("O0",) + (() if args.onnx else ("onnxruntime",))
             r = bench(Options(str(path), model=model, params=params, batch=args.batch),
-                      schemes=(), compile_=False, skip=skip, budget_s=args.time, memory=False)
+                      schemes=(), compile_=False, skip=skip, budget_s=args.time, memory=False,
+                      passes=args.passes)
         except Exception as e:   # a benchmark keeps going; the row says what stopped it
             counts["failed"] += 1
             table.add_row(rel, model, "", "", "", "", "", f"failed: {type(e).__name__}: {str(e)[:60]}")
@@ -80,8 +91,12 @@ def main() -> int:
             counts["failed"] += 1
             table.add_row(rel, model, "", "", "", "", "", f"O2: {o2.unavailable}")
             continue
-        verdict = "slower" if o2.high < 1.0 else "faster" if o2.low > 1.0 else "noise"
+        verdict = _verdict(o2.low, o2.high)
         counts[verdict] += 1
+        for name, x in by.items():
+            if name.startswith("torch O2 without ") and x.times:
+                contributions.setdefault(name.removeprefix("torch O2 without "), []).append(
+                    (key, _middle([a / b for a, b in zip(x.times, o2.times)])))
         ort_cell = ()
         if args.onnx:
             x = by.get("onnxruntime O2")
@@ -90,6 +105,8 @@ def main() -> int:
                       f"{o2.median_s * 1e3:.2f}", f"{o2.speedup:.2f}×",
                       f"{o2.low:.2f}–{o2.high:.2f}", verdict, *ort_cell)
     Console(width=160).print(table)
+    if args.passes:
+        Console(width=160).print(_pass_table(contributions))
     from nndsl.bench import machine
     m = machine()
     print(f"{counts['faster']} faster, {counts['noise']} within noise, {counts['slower']} slower, "
@@ -97,6 +114,36 @@ def main() -> int:
           f"{m.get('cpu_capability', '')}, load {m.get('load', '?')}, "
           f"{time.perf_counter() - t0:.0f} s")
     return 0
+
+
+def _verdict(low: float, high: float) -> str:
+    return "slower" if high < 1.0 else "faster" if low > 1.0 else "noise"
+
+
+def _middle(per: list) -> tuple:
+    """Median and middle half of per-round ratios."""
+    per = sorted(per)
+    q = statistics.quantiles(per, n=4, method="inclusive") if len(per) > 1 else [per[0]] * 3
+    return statistics.median(per), q[0], q[2]
+
+
+def _pass_table(contributions: dict) -> Table:
+    """Per pass: on how many models it pays (its whole middle half above 1), is within the
+    noise, or costs; its median contribution; the models where it costs."""
+    t = Table(title="What each O2 pass buys: (O2 without it) / O2, per model; above 1 it pays")
+    for col in ("pass", "models it changed", "pays", "noise", "costs", "median", "largest",
+                "where it costs"):
+        t.add_column(col, justify="left" if col in ("pass", "where it costs") else "right")
+    for name, rows in sorted(contributions.items()):
+        verdicts = [_verdict(lo, hi) for _, (_, lo, hi) in rows]
+        meds = [m for _, (m, _, _) in rows]
+        best = max(rows, key=lambda r: r[1][0])
+        costs = [f"{k} {m:.2f}×" for (k, (m, lo, hi)), v in zip(rows, verdicts) if v == "slower"]
+        t.add_row(name, str(len(rows)), str(verdicts.count("faster")),
+                  str(verdicts.count("noise")), str(verdicts.count("slower")),
+                  f"{statistics.median(meds):.2f}×", f"{best[1][0]:.2f}× ({best[0]})",
+                  ", ".join(costs) or "—")
+    return t
 
 
 if __name__ == "__main__":

@@ -34,3 +34,18 @@ def test_levels_benchmark_runs_on_a_small_spec():
     m = re.search(r"(\d+) faster, (\d+) within noise, (\d+) slower, (\d+) failed", out.stdout)
     assert m and sum(map(int, m.groups()[:3])) == 1 and m.group(4) == "0"   # one model, timed
     assert "fundamentals/perceptron.nn" in out.stdout
+
+
+def test_levels_benchmark_shows_what_each_pass_buys():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_levels.py"), "--only",
+                          "vision/mnist_cnn", "--time", "0.3", "--passes"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "What each O2 pass buys" in out.stdout
+    # the O2 passes that change mnist_cnn's graph each get a row, counted over one model
+    import nndsl
+    o2 = nndsl.compile(path=str(ROOT / "specs/vision/mnist_cnn.nn"), opt="O2")
+    changed = {r.name for r in o2.passes if r.changed} - {"dce", "prune_params"}
+    rows = [line for line in out.stdout.splitlines() if line.startswith("│ ") and " 1 │" in line
+            and line.split("│")[1].strip() in changed]
+    assert {r.split("│")[1].strip() for r in rows} == changed and len(changed) >= 2
