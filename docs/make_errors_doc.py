@@ -57,6 +57,9 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E0006": ("The spec path does not end in `.nn`.", "Name spec files `NAME.nn`."),
     "E0007": ("A library folder given for imports is missing or not a folder.",
               "Give an existing folder."),
+    "E0008": ("The spec file changed between the check that it is a regular file and its "
+              "reading (it was replaced or moved while nndsl opened it).",
+              "Run the command again once the file stays put."),
     "E0010": ("`--deny-warnings`: the spec compiles, but with warnings.",
               "Fix what the warnings point at, or drop `--deny-warnings`."),
     # syntax
@@ -176,6 +179,13 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Give the initializer numbers: `normal(0.02)`, `uniform(-0.1, 0.1)`."),
     "E0263": ("A positional argument after a keyword argument in a call.",
               "Put the positional arguments first, or give that one by name too."),
+    "E0264": ("A pass name that is unknown (`--disable-pass`, `--stop-after`), not in the "
+              "level's pipeline (`--stop-after`), or did not run (`nndsl inspect --explain`).",
+              "`nndsl passes` lists every pass and the levels that run it."),
+    "E0265": ("`nndsl.compile` was given its spec or options as values of the wrong type (a "
+              "spec as both a path and text, `path=` that is not a path, `limits=` that is not "
+              "a `Limits`).", "Pass one of `nndsl.compile(\"net.nn\")`, `path=` or "
+              "`source=`, and options of the types documented."),
     "E0257": ("An ONNX export's int8 form (`--onnx-int8`, `to_onnx(int8=...)`) that is not "
               "one of `u8u8` and `u8s8`, or `--onnx-int8` without `--to onnx`.",
               "Use `u8u8` (exact on every CPU) or `u8s8`, with `--to onnx`."),
@@ -343,6 +353,9 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "E0606": ("The spec file is larger than the size limit of a spec.",
               "Specs are written by hand and far smaller; the hint names the variable that "
               "raises the limit."),
+    "E0616": ("The environment variable that raises the spec size limit "
+              "(`NNDSL_MAX_SOURCE_BYTES`) is not a positive number of bytes.",
+              "Set it to a number of bytes, or unset it for the default."),
     "E0605": ("The spec is nested too deeply for the compiler's recursion (command line only).",
               "Split deep expressions into several assignments."),
     "E0613": ("Imports nested more than 64 files deep (a file importing a file importing ...).",

@@ -34,21 +34,21 @@ def _spec_args(spec, path, source) -> tuple[Path | None, str | None]:
     given = [x is not None for x in (spec, path, source)]
     if sum(given) != 1:
         raise ArgumentError("give a spec as one of: a path (compile(path) or path=...) or its "
-                            "text (source=...)", code="E0228",
+                            "text (source=...)", code="E0265",
                             hint="nndsl.compile(\"net.nn\") or nndsl.compile(source=\"model m() "
                                  "{ ... }\")")
     if spec is not None:
         if not isinstance(spec, (str, os.PathLike)):
             raise ArgumentError(f"a spec is a path or source text, not {type(spec).__name__}",
-                                code="E0228")
+                                code="E0265")
         return (Path(spec), None) if is_path(spec) else (None, spec)
     if path is not None:
         if not isinstance(path, (str, os.PathLike)):
-            raise ArgumentError(f"path= is a file path, not {type(path).__name__}", code="E0228")
+            raise ArgumentError(f"path= is a file path, not {type(path).__name__}", code="E0265")
         return Path(path), None
     if not isinstance(source, str):
         raise ArgumentError(f"source= is the spec's text (a str), not {type(source).__name__}",
-                            code="E0228")
+                            code="E0265")
     return None, source
 
 
@@ -148,7 +148,7 @@ def compile(spec: str | Path | None = None, *, path: str | Path | None = None,
     check_sections(program.main, models)   # `search` sections: their models and limits
     if limits is not None and not isinstance(limits, Limits):
         raise ArgumentError(f"limits= is an nndsl.limits.Limits, not {type(limits).__name__}",
-                            code="E0228", hint="nndsl.compile(..., limits=Limits(max_nodes=500_000))")
+                            code="E0265", hint="nndsl.compile(..., limits=Limits(max_nodes=500_000))")
     progress = progress if progress is not None else QUIET
     elaborator = Elaborator(program, limits, progress)
     graph = elaborator.elaborate(model, program.params_for(model, params or {}) or None)

@@ -108,7 +108,7 @@ def cmd_inspect(args) -> int:
         ran = list(dict.fromkeys(r.name for r in c.passes))
         if args.explain not in ran:
             raise ArgumentError(f"--explain {args.explain}: no such pass ran at {c.opt}",
-                                code="E0229", hint=f"{c.opt} runs: " + (", ".join(ran) or
+                                code="E0264", hint=f"{c.opt} runs: " + (", ".join(ran) or
                                                                          "no pass (try -O1)"))
         print(explain_report(c, args.explain))
         return 0

@@ -88,7 +88,7 @@ def test_the_round_limit_is_reported_not_silent():
 def test_an_unknown_pass_is_a_located_usage_error(capsys):
     assert main(["inspect", "specs/vision/resnet18.nn", "--explain", "fold_batch_norm"]) == 1
     err = capsys.readouterr().err
-    assert "error[E0229]" in err and "O1 runs:" in err
+    assert "error[E0264]" in err and "O1 runs:" in err
 
 
 def test_epilogue_fires_in_place_and_declines_with_reasons():

@@ -68,7 +68,7 @@ def test_the_limit_can_be_raised(tmp_path, capsys, monkeypatch):
     assert _check(capsys, spec)[0] == 0
     monkeypatch.setenv("NNDSL_MAX_SOURCE_BYTES", "lots")
     rc, err = _check(capsys, spec)
-    assert rc == 1 and "error[E0606]: NNDSL_MAX_SOURCE_BYTES must be a positive number" in err
+    assert rc == 1 and "error[E0616]: NNDSL_MAX_SOURCE_BYTES must be a positive number" in err
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/self/status")

@@ -129,10 +129,10 @@ def _run_pipeline(graph, level, disable, stop_after, on_pass, before, after) -> 
     extra = [p.name for p in list(before) + list(after)]
     for name in tuple(disable) + ((stop_after,) if stop_after else ()):
         if name not in PASSES and name not in extra:
-            raise ArgumentError(f"unknown pass `{name}`", code="E0229",
+            raise ArgumentError(f"unknown pass `{name}`", code="E0264",
                                 hint="passes: " + ", ".join(list(PASSES) + extra))
     if stop_after and stop_after not in PIPELINES[level] and stop_after not in extra:
-        raise ArgumentError(f"pass `{stop_after}` is not in the {level} pipeline", code="E0229",
+        raise ArgumentError(f"pass `{stop_after}` is not in the {level} pipeline", code="E0264",
                             hint=f"{level} runs: " + (", ".join(PIPELINES[level]) or "nothing"))
     verify(graph)
     graph = graph.copy()

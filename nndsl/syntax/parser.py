@@ -78,7 +78,7 @@ def max_source_bytes() -> int:
         n = 0
     if n <= 0:
         raise LimitError(f"{LIMIT_ENV} must be a positive number of bytes, got {v[:20]!r}",
-                         code="E0606", hint=f"for example {LIMIT_ENV}={4 << 20} for 4 MiB, or "
+                         code="E0616", hint=f"for example {LIMIT_ENV}={4 << 20} for 4 MiB, or "
                                             f"unset it for the default ({MAX_SOURCE_BYTES:,})")
     return n
 
@@ -145,7 +145,7 @@ def read_source(path: str | Path, *, limit: int | None = None, name: str | None 
     try:
         now = os.fstat(fd)
         if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-            raise SourceFileError(f"{shown} changed while it was opened", code="E0005",
+            raise SourceFileError(f"{shown} changed while it was opened", code="E0008",
                                   hint="run the command again")
         chunks, got = [], 0
         while got <= limit:
