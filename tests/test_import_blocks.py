@@ -221,3 +221,45 @@ def test_attention_scaled_by_a_divisor_with_an_additive_mask():
     r = cf.compare(cf.run_torch(imported, {"x": x.numpy()}), [Att()(x).numpy()])
     assert r.ok, r.detail
     assert _attention_nodes(imported) == 1
+
+
+def test_zoo_gpt_blocks_bind_symbolic_dims(root):
+    """nndsl's own export of gpt_mini (symbolic batch and length) comes back as one block
+    whose input pattern binds N and T, repeated over the layers; the same outputs."""
+    import nndsl
+    c = nndsl.compile(root / "specs" / "transformers" / "gpt_mini.nn")
+    proto = c.to_onnx(weights=c.to_torch().state_dict())
+    imported = import_onnx(proto)
+    text = imported.text
+    assert "input x: f32[N, T, _]" in text and "reshape([N, T, 8, 32])" in text, text
+    assert re.search(r"h: repeat 4 \{ (\w+) = \1 \|> h_block\(\) as block \}", text), text
+    assert imported.lines * 2 < import_onnx(proto, blocks=False).lines
+    feeds = {k: v.numpy() for k, v in c.example_inputs(batch=2).items()}
+    r = cf.compare(cf.run_torch(imported, feeds), cf.run_ort(proto, feeds))
+    assert r.ok, r.detail
+    assert imported.compile().param_count() == c.param_count()
+
+
+def test_scatter_nd_rows_are_a_segment_sum():
+    """ScatterND(add) of whole rows into zeros, and into a tensor, against onnxruntime."""
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("Unsqueeze", ["ids", "one"], ["rows"]),
+             helper.make_node("ScatterND", ["zeros", "rows", "u"], ["s"], reduction="add"),
+             helper.make_node("ScatterND", ["base", "rows", "u"], ["t"], reduction="add"),
+             helper.make_node("Add", ["s", "t"], ["y"])]
+    inits = [onnx.numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
+             onnx.numpy_helper.from_array(np.zeros((5, 3), np.float32), "zeros")]
+    g = helper.make_graph(nodes, "g", [
+        helper.make_tensor_value_info("ids", TensorProto.INT64, [7]),
+        helper.make_tensor_value_info("u", TensorProto.FLOAT, [7, 3]),
+        helper.make_tensor_value_info("base", TensorProto.FLOAT, [5, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 3])], initializer=inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    imported = import_onnx(model)
+    assert imported.text.count("segment_sum(") == 2, imported.text
+    rng = np.random.default_rng(0)
+    feeds = {"ids": np.array([0, 4, 4, 1, 0, 2, 4]),
+             "u": rng.standard_normal((7, 3)).astype(np.float32),
+             "base": rng.standard_normal((5, 3)).astype(np.float32)}
+    r = cf.compare(cf.run_torch(imported, feeds), cf.run_ort(model, feeds))
+    assert r.ok, r.detail

@@ -209,6 +209,10 @@ class Converter:
             return None     # symbolic dims: the op's own shape handler folds them
         if node.op_type in NOT_FOLDED:
             return None
+        if any(isinstance(v, np.ndarray) and v.size == 1 and id(v) in self.init_ids and
+               v.dtype.kind == "f" and _param_like(self.const_names.get(id(v), ""))
+               for v in ins):
+            return None     # a learned scalar stays a parameter the spec computes with
         for name in node.output:
             n = self._elements(name)
             if n is None and node.op_type in GROWING:
@@ -289,6 +293,8 @@ class Converter:
         flat = a.reshape(-1)
         if initializer and a.size > 1 and dt in FLOATS:
             return self._param(a, dt, dims, hint)
+        if initializer and a.size == 1 and dt in FLOATS and _param_like(hint):
+            return self._param(a, dt, dims, hint)     # a learned scalar (CLIP's temperature)
         if a.size and np.all(flat == flat[0]):
             kw = "" if dt == "f32" else f", dtype={dt}"
             value = flat[0]
@@ -327,6 +333,13 @@ class Converter:
                 np.array_equal(a, np.arange(a.size, dtype=a.dtype)):
             kw = "" if dt == "i64" else f", dtype={dt}"
             return self.emit(f"arange({a.size}{kw})", dt, dims, hint=hint)
+        if a.ndim > 1 and dt in ("i64", "i32") and a.size > 1 and \
+                sum(d > 1 for d in a.shape) == 1 and \
+                np.array_equal(a.reshape(-1), np.arange(a.size, dtype=a.dtype)):
+            # an arange given unit dims (``unsqueeze(arange(T), 0)`` folded by an exporter)
+            kw = "" if dt == "i64" else f", dtype={dt}"
+            return self.emit(f"arange({a.size}{kw}) |> reshape({dims_text(dims)})", dt, dims,
+                             hint=hint)
         if dt not in FLOATS:
             raise Unsupported(f"a {dt} constant of shape {list(dims)} that is not a fill, an "
                               f"arange or a triangle (the spec has no integer tensor literals)")
@@ -509,6 +522,16 @@ def _live(nodes: list, graph) -> list:
                 for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                     needed.update(i for n in sub.node for i in n.input if i)
     return keep[::-1]
+
+
+def _param_like(name: str) -> bool:
+    """Whether a one-element initializer is named as a model's parameter (``logit_scale``,
+    ``conv1.eps``) rather than as an exporter's constant (``onnx::Mul_12``, ``/Constant``,
+    ``const_3``)."""
+    import re
+    return bool(name) and not name.startswith("onnx::") and "/" not in name and \
+        re.match(r"(const|Constant|_)", name) is None and \
+        re.fullmatch(r"[A-Za-z_][\w.]*", name) is not None
 
 
 def _drop_dead(prog: Program) -> None:

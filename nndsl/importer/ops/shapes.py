@@ -230,6 +230,9 @@ INT_MAX = 2 ** 62
 @op("Slice")
 def slice_(cx, node, ins, a):
     starts = cx.const_ints(ins[1], "Slice's starts")
+    end_vec = ins[2] if isinstance(ins[2], ShapeVec) and ins[2].static() is None else None
+    if end_vec is not None:
+        return [_slice_to_dim(cx, ins, starts, end_vec)]
     ends = cx.const_ints(ins[2], "Slice's ends")
     sv = _shape_vec(cx, ins[0]) if not isinstance(ins[0], Sym) else None
     if sv is not None and len(starts) == 1:
@@ -293,6 +296,25 @@ def slice_(cx, node, ins, a):
     if flips:
         y = cx.emit(f"flip({dims_text(sorted(flips))})", y.dtype, shape, head=y)
     return [y]
+
+
+def _slice_to_dim(cx, ins, starts: list, ends: ShapeVec) -> Sym:
+    """``x[s:T]`` along one axis, its end a symbolic dim (``positional_embedding[:T]``, T the
+    length of another input)."""
+    x = _x(cx, ins)
+    axes = cx.const_ints(ins[3], "Slice's axes") if len(ins) > 3 and ins[3] is not None else [0]
+    steps = cx.const_ints(ins[4], "Slice's steps") if len(ins) > 4 and ins[4] is not None \
+        else [1]
+    if len(starts) != 1 or len(ends.dims) != 1 or len(axes) != 1 or steps != [1] or \
+            starts[0] < 0 or not isinstance(ends.dims[0], SymDim):
+        raise Unsupported("a Slice whose ends are computed at run time, other than one "
+                          "symbolic end on one axis")
+    ax = _norm_axis(axes[0], x.rank)
+    s, e = starts[0], ends.dims[0]
+    shape = list(x.shape)
+    shape[ax] = (e - s).simplify() if s else e
+    subs = [":"] * ax + [f"{s if s else ''}:{e}"]
+    return cx.emit(f"{x.var}[{', '.join(subs)}]", x.dtype, tuple(shape), reads=[x])
 
 
 @op("Gather")
