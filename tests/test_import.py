@@ -333,7 +333,7 @@ ROUND_TRIP = ("fundamentals/mlp", "vision/lenet5", "vision/mnist_cnn",
               "sequence/gru_tagger", "sequence/bilstm_tagger", "sequence/rnn_classifier",
               "meta/protonet", "meta/matching_net",      # one encoder applied twice
               "meta/siamese",                            # twin towers: convs and a linear
-              "graphs/gcn", "graphs/graphsage",          # segment sums, as ScatterND
+              "graphs/gcn", "graphs/graphsage", "graphs/gat",   # segment sums/max, ScatterND
               "transformers/gpt_mini")                   # a block over symbolic dims
 
 

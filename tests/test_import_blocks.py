@@ -241,12 +241,15 @@ def test_zoo_gpt_blocks_bind_symbolic_dims(root):
 
 
 def test_scatter_nd_rows_are_a_segment_sum():
-    """ScatterND(add) of whole rows into zeros, and into a tensor, against onnxruntime."""
+    """ScatterND(add) of whole rows into zeros and into a tensor, and ScatterND(max) (row 3,
+    which no update reaches, keeps its data), against onnxruntime."""
     from onnx import TensorProto, helper
     nodes = [helper.make_node("Unsqueeze", ["ids", "one"], ["rows"]),
              helper.make_node("ScatterND", ["zeros", "rows", "u"], ["s"], reduction="add"),
              helper.make_node("ScatterND", ["base", "rows", "u"], ["t"], reduction="add"),
-             helper.make_node("Add", ["s", "t"], ["y"])]
+             helper.make_node("ScatterND", ["base", "rows", "u"], ["m"], reduction="max"),
+             helper.make_node("Add", ["s", "t"], ["st"]),
+             helper.make_node("Add", ["st", "m"], ["y"])]
     inits = [onnx.numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
              onnx.numpy_helper.from_array(np.zeros((5, 3), np.float32), "zeros")]
     g = helper.make_graph(nodes, "g", [
@@ -256,7 +259,8 @@ def test_scatter_nd_rows_are_a_segment_sum():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 3])], initializer=inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
     imported = import_onnx(model)
-    assert imported.text.count("segment_sum(") == 2, imported.text
+    assert imported.text.count("segment_sum(") == 3, imported.text
+    assert "segment_max(" in imported.text, imported.text
     rng = np.random.default_rng(0)
     feeds = {"ids": np.array([0, 4, 4, 1, 0, 2, 4]),
              "u": rng.standard_normal((7, 3)).astype(np.float32),

@@ -444,8 +444,9 @@ def scatter_nd(cx, node, ins, a):
     ``data`` unless it is zeros), as nndsl's own export writes its segment sums and means."""
     red = a.get("reduction", b"none")
     red = red.decode() if isinstance(red, bytes) else red
-    if red != "add":
-        raise Unsupported(f"ScatterND with reduction={red} (nndsl reads the add of whole rows)")
+    if red not in ("add", "max"):
+        raise Unsupported(f"ScatterND with reduction={red} (nndsl reads the add and the max "
+                          f"of whole rows)")
     x, i, u = (cx.tensor(v) for v in ins[:3])
     if i.rank != 2 or i.shape[1] != 1 or u.rank != x.rank or \
             tuple(u.shape[1:]) != tuple(x.shape[1:]):
@@ -455,6 +456,15 @@ def scatter_nd(cx, node, ins, a):
     zeros = c is not None and not np.any(c) or made is not None and \
         re.fullmatch(r"full\(\[[^\]]*\], 0(\.0)?\)", made.call) is not None
     ids = cx.emit(f"{i.var}[:, 0]", i.dtype, (i.shape[0],), reads=[i], hint="ids")
+    if red == "max":
+        # a row no update reaches keeps its data (segment_max gives 0 there)
+        m = cx.emit(f"segment_max({u.var}, {ids.var}, {x.shape[0]})", x.dtype, x.shape,
+                    reads=[u, ids])
+        ones = dims_text((i.shape[0],) + (1,) * (x.rank - 1))
+        hit = cx.emit(f"segment_sum(ones({ones}), {ids.var}, {x.shape[0]}) > 0.5", "bool",
+                      (x.shape[0],) + (1,) * (x.rank - 1), reads=[ids], hint="hit")
+        return [cx.emit(f"where({hit.var}, maximum({x.var}, {m.var}), {x.var})", x.dtype,
+                        x.shape, reads=[hit, x, m])]
     s = cx.emit(f"segment_sum({u.var}, {ids.var}, {x.shape[0]})", x.dtype, x.shape,
                 reads=[u, ids])
     if zeros:
