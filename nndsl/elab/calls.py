@@ -369,7 +369,7 @@ class CallMixin:
         try:
             self._exec_body(defn.body, inner)
         except _Return as r:
-            self._record_region(defn, qual, env, inputs, r.value, start)
+            self._record_region(defn, qual, env, inputs, r.value)
             outs = r.value if isinstance(r.value, tuple) else (r.value,)
             if all(isinstance(o, TensorVal) for o in outs):   # for unused-result warnings
                 self.block_calls.append((self.graph, start, len(self.graph), qual, defn.name,
@@ -386,15 +386,16 @@ class CallMixin:
                               span=defn.name_span, code="E0506",
                               hint="end the block with `return y`")
 
-    def _record_region(self, defn, qual, env, inputs, result, start) -> None:
-        """Remember where a block application's nodes are, for readable code generation."""
+    def _record_region(self, defn, qual, env, inputs, result) -> None:
+        """Remember a block application (its name, block, parameters, inputs and outputs), for
+        readable code generation; where its nodes are is found from the graph when asked
+        (:func:`nndsl.ir.regions.placed_regions`)."""
         outs = result if isinstance(result, tuple) else (result,)
         if not all(isinstance(o, TensorVal) for o in outs):
             return
         self.graph.meta.setdefault("regions", []).append({
             "qualname": qual, "block": defn.name,
             "params": {p.name: env[p.name] for p in defn.params},
-            "start": start, "end": len(self.graph),
             "inputs": [v.value for v in inputs.values()],
             "input_names": list(inputs),
             "outputs": [o.value for o in outs], "tuple": isinstance(result, tuple),
