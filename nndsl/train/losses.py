@@ -343,13 +343,12 @@ def loss_value(fn: str, args: list, kwargs: dict):
             return F.binary_cross_entropy_with_logits(a, b, pos_weight=pw)
         return F.binary_cross_entropy(a, b)
     if fn == "cross_entropy":
-        a, b = args
-        a = _classes_at_1(a, b)
+        a, b = _class_rows(*args)
         b = b.long() if not b.is_floating_point() else b.to(a.dtype)
         return F.cross_entropy(a, b, label_smoothing=float(kw["smoothing"]))
     if fn == "nll":
-        a, b = args
-        return F.nll_loss(_classes_at_1(a, b), b.long())
+        a, b = _class_rows(*args)
+        return F.nll_loss(a, b.long())
     if fn == "kl_div":
         a, b = args
         return F.kl_div(a, b.to(a.dtype), reduction="batchmean", log_target=bool(kw["log_target"]))
@@ -393,13 +392,17 @@ def _contractive(code, x):
     return total / max(1, code.shape[0])
 
 
-def _classes_at_1(scores, target):
-    """PyTorch wants the class dim at 1; scores [N, T, C] against indices [N, T] move it."""
+def _class_rows(scores, target):
+    """PyTorch wants the class dim at 1: scores [N, T, C] against indices [N, T] become rows,
+    [N·T, C] against [N·T] (the same mean), as a hand-written language-model loss does. Moving
+    the classes to dim 1 instead would give cross-entropy a strided view, which it handles
+    several times slower (about 9 ms against 2 ms, forward and backward, for gpt_mini's
+    4×128×4096 logits on 2 CPU cores). Other shapes are returned as they are."""
     if scores.dim() >= 3 and not target.is_floating_point() and \
             tuple(target.shape) != (scores.shape[0],) + tuple(scores.shape[2:]) and \
             tuple(target.shape) == tuple(scores.shape[:-1]):
-        return scores.movedim(-1, 1)
-    return scores
+        return scores.reshape(-1, scores.shape[-1]), target.reshape(-1)
+    return scores, target
 
 
 def evaluate_loss(expr, tensors: dict):
