@@ -11,6 +11,8 @@ generator's module tree, the torch module's gradient-checkpointing segments).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from nndsl.ir.graph import Graph
 
 
@@ -28,16 +30,26 @@ def placed_regions(graph: Graph) -> list[dict]:
     for r in regions:
         if all(v.node in index for v in r["outputs"]):
             by_name.setdefault(r["qualname"], []).append(r)
+    # the positions of each recorded scope's non-parameter nodes, in order: one pass over the
+    # graph (each node under every prefix of its scope that names a region)
+    inside: dict[str, list] = {q: [] for q in by_name}
+    for i, n in enumerate(graph):
+        if n.op == "param" or not n.scope:
+            continue
+        parts = n.scope.split(".")
+        for k in range(1, len(parts) + 1):
+            bucket = inside.get(".".join(parts[:k]))
+            if bucket is not None:
+                bucket.append(i)
     placed: dict[int, dict] = {}
     for q, group in by_name.items():
-        inside = sorted(index[n.name] for n in graph if n.op != "param" and
-                        (n.scope == q or n.scope.startswith(q + ".")))
+        mine_all = inside[q]
         group.sort(key=lambda r: max(index[v.node] for v in r["outputs"]))
         lo = 0
         for r in group:
             end = max(index[v.node] for v in r["outputs"])
-            mine = [i for i in inside if lo <= i <= end]
+            a, b = bisect_left(mine_all, lo), bisect_right(mine_all, end)
             lo = end + 1
-            if mine:
-                placed[id(r)] = {**r, "start": min(mine), "end": max(mine) + 1}
+            if a < b:
+                placed[id(r)] = {**r, "start": mine_all[a], "end": mine_all[b - 1] + 1}
     return [placed[id(r)] for r in regions if id(r) in placed]
