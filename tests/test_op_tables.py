@@ -1,6 +1,8 @@
 """Every op is in every per-op table; every surface function emits only known ops."""
 
+from nndsl.backends.onnx.lowering import ONNX_LOWERINGS
 from nndsl.backends.torch import TORCH_LOWERINGS
+from nndsl.backends.torch.codegen.ops import TORCH_CODEGEN
 from nndsl.elab.library import SURFACE
 from nndsl.ir.ops import FLOP_RULES, SHAPE_RULES, SIGNATURES
 
@@ -12,6 +14,8 @@ def test_every_op_in_every_table():
     assert set(SHAPE_RULES) == ops
     assert set(FLOP_RULES) == ops
     assert set(TORCH_LOWERINGS) == ops - SOURCES
+    assert set(ONNX_LOWERINGS) == ops - SOURCES
+    assert set(TORCH_CODEGEN) == ops - SOURCES
 
 
 def test_signature_attrs_are_hashable_defaults():
