@@ -213,3 +213,29 @@ def test_every_activation_and_normalizer_has_a_reference():
     # reads running statistics (its train-mode arithmetic is checked against torch.nn in
     # tests/test_zoo_references.py)
     assert set(missing) == {"dropout", "drop_path", "batch_norm"}, missing
+
+
+def test_an_op_added_to_the_tables_is_in_the_language_every_backend_and_import(tmp_path):
+    """hardsigmoid, added as a newcomer adds an op: named in the language from its record,
+    run by torch, onnxruntime and the generated source, and read back from PyTorch's export."""
+    import nndsl
+    from nndsl.backends.torch.codegen import generate_source
+    from nndsl.importer import import_onnx
+    c = nndsl.compile(source="model m() {\n    input x: f32[N, 6]\n"
+                             "    output y = x |> hardsigmoid\n}\n")
+    x = np.linspace(-4, 4, 12, dtype=np.float32).reshape(2, 6)
+    want = np.clip(x.astype(np.float64) + 3, 0, 6) / 6
+    with torch.no_grad():
+        np.testing.assert_allclose(c.to_torch()(x=torch.from_numpy(x)).numpy(), want, atol=1e-6)
+    sess = ort.InferenceSession(c.to_onnx().SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, atol=1e-6)
+    assert "F.hardsigmoid(" in generate_source(c.graph)
+    path = tmp_path / "hs.onnx"
+    torch.onnx.export(torch.nn.Hardsigmoid(), (torch.from_numpy(x),), str(path),
+                      input_names=["x"], output_names=["y"], dynamo=False)
+    imported = import_onnx(str(path))
+    assert "hardsigmoid" in imported.text
+    with torch.no_grad():
+        got = imported.compile().to_torch()(torch.from_numpy(x))
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-6)

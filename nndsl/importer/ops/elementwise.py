@@ -251,6 +251,8 @@ def selu(cx, node, ins, a):
 def hard_sigmoid(cx, node, ins, a):
     x = _x(cx, ins)
     al, be = a.get("alpha", 0.2), a.get("beta", 0.5)
+    if abs(al - 1 / 6) < 1e-7 and be == 0.5:       # PyTorch's hardsigmoid, as it exports it
+        return [cx.emit("hardsigmoid", x.dtype, x.shape, head=x)]
     return [cx.emit(f"clamp({x.var} * {number(al)} + {number(be)}, 0.0, 1.0)", x.dtype, x.shape,
                     reads=[x])]
 

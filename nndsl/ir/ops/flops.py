@@ -160,7 +160,7 @@ def _scan(ins, outs, a):
 FLOP_RULES: dict[str, Callable] = {
     "input": _zero, "param": _zero, "scalar": _zero, "full": _zero, "arange": _zero,
     **{op: _per_out() for op in UNARY}, "logical_not": _per_out(),
-    "hardswish": _per_out(4), "mish": _per_out(7), "clamp": _per_out(2), "drop_path": _per_out(),
+    "hardswish": _per_out(4), "hardsigmoid": _per_out(3), "mish": _per_out(7), "clamp": _per_out(2), "drop_path": _per_out(),
     "leaky_relu": _per_out(), "gelu": _per_out(8), "elu": _per_out(3), "softplus": _per_out(3),
     "sigmoid": _per_out(4), "tanh": _per_out(5), "silu": _per_out(5), "selu": _per_out(4),
     "dropout": _per_out(),

@@ -359,6 +359,7 @@ APPROXIMATE = {
     "leaky_relu": _f(lambda x, a: np.where(x > 0, x, a["slope"] * x)),
     "softplus": _f(_softplus),
     "hardswish": _f(lambda x, a: x * np.clip(x + 3, 0, 6) / 6),
+    "hardsigmoid": _f(lambda x, a: np.clip(x + 3, 0, 6) / 6),
     "mish": _f(lambda x, a: x * np.tanh(np.log1p(np.exp(x)))),
     "softmax": _softmax, "log_softmax": _log_softmax, "logsumexp": _logsumexp,
     "var": lambda a, ins, ts, out: _moments(a, ins, out),

@@ -42,7 +42,7 @@ UNARY = {
     "selu": "scale * elu(x, alpha) (fixed constants)", "exp": "e^x", "log": "ln x",
     "sqrt": "√x", "rsqrt": "1/√x", "abs": "|x|", "neg": "-x", "erf": "erf(x)", "sin": "sin x",
     "cos": "cos x", "logical_not": "not x",
-    "hardswish": "x * relu6(x + 3) / 6", "mish": "x * tanh(softplus(x))",
+    "hardswish": "x * relu6(x + 3) / 6", "hardsigmoid": "relu6(x + 3) / 6", "mish": "x * tanh(softplus(x))",
 }
 BINARY = {
     "add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "pow": "a ^ b",
@@ -232,7 +232,8 @@ TRAITS = {
               "draws, never merged",
 }
 
-_ACTIVATION_UNARY = ("relu", "sigmoid", "tanh", "silu", "selu", "hardswish", "mish")
+_ACTIVATION_UNARY = ("relu", "sigmoid", "tanh", "silu", "selu", "hardswish", "hardsigmoid",
+                     "mish")
 _KIND_OF = {
     "source": "input param scalar full arange",
     "layer": "matmul linear conv1d conv2d conv3d conv_transpose2d embedding einsum lstm gru rnn "

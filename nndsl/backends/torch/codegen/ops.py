@@ -659,7 +659,8 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "cast": lambda e: f"{e.x(0)}.to({TORCH_DTYPES[e.a['dtype']]})",
     "drop_path": lambda e: f"{e.helper('_drop_path')}({e.x(0)}, {py_literal(e.a['p'])}, "
                            f"self.training)",
-    "hardswish": _unary("F.hardswish"), "mish": _unary("F.mish"), "clamp": _clamp_op,
+    "hardswish": _unary("F.hardswish"),
+    "hardsigmoid": _unary("F.hardsigmoid"), "mish": _unary("F.mish"), "clamp": _clamp_op,
     "add": _binop("+"), "sub": _binop("-"), "mul": _binop("*"), "div": _binop("/"),
     "pow": _binop("**"), "floor_div": _binop("//"), "mod": _binop("%"),
     "maximum": _clamp("min", "torch.maximum"), "minimum": _clamp("max", "torch.minimum"),
