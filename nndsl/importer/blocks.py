@@ -318,8 +318,12 @@ class Group:
 
 
 def _stem(key: str) -> str:
+    """A name for what the instances are: the words of the key before its first number
+    (``layer1.0`` -> ``layer``, ``layers_0_b0`` -> ``layers``, ``inception_3a`` ->
+    ``inception``)."""
     first = key.split(".")[0]
-    return re.sub(r"[\d_]+[a-z]?$", "", first).rstrip("_") or first
+    m = re.match(r"[A-Za-z]+(?:_[A-Za-z]+)*", first)
+    return m[0] if m else first
 
 
 def fold_blocks(prog: Program) -> bool:
@@ -639,9 +643,9 @@ def _rewrite(prog: Program, groups: list, names: Namer, readers: dict, outputs: 
         members = [g.members[a[2]] for a in run]
         keys = [m.key for m in members]
         parts = [k.split(".") for k in keys]
-        if all(len(p) == 3 and p[1].isdigit() for p in parts) and \
-                len({(p[0], p[2]) for p in parts}) == 1:
-            base, inner = parts[0][0], parts[0][2]      # nndsl's own loop, read back
+        if all(len(p) == len(parts[0]) >= 3 and p[-2].isdigit() for p in parts) and \
+                len({(tuple(p[:-2]), p[-1]) for p in parts}) == 1:
+            base, inner = ".".join(parts[0][:-2]), parts[0][-1]   # nndsl's own loop, read back
         else:
             common = keys[0].split(".")
             for p in parts[1:]:

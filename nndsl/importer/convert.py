@@ -387,8 +387,8 @@ class Converter:
         """The module instance a node belongs to, from its name (:mod:`.blocks` folds the
         instances of one structure into a block): torch's exporter's scopes
         (``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0``: the path up to its first index),
-        nndsl's own export (``layer1.0.b.conv1/Conv`` -> ``layer1.0.b``: the outermost block
-        application), a Caffe2 file's weight names (``fire2/squeeze1x1_w_0`` -> ``fire2``,
+        nndsl's own export (``layer1.0.b.conv1/Conv`` -> ``layer1.0.b``: the application in
+        the innermost loop iteration, or the block applied at the top), a Caffe2 file's weight names (``fire2/squeeze1x1_w_0`` -> ``fire2``,
         ``res2_0_branch2a_w_0`` -> ``res2_0``); "" at the top level, None where the node says
         nothing (it belongs with the node before)."""
         cached = self._keys.get(id(node))
@@ -561,10 +561,11 @@ def _instance_key(node, is_const) -> str | None:
     if "/" in name:                                 # nndsl: layer1.0.b.conv1/Conv
         path = name.split("/", 1)[0]
         parts = path.split(".")[:-1]
-        if len(parts) >= 3 and parts[1].isdigit():
-            return ".".join(parts[:3])
-        if len(parts) >= 2 and parts[1].isdigit():
-            return ".".join(parts[:2])
+        # the innermost loop iteration's application (layers.0.blocks_rest.1.b), else the
+        # block applied at the top (first)
+        digits = [i for i, p in enumerate(parts) if i and p.isdigit()]
+        if digits:
+            return ".".join(parts[: digits[-1] + 2])
         return parts[0] if parts else ""
     weight = next((i for i in node.input[1:] if i and is_const(i)), None)   # Caffe2
     if weight is None:
