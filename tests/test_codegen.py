@@ -466,7 +466,7 @@ SMALL_SPECS = {
             output o2 = h + upsample(h, 1, mode="bilinear", align_corners=true)
             output o3 = pixel_shuffle(x, 2) + roll(flip(pixel_shuffle(x, 2), [2]), [1, -2], [2, 3])
             output o4 = repeat_interleave(x, 2, dim=3) |> clamp(min=-1.0, max=1.0) |> hardswish
-                        |> mish
+                        |> mish |> hardsigmoid
             output o5 = logsumexp(x, dim=[2, 3]) + var(x, dim=[2, 3]) + std(x, correction=0)
                         + cumprod(x, dim=1)[:, :, 0, 0]
             output o6 = einsum("nchw,ncwk->nchk", x, x) |> rms_norm |> drop_path(0.5)

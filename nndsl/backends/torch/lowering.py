@@ -15,6 +15,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
+from nndsl.backends.torch.calls import EPILOGUE, PLAIN, function
 from nndsl.ir.ops import SIGNATURES
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
@@ -67,10 +68,8 @@ def _arange(rt, a, ins):
 # The epilogue activations (ops_with("epilogue")) a linear or conv runs on its own result (its
 # ``act`` attribute); a test keeps this table equal to the trait. ReLU runs in place:
 # the layer's output is a fresh tensor and their backward needs only their own result.
-ACTIVATIONS = {
-    "relu": lambda y: torch.relu_(y),
-    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "silu": F.silu, "gelu": F.gelu,
-}
+ACTIVATIONS = {**{op: function(name) for op, name in EPILOGUE.items()},
+               "relu": lambda y: torch.relu_(y)}    # in place: the layer's own fresh result
 
 
 def _act(low):
@@ -358,6 +357,8 @@ def _onednn_geometry(a, w):
 def onednn_usable(x, w, b, *more) -> bool:
     """Whether this convolution can run in oneDNN's inference form: float32 CPU tensors of
     plain type, nothing autograd needs to follow, not being traced by torch.compile."""
+    if torch.compiler.is_compiling():     # traced: the plain ops, which dynamo knows
+        return False
     f32 = torch.float32
     if not (_HAS_ONEDNN and type(x) is torch.Tensor and x.is_cpu and x.dtype == f32 and
             _plain(w) and w.is_cpu and w.dtype == f32 and x.numel() > 0 and
@@ -370,7 +371,7 @@ def onednn_usable(x, w, b, *more) -> bool:
                                     any(isinstance(t, torch.Tensor) and t.requires_grad
                                         for t in more)):
         return False
-    return not torch.compiler.is_compiling()
+    return True
 
 
 def _conv2d_onednn(rt, a, ins):
@@ -393,9 +394,8 @@ def global_avg_pool_nhwc(rt, a, ins):
     avg_pool2d over its whole plane (vectorized over the channels; adaptive pooling's
     channels-last reduction is slower); anything else as before."""
     x = ins[0]
-    if x.dim() == 4 and x.shape[2] * x.shape[3] > 0 and not x.is_contiguous() and \
-            x.is_contiguous(memory_format=torch.channels_last) and \
-            not torch.compiler.is_compiling():
+    if not torch.compiler.is_compiling() and x.dim() == 4 and x.shape[2] * x.shape[3] > 0 \
+            and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return F.avg_pool2d(x, (x.shape[2], x.shape[3]))
     return F.adaptive_avg_pool2d(x, a["output_size"])
 
@@ -632,19 +632,15 @@ TORCH_LOWERINGS = {
     "scalar": lambda rt, a, ins: a["value"],
     "full": _full,
     "arange": _arange,
-    "relu": _u(torch.relu), "sigmoid": _u(torch.sigmoid), "tanh": _u(torch.tanh),
-    "silu": _u(F.silu), "selu": _u(F.selu), "exp": _u(torch.exp), "log": _u(torch.log),
-    "sqrt": _u(torch.sqrt), "rsqrt": _u(torch.rsqrt), "abs": _u(torch.abs),
-    "neg": _u(torch.neg), "erf": _u(torch.erf), "sin": _u(torch.sin), "cos": _u(torch.cos),
-    "logical_not": _u(torch.logical_not),
+    **{op: _u(function(name)) for op, name in PLAIN.items()},
+    "neg": _u(torch.neg),
     "leaky_relu": lambda rt, a, ins: F.leaky_relu(ins[0], a["slope"]),
     "gelu": lambda rt, a, ins: F.gelu(ins[0], approximate=a["approximate"]),
     "elu": lambda rt, a, ins: F.elu(ins[0], a["alpha"]),
     "softplus": lambda rt, a, ins: F.softplus(ins[0], a["beta"], a["threshold"]),
     "dropout": lambda rt, a, ins: F.dropout(ins[0], a["p"], rt.training),
     "drop_path": lambda rt, a, ins: drop_path(ins[0], a["p"], rt.training),
-    "hardswish": _u(F.hardswish), "hardsigmoid": _u(F.hardsigmoid),
-    "mish": _u(F.mish), "clamp": _clamp,
+    "clamp": _clamp,
     "cast": lambda rt, a, ins: ins[0].to(DTYPES[a["dtype"]]),
     "add": _b(operator.add), "sub": _b(operator.sub), "mul": _b(operator.mul),
     "div": _b(operator.truediv), "pow": _b(operator.pow), "floor_div": _b(operator.floordiv),

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from nndsl.backends.torch.calls import EPILOGUE, PLAIN
 from nndsl.backends.torch.codegen.source import TORCH_DTYPES, _collapse, _uniform, py_literal
 from nndsl.backends.torch.lowering import drop_path, fake_quantize
 from nndsl.ir.graph import Node
@@ -182,8 +183,7 @@ def _conv(nd: int):
 
 
 # The epilogue activations (ops_with("epilogue")) as source; a test keeps the keys equal.
-_ACT_SOURCE = {"relu": "F.relu", "sigmoid": "torch.sigmoid", "tanh": "torch.tanh",
-               "silu": "F.silu", "gelu": "F.gelu"}
+_ACT_SOURCE = EPILOGUE
 
 
 def _with_act(emit):
@@ -639,12 +639,8 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "scalar": _scalar,  # written inline where it is used
     "full": _full,
     "arange": _arange,
-    "relu": _unary("F.relu"), "sigmoid": _unary("torch.sigmoid"), "tanh": _unary("torch.tanh"),
-    "silu": _unary("F.silu"), "selu": _unary("F.selu"), "exp": _unary("torch.exp"),
-    "log": _unary("torch.log"), "sqrt": _unary("torch.sqrt"), "rsqrt": _unary("torch.rsqrt"),
-    "abs": _unary("torch.abs"), "neg": lambda e: f"-{e.x(0)}", "erf": _unary("torch.erf"),
-    "sin": _unary("torch.sin"), "cos": _unary("torch.cos"),
-    "logical_not": _unary("torch.logical_not"),
+    **{op: _unary(name) for op, name in PLAIN.items()},
+    "neg": lambda e: f"-{e.x(0)}",
     "leaky_relu": lambda e: _call("F.leaky_relu", e.x(0), None if e.a["slope"] == 0.01
                                   else py_literal(e.a["slope"])),
     "gelu": lambda e: _call("F.gelu", e.x(0), approximate=None if e.a["approximate"] == "none"
@@ -659,8 +655,7 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "cast": lambda e: f"{e.x(0)}.to({TORCH_DTYPES[e.a['dtype']]})",
     "drop_path": lambda e: f"{e.helper('_drop_path')}({e.x(0)}, {py_literal(e.a['p'])}, "
                            f"self.training)",
-    "hardswish": _unary("F.hardswish"),
-    "hardsigmoid": _unary("F.hardsigmoid"), "mish": _unary("F.mish"), "clamp": _clamp_op,
+    "clamp": _clamp_op,
     "add": _binop("+"), "sub": _binop("-"), "mul": _binop("*"), "div": _binop("/"),
     "pow": _binop("**"), "floor_div": _binop("//"), "mod": _binop("%"),
     "maximum": _clamp("min", "torch.maximum"), "minimum": _clamp("max", "torch.minimum"),
