@@ -262,3 +262,16 @@ def test_every_chain_of_a_small_spec():
     got = m2(x=xg)
     got.sum().backward()
     assert got.requires_grad and xg.grad is not None and rel_diff(got.detach(), want) <= REL
+
+
+def test_torch_compile_traces_the_plain_ops():
+    """Under torch.compile the fused steps take their plain ops: one graph, no breaks."""
+    import nndsl
+    import torch._dynamo
+    m = nndsl.compile(SMALL_SPEC, opt="O2").to_torch(seed=0).eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = m(x=x)
+        assert torch._dynamo.explain(m)(x=x).graph_break_count == 0
+        got = torch.compile(m, backend="eager")(x=x)
+    assert rel_diff(got, want) <= REL
