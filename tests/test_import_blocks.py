@@ -238,6 +238,13 @@ def test_zoo_gpt_blocks_bind_symbolic_dims(root):
     r = cf.compare(cf.run_torch(imported, feeds), cf.run_ort(proto, feeds))
     assert r.ok, r.detail
     assert imported.compile().param_count() == c.param_count()
+    # its export computes the causal mask once, in the first layer, for all four: read back,
+    # each block computes its own again, and the four layers are still one loop
+    again = import_onnx(imported.compile().to_onnx(weights=imported.state()))
+    assert re.search(r"h: repeat 4 \{ (\w+) = \1 \|> h_block\(\) as block \}", again.text), \
+        again.text
+    block = again.text[again.text.index("block h_block"):again.text.index("model ")]
+    assert "triu(1)" in block, again.text
 
 
 def test_scatter_nd_rows_are_a_segment_sum():

@@ -107,6 +107,12 @@ class Segment:
     labels: dict = field(default_factory=dict)     # label or instance variable -> local name
     plan: list = field(default_factory=list)       # per statement: its tokens, analysed
     dims: set = field(default_factory=set)         # the model's symbolic dims it reads
+    inlined: int = 0            # constant statements copied in front (not in the program)
+
+    @property
+    def span(self) -> int:
+        """How many of the program's statements it covers."""
+        return len(self.stmts) - self.inlined
     pattern: tuple = ()                            # the first input's dims as the block binds
 
 
@@ -342,14 +348,21 @@ def fold_blocks(prog: Program) -> bool:
             readers[r].append(i)
     outputs = {v for _, v in prog.outputs}
 
+    _hoist_constants(prog, weight_prefixes, model_vars)
+    readers = defaultdict(list)
+    for i, s in enumerate(prog.stmts):
+        for r in s.reads:
+            readers[r].append(i)
+    consts = _constants(prog, weight_prefixes)
     found = []
     for seg in segments(prog):
+        _inline_constants(seg, consts)
         try:
             _analyse(seg, model_vars, dims, weight_prefixes)
         except NoFold:
             continue
-        end = seg.start + len(seg.stmts)
-        outs = [t for s in seg.stmts for t in s.targets
+        end = seg.start + seg.span
+        outs = [t for s in seg.stmts[seg.inlined:] for t in s.targets
                 if t in outputs or any(j >= end for j in readers[t])]
         if len(outs) != 1 or not seg.inputs or seg.inputs[0] in outs:
             continue
@@ -393,6 +406,76 @@ def fold_blocks(prog: Program) -> bool:
     return True
 
 
+def _constants(prog: Program, weight_prefixes: set) -> dict:
+    """The statements that compute a constant (they read nothing but other constants and hold
+    no layer: a causal mask ``full([T, T], -inf) |> triu(1)``), by target."""
+    params = {n for n, _, _ in prog.inputs} | {p[0] for p in prog.params}
+    out: dict = {}
+    for s in prog.stmts:
+        if len(s.targets) == 1 and s.kind != "raw" and " as " not in s.call and \
+                s.targets[0] not in weight_prefixes and not (set(s.reads) & params) and \
+                all(r in out for r in s.reads):
+            out[s.targets[0]] = s
+    return out
+
+
+def _hoist_constants(prog: Program, weight_prefixes: set, model_vars: set) -> None:
+    """A constant an instance computes and later instances read (nndsl's compiler computes a
+    mask shared by every layer once, in the first): moved to the top level in front of that
+    instance, so that every instance reads it alike (each block computes its own copy)."""
+    consts = _constants(prog, weight_prefixes)
+    key_of = {t: s.key for s in prog.stmts for t in s.targets}
+    moved = True
+    while moved:
+        moved = False
+        for i, s in enumerate(prog.stmts):
+            if s.targets and s.targets[0] in consts and s.key and any(
+                    s.targets[0] in o.reads and o.key != s.key for o in prog.stmts[i + 1:]):
+                j = i
+                while j > 0 and prog.stmts[j - 1].key == s.key:
+                    j -= 1
+                deps, todo = set(), list(s.reads)
+                while todo:
+                    d = todo.pop()
+                    if d not in deps:
+                        deps.add(d)
+                        todo.extend(consts[d].reads)
+                # it, and the constants it reads from its instance, in front of the instance
+                chain = [k for k in range(j, i + 1)
+                         if k == i or prog.stmts[k].targets and prog.stmts[k].targets[0] in deps]
+                picked = [prog.stmts[k] for k in chain]
+                for k in reversed(chain):
+                    prog.stmts.pop(k)
+                for n, st in enumerate(picked):
+                    prog.stmts.insert(j + n, st)
+                    st.key = ""
+                    key_of[st.targets[0]] = ""
+                moved = True
+                break
+    del model_vars
+
+
+def _inline_constants(seg: Segment, consts: dict) -> None:
+    """The top-level constants an instance reads, copied in front of its statements."""
+    import dataclasses
+    mine = {t for s in seg.stmts for t in s.targets}
+    need: list = []
+
+    def want(v):
+        if v in consts and v not in mine and v not in [n.targets[0] for n in need]:
+            for r in consts[v].reads:
+                want(r)
+            need.append(consts[v])
+
+    for s in seg.stmts:
+        for r in s.reads:
+            want(r)
+    if need:
+        seg.stmts[:0] = [dataclasses.replace(n, targets=list(n.targets), reads=list(n.reads))
+                         for n in need]
+        seg.inlined = len(need)
+
+
 def _shape(prog: Program, var: str):
     for n, _, dims in prog.inputs:
         if n == var:
@@ -404,6 +487,10 @@ def _shape(prog: Program, var: str):
         if var in s.targets and s.shapes:
             return s.shapes[s.targets.index(var)]
     return None
+
+
+def weights_of(prog: Program) -> set:
+    return {k.split(".", 1)[0] for k in prog.weights}
 
 
 def _dtype(prog: Program, var: str) -> str:
@@ -610,7 +697,7 @@ def _rewrite(prog: Program, groups: list, names: Namer, readers: dict, outputs: 
                       kind="block_app")
             apps.append((len(new), g, k, label))
             new.append(st)
-            i += len(m.stmts)
+            i += m.span
             continue
         new.append(prog.stmts[i])
         i += 1
@@ -622,7 +709,7 @@ def _rewrite(prog: Program, groups: list, names: Namer, readers: dict, outputs: 
             pm, m = pg.members[pk], a[1].members[a[2]]
             if a[0] == pi + 1 and a[1] is pg and m.inputs[0] == pm.output and \
                     m.inputs[1:] == pm.inputs[1:] and \
-                    all(m.start <= j < m.start + len(m.stmts) for j in readers[pm.output]) \
+                    all(m.start <= j < m.start + m.span for j in readers[pm.output]) \
                     and pm.output not in outputs:
                 cur.append(a)
                 continue
@@ -662,7 +749,7 @@ def _rewrite(prog: Program, groups: list, names: Namer, readers: dict, outputs: 
         v = first.inputs[0]
         pre = []
         if v in {n for n, _, _ in prog.inputs} | {p[0] for p in prog.params} or \
-                any(not first.start <= j < first.start + len(first.stmts) for j in readers[v]):
+                any(not first.start <= j < first.start + first.span for j in readers[v]):
             nv = names.take("h")
             pre.append(Stmt([nv], v, None, [v], key="", dtypes=[_dtype(prog, v)]))
             v = nv
@@ -711,6 +798,14 @@ def _rewrite(prog: Program, groups: list, names: Namer, readers: dict, outputs: 
     for st in out:
         rename_vars(st, var_rename)
     prog.outputs = [(n, var_rename.get(v, v)) for n, v in prog.outputs]
+    # constants hoisted for the instances that now compute their own: gone where unread
+    consts = {id(s) for s in _constants(Program("", stmts=out), set(weights_of(prog))).values()}
+    while True:
+        read = {r for st in out for r in st.reads} | {v for _, v in prog.outputs}
+        keep = [st for st in out if id(st) not in consts or st.targets[0] in read]
+        if len(keep) == len(out):
+            break
+        out = keep
     prog.stmts = out
     weights = {}
     for key, w in prog.weights.items():
