@@ -18,6 +18,7 @@ from nndsl.backends.onnx.export import to_onnx
 from nndsl.backends.torch.module import GraphModule
 from nndsl.ir.graph import Graph, Node
 from nndsl.ir.ops import SIGNATURES, infer, ops_of_kind
+from nndsl.ir.ops.reference import as_dtype
 from nndsl.ir.ops.signatures import BINARY, COMPARE, REDUCE
 from nndsl.ir.types import TensorType
 from nndsl.ir.verify import verify
@@ -94,7 +95,16 @@ CASES = {
 }
 CASES["gelu_tanh"] = ([_normal(3, 4) * 3], {"approximate": "tanh"})
 CASES["linear_relu"] = ([_normal(4, 5), _normal(3, 5), _normal(3)], {"act": "relu"})
-OP_OF = {"gelu_tanh": "gelu", "linear_relu": "linear"}
+# integers: division rounds toward zero; with a float number, the IR promotes to float
+CASES["div_int"] = ([_ints(3, 4, low=-9, high=9), _ints(3, 4)], {})
+_HALF = np.array(0.5, dtype=np.float32)
+CASES["add_int_float"] = ([_ints(3, 4, low=-9, high=9), _HALF], {})
+CASES["maximum_int_float"] = ([_ints(3, 4, low=-9, high=9), _HALF], {})
+CASES["lt_int_float"] = ([_ints(3, 4, low=-9, high=9), _HALF], {})
+CASES["ne_int_float"] = ([_ints(3, 4, low=-2, high=2), np.array(1.0, dtype=np.float32)], {})
+OP_OF = {"gelu_tanh": "gelu", "linear_relu": "linear", "div_int": "div",
+         "add_int_float": "add", "maximum_int_float": "maximum", "lt_int_float": "lt",
+         "ne_int_float": "ne"}
 # sources read no operand and take their sizes from attributes
 SOURCES = {"scalar": {"value": 2.5, "dtype": "f32"},
            "full": {"shape": (2, 3), "value": -1.5, "dtype": "f32"},
@@ -134,7 +144,8 @@ def _reference(op: str, arrays: list, attrs: dict, g: Graph) -> np.ndarray:
     out = g.type_of(g.node("y").out())
     with np.errstate(all="ignore"):
         want = sig.reference({**sig.attrs, **attrs}, arrays, ins_types, out)
-    return np.asarray(want)
+    # an exact reference's value is rounded to the result's dtype, as constant folding does
+    return as_dtype(want, out.dtype) if sig.exact else np.asarray(want)
 
 
 def _compare(got: np.ndarray, want: np.ndarray, exact: bool, what: str) -> None:
@@ -159,7 +170,7 @@ def test_both_backends_compute_the_reference(name):
     want = _reference(op, arrays, attrs, g)
     module = GraphModule(g).eval()
     with torch.no_grad():
-        got = module(**{f"x{i}": torch.from_numpy(np.ascontiguousarray(a))
+        got = module(**{f"x{i}": torch.from_numpy(np.array(a, copy=True))
                         for i, a in enumerate(arrays)})
     _compare(got.numpy(), want, SIGNATURES[op].exact, f"{name} on torch")
     sess = ort.InferenceSession(to_onnx(g, {}).SerializeToString(),

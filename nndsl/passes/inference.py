@@ -86,6 +86,53 @@ def _scale_rewrite(rw: Rewriter, n: Node, m):
     return [rw.take_over(p.with_(inputs=tuple(params))).out()]
 
 
+def _bounds_match(rw: Rewriter, n: Node):
+    """``maximum(x, a)`` or ``minimum(x, b)`` with a scalar constant bound (either side), its
+    result of ``x``'s own type; merged with a clamp it alone reads."""
+    if n.op not in ("maximum", "minimum") or None in n.inputs:
+        return None
+    from nndsl.passes.cleanup import _scalar_value
+    for k in (0, 1):
+        c = _scalar_value(rw, n.inputs[1 - k])
+        if c is None or isinstance(c, bool):
+            continue
+        x = n.inputs[k]
+        if rw.type_of(x) != n.type:
+            return "declined: the bound changes the result's dtype or shape"
+        c = float(c)
+        if not math.isfinite(c):
+            return "declined: the bound is not finite"
+        lo, hi = (c, None) if n.op == "maximum" else (None, c)
+        p = rw.producer(x)
+        if p.op in ("clamp", "relu") and rw.single_use(rw.src.node(rw.current.inputs[k].node)):
+            p_lo, p_hi = (0.0, None) if p.op == "relu" else (p.attr["min"], p.attr["max"])
+            lo = p_lo if lo is None else lo if p_lo is None else max(lo, p_lo)
+            hi = p_hi if hi is None else hi if p_hi is None else min(hi, p_hi)
+            if lo is not None and hi is not None and lo > hi:
+                return "declined: the bounds cross (the result is a constant)"
+            x = p.inputs[0]
+        return x, lo, hi
+    return None
+
+
+def _bounds_rewrite(rw: Rewriter, n: Node, m) -> list[Value]:
+    x, lo, hi = m
+    if lo == 0.0 and hi is None:     # ReLU: an epilogue the layer before can run
+        return [rw.emit("relu", [x], {}, like=n, name=n.name).out()]
+    return [rw.emit("clamp", [x], {"min": lo, "max": hi}, like=n, name=n.name).out()]
+
+
+def clamp_bounds(graph: Graph) -> tuple[Graph, bool]:
+    """Constant bounds become one clamp: ``maximum(x, a) → clamp(x, min=a)``,
+    ``minimum(x, b) → clamp(x, max=b)``, and ``minimum(maximum(x, a), b) = clamp(x, a, b)``
+    (ReLU6 written out); ``maximum(x, 0)`` is ``relu(x)``. A convolution's runtime applies a clamp as a post-op, and ONNX's
+    ``Clip`` is what onnxruntime fuses into the convolution before it (``Max``/``Min`` it
+    does not). The gradient at a bound is the clamp's (1 on the kept side), so the pass is
+    for inference.
+    """
+    return apply_rules(graph, [Rule("clamp_bounds", _bounds_match, _bounds_rewrite)])
+
+
 def fold_scale(graph: Graph) -> tuple[Graph, bool]:
     """A constant factor after a linear or convolution folds into its weight and bias:
 

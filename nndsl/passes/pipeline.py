@@ -45,6 +45,7 @@ PASSES: dict[str, Pass] = {p.name: p for p in [
     _p("dce", cleanup.dce, "drop computations no output depends on"),
     _p("remove_dropout", inference.remove_dropout, "dropout is the identity in eval mode", True),
     _p("fold_batch_norm", inference.fold_batch_norm, "batch norm folded into the conv/linear before it", True),
+    _p("clamp_bounds", inference.clamp_bounds, "maximum/minimum with constant bounds (ReLU6 written out) become one clamp", True),
     _p("fold_scale", inference.fold_scale, "a constant factor after a conv/linear folded into its weights", True),
     _p("merge_parallel_linears", inference.merge_parallel_linears, "linears on one input (Q, K, V) become one linear + split", True),
     _p("channels_last", inference.channels_last, "NHWC memory layout through 2-d convolutions", True),
@@ -56,7 +57,7 @@ _O1 = ("constant_fold", "simplify", "cse", "fuse_formulas", "fuse_attention", "f
 PIPELINES: dict[str, tuple[str, ...]] = {
     "O0": (),
     "O1": _O1,
-    "O2": _O1[:-1] + ("remove_dropout", "simplify", "fold_batch_norm", "fold_scale", "merge_parallel_linears",
+    "O2": _O1[:-1] + ("remove_dropout", "simplify", "fold_batch_norm", "fold_scale", "clamp_bounds", "merge_parallel_linears",
                       "fuse_epilogue", "channels_last", "prune_params", "dce"),
 }
 

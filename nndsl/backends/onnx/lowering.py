@@ -15,6 +15,7 @@ from onnx import TensorProto
 
 from nndsl.backends.onnx.builder import INT64_MAX, ONNX_DTYPES, OPSET, Builder
 from nndsl.errors import LoweringError
+from nndsl.ir.ops.shapes import promote
 from nndsl.ir.types import FLOAT_DTYPES
 
 
@@ -97,12 +98,26 @@ def _identity(b, a, ins, n):
     b.op1("Identity", [ins[0]], out=n.out)
 
 
+def _promoted(op_type: str):
+    """A binary op whose operands the IR promotes to one dtype (an integer tensor and a float
+    number give a float): ONNX wants both of that dtype, so the other is cast first."""
+    def low(b: Builder, a, ins, n: Site):
+        dt = promote(n.in_types[0], n.in_types[1])
+        ins = [x if t.dtype == dt else b.op1("Cast", [x], to=ONNX_DTYPES[dt])
+               for x, t in zip(ins, n.in_types)]
+        b.op1(op_type, ins, out=n.out)
+    return low
+
+
 def _cast(b, a, ins, n):
     b.op1("Cast", [ins[0]], out=n.out, to=ONNX_DTYPES[a["dtype"]])
 
 
 def _ne(b, a, ins, n):
-    b.op1("Not", [b.op1("Equal", list(ins))], out=n.out)
+    dt = promote(n.in_types[0], n.in_types[1])
+    ins = [x if t.dtype == dt else b.op1("Cast", [x], to=ONNX_DTYPES[dt])
+           for x, t in zip(ins, n.in_types)]
+    b.op1("Not", [b.op1("Equal", ins)], out=n.out)
 
 
 def _floor_div(b, a, ins, n):
@@ -1020,11 +1035,12 @@ ONNX_LOWERINGS = {
     "drop_path": _identity, "hardswish": _simple("HardSwish"),
     "hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5), "mish": _simple("Mish"),
     "clamp": _clamp,
-    "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
-    "pow": _simple("Pow"), "maximum": _simple("Max"), "minimum": _simple("Min"),
-    "floor_div": _floor_div, "mod": _mod,
-    "eq": _simple("Equal"), "ne": _ne, "lt": _simple("Less"), "le": _simple("LessOrEqual"),
-    "gt": _simple("Greater"), "ge": _simple("GreaterOrEqual"), "logical_and": _simple("And"),
+    "add": _promoted("Add"), "sub": _promoted("Sub"), "mul": _promoted("Mul"),
+    "div": _promoted("Div"), "pow": _simple("Pow"), "maximum": _promoted("Max"),
+    "minimum": _promoted("Min"), "floor_div": _floor_div, "mod": _mod,
+    "eq": _promoted("Equal"), "ne": _ne, "lt": _promoted("Less"),
+    "le": _promoted("LessOrEqual"), "gt": _promoted("Greater"),
+    "ge": _promoted("GreaterOrEqual"), "logical_and": _simple("And"),
     "logical_or": _simple("Or"),
     "where": _where, "masked_fill": _masked_fill, "tril": _tri(0), "triu": _tri(1),
     "matmul": _simple("MatMul"), "linear": _act(_linear),

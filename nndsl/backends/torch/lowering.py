@@ -31,6 +31,16 @@ def _b(fn):
     return lambda rt, a, ins: fn(ins[0], ins[1])
 
 
+def _div(rt, a, ins):
+    """``a / b``; of two integers an integer, rounded toward zero as the IR types it (and as
+    ONNX's Div and the NumPy reference compute it), not torch's true division."""
+    x, y = ins
+    if any(isinstance(v, float) or isinstance(v, torch.Tensor) and v.is_floating_point()
+           for v in (x, y)):
+        return x / y
+    return torch.div(x, y, rounding_mode="trunc")
+
+
 def _maximum(rt, a, ins):
     x, y = ins
     if not isinstance(y, torch.Tensor):
@@ -643,7 +653,7 @@ TORCH_LOWERINGS = {
     "clamp": _clamp,
     "cast": lambda rt, a, ins: ins[0].to(DTYPES[a["dtype"]]),
     "add": _b(operator.add), "sub": _b(operator.sub), "mul": _b(operator.mul),
-    "div": _b(operator.truediv), "pow": _b(operator.pow), "floor_div": _b(operator.floordiv),
+    "div": _div, "pow": _b(operator.pow), "floor_div": _b(operator.floordiv),
     "mod": _b(operator.mod), "maximum": _maximum, "minimum": _minimum,
     "eq": _b(operator.eq), "ne": _b(operator.ne), "lt": _b(operator.lt), "le": _b(operator.le),
     "gt": _b(operator.gt), "ge": _b(operator.ge),

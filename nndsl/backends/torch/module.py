@@ -454,7 +454,8 @@ def _scalar_of(graph: Graph, r) -> float | None:
 
 def _fused_plan(graph: Graph, plan: list) -> list | None:
     """The O2 plan with each 2-d convolution and the elementwise ops only it feeds as one step
-    (:func:`lowering.conv2d_chain`): a relu6 written ``minimum(maximum(conv, 0), 6)``, a
+    (:func:`lowering.conv2d_chain`): a ``clamp(conv, lo, hi)`` (ReLU6), a relu6 written
+    ``minimum(maximum(conv, 0), 6)``, a
     ``maximum(conv, 0)``, a residual ``conv + x`` and the relu after it. The fused step runs
     where the last op of its chain ran, under that op's name; the values in between are never
     made. None when nothing fuses."""
@@ -505,6 +506,11 @@ def _fused_plan(graph: Graph, plan: list) -> list | None:
                     onednn = ("unary", "relu", [])
                 else:
                     onednn = None
+        elif act is None and nxt is not None and nxt.op == "clamp":    # O2's clamp_bounds
+            lo, hi = nxt.attr.get("min"), nxt.attr.get("max")
+            chain.append(j)         # one bound only: one plan step, the plain ops
+            if lo is not None and hi is not None and lo <= hi:
+                onednn = ("unary", "hardtanh", [float(lo), float(hi)])
         elif act is None and nxt is not None and nxt.op == "add":
             pos = operand_pos(plan[j], cur)
             other = plan[j][3][1 - pos]

@@ -20,7 +20,7 @@ from nndsl.backends.torch.codegen.source import TORCH_DTYPES, _collapse, _unifor
 from nndsl.backends.torch.lowering import drop_path, fake_quantize
 from nndsl.ir.graph import Node
 from nndsl.ir.ops import SIGNATURES
-from nndsl.ir.types import TensorType
+from nndsl.ir.types import FLOAT_DTYPES, TensorType
 
 
 @dataclass
@@ -114,6 +114,13 @@ def _unary(fn: str):
 
 def _binop(symbol: str):
     return lambda e: f"{e.x(0)} {symbol} {e.x(1)}"
+
+
+def _div(e):
+    """``a / b``; an integer result rounds toward zero (torch's ``/`` would give floats)."""
+    if e.node.type.dtype in FLOAT_DTYPES:
+        return f"{e.x(0)} / {e.x(1)}"
+    return f"torch.div({e.x(0)}, {e.x(1)}, rounding_mode=\"trunc\")"
 
 
 def _scalar(e):
@@ -656,7 +663,7 @@ TORCH_CODEGEN: dict[str, Callable] = {
     "drop_path": lambda e: f"{e.helper('_drop_path')}({e.x(0)}, {py_literal(e.a['p'])}, "
                            f"self.training)",
     "clamp": _clamp_op,
-    "add": _binop("+"), "sub": _binop("-"), "mul": _binop("*"), "div": _binop("/"),
+    "add": _binop("+"), "sub": _binop("-"), "mul": _binop("*"), "div": _div,
     "pow": _binop("**"), "floor_div": _binop("//"), "mod": _binop("%"),
     "maximum": _clamp("min", "torch.maximum"), "minimum": _clamp("max", "torch.minimum"),
     "eq": _binop("=="), "ne": _binop("!="), "lt": _binop("<"), "le": _binop("<="),
