@@ -250,3 +250,22 @@ def test_an_op_added_to_the_tables_is_in_the_language_every_backend_and_import(t
     with torch.no_grad():
         got = imported.compile().to_torch()(torch.from_numpy(x))
     np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+
+
+def test_numbers_beside_half_precision_tensors_export_in_their_dtype():
+    """where(c, s, -inf) over f16 scores: the number is cast to f16 in ONNX (onnxruntime
+    refuses a Where of f16 and f32), and the masked softmax matches torch."""
+    import nndsl
+    c = nndsl.compile(source="model m() {\n    input s: f16[N, 4, 4]\n"
+                             "    input c: bool[N, 4, 4]\n"
+                             "    output y = where(c, s, -inf) |> softmax(dim=-1)\n"
+                             "    output z = where(c, 0.5, s)\n}\n")
+    s = RNG.standard_normal((2, 4, 4)).astype(np.float16)
+    mask = np.tril(np.ones((4, 4), bool))[None].repeat(2, 0)
+    sess = ort.InferenceSession(c.to_onnx().SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    y, z = sess.run(None, {"s": s, "c": mask})
+    assert y.dtype == z.dtype == np.float16
+    e = np.where(mask, np.exp(s.astype(np.float64)), 0.0)
+    np.testing.assert_allclose(y.astype(np.float64), e / e.sum(-1, keepdims=True), atol=2e-3)
+    np.testing.assert_array_equal(z, np.where(mask, np.float16(0.5), s))

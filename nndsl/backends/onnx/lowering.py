@@ -157,7 +157,10 @@ def _where(b, a, ins, n):
     """``Where(cond, a, b)``; for booleans (onnxruntime has no boolean ``Where``)
     ``(cond and a) or (not cond and b)``."""
     cond, x, y = ins
-    if n.out_types[0].dtype != "bool":
+    dt = n.out_types[0].dtype
+    if dt != "bool":        # a number beside a half-precision tensor is cast to its dtype
+        x, y = (v if t.dtype == dt else b.op1("Cast", [v], to=ONNX_DTYPES[dt])
+                for v, t in zip((x, y), n.in_types[1:]))
         b.op1("Where", [cond, x, y], out=n.out)
         return
     b.op1("Or", [b.op1("And", [cond, x]), b.op1("And", [b.op1("Not", [cond]), y])], out=n.out)
