@@ -42,7 +42,7 @@ GRAPH_MODULE_ATTRIBUTES = MODULE_ATTRIBUTES | frozenset((
     "graph_name", "input_names", "output_names", "recompute",
     "_bind_inputs", "_block_segments", "_build", "_check_input", "_check_param_bytes",
     "_draw_random_inputs", "_init_params", "_make_plan", "_run", "_segment", "_symbol_sites",
-    "checkpoint_blocks", "load_weights", "run_all",
+    "checkpoint_blocks", "load_weights", "run_all", "_fused", "_onednn", "_plans", "use_onednn",
 ))
 
 
