@@ -33,7 +33,6 @@ It never fails on a missed target; it marks it ``met`` or ``missed``.
 from __future__ import annotations
 
 import argparse
-import copy
 import ctypes
 import gc
 import json
@@ -464,7 +463,7 @@ def bench_loop(all_cases: list[Case], warmup: int, rounds: int, results: dict) -
                           ms(statistics.median(mod)), ms(statistics.median(hand)),
                           *ratio_cells(r_hand), f"{r_mod['ratio']:.3f}x", f"{loss_rel:.1e}",
                           f"<= {STEP_TARGET:.2f}x", verdict(r_hand["ratio"] <= STEP_TARGET))
-            del m, ref, opt_m, opt_r
+            m = ref = opt_m = opt_r = None     # free them (the hook's closures read them)
             gc.collect()
     table.caption += load.describe()
     return table
