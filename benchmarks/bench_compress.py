@@ -71,7 +71,7 @@ from torch import nn  # noqa: E402
 
 import nndsl  # noqa: E402
 import reference_models as R  # noqa: E402
-from benchmarks.timing import once  # noqa: E402
+from benchmarks.timing import OtherLoad, once  # noqa: E402
 from nndsl.backends.onnx import save  # noqa: E402
 from nndsl.ir.types import TensorType  # noqa: E402
 from nndsl.train import data as data_mod  # noqa: E402
@@ -130,43 +130,7 @@ def interleaved(fns: list, warmup: int, runs: int) -> list[list[float]]:
     return times
 
 
-class OtherLoad:
-    """How many cores other processes kept busy while the block ran (Linux: ``/proc/stat``
-    less this process's own CPU time; None elsewhere). With torch using every core, one busy
-    neighbour stalls each parallel region on its descheduled thread: small models suffer most,
-    and even interleaved ratios drift, so the tables print this next to them."""
-
-    def __enter__(self):
-        self._start = self._sample()
-        return self
-
-    def __exit__(self, *exc):
-        end = self._sample()
-        self.cores = None
-        if self._start is not None and end is not None:
-            (b0, own0, t0), (b1, own1, t1) = self._start, end
-            self.cores = max(0.0, ((b1 - b0) - (own1 - own0)) / (t1 - t0))
-        return False
-
-    @staticmethod
-    def _sample():
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)   # less idle
-        t = os.times()
-        return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system, t.elapsed
-
-    def describe(self) -> str:
-        if self.cores is None:
-            return ""
-        text = (f"\nother processes kept {self.cores:.1f} of {os.cpu_count()} cores busy "
-                f"during the timing")
-        if self.cores >= 0.5 and torch.get_num_threads() > 1:
-            text += ": [yellow]the torch rows are distorted; compare with --threads 1[/yellow]"
-        return text
+DISTORTED = "the torch rows are distorted"    # what a busy neighbour does to the tables
 
 
 def speedup(base: list[float], other: list[float]) -> float:
@@ -512,7 +476,7 @@ def bench_gpt(batch: int, tokens: int, warmup: int, runs: int, tmp: Path) -> Tab
                           "of the times) as the fastest anchor on its backend whose max |diff| "
                           "is no smaller (within 5%); 'tie': within 3%, inside this machine's "
                           "run-to-run noise"
-                          + other.describe())
+                          + other.describe(DISTORTED))
     for col, just in (("backend", "left"), ("model", "left"), ("time", "right"),
                       ("speedup", "right"), ("vs hand f32", "right"), ("max |diff|", "right"),
                       ("target", "right"), ("", "center")):
@@ -625,7 +589,7 @@ def bench_resnet(batch: int, warmup: int, runs: int, tmp: Path) -> Table:
                           "Compiled.param_count() / flops() for nndsl; for the hand-written "
                           "rows torch_pruning.utils.count_ops_and_params, 2 FLOPs per MAC\n"
                           "speedup: median of per-repetition ratios dense / pruned, same "
-                          "backend" + other.describe()
+                          "backend" + other.describe(DISTORTED)
                           + ("" if tp_model is not None else
                              f"\nTorch-Pruning is not installed: {TP_INSTALL}"))
     for col, just in (("backend", "left"), ("model", "left"), ("params", "right"),
@@ -737,7 +701,7 @@ def bench_static(batch: int, samples: int, warmup: int, runs: int, tmp: Path) ->
                   caption="speedup: median of per-repetition ratios against the f32 row above "
                           "it\nmax |diff|: largest difference of the logits from nndsl f32, "
                           f"as a fraction of the largest |logit| ({np.abs(ref_out).max():.3g})"
-                          f"\ntarget: {STATIC_SPEEDUP_NOTE}" + other.describe())
+                          f"\ntarget: {STATIC_SPEEDUP_NOTE}" + other.describe(DISTORTED))
     for col, just in (("backend", "left"), ("model", "left"), ("weights", "right"),
                       ("time", "right"), ("speedup", "right"), ("max |diff|", "right"),
                       ("target", "right"), ("", "center")):
@@ -794,7 +758,7 @@ def bench_recurrent(batch: int, tokens: int, warmup: int, runs: int) -> Table:
                   caption="int8-dynamic stores the LSTM's weight matrices in int8 and runs the "
                           "recurrence in float; torch.ao's dynamic LSTM runs it with int8 "
                           "kernels\nmax |diff|: against the float row above it" +
-                          other.describe())
+                          other.describe(DISTORTED))
     for col, just in (("model", "left"), ("time", "right"), ("speedup", "right"),
                       ("max |diff|", "right")):
         table.add_column(col, justify=just)

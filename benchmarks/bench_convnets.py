@@ -36,6 +36,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import nndsl  # noqa: E402
+from helpers import perturbed  # noqa: E402
 from nndsl.bench import machine  # noqa: E402
 from nndsl.bench.measure import Result, deviation, ratios, time_rounds  # noqa: E402
 from nndsl.bench.paths import Options, PathSpec, example_inputs  # noqa: E402
@@ -46,24 +47,6 @@ MODELS = {"resnet18": ("vision/resnet18.nn", "ResNet18"),
 
 
 @torch.no_grad()
-def perturbed_weights(c, seed: int = 0) -> dict:
-    """The model's weights with every constant-initialised tensor (biases, batch-norm affines
-    and statistics) drawn at random, so that outputs depend on the input and a wrong fused
-    epilogue shows: default statistics shrink the signal layer by layer to the biases."""
-    gen = torch.Generator().manual_seed(seed)
-    sd = {k: v.clone() for k, v in c.to_torch(seed=seed).state_dict().items()}
-    for name, t in sd.items():
-        if name.endswith("num_batches_tracked"):
-            continue
-        if name.endswith("running_var"):
-            t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)
-        elif name.endswith("running_mean"):
-            t.copy_(0.1 * torch.randn(t.shape, generator=gen))
-        elif t.is_floating_point() and t.numel() > 0 and bool((t == t.flatten()[0]).all()):
-            t.add_(0.1 * torch.randn(t.shape, generator=gen))
-    return sd
-
-
 def _numpy(out) -> list:
     outs = out if isinstance(out, (tuple, list)) else (out,)
     return [np.asarray(v.detach().float().numpy() if hasattr(v, "detach") else v) for v in outs]
@@ -107,7 +90,7 @@ def bench_model(key: str, params: dict, table: Table) -> bool:
     rel, ref_cls = MODELS[key]
     spec = ROOT / "specs" / rel
     c0 = nndsl.compile(path=spec, params=params, opt="O0")
-    sd = perturbed_weights(c0, ARGS.seed)
+    sd = perturbed(c0.to_torch(seed=ARGS.seed), ARGS.seed)
     feeds = example_inputs(c0, Options(str(spec), params=params, batch=ARGS.batch, seed=ARGS.seed))
     paths = {"torch O0": torch_path(spec, params, "O0", sd, feeds),
              "torch O1": torch_path(spec, params, "O1", sd, feeds),

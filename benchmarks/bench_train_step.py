@@ -60,7 +60,7 @@ from rich.table import Table  # noqa: E402
 
 import nndsl  # noqa: E402
 import reference_models as R  # noqa: E402
-from benchmarks.timing import once, paired  # noqa: E402
+from benchmarks.timing import OtherLoad, once, paired  # noqa: E402
 from nndsl.bench.memory import _status_kb, supported as memory_supported  # noqa: E402
 
 SPECS = ROOT / "specs"
@@ -166,42 +166,7 @@ def stepper(model, batches: list, call=None):
 
 # ---------------------------------------------------------------------------- measuring
 
-class OtherLoad:
-    """How many cores other processes kept busy while the block ran (``/proc/stat`` less this
-    process's own CPU time; None where there is no /proc), as bench_compress.py reports it."""
-
-    def __enter__(self):
-        self._start = self._sample()
-        return self
-
-    def __exit__(self, *exc):
-        end = self._sample()
-        self.cores = None
-        if self._start is not None and end is not None:
-            (b0, own0, t0), (b1, own1, t1) = self._start, end
-            self.cores = max(0.0, ((b1 - b0) - (own1 - own0)) / max(1e-9, t1 - t0))
-        return False
-
-    @staticmethod
-    def _sample():
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
-        t = os.times()
-        return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system, t.elapsed
-
-    def describe(self) -> str:
-        if self.cores is None:
-            return ""
-        text = (f"\nother processes kept {self.cores:.1f} of {os.cpu_count()} cores busy "
-                f"during the timing")
-        if self.cores >= 0.5 and torch.get_num_threads() > 1:
-            text += ": [yellow]absolute times are inflated and ratios noisier; compare with " \
-                    "--threads 1[/yellow]"
-        return text
+NOISY = "absolute times are inflated and ratios noisier"
 
 
 def spread(ratios: list[float]) -> dict:
@@ -299,7 +264,7 @@ def bench_step(all_cases: list[Case], warmup: int, rounds: int, results: dict) -
                               f"<= {STEP_TARGET:.2f}x", verdict(r["ratio"] <= STEP_TARGET))
                 del m, ref
                 gc.collect()
-    table.caption += load.describe()
+    table.caption += load.describe(NOISY)
     return table
 
 
@@ -465,7 +430,7 @@ def bench_loop(all_cases: list[Case], warmup: int, rounds: int, results: dict) -
                           f"<= {STEP_TARGET:.2f}x", verdict(r_hand["ratio"] <= STEP_TARGET))
             m = ref = opt_m = opt_r = None     # free them (the hook's closures read them)
             gc.collect()
-    table.caption += load.describe()
+    table.caption += load.describe(NOISY)
     return table
 
 
@@ -667,7 +632,7 @@ def bench_compile(all_cases: list[Case], warmup: int, rounds: int, results: dict
                               f"<= {STEP_TARGET:.2f}x", verdict(r["ratio"] <= STEP_TARGET))
                 del m, ref, steps
                 gc.collect()
-    table.caption += load.describe()
+    table.caption += load.describe(NOISY)
     return table
 
 

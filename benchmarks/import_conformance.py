@@ -119,15 +119,8 @@ def zoo_round_trip(only: list) -> None:
         total += 1
         t0 = time.perf_counter()
         try:
-            c = nndsl.compile(path)
-            state = c.to_torch().state_dict()
-            proto = c.to_onnx(weights=state)
-            feeds = {k: v.numpy() for k, v in c.example_inputs(batch=2).items()}
-            want = cf.run_ort(proto, feeds)
-            imported = import_onnx(proto)
-            back = imported.compile()
-            r = cf.compare(cf.run_torch(imported, feeds, back), want)
-            n0, n1 = c.param_count(), back.param_count()
+            rt = cf.round_trip(nndsl.compile(path))
+            r, (n0, n1), imported, proto = rt.compared, rt.params, rt.imported, rt.proto
             status = "pass" if r.ok and n0 == n1 else "outputs" if not r.ok else \
                 f"params {n1 - n0:+,}"
             ok += r.ok

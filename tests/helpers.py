@@ -14,6 +14,42 @@ def concrete(t, env) -> tuple:
     return tuple(int(evaluate_dim(d, env)) for d in t.shape)
 
 
+def torch_export(module, args, **kw):
+    """``module`` exported by ``torch.onnx.export`` (the TorchScript exporter, opset 17) to an
+    in-memory ONNX model, one input ``x`` and one output ``y`` unless ``kw`` names others."""
+    import io
+    import warnings
+
+    import onnx
+    import torch
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, f, dynamo=False, opset_version=17,
+                          **{"input_names": ["x"], "output_names": ["y"], **kw})
+    return onnx.load_from_string(f.getvalue())
+
+
+def perturbed(m, seed: int = 0) -> dict:
+    """The module ``m``'s state with every constant-initialised tensor (biases, norm affines
+    and statistics) drawn at random, so that outputs depend on the input and a wrong fused
+    epilogue shows: default statistics shrink the signal layer by layer to the biases."""
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        sd = {k: v.clone() for k, v in m.state_dict().items()}
+        for name, t in sd.items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)
+            elif name.endswith("running_mean"):
+                t.copy_(0.1 * torch.randn(t.shape, generator=gen))
+            elif t.is_floating_point() and t.numel() > 0 and bool((t == t.flatten()[0]).all()):
+                t.add_(0.1 * torch.randn(t.shape, generator=gen))
+    return sd
+
+
 def copy_by_position(ours: list, theirs: list, seed: int = 3) -> None:
     """Give two lists of parameters (a compiled module's and a reference's, in the same order)
     the same random values."""

@@ -24,6 +24,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import nndsl
+from helpers import torch_export
 from nndsl.cli import main
 from nndsl.importer import ImportFailure, import_onnx
 from nndsl.importer import conformance as cf
@@ -158,14 +159,6 @@ class LSTMTagger(torch.nn.Module):
         return self.out(h)
 
 
-def _export(module, args, **kw) -> onnx.ModelProto:
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, f, dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["y"], **kw)
-    return onnx.load_from_string(f.getvalue())
-
 
 def _randomize_bn(module):
     g = torch.Generator().manual_seed(0)
@@ -189,7 +182,7 @@ def test_torch_export_reproduces_module(make, args):
         inputs = args()
         want = module(*inputs).numpy()
     # TrainingMode.PRESERVE keeps the batch norms (eval export folds them into the convs)
-    model = _export(module, inputs, training=torch.onnx.TrainingMode.PRESERVE,
+    model = torch_export(module, inputs, training=torch.onnx.TrainingMode.PRESERVE,
                     do_constant_folding=False)
     imported = import_onnx(model)
     feeds = {"x": inputs[0].numpy()}
@@ -201,7 +194,7 @@ def test_torch_export_reproduces_module(make, args):
 def test_tied_embedding_comes_back_tied():
     torch.manual_seed(0)
     module = TinyTransformer().eval()
-    model = _export(module, (torch.randint(0, 50, (2, 8)),), do_constant_folding=False)
+    model = torch_export(module, (torch.randint(0, 50, (2, 8)),), do_constant_folding=False)
     imported = import_onnx(model)
     found = re.search(r"(\w+) = embedding\(50, 32\)", imported.text)
     assert found and f"weight={found[1]}.weight) as head" in imported.text, imported.text
@@ -251,7 +244,7 @@ def test_rms_norm_written_out_comes_back_as_a_layer():
     torch.manual_seed(0)
     module = RMSNormHead().eval()
     x = torch.randn(2, 5, 16)
-    imported = import_onnx(_export(module, (x,)))
+    imported = import_onnx(torch_export(module, (x,)))
     assert "rms_norm(eps=1e-06)" in imported.text and "sqrt" not in imported.text, \
         imported.text
     with torch.no_grad():
@@ -267,7 +260,7 @@ def test_gelu_and_silu_written_out_come_back_as_one_function():
             return torch.nn.functional.gelu(x) + torch.nn.functional.silu(x * 2)
 
     x = torch.randn(3, 5)
-    imported = import_onnx(_export(Act(), (x,)))
+    imported = import_onnx(torch_export(Act(), (x,)))
     assert "|> gelu" in imported.text and "|> silu" in imported.text, imported.text
     assert "erf" not in imported.text and "sigmoid" not in imported.text
     r = cf.compare(cf.run_torch(imported, {"x": x.numpy()}), [Act()(x).numpy()])
@@ -304,7 +297,7 @@ def test_recurrent_layers_come_back_as_layers():
     """The exporter's time-major transposes, shape arithmetic and unread final states go:
     what is left is the layers."""
     torch.manual_seed(0)
-    text = import_onnx(_export(LSTMTagger().eval(), (torch.randint(0, 30, (2, 7)),))).text
+    text = import_onnx(torch_export(LSTMTagger().eval(), (torch.randint(0, 30, (2, 7)),))).text
     assert "embedding(30, 16) as emb |> lstm(24, bidirectional=true) as lstm" in text, text
     assert "transpose" not in text and "reshape" not in text, text
 
@@ -312,7 +305,7 @@ def test_recurrent_layers_come_back_as_layers():
 def test_torch_export_scopes_name_the_layers():
     torch.manual_seed(0)
     module = SmallResNet().eval()
-    model = _export(module, (torch.randn(1, 3, 16, 16),),
+    model = torch_export(module, (torch.randn(1, 3, 16, 16),),
                     training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
     text = import_onnx(model).text
     for layer in ("as layer1_0_conv1", "as layer1_1_down_0", "batch_norm as layer1_1_bn2",
@@ -320,7 +313,7 @@ def test_torch_export_scopes_name_the_layers():
         assert layer in text, text
     # exported for inference, batch norms folded into the convs: the names come from the
     # node scopes (/layer1/layer1.1/down/down.0/Conv), the weights being the exporter's
-    folded = import_onnx(_export(module, (torch.randn(1, 3, 16, 16),))).text
+    folded = import_onnx(torch_export(module, (torch.randn(1, 3, 16, 16),))).text
     for layer in ("as layer1_0_conv1", "as layer1_1_down_0", "linear(10) as fc"):
         assert layer in folded, folded
     assert "batch_norm" not in folded
@@ -339,16 +332,10 @@ ROUND_TRIP = ("fundamentals/mlp", "vision/lenet5", "vision/mnist_cnn",
 
 @pytest.mark.parametrize("spec", ROUND_TRIP)
 def test_zoo_round_trip(spec, root):
-    c = nndsl.compile(root / "specs" / f"{spec}.nn")
-    state = c.to_torch().state_dict()
-    proto = c.to_onnx(weights=state)
-    feeds = {k: v.numpy() for k, v in c.example_inputs(batch=2).items()}
-    want = cf.run_ort(proto, feeds)
-    imported = import_onnx(proto)
-    back = imported.compile()
-    r = cf.compare(cf.run_torch(imported, feeds, back), want)
-    assert r.ok, r.detail
-    assert back.param_count() == c.param_count()
+    rt = cf.round_trip(nndsl.compile(root / "specs" / f"{spec}.nn"))
+    assert rt.compared.ok, rt.compared.detail
+    n0, n1 = rt.params
+    assert n1 == n0
 
 
 SYMBOLIC = """
@@ -529,7 +516,7 @@ def test_damaged_files_fail_as_import_errors(root):
 def test_symbolic_batch_stays_symbolic():
     torch.manual_seed(0)
     module = SmallResNet().eval()
-    model = _export(module, (torch.randn(2, 3, 16, 16),), dynamic_axes={"x": {0: "batch"}},
+    model = torch_export(module, (torch.randn(2, 3, 16, 16),), dynamic_axes={"x": {0: "batch"}},
                     training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
     imported = import_onnx(model)
     assert "input x: f32[batch, 3, 16, 16]" in imported.text, imported.text
@@ -546,7 +533,7 @@ def test_cli_compile_onnx_quantized(tmp_path):
     module = TinyTransformer().eval()
     ids = torch.randint(0, 50, (2, 8))
     src = tmp_path / "tiny.onnx"
-    onnx.save(_export(module, (ids,), do_constant_folding=False), str(src))
+    onnx.save(torch_export(module, (ids,), do_constant_folding=False), str(src))
     out = tmp_path / "tiny.int8.onnx"
     assert main(["compile", str(src), "-O2", "--quantize", "int8-dynamic", "--to", "onnx",
                  "-o", str(out)]) == 0

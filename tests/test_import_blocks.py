@@ -8,9 +8,7 @@ outputs and parameter count, with the weights under the block's scoped names.
 
 from __future__ import annotations
 
-import io
 import re
-import warnings
 
 import numpy as np
 import onnx
@@ -18,6 +16,7 @@ import pytest
 import torch
 
 import reference_models as rm
+from helpers import torch_export
 from nndsl.importer import import_onnx
 from nndsl.importer import conformance as cf
 from nndsl.importer.blocks import tokens
@@ -25,13 +24,6 @@ from nndsl.importer.blocks import tokens
 BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def _export(module, args, **kw) -> onnx.ModelProto:
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, f, dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["y"], **kw)
-    return onnx.load_from_string(f.getvalue())
 
 
 def _params(imported) -> int:
@@ -69,7 +61,7 @@ def test_resnet50_bottlenecks_are_two_blocks():
     with torch.no_grad():
         _randomize_bn(module)
     x = torch.randn(1, 3, 64, 64)
-    model = _export(module, (x,), training=torch.onnx.TrainingMode.PRESERVE,
+    model = torch_export(module, (x,), training=torch.onnx.TrainingMode.PRESERVE,
                     do_constant_folding=False)
     imported, flat = _check(module, (x,), model)
     text = imported.text
@@ -90,7 +82,7 @@ def test_resnet18_basic_blocks():
     torch.manual_seed(0)
     module = rm.ResNet18(classes=10, width=8).eval()
     x = torch.randn(2, 3, 32, 32)
-    model = _export(module, (x,), training=torch.onnx.TrainingMode.PRESERVE,
+    model = torch_export(module, (x,), training=torch.onnx.TrainingMode.PRESERVE,
                     do_constant_folding=False)
     imported, _ = _check(module, (x,), model)
     assert "block layer_block(" in imported.text
@@ -101,7 +93,7 @@ def test_gpt_layers_are_one_block_repeated():
     module = rm.GPT(vocab=64, ctx=16, width=32, heads=4, layers=3).eval()
     ids = torch.randint(0, 64, (2, 8))
     # the exporter gathers the 8 positions of the 16 it has: the other rows are not in the file
-    imported, flat = _check(module, (ids,), _export(module, (ids,), do_constant_folding=False),
+    imported, flat = _check(module, (ids,), torch_export(module, (ids,), do_constant_folding=False),
                             unread=8 * 32)
     text = imported.text
     assert re.search(r"^block h_block\(\) \{", text, re.M), text
@@ -114,7 +106,7 @@ def test_gpt_layers_are_one_block_repeated():
 def test_fold_can_be_turned_off_and_is_a_fixed_point():
     torch.manual_seed(0)
     module = rm.ResNet18(classes=10, width=8).eval()
-    model = _export(module, (torch.randn(1, 3, 32, 32),),
+    model = torch_export(module, (torch.randn(1, 3, 32, 32),),
                     training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
     assert "block " not in import_onnx(model, blocks=False).text
     once = import_onnx(model)
@@ -149,12 +141,12 @@ def test_instances_that_differ_in_structure_are_not_one_block():
     torch.manual_seed(0)
     module = Net().eval()
     x = torch.randn(3, 8)
-    imported, _ = _check(module, (x,), _export(module, (x,)))
+    imported, _ = _check(module, (x,), torch_export(module, (x,)))
     assert imported.text.count("block ") == 1, imported.text
     assert "units: repeat 6" in imported.text, imported.text
     assert "sigmoid" in imported.text.split("model ", 1)[1], imported.text
     two = torch.nn.Sequential(Unit(torch.nn.ReLU()), Unit(torch.nn.ReLU())).eval()
-    assert "block " not in import_onnx(_export(two, (x,))).text
+    assert "block " not in import_onnx(torch_export(two, (x,))).text
 
 
 def test_tokens():
@@ -191,7 +183,7 @@ def test_gpt_attention_comes_back_as_attention(flash):
     torch.manual_seed(0)
     module = rm.GPT(vocab=64, ctx=16, width=32, heads=4, layers=2, flash=flash).eval()
     ids = torch.randint(0, 64, (2, 8))
-    model = _export(module, (ids,), do_constant_folding=False)
+    model = torch_export(module, (ids,), do_constant_folding=False)
     imported, _ = _check(module, (ids,), model, unread=8 * 32)
     text = imported.text
     assert re.search(r"= \w+ @ \w+\.T \* 0\.353553", text), text
@@ -215,7 +207,7 @@ def test_attention_scaled_by_a_divisor_with_an_additive_mask():
             return torch.softmax(s + self.mask, dim=-1) @ v
 
     x = torch.randn(2, 3, 6, 8)
-    model = _export(Att(), (x,))
+    model = torch_export(Att(), (x,))
     imported = import_onnx(model)
     assert re.search(r"@ \w+\.T \* 0\.25\b", imported.text), imported.text
     r = cf.compare(cf.run_torch(imported, {"x": x.numpy()}), [Att()(x).numpy()])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import perturbed
 from nndsl.backends.torch import lowering as L
 from zoo import zoo
 
@@ -24,23 +25,6 @@ REL = 1e-4
 
 def rel_diff(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).abs().max()) / max(float(want.abs().max()), 1e-12)
-
-
-@torch.no_grad()
-def perturbed(m: torch.nn.Module, seed: int = 0) -> dict:
-    """``m``'s state with biases, norm affines and statistics at random values."""
-    gen = torch.Generator().manual_seed(seed)
-    sd = {k: v.clone() for k, v in m.state_dict().items()}
-    for name, t in sd.items():
-        if name.endswith("num_batches_tracked"):
-            continue
-        if name.endswith("running_var"):
-            t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)
-        elif name.endswith("running_mean"):
-            t.copy_(0.1 * torch.randn(t.shape, generator=gen))
-        elif t.is_floating_point() and t.numel() > 0 and bool((t == t.flatten()[0]).all()):
-            t.add_(0.1 * torch.randn(t.shape, generator=gen))
-    return sd
 
 
 _BUILT: dict = {}

@@ -202,6 +202,28 @@ def compare(got: list, want: list, rel: float = 1e-4) -> Compared:
     return Compared(True, worst)
 
 
+@dataclass
+class RoundTrip:
+    compared: Compared
+    params: tuple         # (the spec's parameter count, the re-imported spec's)
+    imported: object      # the Imported spec
+    proto: object         # the spec's ONNX export it was imported from
+
+
+def round_trip(compiled) -> RoundTrip:
+    """A compiled spec exported to ONNX (its weights as initialised) and imported back: the
+    imported spec's torch outputs against onnxruntime's on the export, and both parameter
+    counts."""
+    from nndsl.importer import import_onnx
+    proto = compiled.to_onnx(weights=compiled.to_torch().state_dict())
+    feeds = {k: v.numpy() for k, v in compiled.example_inputs(batch=2).items()}
+    want = run_ort(proto, feeds)
+    imported = import_onnx(proto)
+    back = imported.compile()
+    return RoundTrip(compare(run_torch(imported, feeds, back), want),
+                     (compiled.param_count(), back.param_count()), imported, proto)
+
+
 # ---- onnx's node tests ----
 
 @dataclass

@@ -12,6 +12,7 @@ import math
 from nndsl.ir.derive import expression
 from nndsl.ir.graph import Graph, Node, Value
 from nndsl.ir.ops import ops_with
+from nndsl.passes.cleanup import _scalar_value
 from nndsl.passes.rewrite import (Rewriter, Rule, apply_rules, derived_param,
                                   sweep_dead)
 
@@ -44,7 +45,6 @@ def _scale_match(rw: Rewriter, n: Node):
     """``layer(x) * c``, ``c * layer(x)`` or ``layer(x) / c`` with ``c`` a scalar constant."""
     if n.op not in ("mul", "div") or None in n.inputs:
         return None
-    from nndsl.passes.cleanup import _scalar_value
     sides = [(0, 1)] if n.op == "div" else [(0, 1), (1, 0)]
     for k, other in sides:
         c = _scalar_value(rw, n.inputs[other])
@@ -91,7 +91,6 @@ def _bounds_match(rw: Rewriter, n: Node):
     result of ``x``'s own type; merged with a clamp it alone reads."""
     if n.op not in ("maximum", "minimum") or None in n.inputs:
         return None
-    from nndsl.passes.cleanup import _scalar_value
     for k in (0, 1):
         c = _scalar_value(rw, n.inputs[1 - k])
         if c is None or isinstance(c, bool):
